@@ -1,0 +1,58 @@
+# sweeplab — the two set-up commands are `make sweep` and `make test`.
+# Both create .venv on first use. The CPU build of torch is installed first so
+# that no CUDA packages are pulled; on a GPU machine, override TORCH or install
+# your own torch into .venv before running make.
+
+VENV    ?= .venv
+PYTHON  ?= python3
+TORCH   ?= torch==2.13.0
+PY      := $(VENV)/bin/python
+PIP     := $(PY) -m pip
+SPEC    ?= experiments/mlp_digits.yaml
+PYTEST_ARGS ?=
+
+.PHONY: install dev sweep test test-slow lint typecheck unit bench clean-store help
+
+help:
+	@echo "make sweep      install (if needed) and run the default sweep ($(SPEC))"
+	@echo "make test       install dev extras (if needed), then lint + types + tests"
+	@echo "make test-slow  the long cases (quality figures of the experiments)"
+	@echo "make bench      the benchmarks in bench/ (appends to bench/RESULTS.md)"
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q "$(TORCH)"
+	$(PIP) install -q -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(PIP) install -q -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+dev: $(VENV)/.installed-dev
+
+sweep: install
+	$(VENV)/bin/sweeplab sweep $(SPEC)
+
+lint: dev
+	$(VENV)/bin/ruff check platform tests bench
+	$(VENV)/bin/ruff format --check platform tests bench
+
+typecheck: dev
+	$(VENV)/bin/mypy
+
+unit: dev
+	$(VENV)/bin/pytest -m "not slow" $(PYTEST_ARGS)
+
+test: lint typecheck unit
+
+test-slow: dev
+	$(VENV)/bin/pytest -m slow $(PYTEST_ARGS)
+
+bench: dev
+	$(PY) bench/run_all.py
+
+clean-store:
+	rm -rf sweeplab-store

@@ -1,0 +1,84 @@
+"""What the commands share: store options, error rendering, quiet library loggers."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+# Typer options used by several commands (same names, same help everywhere).
+SET = typer.Option(
+    [], "--set", "-s", metavar="PATH=VALUE",
+    help="Override a spec field by dotted path, e.g. --set train.lr=3e-3 (repeatable).",
+)
+STORE = typer.Option(
+    None, "--store", envvar="SWEEPLAB_STORE",
+    help="Store folder for the defaults below [default: ./sweeplab-store].",
+)
+TRACKING_URI = typer.Option(
+    None, "--tracking-uri", envvar="SWEEPLAB_TRACKING_URI",
+    help="MLflow tracking URI [default: SQLite in the store].",
+)
+STORAGE = typer.Option(
+    None, "--storage", envvar="SWEEPLAB_STORAGE",
+    help="Optuna storage (SQLAlchemy URL) [default: SQLite in the store].",
+)
+QUIET = typer.Option(False, "--quiet", "-q", help="No progress display; only the summary.")
+
+
+def quiet_libraries() -> None:
+    """Keep library chatter (MLflow migrations and download bars, Optuna's per-trial lines)
+    off the terminal: sweeplab shows its own progress. MLflow and Optuna set their
+    loggers up when imported, so they are imported (lazily, here) before being quieted.
+    """
+    import os
+    import warnings
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    import mlflow  # noqa: F401
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    for name in ("mlflow", "alembic", "lightning", "lightning.pytorch"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+    warnings.filterwarnings("ignore", category=UserWarning, module="mlflow")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    return typer.Exit(code)
+
+
+def handle_errors(fn: F) -> F:
+    """SpecError → its issues and exit 2; a missing sweep → exit 1; no tracebacks."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from sweeplab.spec import SpecError
+
+        try:
+            return fn(*args, **kwargs)
+        except SpecError as exc:
+            for issue in exc.issues:
+                err.print(f"[bold red]error:[/] {issue}", soft_wrap=True, markup=True)
+            raise typer.Exit(2) from None
+        except LookupError as exc:
+            raise fail(str(exc.args[0] if exc.args else exc)) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def is_tty() -> bool:
+    return sys.stderr.isatty()

@@ -1,0 +1,58 @@
+"""sweeplab status: the trials of a sweep (or the list of sweeps) from the Optuna storage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from sweeplab.cli._common import STORAGE, STORE, fail, handle_errors, out, quiet_libraries
+
+
+@handle_errors
+def status(
+    name: str | None = typer.Argument(None, help="Sweep name; omit to list the sweeps."),
+    store: Path | None = STORE,
+    storage: str | None = STORAGE,
+) -> None:
+    """Trials of a sweep: complete / pruned / failed / running, and the best so far."""
+    from rich.table import Table
+
+    from sweeplab.store import Store
+
+    where = Store.resolve(store, storage=storage)
+    if not where.storage_exists():
+        raise fail(f"no sweeps yet: {where.storage_url} does not exist")
+    quiet_libraries()
+    from sweeplab.search.status import list_sweeps, sweep_status
+
+    if name is None:
+        table = Table("sweep", "trials", "complete", "pruned", "failed", "running", "best")
+        for s in list_sweeps(where):
+            c = s.counts
+            table.add_row(s.name, str(s.trials), str(c["complete"]), str(c["pruned"]),
+                          str(c["failed"]), str(c["running"]), _num(s.best_value))
+        out.print(table)
+        return
+    report = sweep_status(where, name)
+    keys = list(dict.fromkeys(k for row in report.rows for k in row.params))
+    table = Table("#", "state", report.metric, "epochs", "seconds", *keys, "reason",
+                  title=f"sweep {report.name}")
+    for row in report.rows:
+        table.add_row(str(row.number), row.state, _num(row.value), _num(row.epochs),
+                      _num(row.seconds), *(_num(row.params.get(k)) for k in keys),
+                      row.reason or "")
+    out.print(table)
+    c = report.counts
+    out.print(f"{c['complete']} complete, {c['pruned']} pruned, {c['failed']} failed, "
+              f"{c['running']} running of {report.trials} requested")
+    if report.best_number is not None:
+        out.print(f"best: trial #{report.best_number}, {report.metric} = {_num(report.best_value)}")
+
+
+def _num(value: object) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)

@@ -1,0 +1,127 @@
+"""sweeplab sweep: run a sweep of a spec on the embedded default (or the given stores)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from sweeplab.cli._common import (
+    QUIET,
+    SET,
+    STORAGE,
+    STORE,
+    TRACKING_URI,
+    err,
+    handle_errors,
+    out,
+    quiet_libraries,
+)
+from sweeplab.cli.validate import run_smoke
+
+from sweeplab.store import DEFAULT_STORE, Store
+
+if TYPE_CHECKING:
+    from sweeplab.search.sweep import SweepResult, TrialEvent
+
+
+@handle_errors
+def sweep(
+    spec: Path = typer.Argument(..., help="Experiment spec (YAML)."),
+    set_: list[str] = SET,
+    name: str | None = typer.Option(
+        None, "--name", help="Sweep name [default: the spec's name, with -2, -3… if taken]."
+    ),
+    store: Path | None = STORE,
+    tracking_uri: str | None = TRACKING_URI,
+    storage: str | None = STORAGE,
+    smoke: bool = typer.Option(
+        True, "--smoke/--no-smoke", help="Train one batch at the search-space corners first."
+    ),
+    quiet: bool = QUIET,
+) -> None:
+    """Run a hyperparameter sweep: an Optuna study, one MLflow run per trial."""
+    from sweeplab.spec import load_spec
+
+    exp = load_spec(spec, set_)
+    quiet_libraries()
+    if smoke:
+        run_smoke(exp, quiet)
+    from sweeplab.search.sweep import SweepInterrupted, run_sweep
+
+    where = Store.resolve(store, tracking_uri, storage)
+    started = time.monotonic()
+    try:
+        if quiet:
+            result = run_sweep(exp, where, name=name)
+        else:
+            result = _with_progress(exp.sweep.trials, lambda cb: run_sweep(exp, where, name=name,
+                                                                            on_trial=cb))
+    except SweepInterrupted as stop:
+        _summary(stop.result, time.monotonic() - started, exp.objective.metric, interrupted=True)
+        raise typer.Exit(130) from None
+    _summary(result, time.monotonic() - started, exp.objective.metric)
+
+
+def _with_progress(total: int, run: Callable[[Callable[[TrialEvent], None]], SweepResult]) -> SweepResult:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.description}"), TimeElapsedColumn())
+    with Progress(*columns, console=err) as progress:
+        task = progress.add_task("starting…", total=total)
+
+        def on_trial(event: TrialEvent) -> None:
+            c = event.counts
+            best = "—" if event.best_value is None else f"{event.best_value:.4g}"
+            progress.update(task, completed=c["complete"] + c["pruned"] + c["failed"],
+                            description=f"pruned {c['pruned']}  failed {c['failed']}  best {best}")
+            if event.state == "failed":
+                progress.console.print(f"[yellow]trial {event.number} failed:[/] {event.reason}",
+                                       soft_wrap=True)
+
+        result: SweepResult = run(on_trial)
+        return result
+
+
+def _summary(result: SweepResult, seconds: float, metric: str, interrupted: bool = False) -> None:
+    c = result.counts
+    finished = c["complete"] + c["pruned"] + c["failed"]
+    state = "interrupted" if interrupted else "finished"
+    out.print(f"Sweep [bold]{result.name}[/] {state}: {finished} trials ({c['complete']} complete, "
+              f"{c['pruned']} pruned, {c['failed']} failed) in {seconds:.0f}s")
+    if result.best_trial is not None:
+        out.print(f"Best trial #{result.best_trial}: {metric} = {result.best_value:.4f}")
+        for key, value in result.best_params.items():
+            out.print(f"  {key} = {value}")
+        if result.test:
+            tests = ", ".join(f"{k} = {v:.4f}" for k, v in sorted(result.test.items()))
+            out.print(f"Test: {tests}")
+    else:
+        out.print("No trial completed.")
+    if result.registered:
+        out.print(f"Registered model: {result.registered[0]} version {result.registered[1]}")
+    store = result.store
+    out.print(f"Results: MLflow experiment '{result.experiment}' (parent run "
+              f"{result.parent_run_id}) in {store.tracking_uri}")
+    out.print(f"Status:  sweeplab status {result.name}" + _store_args(store))
+    out.print("Open the MLflow UI:  sweeplab ui" + _store_args(store, ui=True))
+    if interrupted:
+        out.print("Finished trials were kept; the interrupted trial is marked failed.")
+
+
+def _store_args(store: Store, ui: bool = False) -> str:
+    """The options that point a later command at the same store (none for the default)."""
+    default = Store.resolve(DEFAULT_STORE)
+    args = ""
+    if store.root != default.root:
+        args += f" --store {store.root}"
+    here = Store.resolve(store.root)
+    if ui and store.tracking_uri != here.tracking_uri:
+        args += f" --tracking-uri {store.tracking_uri}"
+    if not ui and store.storage_url != here.storage_url:
+        args += f" --storage {store.storage_url}"
+    return args

@@ -1,0 +1,1 @@
+"""Data: built-in datasets (``catalog``), their loaders, and the Lightning DataModule."""

@@ -1,0 +1,220 @@
+"""The Optuna backend: a sweep is one Optuna study in RDB storage.
+
+Samplers and pruners are Optuna's, configured from the spec; pruning inside a
+fit is optuna-integration's Lightning callback. Each trial runs ``run_trial``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import optuna
+from lightning.pytorch.callbacks import Callback
+from optuna.trial import TrialState
+
+from sweeplab.search.catalog import PRUNERS, SAMPLERS
+from sweeplab.search.trial import TAG_STATE, TAG_SWEEP, TAG_TRIAL, describe, run_trial
+from sweeplab.spec import (
+    CategoricalDist,
+    Experiment,
+    FloatDist,
+    IntDist,
+    SearchSpace,
+    SpecError,
+    apply_params,
+    spec_from_dict,
+)
+from sweeplab.spec._space import choice_keys, decode_choice
+from sweeplab.tracking.tracker import Tracker
+
+# Study user attributes: what an agent, `resume` or `status` needs to find everything.
+ATTR_SPEC = "sweeplab.spec"
+ATTR_PARENT = "sweeplab.parent_run_id"
+ATTR_EXPERIMENT = "sweeplab.experiment_id"
+ATTR_RUN = "mlflow_run_id"  # on each trial
+ATTR_REASON = "fail_reason"  # on each failed trial
+
+
+def _load(target: str) -> Any:
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+# ------------------------------------------------------------------ sampler, pruner
+
+
+def grid_of(space: SearchSpace) -> dict[str, list[Any]]:
+    grid: dict[str, list[Any]] = {}
+    for key, dist in space.items():
+        if isinstance(dist, CategoricalDist):
+            grid[key] = choice_keys(dist.choices)
+        elif isinstance(dist, IntDist):
+            grid[key] = list(range(dist.low, dist.high + 1, dist.step))
+        else:
+            step = dist.step or (dist.high - dist.low)
+            count = int(math.floor((dist.high - dist.low) / step + 1e-9)) + 1
+            grid[key] = [dist.low + i * step for i in range(count)]
+    return grid
+
+
+def build_sampler(exp: Experiment) -> optuna.samplers.BaseSampler:
+    name, seed = exp.sweep.sampler, exp.sweep.seed
+    cls = _load(SAMPLERS[name])
+    if name == "grid":
+        return cls(grid_of(SearchSpace.model_validate(exp.search_space)), seed=seed)  # type: ignore[no-any-return]
+    if name == "cmaes":
+        return cls(seed=seed, warn_independent_sampling=False)  # type: ignore[no-any-return]
+    return cls(seed=seed)  # type: ignore[no-any-return]
+
+
+def _max_epochs(exp: Experiment) -> int:
+    dist = exp.search_space.get("train.max_epochs")
+    return int(dist["high"]) if isinstance(dist, dict) and "high" in dist else exp.train.max_epochs
+
+
+def build_pruner(exp: Experiment) -> optuna.pruners.BasePruner:
+    """The spec's pruner with its options; a bad option is a SpecError (before any side effect)."""
+    name, options = exp.sweep.pruner, dict(exp.sweep.pruner_options)
+    if name == "hyperband":
+        options.setdefault("min_resource", 1)
+        options.setdefault("max_resource", _max_epochs(exp))
+    try:
+        return _load(PRUNERS[name])(**options)  # type: ignore[no-any-return]
+    except (TypeError, ValueError) as exc:
+        raise SpecError.single(None, "sweep.pruner_options", f"invalid for pruner '{name}': {exc}")
+
+
+def suggest(trial: optuna.Trial, space: SearchSpace) -> dict[str, Any]:
+    """Ask the trial for a value of every distribution; categorical keys decoded back."""
+    params: dict[str, Any] = {}
+    for key, dist in space.items():
+        if isinstance(dist, FloatDist):
+            params[key] = trial.suggest_float(key, dist.low, dist.high, log=dist.log, step=dist.step)
+        elif isinstance(dist, IntDist):
+            params[key] = trial.suggest_int(key, dist.low, dist.high, log=dist.log, step=dist.step)
+        else:
+            params[key] = decode_choice(dist, trial.suggest_categorical(key, choice_keys(dist.choices)))
+    return params
+
+
+# -------------------------------------------------------------------------- hooks
+
+
+class OptunaHooks:
+    """Pruning through optuna-integration's Lightning callback, on the first restart only.
+
+    Later restarts of the same configuration would report the same epochs again,
+    which Optuna ignores; the first restart's curve decides.
+    """
+
+    pruned: tuple[type[BaseException], ...] = (optuna.TrialPruned,)
+
+    def __init__(self, trial: optuna.Trial, monitor: str) -> None:
+        self.trial = trial
+        self.monitor = monitor
+
+    def callbacks(self, restart: int) -> Sequence[Callback]:
+        from optuna_integration import PyTorchLightningPruningCallback
+
+        if restart > 0:
+            return []
+        return [PyTorchLightningPruningCallback(self.trial, monitor=self.monitor)]
+
+    def on_run(self, run_id: str) -> None:
+        self.trial.set_user_attr(ATTR_RUN, run_id)
+
+
+# -------------------------------------------------------------------------- study
+
+
+def open_storage(url: str) -> optuna.storages.RDBStorage:
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
+    return optuna.storages.RDBStorage(url, **kwargs)
+
+
+def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
+    return [s.study_name for s in storage.get_all_studies()]
+
+
+def unique_name(storage: optuna.storages.BaseStorage, base: str) -> str:
+    taken = set(study_names(storage))
+    if base not in taken:
+        return base
+    n = 2
+    while f"{base}-{n}" in taken:
+        n += 1
+    return f"{base}-{n}"
+
+
+def make_objective(
+    exp: Experiment,
+    tracker: Tracker,
+    sweep: str,
+    parent_run_id: str,
+) -> Callable[[optuna.Trial], float]:
+    space = SearchSpace.model_validate(exp.search_space)
+    base = exp.model_dump(mode="json")
+
+    def objective(trial: optuna.Trial) -> float:
+        try:
+            params = suggest(trial, space)
+            resolved = spec_from_dict(apply_params(base, params))
+            outcome = run_trial(
+                resolved,
+                tracker=tracker,
+                name=f"trial-{trial.number}",
+                params=params,
+                parent=parent_run_id,
+                hooks=OptunaHooks(trial, exp.objective.metric),
+                tags={TAG_SWEEP: sweep, TAG_TRIAL: trial.number},
+            )
+        except optuna.TrialPruned:
+            raise
+        except KeyboardInterrupt:
+            trial.set_user_attr(ATTR_REASON, "interrupted (Ctrl-C)")
+            raise
+        except Exception as exc:
+            trial.set_user_attr(ATTR_REASON, describe(exc))
+            raise
+        trial.set_user_attr("value_std", outcome.std)
+        trial.set_user_attr("restart_values", outcome.values)
+        trial.set_user_attr("epochs", outcome.epochs)
+        for key, value in outcome.test.items():
+            trial.set_user_attr(key, value)
+        return outcome.value
+
+    return objective
+
+
+def counts(study: optuna.Study) -> dict[str, int]:
+    out = {"complete": 0, "pruned": 0, "failed": 0, "running": 0, "waiting": 0}
+    names = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned",
+             TrialState.FAIL: "failed", TrialState.RUNNING: "running",
+             TrialState.WAITING: "waiting"}
+    for t in study.get_trials(deepcopy=False):
+        out[names[t.state]] += 1
+    return out
+
+
+__all__ = [
+    "ATTR_EXPERIMENT",
+    "ATTR_PARENT",
+    "ATTR_REASON",
+    "ATTR_RUN",
+    "ATTR_SPEC",
+    "TAG_STATE",
+    "OptunaHooks",
+    "build_pruner",
+    "build_sampler",
+    "counts",
+    "grid_of",
+    "make_objective",
+    "open_storage",
+    "suggest",
+    "unique_name",
+]

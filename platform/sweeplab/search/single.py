@@ -1,0 +1,43 @@
+"""train_once: one tracked run of a spec, no search (``sweeplab train``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import yaml
+
+from sweeplab.models.base import InferenceModel
+from sweeplab.registry.register import log_model, register
+from sweeplab.search.trial import NoHooks, TrialOutcome, run_trial
+from sweeplab.spec import Experiment
+from sweeplab.store import Store
+from sweeplab.tracking.tracker import Tracker, flatten
+
+
+@dataclass
+class TrainResult:
+    outcome: TrialOutcome
+    experiment: str
+    model_uri: str
+    registered: tuple[str, int] | None
+
+
+def train_once(exp: Experiment, store: Store, *, register_as: str | None = None) -> TrainResult:
+    """Train ``exp`` as written, log curves, metrics and the model; register if asked."""
+    store.prepare()
+    tracker = Tracker(store, exp.experiment_name)
+    spec = exp.model_dump(mode="json")
+    params = flatten({k: v for k, v in spec.items() if k not in ("search_space", "sweep")})
+    outcome = run_trial(exp, tracker=tracker, name=f"{exp.name}-train", params=params,
+                        parent=None, hooks=NoHooks(), tags={"sweeplab.kind": "train"})
+    tracker.log_text(outcome.run_id, yaml.safe_dump(spec, sort_keys=False), "spec.yaml")
+    split = outcome.best.data.split
+    model = InferenceModel(outcome.best.module, split).eval()
+    example = (split.x_test[:5] * split.std + split.mean).astype("float32")
+    uri = log_model(tracker, outcome.run_id, model, example)
+    registered = None
+    if register_as:
+        version = register(tracker, register_as, uri, outcome.run_id,
+                           {"sweeplab.run_id": outcome.run_id, **outcome.test})
+        registered = (register_as, version)
+    return TrainResult(outcome, tracker.experiment, uri, registered)

@@ -1,0 +1,223 @@
+"""run_sweep: the life of a sweep on the Optuna backend, with its MLflow parent run.
+
+    validate sampler/pruner  → nothing written yet; a SpecError stops here
+    create study + parent run (spec, search space as artifacts, flattened params)
+    optimize: each trial is ``run_trial`` (a nested child run)
+    finish: best params/value and the history plot on the parent run, best model
+            logged and registered under ``tracking.register_as``
+
+Ctrl-C: the running trial is marked failed ("interrupted") with its run KILLED,
+the parent run ends KILLED, and ``SweepInterrupted`` carries what was finished.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+import yaml
+from optuna.trial import FrozenTrial, TrialState
+
+from sweeplab.search.optuna_backend import (
+    ATTR_EXPERIMENT,
+    ATTR_PARENT,
+    ATTR_REASON,
+    ATTR_RUN,
+    ATTR_SPEC,
+    build_pruner,
+    build_sampler,
+    counts,
+    make_objective,
+    open_storage,
+    unique_name,
+)
+from sweeplab.search.trial import CHECKPOINT, TAG_STATE, TAG_SWEEP, TAG_TRIAL
+from sweeplab.spec import Experiment, SearchSpace, apply_params, spec_from_dict
+from sweeplab.spec._space import CategoricalDist, decode_choice
+from sweeplab.store import Store
+from sweeplab.tracking.plots import sweep_history
+from sweeplab.tracking.tracker import Tracker, flatten
+
+STATE_NAMES = {
+    TrialState.COMPLETE: "complete",
+    TrialState.PRUNED: "pruned",
+    TrialState.FAIL: "failed",
+    TrialState.RUNNING: "running",
+    TrialState.WAITING: "waiting",
+}
+
+
+@dataclass
+class TrialEvent:
+    """Sent to ``on_trial`` after each trial, for progress displays."""
+
+    number: int
+    state: str
+    value: float | None
+    reason: str | None
+    counts: dict[str, int]
+    best_value: float | None
+    total: int
+
+
+@dataclass
+class SweepResult:
+    name: str
+    store: Store
+    experiment: str
+    experiment_id: str
+    parent_run_id: str
+    counts: dict[str, int]
+    best_trial: int | None = None
+    best_value: float | None = None
+    best_params: dict[str, Any] = field(default_factory=dict)
+    best_run_id: str | None = None
+    test: dict[str, float] = field(default_factory=dict)
+    registered: tuple[str, int] | None = None
+
+
+class SweepInterrupted(Exception):
+    """Ctrl-C ended the sweep; ``result`` holds what was finished and kept."""
+
+    def __init__(self, result: SweepResult) -> None:
+        super().__init__(f"sweep {result.name!r} interrupted")
+        self.result = result
+
+
+def decoded_params(exp: Experiment, trial: FrozenTrial) -> dict[str, Any]:
+    """A trial's params as spec values (categorical keys mapped back to their YAML values)."""
+    space = SearchSpace.model_validate(exp.search_space)
+    out = {}
+    for key, dist in space.items():
+        if key in trial.params:
+            value = trial.params[key]
+            out[key] = decode_choice(dist, value) if isinstance(dist, CategoricalDist) else value
+    return out
+
+
+def run_sweep(
+    exp: Experiment,
+    store: Store,
+    *,
+    name: str | None = None,
+    on_trial: Callable[[TrialEvent], None] | None = None,
+) -> SweepResult:
+    """Create the sweep's study and parent run, run ``sweep.trials`` trials, finish."""
+    sampler = build_sampler(exp)
+    pruner = build_pruner(exp)  # a bad pruner option stops here, before anything is written
+    store.prepare()
+    storage = open_storage(store.storage_url)
+    sweep_name = unique_name(storage, name or exp.name)
+    tracker = Tracker(store, exp.experiment_name)
+    study = optuna.create_study(
+        storage=storage,
+        study_name=sweep_name,
+        sampler=sampler,
+        pruner=pruner,
+        direction="maximize" if exp.objective.mode == "max" else "minimize",
+    )
+    spec = exp.model_dump(mode="json")
+    params = flatten({k: v for k, v in spec.items() if k != "search_space"})
+    parent = tracker.start_run(
+        sweep_name, tags={TAG_SWEEP: sweep_name, "sweeplab.kind": "sweep"}, params=params
+    )
+    tracker.log_text(parent, yaml.safe_dump(spec, sort_keys=False), "spec.yaml")
+    tracker.log_text(parent, yaml.safe_dump(exp.search_space, sort_keys=False),
+                     "search_space.yaml")
+    study.set_user_attr(ATTR_SPEC, json.dumps(spec))
+    study.set_user_attr(ATTR_PARENT, parent)
+    study.set_user_attr(ATTR_EXPERIMENT, tracker.experiment_id)
+    return optimize(study, exp, tracker, parent, on_trial)
+
+
+def optimize(
+    study: optuna.Study,
+    exp: Experiment,
+    tracker: Tracker,
+    parent: str,
+    on_trial: Callable[[TrialEvent], None] | None,
+) -> SweepResult:
+    objective = make_objective(exp, tracker, study.study_name, parent)
+    total = exp.sweep.trials
+    done = sum(1 for t in study.get_trials(deepcopy=False) if t.state.is_finished())
+
+    def report(study: optuna.Study, trial: FrozenTrial) -> None:
+        if on_trial is None:
+            return
+        try:
+            best: float | None = study.best_value
+        except ValueError:
+            best = None
+        on_trial(TrialEvent(trial.number, STATE_NAMES[trial.state], trial.value,
+                            trial.user_attrs.get(ATTR_REASON), counts(study), best, total))
+
+    try:
+        study.optimize(objective, n_trials=max(total - done, 0), timeout=exp.sweep.timeout,
+                       catch=(Exception,), callbacks=[report], gc_after_trial=False)
+    except KeyboardInterrupt:
+        tracker.set_tags(parent, {TAG_STATE: "interrupted"})
+        result = summarize(study, exp, tracker, parent)
+        tracker.end_run(parent, "KILLED")
+        raise SweepInterrupted(result) from None
+    result = summarize(study, exp, tracker, parent)
+    if result.best_run_id is not None and exp.tracking.register_as:
+        result.registered = register_best(exp, tracker, result)
+    tracker.set_tags(parent, {TAG_STATE: "complete"})
+    tracker.end_run(parent)
+    return result
+
+
+def summarize(study: optuna.Study, exp: Experiment, tracker: Tracker, parent: str) -> SweepResult:
+    """The sweep's result, also written to the parent run (best params, value, history)."""
+    result = SweepResult(study.study_name, tracker.store, tracker.experiment,
+                         tracker.experiment_id, parent, counts(study))
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    tracker.log_metrics(parent, {f"trials_{k}": v for k, v in result.counts.items()})
+    if not complete:
+        return result
+    best = study.best_trial
+    result.best_trial = best.number
+    result.best_value = best.value
+    result.best_params = decoded_params(exp, best)
+    result.best_run_id = best.user_attrs.get(ATTR_RUN)
+    result.test = {k: v for k, v in best.user_attrs.items() if k.startswith("test_")}
+    tracker.log_params(parent, {f"best.{k}": v for k, v in result.best_params.items()})
+    tracker.log_metrics(parent, {"best_value": float(best.value or 0.0), **result.test})
+    tracker.set_tags(parent, {"sweeplab.best_trial": best.number,
+                              "sweeplab.best_run_id": result.best_run_id})
+    numbers = [t.number for t in complete]
+    values = [float(t.value or 0.0) for t in complete]
+    tracker.log_figure(parent, sweep_history(numbers, values, exp.objective.mode,
+                                             exp.objective.metric), "sweep_history.png")
+    return result
+
+
+def register_best(exp: Experiment, tracker: Tracker, result: SweepResult) -> tuple[str, int]:
+    """Rebuild the best trial's model from its checkpoint, log it, register a new version."""
+    import torch
+
+    from sweeplab.data.module import ArrayDataModule
+    from sweeplab.models.base import InferenceModel
+    from sweeplab.models.build import build_model
+    from sweeplab.registry.register import log_model, register
+
+    assert result.best_run_id is not None  # checked by the caller
+    name = str(exp.tracking.register_as)
+    resolved = spec_from_dict(apply_params(exp.model_dump(mode="json"), result.best_params))
+    data = ArrayDataModule(resolved.data, resolved.train.batch_size)
+    module = build_model(resolved, data)
+    state = torch.load(tracker.download(result.best_run_id, CHECKPOINT), weights_only=True)
+    module.load_state_dict(state)
+    model = InferenceModel(module, data.split).eval()
+    split = data.split
+    example = (split.x_test[:5] * split.std + split.mean).astype("float32")
+    source = log_model(tracker, result.best_run_id, model, example)
+    tags = {TAG_SWEEP: result.name, TAG_TRIAL: result.best_trial,
+            "sweeplab.run_id": result.best_run_id, "sweeplab.value": result.best_value,
+            **result.test}
+    version = register(tracker, name, source, result.best_run_id, tags)
+    tracker.set_tags(result.parent_run_id, {"sweeplab.registered": f"{name}/{version}"})
+    return name, version

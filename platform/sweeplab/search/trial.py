@@ -1,0 +1,185 @@
+"""run_trial: one trial of any backend — train (with restarts), track, and say how it ended.
+
+The MLflow tree of a trial:
+
+    trial-7                      child of the sweep's parent run
+      params: the sampled values; tags: trial number, state, study
+      metrics: per-epoch history (when restarts == 1), value, value_std, test_*
+      artifacts: learning_curve.png, checkpoint/model_state.pt
+      trial-7-restart-0 ...      nested runs, one per restart, when restarts > 1
+
+A backend passes ``TrialHooks``: its Lightning callbacks (pruning, reporting),
+which exceptions mean "pruned", and where to note the MLflow run id.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import traceback
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from lightning.pytorch.callbacks import Callback
+
+from sweeplab.spec import Experiment
+from sweeplab.tracking.logger import BatchedMlflowLogger
+from sweeplab.tracking.plots import learning_curves
+from sweeplab.tracking.tracker import Tracker
+from sweeplab.training.fit import FitResult, fit
+
+CHECKPOINT = "checkpoint/model_state.pt"
+
+# Tags on every trial run, read back by status/compare and by the registry.
+TAG_SWEEP = "sweeplab.sweep"
+TAG_TRIAL = "sweeplab.trial_number"
+TAG_STATE = "sweeplab.state"
+TAG_REASON = "sweeplab.fail_reason"
+TAG_RESTART = "sweeplab.restart"
+
+
+class TrialHooks(Protocol):
+    """How a backend plugs into a trial."""
+
+    pruned: tuple[type[BaseException], ...]
+
+    def callbacks(self, restart: int) -> Sequence[Callback]:
+        """Lightning callbacks for the fit of restart ``restart`` (0-based)."""
+        ...
+
+    def on_run(self, run_id: str) -> None:
+        """The trial's MLflow run exists; record its id on the backend's trial."""
+        ...
+
+
+class NoHooks:
+    """A trial with no search backend (``sweeplab train``)."""
+
+    pruned: tuple[type[BaseException], ...] = ()
+
+    def callbacks(self, restart: int) -> Sequence[Callback]:
+        return []
+
+    def on_run(self, run_id: str) -> None:
+        return None
+
+
+@dataclass
+class TrialOutcome:
+    value: float
+    run_id: str
+    values: list[float]  # one per restart
+    std: float
+    epochs: int
+    test: dict[str, float]
+    best: FitResult = field(repr=False)
+
+
+def aggregate(values: Sequence[float], how: str, mode: str) -> float:
+    if how == "mean":
+        return statistics.fmean(values)
+    return max(values) if mode == "max" else min(values)
+
+
+def run_trial(
+    exp: Experiment,
+    *,
+    tracker: Tracker,
+    name: str,
+    params: Mapping[str, Any],
+    parent: str | None,
+    hooks: TrialHooks,
+    tags: Mapping[str, Any] | None = None,
+) -> TrialOutcome:
+    """Train ``exp`` ``sweep.restarts`` times and track it under one run.
+
+    Raises what the fit raised (after ending the runs with the right state): the
+    backend's pruned exception, TrainingDiverged, KeyboardInterrupt, ...
+    """
+    restarts = exp.sweep.restarts
+    run_id = tracker.start_run(name, parent=parent, tags=tags, params=params)
+    hooks.on_run(run_id)
+    results: list[FitResult] = []
+    curves: dict[str, dict[str, list[float]]] = {}
+    try:
+        for restart in range(restarts):
+            sub_id = run_id
+            if restarts > 1:
+                sub_id = tracker.start_run(f"{name}-restart-{restart}", parent=run_id,
+                                           tags={**(tags or {}), TAG_RESTART: restart})
+            logger = BatchedMlflowLogger(tracker.client, sub_id)
+            try:
+                result = fit(exp, seed=exp.train.seed + restart, logger=logger,
+                             callbacks=hooks.callbacks(restart))
+            except BaseException as exc:
+                _plot(tracker, sub_id, {f"restart {restart}": _curves(logger, exp)}, exp)
+                if sub_id != run_id:
+                    _end(tracker, sub_id, exc, hooks)
+                raise
+            curves[f"restart {restart}"] = _curves(logger, exp)
+            if sub_id != run_id:
+                _plot(tracker, sub_id, {"": curves[f"restart {restart}"]}, exp)
+                tracker.set_tags(sub_id, {TAG_STATE: "complete"})
+                tracker.end_run(sub_id)
+            results.append(result)
+    except BaseException as exc:
+        if curves and restarts > 1:
+            _plot(tracker, run_id, curves, exp)
+        _end(tracker, run_id, exc, hooks)
+        raise
+
+    values = [r.value for r in results]
+    value = aggregate(values, exp.sweep.restart_aggregate, exp.objective.mode)
+    best = results[values.index(aggregate(values, "best", exp.objective.mode))]
+    std = statistics.pstdev(values) if len(values) > 1 else 0.0
+    summary = {"value": value, "value_std": std, "epochs": float(best.epochs)}
+    if restarts > 1:
+        summary.update(best.test)  # restart runs hold their own; the trial shows the best's
+    tracker.log_metrics(run_id, summary)
+    _plot(tracker, run_id, curves, exp)
+    _save_checkpoint(tracker, run_id, best)
+    tracker.set_tags(run_id, {TAG_STATE: "complete"})
+    tracker.end_run(run_id)
+    return TrialOutcome(value, run_id, values, std, best.epochs, best.test, best)
+
+
+def _curves(logger: BatchedMlflowLogger, exp: Experiment) -> dict[str, list[float]]:
+    keys = ("train_loss", "val_loss", exp.objective.metric, *exp.metrics(), "lr")
+    return {key: logger.curve(key) for key in dict.fromkeys(keys)}
+
+
+def _plot(tracker: Tracker, run_id: str, curves: dict[str, dict[str, list[float]]],
+          exp: Experiment) -> None:
+    metric = next(m for m in exp.metrics() if m != "val_loss")
+    tracker.log_figure(run_id, learning_curves(curves, metric), "learning_curve.png")
+
+
+def _save_checkpoint(tracker: Tracker, run_id: str, result: FitResult) -> None:
+    import torch
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp, "model_state.pt")
+        torch.save(result.module.state_dict(), path)
+        tracker.log_file(run_id, path, "checkpoint")
+
+
+def _end(tracker: Tracker, run_id: str, exc: BaseException, hooks: TrialHooks) -> None:
+    """End a run after ``exc``: pruned → FINISHED, Ctrl-C → KILLED, anything else → FAILED."""
+    if isinstance(exc, hooks.pruned):
+        tracker.set_tags(run_id, {TAG_STATE: "pruned"})
+        tracker.end_run(run_id, "FINISHED")
+    elif isinstance(exc, KeyboardInterrupt | SystemExit):
+        tracker.set_tags(run_id, {TAG_STATE: "interrupted", TAG_REASON: "interrupted (Ctrl-C)"})
+        tracker.end_run(run_id, "KILLED")
+    else:
+        reason = f"{type(exc).__name__}: {exc}"
+        tracker.set_tags(run_id, {TAG_STATE: "failed", TAG_REASON: reason[:5000]})
+        tracker.log_text(run_id, "".join(traceback.format_exception(exc)), "error.txt")
+        tracker.end_run(run_id, "FAILED")
+
+
+def describe(exc: BaseException) -> str:
+    """One line for a failed trial: the reason recorded with it."""
+    return f"{type(exc).__name__}: {exc}"

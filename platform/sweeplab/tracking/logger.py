@@ -1,0 +1,83 @@
+"""A Lightning logger that buffers metrics and writes them to MLflow in batches."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from typing import Any
+
+from lightning.pytorch.loggers import Logger
+from lightning.pytorch.utilities import rank_zero_only
+from mlflow import MlflowClient
+from mlflow.entities import Metric
+
+# MLflow's log_batch accepts at most 1000 metrics per call.
+MAX_BATCH = 1000
+
+
+class BatchedMlflowLogger(Logger):
+    """Per-epoch metrics into one MLflow run, written ``log_batch`` at a time.
+
+    Lightning's MLFlowLogger makes one request per ``log_metrics`` call. This
+    logger keeps values in memory and writes them when ``flush_every`` seconds
+    have passed, when the buffer is full, and when the fit ends, so logging costs
+    a handful of writes per fit. The step of each value is the epoch, so a
+    metric's history has one point per epoch. ``history`` keeps every value for
+    the learning-curve plot without reading them back.
+    """
+
+    def __init__(self, client: MlflowClient, run_id: str, flush_every: float = 10.0) -> None:
+        super().__init__()
+        self._client = client
+        self._run_id = run_id
+        self._flush_every = flush_every
+        self._buffer: list[Metric] = []
+        self._last_flush = time.monotonic()
+        self.history: dict[str, list[tuple[int, float]]] = defaultdict(list)
+
+    @property
+    def name(self) -> str:
+        return "sweeplab"
+
+    @property
+    def version(self) -> str:
+        return self._run_id
+
+    @property
+    def run_id(self) -> str:
+        return self._run_id
+
+    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+        """Params are logged by the trial runner from the spec, not from the module."""
+
+    @rank_zero_only
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        epoch = int(metrics.get("epoch", step or 0))
+        now = int(time.time() * 1000)
+        for key, value in metrics.items():
+            if key == "epoch":
+                continue
+            value = float(value)
+            self.history[key].append((epoch, value))
+            self._buffer.append(Metric(key, value, now, epoch))
+        if len(self._buffer) >= MAX_BATCH or time.monotonic() - self._last_flush > self._flush_every:
+            self.flush()
+
+    def flush(self) -> None:
+        while self._buffer:
+            chunk, self._buffer = self._buffer[:MAX_BATCH], self._buffer[MAX_BATCH:]
+            self._client.log_batch(self._run_id, metrics=chunk)
+        self._last_flush = time.monotonic()
+
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        self.flush()
+
+    def curve(self, key: str) -> list[float]:
+        """Per-epoch values of ``key`` (the last value when an epoch logged it twice)."""
+        by_epoch = {epoch: value for epoch, value in self.history.get(key, [])}
+        return [by_epoch[e] for e in sorted(by_epoch)]
+
+    def finite(self, key: str) -> bool:
+        return all(math.isfinite(v) for v in self.curve(key))

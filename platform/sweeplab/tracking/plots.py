@@ -1,0 +1,53 @@
+"""Pictures logged to MLflow: a trial's learning curves, a sweep's history."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # no screen: render to files only
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def learning_curves(runs: Mapping[str, Mapping[str, Sequence[float]]], metric: str) -> Any:
+    """Train and val loss, and the val metric, per epoch; one line per run (restart).
+
+    ``runs`` maps a label to that run's per-epoch curves (``train_loss``,
+    ``val_loss``, ``metric``, optionally ``lr``).
+    """
+    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(10, 4))
+    for label, curves in runs.items():
+        prefix = f"{label} " if len(runs) > 1 else ""
+        for key, style in (("train_loss", "--"), ("val_loss", "-")):
+            values = curves.get(key, [])
+            if values:
+                ax_loss.plot(range(1, len(values) + 1), values, style, label=f"{prefix}{key}")
+        values = curves.get(metric, [])
+        if values:
+            ax_metric.plot(range(1, len(values) + 1), values, label=f"{prefix}{metric}")
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
+    ax_metric.set(xlabel="epoch", ylabel=metric, title=metric)
+    for ax in (ax_loss, ax_metric):
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def sweep_history(numbers: Sequence[int], values: Sequence[float], mode: str, metric: str) -> Any:
+    """Each finished trial's value, and the best so far."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.scatter(numbers, values, s=18, label="trial value")
+    best: list[float] = []
+    for value in values:
+        pick = max if mode == "max" else min
+        best.append(value if not best else pick(best[-1], value))
+    ax.step(numbers, best, where="post", color="C1", label="best so far")
+    ax.set(xlabel="trial", ylabel=metric, title="sweep history")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,103 @@
+"""Tracker: the MLflow experiment of a spec, and its runs, written through MlflowClient."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+
+from sweeplab.store import Store
+
+# MLflow limits a param value to 6000 characters.
+MAX_PARAM = 6000
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"lr": 0.1}}`` → ``{"train.lr": 0.1}`` (lists stay values)."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(flatten(value, path + "."))
+        else:
+            out[path] = value
+    return out
+
+
+def _param_text(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text[:MAX_PARAM]
+
+
+class Tracker:
+    """One MLflow experiment; every write names its run id explicitly."""
+
+    def __init__(self, store: Store, experiment: str) -> None:
+        self.store = store
+        self.client = MlflowClient(tracking_uri=store.tracking_uri, registry_uri=store.tracking_uri)
+        found = self.client.get_experiment_by_name(experiment)
+        if found is None:
+            self.experiment_id = self.client.create_experiment(
+                experiment, artifact_location=store.artifact_location
+            )
+        else:
+            self.experiment_id = found.experiment_id
+        self.experiment = experiment
+
+    def start_run(
+        self,
+        name: str,
+        *,
+        parent: str | None = None,
+        tags: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> str:
+        all_tags = {MLFLOW_RUN_NAME: name, **(tags or {})}
+        if parent is not None:
+            all_tags[MLFLOW_PARENT_RUN_ID] = parent
+        run = self.client.create_run(
+            self.experiment_id, run_name=name, tags={k: str(v) for k, v in all_tags.items()}
+        )
+        run_id: str = run.info.run_id
+        if params:
+            self.log_params(run_id, params)
+        return run_id
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        items = [Param(k, _param_text(v)) for k, v in params.items()]
+        for start in range(0, len(items), 100):  # log_batch takes at most 100 params
+            self.client.log_batch(run_id, params=items[start : start + 100])
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+        self.client.log_batch(run_id, metrics=batch)
+
+    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_figure(self, run_id: str, figure: Any, path: str) -> None:
+        import matplotlib.pyplot as plt
+
+        self.client.log_figure(run_id, figure, path)
+        plt.close(figure)
+
+    def log_text(self, run_id: str, text: str, path: str) -> None:
+        self.client.log_text(run_id, text, path)
+
+    def log_file(self, run_id: str, local: Path, folder: str | None = None) -> None:
+        self.client.log_artifact(run_id, str(local), folder)
+
+    def download(self, run_id: str, path: str) -> Path:
+        target = tempfile.mkdtemp(prefix="sweeplab-")
+        return Path(self.client.download_artifacts(run_id, path, target))
+
+    def end_run(self, run_id: str, status: str = "FINISHED") -> None:
+        self.client.set_terminated(run_id, status)

@@ -1,0 +1,49 @@
+"""Lightning callbacks sweeplab adds to every fit."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+
+
+class KeepBestWeights(pl.Callback):
+    """Track the best value of ``monitor`` and keep a copy of the weights at that epoch.
+
+    Lightning's ModelCheckpoint does the same through full checkpoint files on
+    disk at every improvement; for the small models of a sweep an in-memory
+    copy is much cheaper, and the trial's value and model then agree.
+    """
+
+    def __init__(self, monitor: str, mode: str) -> None:
+        self.monitor = monitor
+        self.mode = mode
+        self.best: float | None = None
+        self.best_epoch = -1
+        self.epochs = 0
+        self._state: dict[str, torch.Tensor] | None = None
+
+    def _better(self, value: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        if self.best is None:
+            return True
+        return value < self.best if self.mode == "min" else value > self.best
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
+            return
+        self.epochs = trainer.current_epoch + 1
+        value = float(trainer.callback_metrics[self.monitor])
+        if self._better(value):
+            self.best, self.best_epoch = value, trainer.current_epoch
+            self._state = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
+
+    def restore(self, pl_module: pl.LightningModule) -> None:
+        if self._state is not None:
+            pl_module.load_state_dict(self._state)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "best_epoch": self.best_epoch}

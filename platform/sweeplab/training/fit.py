@@ -1,0 +1,153 @@
+"""fit: train one configuration with Lightning and return its result.
+
+The one trial function for every backend. A backend adds its own Lightning
+callbacks (Optuna's pruning callback, Ray's reporting) through ``callbacks``;
+this module imports neither Optuna nor Ray.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import Callback, EarlyStopping
+from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
+from lightning.pytorch.loggers import Logger
+from lightning.pytorch.trainer.states import TrainerStatus
+
+from sweeplab.data.module import ArrayDataModule
+from sweeplab.models.base import SupervisedModule
+from sweeplab.models.build import build_model
+from sweeplab.spec import Experiment
+from sweeplab.training.callbacks import KeepBestWeights
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the trial fails with this message."""
+
+
+@dataclass
+class FitResult:
+    value: float  # best value of the objective metric over the epochs
+    best_epoch: int  # 0-based epoch of that value; the module holds its weights
+    epochs: int  # epochs run (early stopping or pruning may end before max_epochs)
+    test: dict[str, float]  # test metrics of the module (best weights)
+    module: SupervisedModule
+    data: ArrayDataModule
+    stopped: str | None = None  # why early stopping ended the fit, if it did
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+def quiet_lightning() -> None:
+    """Silence Lightning's start-up chatter and the warnings that do not apply here."""
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
+    warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+
+
+def make_trainer(
+    exp: Experiment,
+    callbacks: Sequence[Callback] = (),
+    logger: Logger | None = None,
+    **overrides: object,
+) -> pl.Trainer:
+    """A Trainer with nothing sweeplab does not need: no checkpoints, bar or summary."""
+    quiet_lightning()
+    kwargs: dict[str, object] = {
+        "max_epochs": exp.train.max_epochs,
+        "accelerator": "auto",
+        "devices": 1,
+        "logger": logger if logger is not None else False,
+        "callbacks": list(callbacks),
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "num_sanity_val_steps": 0,
+        "gradient_clip_val": exp.train.gradient_clip_val,
+        "log_every_n_steps": 1_000_000,  # per-epoch metrics only
+    }
+    kwargs.update(overrides)
+    return pl.Trainer(**kwargs)  # type: ignore[arg-type]
+
+
+def _fit_or_interrupt(trainer: pl.Trainer, module: pl.LightningModule, data: ArrayDataModule) -> None:
+    """trainer.fit, but Ctrl-C stays a KeyboardInterrupt.
+
+    Lightning turns Ctrl-C into ``sys.exit(1)`` after ignoring SIGINT; a sweep
+    must see the interrupt to mark the trial and end its runs, so it is raised
+    again as KeyboardInterrupt and the SIGINT handler is put back.
+    """
+    try:
+        trainer.fit(module, datamodule=data)
+    except SystemExit as exc:
+        if trainer.state.status == TrainerStatus.INTERRUPTED:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            raise KeyboardInterrupt from exc
+        raise
+
+
+def fit(
+    exp: Experiment,
+    *,
+    seed: int | None = None,
+    logger: Logger | None = None,
+    callbacks: Sequence[Callback] = (),
+    test: bool = True,
+) -> FitResult:
+    """Train ``exp`` once (seeded); raises TrainingDiverged when the loss turns NaN/inf."""
+    seed = exp.train.seed if seed is None else seed
+    pl.seed_everything(seed, workers=False, verbose=False)
+    data = ArrayDataModule(exp.data, exp.train.batch_size, seed=seed)
+    module = build_model(exp, data)
+    best = KeepBestWeights(exp.objective.metric, exp.objective.mode)
+    stoppers = _stoppers(exp)
+    all_callbacks: list[Callback] = [best, *stoppers, *callbacks]
+    trainer = make_trainer(exp, all_callbacks, logger)
+    _fit_or_interrupt(trainer, module, data)
+    for es in stoppers:
+        if es.stopping_reason == EarlyStoppingReason.NON_FINITE_METRIC:
+            raise TrainingDiverged(
+                f"{es.monitor} became {trainer.callback_metrics.get(es.monitor)} at epoch "
+                f"{trainer.current_epoch}: {es.stopping_reason_message}"
+            )
+    if best.best is None:
+        raise TrainingDiverged(f"{exp.objective.metric} was never finite")
+    best.restore(module)
+    results: dict[str, float] = {}
+    if test:
+        out = trainer.test(module, datamodule=data, verbose=False)
+        results = {k: float(v) for k, v in (out[0] if out else {}).items()}
+    stopped = next((es.stopping_reason_message for es in stoppers if es.stopped_epoch), None)
+    return FitResult(
+        value=best.best,
+        best_epoch=best.best_epoch,
+        epochs=best.epochs,
+        test=results,
+        module=module,
+        data=data,
+        stopped=stopped,
+    )
+
+
+def _stoppers(exp: Experiment) -> list[EarlyStopping]:
+    """The spec's early stopping, and a guard that ends the fit when val_loss is not finite.
+
+    Both are Lightning's EarlyStopping with ``check_finite``; the guard's patience
+    is longer than the fit, so it only ever stops on NaN or inf.
+    """
+    cfg = exp.train.early_stopping
+    stoppers = []
+    if cfg is not None:
+        stoppers.append(EarlyStopping(monitor=cfg.monitor, patience=cfg.patience, mode=cfg.mode,
+                                      min_delta=cfg.min_delta, check_finite=True))
+    if cfg is None or cfg.monitor != "val_loss":
+        stoppers.append(EarlyStopping(monitor="val_loss", patience=exp.train.max_epochs + 1,
+                                      check_finite=True))
+    return stoppers

@@ -1,0 +1,22 @@
+"""Optimizers by name, with the spec's learning rate, momentum and weight decay."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+from sweeplab.spec import TrainConfig
+from sweeplab.training.catalog import OPTIMIZERS
+
+
+def build_optimizer(cfg: TrainConfig, params: Iterable[Any]) -> torch.optim.Optimizer:
+    cls = getattr(torch.optim, OPTIMIZERS[cfg.optimizer])
+    kwargs: dict[str, Any] = {"lr": cfg.lr, "weight_decay": cfg.weight_decay}
+    if cfg.optimizer == "sgd":
+        kwargs.update(momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
+    elif cfg.optimizer == "rmsprop":
+        kwargs.update(momentum=cfg.momentum)
+    optimizer: torch.optim.Optimizer = cls(params, **kwargs)
+    return optimizer
