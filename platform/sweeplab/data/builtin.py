@@ -117,13 +117,15 @@ def _split(cfg_json: str) -> Split:
     arrays = LOADERS[cfg.dataset](cfg)
     index = np.arange(len(arrays.x))
     strata = arrays.strata
+    # Whole counts (not fractions of what is left), so equal strata stay equal in every split.
+    n_test = max(round(cfg.test_fraction * len(index)), 1)
+    n_val = max(round(cfg.val_fraction * len(index)), 1)
     rest, test = train_test_split(
-        index, test_size=cfg.test_fraction, random_state=cfg.seed,
+        index, test_size=n_test, random_state=cfg.seed,
         stratify=None if strata is None else strata,
     )
-    val_share = cfg.val_fraction / (1.0 - cfg.test_fraction)
     train, val = train_test_split(
-        rest, test_size=val_share, random_state=cfg.seed,
+        rest, test_size=n_val, random_state=cfg.seed,
         stratify=None if strata is None else strata[rest],
     )
     x, y = arrays.x, arrays.y

@@ -16,3 +16,13 @@ PRUNERS: dict[str, str] = {
     "successive_halving": "optuna.pruners:SuccessiveHalvingPruner",
     "hyperband": "optuna.pruners:HyperbandPruner",
 }
+
+
+def pruner_parameters(name: str) -> list[str]:
+    """The keyword arguments the Optuna pruner ``name`` accepts (imports Optuna)."""
+    import importlib
+    import inspect
+
+    module, _, cls = PRUNERS[name].partition(":")
+    signature = inspect.signature(getattr(importlib.import_module(module), cls))
+    return [p for p in signature.parameters if p != "self"]

@@ -103,6 +103,25 @@ def suggest(trial: optuna.Trial, space: SearchSpace) -> dict[str, Any]:
 # -------------------------------------------------------------------------- hooks
 
 
+def _pruning_callback(trial: optuna.Trial, monitor: str) -> Callback:
+    """optuna-integration's pruning callback, silent on an epoch whose val_loss is NaN/inf.
+
+    A diverged epoch usually also looks bad to the pruner, which would record the
+    trial as PRUNED; skipping that report lets the fit end through early stopping's
+    ``check_finite`` and the trial be recorded as FAILED with the reason.
+    """
+    from optuna_integration import PyTorchLightningPruningCallback
+
+    class FinitePruningCallback(PyTorchLightningPruningCallback):  # type: ignore[misc]
+        def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+            loss = trainer.callback_metrics.get("val_loss")
+            if loss is not None and not math.isfinite(float(loss)):
+                return
+            super().on_validation_end(trainer, pl_module)
+
+    return FinitePruningCallback(trial, monitor=monitor)  # type: ignore[no-any-return]
+
+
 class OptunaHooks:
     """Pruning through optuna-integration's Lightning callback, on the first restart only.
 
@@ -117,11 +136,9 @@ class OptunaHooks:
         self.monitor = monitor
 
     def callbacks(self, restart: int) -> Sequence[Callback]:
-        from optuna_integration import PyTorchLightningPruningCallback
-
         if restart > 0:
             return []
-        return [PyTorchLightningPruningCallback(self.trial, monitor=self.monitor)]
+        return [_pruning_callback(self.trial, self.monitor)]
 
     def on_run(self, run_id: str) -> None:
         self.trial.set_user_attr(ATTR_RUN, run_id)

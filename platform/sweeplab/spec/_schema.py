@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from sweeplab.spec._errors import did_you_mean
 from sweeplab.data.catalog import DATASETS, Task
 from sweeplab.models.catalog import ACTIVATIONS, INITS, NORMS
 from sweeplab.search.catalog import PRUNERS, SAMPLERS
@@ -189,4 +190,21 @@ class Experiment(_Section):
                 f"'{self.train.loss}' is a {LOSSES[self.train.loss]} loss but dataset "
                 f"'{self.data.dataset}' is {self.task}; allowed: auto, {', '.join(allowed)}",
             ))
+        if self.train.nesterov and (self.train.optimizer != "sgd" or self.train.momentum == 0):
+            problems.append((
+                "train.nesterov",
+                "true needs optimizer 'sgd' with momentum > 0, but got optimizer "
+                f"'{self.train.optimizer}', momentum {self.train.momentum}",
+            ))
+        if self.sweep.pruner_options:
+            from sweeplab.search.catalog import pruner_parameters
+
+            allowed = pruner_parameters(self.sweep.pruner)
+            for key in self.sweep.pruner_options:
+                if key not in allowed:
+                    problems.append((
+                        f"sweep.pruner_options.{key}",
+                        f"unknown option of pruner '{self.sweep.pruner}'"
+                        f"{did_you_mean(key, allowed)}; allowed: {', '.join(allowed) or 'none'}",
+                    ))
         return problems

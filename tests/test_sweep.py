@@ -1,0 +1,145 @@
+"""A real sweep on a real SQLite study and MLflow store: the runs tree, states, restarts, XOR."""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+import numpy as np
+import optuna
+import pytest
+from mlflow import MlflowClient
+from optuna.trial import TrialState
+
+from sweeplab.search.sweep import run_sweep
+from sweeplab.spec import load_spec, spec_from_dict
+from tests.conftest import ROOT, all_runs, tiny_spec
+
+
+def _study(store: Any, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=store.storage_url)
+
+
+def test_sweep_writes_the_mlflow_tree_and_registers_the_best(
+    store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    exp = spec_from_dict(tiny_spec(sweep={"trials": 3}, tracking={"experiment": "tree",
+                                                                  "register_as": "tiny-model"}))
+    result = run_sweep(exp, store)
+    client = MlflowClient(store.tracking_uri)
+    runs = all_runs(store, "tree")
+    assert all(r.info.status != "RUNNING" for r in runs)
+    parent = client.get_run(result.parent_run_id)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["sweeplab.kind"] == "sweep"
+    assert parent.data.params["train.optimizer"] == "adam"
+    assert "best.train.lr" in parent.data.params
+    assert parent.data.metrics["best_value"] == pytest.approx(result.best_value)
+    parent_files = {f.path for f in client.list_artifacts(parent.info.run_id)}
+    assert {"spec.yaml", "search_space.yaml", "sweep_history.png"} <= parent_files
+
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    study = _study(store, result.name)
+    assert len(children) == len(study.trials) == 3
+    by_run = {r.info.run_id: r for r in children}
+    for trial in study.trials:
+        run = by_run[trial.user_attrs["mlflow_run_id"]]  # the trial knows its run...
+        assert run.data.tags["sweeplab.trial_number"] == str(trial.number)  # ...and back
+        assert float(run.data.params["train.lr"]) == pytest.approx(trial.params["train.lr"])
+        assert run.info.status == "FINISHED" and run.data.tags["sweeplab.state"] == "complete"
+        history = client.get_metric_history(run.info.run_id, "val_acc")
+        assert len(history) == trial.user_attrs["epochs"] == 3
+        assert [m.step for m in history] == [0, 1, 2]
+        assert len(client.get_metric_history(run.info.run_id, "train_loss")) == 3
+        assert len(client.get_metric_history(run.info.run_id, "lr")) == 3
+        assert "test_acc" in run.data.metrics
+        files = {f.path for f in client.list_artifacts(run.info.run_id)}
+        assert "learning_curve.png" in files and "checkpoint" in files
+
+    assert result.registered == ("tiny-model", 1)
+    version = client.get_model_version("tiny-model", "1")
+    assert version.run_id == result.best_run_id
+    assert float(version.tags["test_acc"]) == pytest.approx(result.test["test_acc"])
+
+    # The registered model takes raw features and scores the test split as tracked.
+    import mlflow.pyfunc
+
+    from sweeplab.data.builtin import split
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store.tracking_uri)
+    model = mlflow.pyfunc.load_model("models:/tiny-model/1")
+    s = split(exp.data)
+    raw = (s.x_test * s.std + s.mean).astype(np.float32)
+    probs = np.asarray(model.predict(raw))
+    assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    accuracy = float((probs.argmax(axis=1) == s.y_test).mean())
+    assert accuracy == pytest.approx(result.test["test_acc"], abs=1e-6)
+
+
+def test_pruned_and_diverged_trials_get_their_states_and_the_sweep_completes(store: Any) -> None:
+    exp = spec_from_dict(tiny_spec(
+        train={"optimizer": "sgd", "max_epochs": 4},
+        search_space={"train.lr": {"type": "categorical", "choices": [0.05, 1e-6, 1e8]}},
+        # seed 2 draws 1e8 (diverges), 0.05 (completes), then 1e-6 (pruned against it), ...
+        sweep={"trials": 6, "sampler": "random", "seed": 2, "pruner": "median",
+               "pruner_options": {"n_startup_trials": 1, "n_warmup_steps": 0}},
+        tracking={"experiment": "states"},
+    ))
+    result = run_sweep(exp, store)
+    study = _study(store, result.name)
+    states = [t.state for t in study.trials]
+    assert len(states) == 6 and TrialState.RUNNING not in states
+    assert TrialState.COMPLETE in states and TrialState.PRUNED in states
+    assert TrialState.FAIL in states
+    runs = {r.info.run_id: r for r in all_runs(store, "states")}
+    for trial in study.trials:
+        run = runs[trial.user_attrs["mlflow_run_id"]]
+        if trial.state == TrialState.FAIL:
+            assert trial.params["train.lr"] == 1e8
+            assert "val_loss became nan" in trial.user_attrs["fail_reason"]
+            assert run.info.status == "FAILED"
+            assert "val_loss became nan" in run.data.tags["sweeplab.fail_reason"]
+        elif trial.state == TrialState.PRUNED:
+            assert run.data.tags["sweeplab.state"] == "pruned"
+            assert run.info.status == "FINISHED"
+            assert len(MlflowClient(store.tracking_uri).get_metric_history(
+                run.info.run_id, "val_acc")) == trial.last_step + 1
+        else:
+            assert run.data.tags["sweeplab.state"] == "complete"
+    assert result.counts["failed"] == states.count(TrialState.FAIL)
+
+
+@pytest.mark.parametrize("aggregate", ["mean", "best"])
+def test_restarts_make_k_runs_and_the_documented_aggregate(store: Any, aggregate: str) -> None:
+    exp = spec_from_dict(tiny_spec(
+        sweep={"trials": 1, "restarts": 3, "restart_aggregate": aggregate},
+        tracking={"experiment": f"restarts-{aggregate}"},
+    ))
+    result = run_sweep(exp, store)
+    client = MlflowClient(store.tracking_uri)
+    runs = all_runs(store, f"restarts-{aggregate}")
+    trial_run = client.get_run(str(result.best_run_id))
+    restarts = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == trial_run.info.run_id]
+    assert sorted(r.data.tags["sweeplab.restart"] for r in restarts) == ["0", "1", "2"]
+    # each restart's value: the best val_acc over its own curve
+    values = [max(m.value for m in client.get_metric_history(r.info.run_id, "val_acc"))
+              for r in restarts]
+    expected = statistics.fmean(values) if aggregate == "mean" else max(values)
+    assert result.best_value == pytest.approx(expected, abs=1e-6)
+    assert trial_run.data.metrics["value_std"] == pytest.approx(statistics.pstdev(values), abs=1e-6)
+    for r in restarts:
+        assert "learning_curve.png" in {f.path for f in client.list_artifacts(r.info.run_id)}
+    trial = _study(store, result.name).trials[0]
+    assert trial.user_attrs["restart_values"] == pytest.approx(
+        [v for _, v in sorted(zip([r.data.tags["sweeplab.restart"] for r in restarts], values,
+                                  strict=True))], abs=1e-6)
+
+
+def test_xor_needs_a_hidden_layer(store: Any) -> None:
+    exp = load_spec(ROOT / "experiments" / "xor.yaml")
+    result = run_sweep(exp, store)
+    by_hidden = {str(t.params["model.hidden"]): t.user_attrs["test_acc"]
+                 for t in _study(store, result.name).trials}
+    assert by_hidden["[]"] <= 0.75
+    assert by_hidden["[8]"] == 1.0
+    assert result.best_params == {"model.hidden": [8]}
