@@ -23,61 +23,130 @@ CASES: list[tuple[str, dict[str, Any], str, list[str]]] = [
     # id, spec sections, dotted path expected in the message, other words expected
     ("unknown key", {"train": {"lrr": 0.1}}, "train.lrr", ["did you mean 'lr'", "allowed keys"]),
     ("unknown top key", {"modle": {}}, "modle", ["did you mean 'model'"]),
-    ("low >= high", {"search_space": {"train.lr": {"type": "float", "low": 0.1, "high": 0.01}}},
-     "train.lr", ["low must be < high", "0.1"]),
-    ("nan bound", {"search_space": {"train.lr": {"type": "float", "low": float("nan"),
-                                                 "high": 0.1}}},
-     "train.lr", ["finite", "nan"]),
-    ("inf bound", {"search_space": {"train.lr": {"type": "float", "low": 0.001,
-                                                 "high": float("inf")}}},
-     "train.lr", ["finite", "inf"]),
-    ("log low <= 0", {"search_space": {"train.lr": {"type": "float", "low": 0.0, "high": 0.1,
-                                                    "log": True}}},
-     "train.lr", ["log", "low=0.0"]),
-    ("float bounds on int", {"search_space": {"train.batch_size": {"type": "int", "low": 8.5,
-                                                                   "high": 64}}},
-     "train.batch_size.low", ["integers", "8.5"]),
-    ("float dist on int field", {"search_space": {"train.batch_size": {"type": "float",
-                                                                       "low": 8, "high": 64}}},
-     "train.batch_size", ["integer field", "use type: int"]),
-    ("empty choices", {"search_space": {"model.activation": {"type": "categorical",
-                                                             "choices": []}}},
-     "model.activation.choices", ["at least 1"]),
-    ("search key not in spec", {"search_space": {"train.learning_rate": {
-        "type": "float", "low": 0.001, "high": 0.1}}},
-     "train.learning_rate", ["not a field of the spec"]),
-    ("search key typo", {"search_space": {"model.dropuot": {
-        "type": "float", "low": 0.0, "high": 0.5}}},
-     "model.dropuot", ["did you mean 'model.dropout'"]),
-    ("bad choice", {"search_space": {"model.activation": {"type": "categorical",
-                                                          "choices": ["relu", "relux"]}}},
-     "model.activation", ["'relux'", "allowed"]),
-    ("unknown activation", {"model": {"arch": "mlp", "activation": "swish"}},
-     "model.activation", ["'swish'", "relu, leaky_relu, prelu, sigmoid, tanh, gelu"]),
-    ("unknown optimizer", {"train": {"optimizer": "adamm"}}, "train.optimizer",
-     ["did you mean 'adam'", "sgd, adam, adamw, rmsprop, adadelta"]),
+    (
+        "low >= high",
+        {"search_space": {"train.lr": {"type": "float", "low": 0.1, "high": 0.01}}},
+        "train.lr",
+        ["low must be < high", "0.1"],
+    ),
+    (
+        "nan bound",
+        {"search_space": {"train.lr": {"type": "float", "low": float("nan"), "high": 0.1}}},
+        "train.lr",
+        ["finite", "nan"],
+    ),
+    (
+        "inf bound",
+        {"search_space": {"train.lr": {"type": "float", "low": 0.001, "high": float("inf")}}},
+        "train.lr",
+        ["finite", "inf"],
+    ),
+    (
+        "log low <= 0",
+        {"search_space": {"train.lr": {"type": "float", "low": 0.0, "high": 0.1, "log": True}}},
+        "train.lr",
+        ["log", "low=0.0"],
+    ),
+    (
+        "float bounds on int",
+        {"search_space": {"train.batch_size": {"type": "int", "low": 8.5, "high": 64}}},
+        "train.batch_size.low",
+        ["integers", "8.5"],
+    ),
+    (
+        "float dist on int field",
+        {"search_space": {"train.batch_size": {"type": "float", "low": 8, "high": 64}}},
+        "train.batch_size",
+        ["integer field", "use type: int"],
+    ),
+    (
+        "empty choices",
+        {"search_space": {"model.activation": {"type": "categorical", "choices": []}}},
+        "model.activation.choices",
+        ["at least 1"],
+    ),
+    (
+        "search key not in spec",
+        {"search_space": {"train.learning_rate": {"type": "float", "low": 0.001, "high": 0.1}}},
+        "train.learning_rate",
+        ["not a field of the spec"],
+    ),
+    (
+        "search key typo",
+        {"search_space": {"model.dropuot": {"type": "float", "low": 0.0, "high": 0.5}}},
+        "model.dropuot",
+        ["did you mean 'model.dropout'"],
+    ),
+    (
+        "bad choice",
+        {
+            "search_space": {
+                "model.activation": {"type": "categorical", "choices": ["relu", "relux"]}
+            }
+        },
+        "model.activation",
+        ["'relux'", "allowed"],
+    ),
+    (
+        "unknown activation",
+        {"model": {"arch": "mlp", "activation": "swish"}},
+        "model.activation",
+        ["'swish'", "relu, leaky_relu, prelu, sigmoid, tanh, gelu"],
+    ),
+    (
+        "unknown optimizer",
+        {"train": {"optimizer": "adamm"}},
+        "train.optimizer",
+        ["did you mean 'adam'", "sgd, adam, adamw, rmsprop, adadelta"],
+    ),
     ("unknown dataset", {"data": {"dataset": "mnistt"}}, "data.dataset", ["'mnistt'", "digits"]),
-    ("unknown pruner", {"sweep": {"pruner": "hyperbandd"}}, "sweep.pruner",
-     ["did you mean 'hyperband'", "median"]),
-    ("unknown sampler", {"sweep": {"sampler": "bayes"}}, "sweep.sampler",
-     ["'bayes'", "tpe, random, grid, cmaes"]),
-    ("metric never logged", {"objective": {"metric": "val_f1", "mode": "max"}},
-     "objective.metric", ["never logged", "val_loss, val_acc"]),
-    ("regression metric on classification", {"objective": {"metric": "val_rmse"}},
-     "objective.metric", ["never logged"]),
+    (
+        "unknown pruner",
+        {"sweep": {"pruner": "hyperbandd"}},
+        "sweep.pruner",
+        ["did you mean 'hyperband'", "median"],
+    ),
+    (
+        "unknown sampler",
+        {"sweep": {"sampler": "bayes"}},
+        "sweep.sampler",
+        ["'bayes'", "tpe, random, grid, cmaes"],
+    ),
+    (
+        "metric never logged",
+        {"objective": {"metric": "val_f1", "mode": "max"}},
+        "objective.metric",
+        ["never logged", "val_loss, val_acc"],
+    ),
+    (
+        "regression metric on classification",
+        {"objective": {"metric": "val_rmse"}},
+        "objective.metric",
+        ["never logged"],
+    ),
     ("negative lr", {"train": {"lr": -1}}, "train.lr", ["greater than 0", "-1"]),
     ("loss for other task", {"train": {"loss": "mse"}}, "train.loss", ["regression", "iris"]),
     ("grid needs steps", {"sweep": {"sampler": "grid"}}, "train.lr", ["grid sampler", "step"]),
-    ("bad pruner option", {"sweep": {"pruner": "median", "pruner_options": {"n_startup": 1}}},
-     "sweep.pruner_options.n_startup", ["median", "did you mean 'n_startup_trials'"]),
+    (
+        "bad pruner option",
+        {"sweep": {"pruner": "median", "pruner_options": {"n_startup": 1}}},
+        "sweep.pruner_options.n_startup",
+        ["median", "did you mean 'n_startup_trials'"],
+    ),
 ]
 
 
 @pytest.mark.parametrize("command", ["validate", "sweep"])
 @pytest.mark.parametrize(("case", "sections", "path", "words"), CASES, ids=[c[0] for c in CASES])
 def test_bad_spec_exits_2_names_path_and_creates_nothing(
-    tmp_path: Path, write_spec: Any, monkeypatch: pytest.MonkeyPatch, command: str,
-    case: str, sections: dict[str, Any], path: str, words: list[str],
+    tmp_path: Path,
+    write_spec: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    command: str,
+    case: str,
+    sections: dict[str, Any],
+    path: str,
+    words: list[str],
 ) -> None:
     spec_path = write_spec(tiny_spec(**sections))
     monkeypatch.chdir(tmp_path)
@@ -117,8 +186,11 @@ def test_search_space_file_errors_name_that_file(tmp_path: Path, write_spec: Any
 
 def test_bad_set_override(write_spec: Any) -> None:
     spec = write_spec(tiny_spec())
-    for bad, expected in [("train.lr", "dotted.path=value"), ("train.lr.x=1", "not a mapping"),
-                          ("train.optimizer=adamm", "train.optimizer")]:
+    for bad, expected in [
+        ("train.lr", "dotted.path=value"),
+        ("train.lr.x=1", "not a mapping"),
+        ("train.optimizer=adamm", "train.optimizer"),
+    ]:
         result = runner.invoke(app, ["validate", str(spec), "--set", bad])
         assert result.exit_code == 2, bad
         assert expected in result.output, result.output
@@ -133,13 +205,16 @@ def test_valid_spec_and_every_shipped_experiment() -> None:
         assert "valid" in result.output
 
 
-def test_smoke_catches_a_corner_that_fails(tmp_path: Path, write_spec: Any,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_smoke_catches_a_corner_that_fails(
+    tmp_path: Path, write_spec: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Batch norm cannot train on a batch of one sample: only the low corner of batch_size fails.
-    spec = write_spec(tiny_spec(
-        model={"arch": "mlp", "hidden": [8], "norm": "batch"},
-        search_space={"train.batch_size": {"type": "int", "low": 1, "high": 16}},
-    ))
+    spec = write_spec(
+        tiny_spec(
+            model={"arch": "mlp", "hidden": [8], "norm": "batch"},
+            search_space={"train.batch_size": {"type": "int", "low": 1, "high": 16}},
+        )
+    )
     monkeypatch.chdir(tmp_path)
     before = _files(tmp_path)
     result = runner.invoke(app, ["validate", "--smoke", str(spec)])
@@ -157,8 +232,15 @@ def test_overrides_reach_the_spec(write_spec: Any) -> None:
     from sweeplab.spec import load_spec
 
     path = write_spec(tiny_spec())
-    exp = load_spec(path, ["train.lr=3e-3", "model.hidden=[4, 5]", "train.early_stopping.patience=2",
-                           "tracking.register_as=m"])
+    exp = load_spec(
+        path,
+        [
+            "train.lr=3e-3",
+            "model.hidden=[4, 5]",
+            "train.early_stopping.patience=2",
+            "tracking.register_as=m",
+        ],
+    )
     assert exp.train.lr == pytest.approx(3e-3)
     assert exp.model.hidden == [4, 5]
     assert exp.train.early_stopping is not None and exp.train.early_stopping.patience == 2

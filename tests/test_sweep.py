@@ -23,8 +23,9 @@ def _study(store: Any, name: str) -> optuna.Study:
 def test_sweep_writes_the_mlflow_tree_and_registers_the_best(
     store: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    exp = spec_from_dict(tiny_spec(sweep={"trials": 3}, tracking={"experiment": "tree",
-                                                                  "register_as": "tiny-model"}))
+    exp = spec_from_dict(
+        tiny_spec(sweep={"trials": 3}, tracking={"experiment": "tree", "register_as": "tiny-model"})
+    )
     result = run_sweep(exp, store)
     client = MlflowClient(store.tracking_uri)
     runs = all_runs(store, "tree")
@@ -77,14 +78,21 @@ def test_sweep_writes_the_mlflow_tree_and_registers_the_best(
 
 
 def test_pruned_and_diverged_trials_get_their_states_and_the_sweep_completes(store: Any) -> None:
-    exp = spec_from_dict(tiny_spec(
-        train={"optimizer": "sgd", "max_epochs": 4},
-        search_space={"train.lr": {"type": "categorical", "choices": [0.05, 1e-6, 1e8]}},
-        # seed 2 draws 1e8 (diverges), 0.05 (completes), then 1e-6 (pruned against it), ...
-        sweep={"trials": 6, "sampler": "random", "seed": 2, "pruner": "median",
-               "pruner_options": {"n_startup_trials": 1, "n_warmup_steps": 0}},
-        tracking={"experiment": "states"},
-    ))
+    exp = spec_from_dict(
+        tiny_spec(
+            train={"optimizer": "sgd", "max_epochs": 4},
+            search_space={"train.lr": {"type": "categorical", "choices": [0.05, 1e-6, 1e8]}},
+            # seed 2 draws 1e8 (diverges), 0.05 (completes), then 1e-6 (pruned against it), ...
+            sweep={
+                "trials": 6,
+                "sampler": "random",
+                "seed": 2,
+                "pruner": "median",
+                "pruner_options": {"n_startup_trials": 1, "n_warmup_steps": 0},
+            },
+            tracking={"experiment": "states"},
+        )
+    )
     result = run_sweep(exp, store)
     study = _study(store, result.name)
     states = [t.state for t in study.trials]
@@ -102,8 +110,10 @@ def test_pruned_and_diverged_trials_get_their_states_and_the_sweep_completes(sto
         elif trial.state == TrialState.PRUNED:
             assert run.data.tags["sweeplab.state"] == "pruned"
             assert run.info.status == "FINISHED"
-            assert len(MlflowClient(store.tracking_uri).get_metric_history(
-                run.info.run_id, "val_acc")) == trial.last_step + 1
+            assert (
+                len(MlflowClient(store.tracking_uri).get_metric_history(run.info.run_id, "val_acc"))
+                == trial.last_step + 1
+            )
         else:
             assert run.data.tags["sweeplab.state"] == "complete"
     assert result.counts["failed"] == states.count(TrialState.FAIL)
@@ -111,10 +121,12 @@ def test_pruned_and_diverged_trials_get_their_states_and_the_sweep_completes(sto
 
 @pytest.mark.parametrize("aggregate", ["mean", "best"])
 def test_restarts_make_k_runs_and_the_documented_aggregate(store: Any, aggregate: str) -> None:
-    exp = spec_from_dict(tiny_spec(
-        sweep={"trials": 1, "restarts": 3, "restart_aggregate": aggregate},
-        tracking={"experiment": f"restarts-{aggregate}"},
-    ))
+    exp = spec_from_dict(
+        tiny_spec(
+            sweep={"trials": 1, "restarts": 3, "restart_aggregate": aggregate},
+            tracking={"experiment": f"restarts-{aggregate}"},
+        )
+    )
     result = run_sweep(exp, store)
     client = MlflowClient(store.tracking_uri)
     runs = all_runs(store, f"restarts-{aggregate}")
@@ -122,8 +134,9 @@ def test_restarts_make_k_runs_and_the_documented_aggregate(store: Any, aggregate
     restarts = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == trial_run.info.run_id]
     assert sorted(r.data.tags["sweeplab.restart"] for r in restarts) == ["0", "1", "2"]
     # each restart's value: the best val_acc over its own curve
-    values = [max(m.value for m in client.get_metric_history(r.info.run_id, "val_acc"))
-              for r in restarts]
+    values = [
+        max(m.value for m in client.get_metric_history(r.info.run_id, "val_acc")) for r in restarts
+    ]
     expected = statistics.fmean(values) if aggregate == "mean" else max(values)
     assert result.best_value == pytest.approx(expected, abs=1e-6)
     assert trial_run.data.metrics["value_std"] == pytest.approx(statistics.pstdev(values), abs=1e-6)
@@ -131,15 +144,23 @@ def test_restarts_make_k_runs_and_the_documented_aggregate(store: Any, aggregate
         assert "learning_curve.png" in {f.path for f in client.list_artifacts(r.info.run_id)}
     trial = _study(store, result.name).trials[0]
     assert trial.user_attrs["restart_values"] == pytest.approx(
-        [v for _, v in sorted(zip([r.data.tags["sweeplab.restart"] for r in restarts], values,
-                                  strict=True))], abs=1e-6)
+        [
+            v
+            for _, v in sorted(
+                zip([r.data.tags["sweeplab.restart"] for r in restarts], values, strict=True)
+            )
+        ],
+        abs=1e-6,
+    )
 
 
 def test_xor_needs_a_hidden_layer(store: Any) -> None:
     exp = load_spec(ROOT / "experiments" / "xor.yaml")
     result = run_sweep(exp, store)
-    by_hidden = {str(t.params["model.hidden"]): t.user_attrs["test_acc"]
-                 for t in _study(store, result.name).trials}
+    by_hidden = {
+        str(t.params["model.hidden"]): t.user_attrs["test_acc"]
+        for t in _study(store, result.name).trials
+    }
     assert by_hidden["[]"] <= 0.75
     assert by_hidden["[8]"] == 1.0
     assert result.best_params == {"model.hidden": [8]}

@@ -18,19 +18,28 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 # Typer options used by several commands (same names, same help everywhere).
 SET = typer.Option(
-    [], "--set", "-s", metavar="PATH=VALUE",
+    [],
+    "--set",
+    "-s",
+    metavar="PATH=VALUE",
     help="Override a spec field by dotted path, e.g. --set train.lr=3e-3 (repeatable).",
 )
 STORE = typer.Option(
-    None, "--store", envvar="SWEEPLAB_STORE",
+    None,
+    "--store",
+    envvar="SWEEPLAB_STORE",
     help="Store folder for the defaults below [default: ./sweeplab-store].",
 )
 TRACKING_URI = typer.Option(
-    None, "--tracking-uri", envvar="SWEEPLAB_TRACKING_URI",
+    None,
+    "--tracking-uri",
+    envvar="SWEEPLAB_TRACKING_URI",
     help="MLflow tracking URI [default: SQLite in the store].",
 )
 STORAGE = typer.Option(
-    None, "--storage", envvar="SWEEPLAB_STORAGE",
+    None,
+    "--storage",
+    envvar="SWEEPLAB_STORAGE",
     help="Optuna storage (SQLAlchemy URL) [default: SQLite in the store].",
 )
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress display; only the summary.")

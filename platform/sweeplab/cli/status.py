@@ -30,22 +30,45 @@ def status(
         table = Table("sweep", "trials", "complete", "pruned", "failed", "running", "best")
         for s in list_sweeps(where):
             c = s.counts
-            table.add_row(s.name, str(s.trials), str(c["complete"]), str(c["pruned"]),
-                          str(c["failed"]), str(c["running"]), _num(s.best_value))
+            table.add_row(
+                s.name,
+                str(s.trials),
+                str(c["complete"]),
+                str(c["pruned"]),
+                str(c["failed"]),
+                str(c["running"]),
+                _num(s.best_value),
+            )
         out.print(table)
         return
     report = sweep_status(where, name)
     keys = list(dict.fromkeys(k for row in report.rows for k in row.params))
-    table = Table("#", "state", report.metric, "epochs", "seconds", *keys, "reason",
-                  title=f"sweep {report.name}")
+    table = Table(
+        "#",
+        "state",
+        report.metric,
+        "epochs",
+        "seconds",
+        *keys,
+        "reason",
+        title=f"sweep {report.name}",
+    )
     for row in report.rows:
-        table.add_row(str(row.number), row.state, _num(row.value), _num(row.epochs),
-                      _num(row.seconds), *(_num(row.params.get(k)) for k in keys),
-                      row.reason or "")
+        table.add_row(
+            str(row.number),
+            row.state,
+            _num(row.value),
+            _num(row.epochs),
+            _num(row.seconds),
+            *(_num(row.params.get(k)) for k in keys),
+            row.reason or "",
+        )
     out.print(table)
     c = report.counts
-    out.print(f"{c['complete']} complete, {c['pruned']} pruned, {c['failed']} failed, "
-              f"{c['running']} running of {report.trials} requested")
+    out.print(
+        f"{c['complete']} complete, {c['pruned']} pruned, {c['failed']} failed, "
+        f"{c['running']} running of {report.trials} requested"
+    )
     if report.best_number is not None:
         out.print(f"best: trial #{report.best_number}, {report.metric} = {_num(report.best_value)}")
 

@@ -21,7 +21,6 @@ from sweeplab.cli._common import (
     quiet_libraries,
 )
 from sweeplab.cli.validate import run_smoke
-
 from sweeplab.store import DEFAULT_STORE, Store
 
 if TYPE_CHECKING:
@@ -58,30 +57,42 @@ def sweep(
         if quiet:
             result = run_sweep(exp, where, name=name)
         else:
-            result = _with_progress(exp.sweep.trials, lambda cb: run_sweep(exp, where, name=name,
-                                                                            on_trial=cb))
+            result = _with_progress(
+                exp.sweep.trials, lambda cb: run_sweep(exp, where, name=name, on_trial=cb)
+            )
     except SweepInterrupted as stop:
         _summary(stop.result, time.monotonic() - started, exp.objective.metric, interrupted=True)
         raise typer.Exit(130) from None
     _summary(result, time.monotonic() - started, exp.objective.metric)
 
 
-def _with_progress(total: int, run: Callable[[Callable[[TrialEvent], None]], SweepResult]) -> SweepResult:
+def _with_progress(
+    total: int, run: Callable[[Callable[[TrialEvent], None]], SweepResult]
+) -> SweepResult:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    columns = (TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.description}"), TimeElapsedColumn())
+    columns = (
+        TextColumn("[bold]sweep"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=err) as progress:
         task = progress.add_task("starting…", total=total)
 
         def on_trial(event: TrialEvent) -> None:
             c = event.counts
             best = "—" if event.best_value is None else f"{event.best_value:.4g}"
-            progress.update(task, completed=c["complete"] + c["pruned"] + c["failed"],
-                            description=f"pruned {c['pruned']}  failed {c['failed']}  best {best}")
+            progress.update(
+                task,
+                completed=c["complete"] + c["pruned"] + c["failed"],
+                description=f"pruned {c['pruned']}  failed {c['failed']}  best {best}",
+            )
             if event.state == "failed":
-                progress.console.print(f"[yellow]trial {event.number} failed:[/] {event.reason}",
-                                       soft_wrap=True)
+                progress.console.print(
+                    f"[yellow]trial {event.number} failed:[/] {event.reason}", soft_wrap=True
+                )
 
         result: SweepResult = run(on_trial)
         return result
@@ -91,8 +102,10 @@ def _summary(result: SweepResult, seconds: float, metric: str, interrupted: bool
     c = result.counts
     finished = c["complete"] + c["pruned"] + c["failed"]
     state = "interrupted" if interrupted else "finished"
-    out.print(f"Sweep [bold]{result.name}[/] {state}: {finished} trials ({c['complete']} complete, "
-              f"{c['pruned']} pruned, {c['failed']} failed) in {seconds:.0f}s")
+    out.print(
+        f"Sweep [bold]{result.name}[/] {state}: {finished} trials ({c['complete']} complete, "
+        f"{c['pruned']} pruned, {c['failed']} failed) in {seconds:.0f}s"
+    )
     if result.best_trial is not None:
         out.print(f"Best trial #{result.best_trial}: {metric} = {result.best_value:.4f}")
         for key, value in result.best_params.items():
@@ -105,8 +118,10 @@ def _summary(result: SweepResult, seconds: float, metric: str, interrupted: bool
     if result.registered:
         out.print(f"Registered model: {result.registered[0]} version {result.registered[1]}")
     store = result.store
-    out.print(f"Results: MLflow experiment '{result.experiment}' (parent run "
-              f"{result.parent_run_id}) in {store.tracking_uri}")
+    out.print(
+        f"Results: MLflow experiment '{result.experiment}' (parent run "
+        f"{result.parent_run_id}) in {store.tracking_uri}"
+    )
     out.print(f"Status:  sweeplab status {result.name}" + _store_args(store))
     out.print("Open the MLflow UI:  sweeplab ui" + _store_args(store, ui=True))
     if interrupted:

@@ -28,14 +28,17 @@ def train(
     from sweeplab.search.single import train_once
 
     where = Store.resolve(store, tracking_uri)
-    out.print(f"training {exp.name}: {exp.model.arch} on {exp.data.dataset}, "
-              f"{exp.train.max_epochs} epochs max ...")
+    out.print(
+        f"training {exp.name}: {exp.model.arch} on {exp.data.dataset}, "
+        f"{exp.train.max_epochs} epochs max ..."
+    )
     result = train_once(exp, where, register_as=register)
     o = result.outcome
     out.print(f"{exp.objective.metric} = {o.value:.4f} (best epoch of {o.epochs})")
     if o.test:
         out.print("test: " + ", ".join(f"{k} = {v:.4f}" for k, v in sorted(o.test.items())))
-    out.print(f"run {o.run_id} in MLflow experiment '{result.experiment}'; model at "
-              f"{result.model_uri}")
+    out.print(
+        f"run {o.run_id} in MLflow experiment '{result.experiment}'; model at {result.model_uri}"
+    )
     if result.registered:
         out.print(f"registered: {result.registered[0]} version {result.registered[1]}")

@@ -27,11 +27,23 @@ def ui(
     if where.tracking_uri.startswith(("http://", "https://")):
         raise fail(f"{where.tracking_uri} is a tracking server: open it in a browser directly")
     if host not in ("127.0.0.1", "localhost", "::1"):
-        err.print(f"[yellow]warning:[/] the UI will listen on {host}: anyone who can reach it "
-                  "can read and change runs. MLflow has no authentication unless started with "
-                  "--app-name basic-auth; restrict --allowed-hosts too.")
-    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", where.tracking_uri,
-               "--host", host, "--port", str(port)]
+        err.print(
+            f"[yellow]warning:[/] the UI will listen on {host}: anyone who can reach it "
+            "can read and change runs. MLflow has no authentication unless started with "
+            "--app-name basic-auth; restrict --allowed-hosts too."
+        )
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        where.tracking_uri,
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]
     if where.local_tracking:
         command += ["--artifacts-destination", where.artifact_root.as_uri()]
     err.print(f"MLflow UI on http://{host}:{port} (Ctrl-C to stop)")

@@ -1,4 +1,4 @@
-"""sweeplab validate: check a spec and its search space, optionally a smoke batch; writes nothing."""
+"""sweeplab validate: check a spec and its search space (and a smoke batch); writes nothing."""
 
 from __future__ import annotations
 
@@ -23,8 +23,11 @@ def run_smoke(exp: Experiment, quiet: bool = False) -> None:
     failures = smoke(exp)
     if failures:
         for f in failures:
-            err.print(f"[bold red]error:[/] smoke test failed at {f.params or 'the spec as written'}:"
-                      f" {f.error}", soft_wrap=True)
+            err.print(
+                f"[bold red]error:[/] smoke test failed at {f.params or 'the spec as written'}:"
+                f" {f.error}",
+                soft_wrap=True,
+            )
         raise typer.Exit(2)
 
 
@@ -46,9 +49,11 @@ def validate(
         quiet_libraries()
         run_smoke(exp)
     space = SearchSpace.model_validate(exp.search_space)
-    out.print(f"{spec}: valid — {exp.model.arch} on {exp.data.dataset}, objective "
-              f"{exp.objective.metric} ({exp.objective.mode}), {len(space)} searched "
-              f"parameter(s), {exp.sweep.trials} trials with {exp.sweep.sampler}/"
-              f"{exp.sweep.pruner}" + (", smoke test passed" if smoke else ""))
+    out.print(
+        f"{spec}: valid — {exp.model.arch} on {exp.data.dataset}, objective "
+        f"{exp.objective.metric} ({exp.objective.mode}), {len(space)} searched "
+        f"parameter(s), {exp.sweep.trials} trials with {exp.sweep.sampler}/"
+        f"{exp.sweep.pruner}" + (", smoke test passed" if smoke else "")
+    )
     for key, dist in space.items():
         out.print(f"  {key}: {dist.model_dump(exclude_defaults=True)}")

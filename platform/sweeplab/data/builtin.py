@@ -121,11 +121,15 @@ def _split(cfg_json: str) -> Split:
     n_test = max(round(cfg.test_fraction * len(index)), 1)
     n_val = max(round(cfg.val_fraction * len(index)), 1)
     rest, test = train_test_split(
-        index, test_size=n_test, random_state=cfg.seed,
+        index,
+        test_size=n_test,
+        random_state=cfg.seed,
         stratify=None if strata is None else strata,
     )
     train, val = train_test_split(
-        rest, test_size=n_val, random_state=cfg.seed,
+        rest,
+        test_size=n_val,
+        random_state=cfg.seed,
         stratify=None if strata is None else strata[rest],
     )
     x, y = arrays.x, arrays.y
@@ -143,5 +147,16 @@ def _split(cfg_json: str) -> Split:
     def fy(i: np.ndarray) -> np.ndarray:
         return y[i] if task == "classification" else ((y[i] - t_mean) / t_std).astype(np.float32)
 
-    return Split(task, fx(train), fy(train), fx(val), fy(val), fx(test), fy(test),
-                 mean.astype(np.float32), std.astype(np.float32), t_mean, t_std)
+    return Split(
+        task,
+        fx(train),
+        fy(train),
+        fx(val),
+        fy(val),
+        fx(test),
+        fy(test),
+        mean.astype(np.float32),
+        std.astype(np.float32),
+        t_mean,
+        t_std,
+    )

@@ -34,8 +34,12 @@ class ArrayDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         s = self.split
         generator = torch.Generator().manual_seed(self.seed)
-        return DataLoader(self._dataset(s.x_train, s.y_train), batch_size=self.batch_size,
-                          shuffle=True, generator=generator)
+        return DataLoader(
+            self._dataset(s.x_train, s.y_train),
+            batch_size=self.batch_size,
+            shuffle=True,
+            generator=generator,
+        )
 
     def val_dataloader(self) -> DataLoader:
         s = self.split

@@ -93,6 +93,9 @@ class InferenceModel(nn.Module):
     features as they are in the dataset.
     """
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, module: SupervisedModule, split: Split):
         super().__init__()
         self.net = module.net

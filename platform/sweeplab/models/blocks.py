@@ -31,6 +31,6 @@ def init_weights(module: nn.Module, scheme: str, activation_name: str) -> None:
             if fn_name == "kaiming_normal_":
                 fn(layer.weight, nonlinearity=nonlinearity)
             else:
-                fn(layer.weight, gain=nn.init.calculate_gain(nonlinearity))
+                fn(layer.weight, gain=nn.init.calculate_gain(nonlinearity))  # type: ignore[arg-type]
             if layer.bias is not None:
                 nn.init.zeros_(layer.bias)

@@ -26,16 +26,19 @@ def log_model(tracker: Tracker, run_id: str, model: InferenceModel, example: Any
     requirements = [f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp, MODEL_PATH)
-        mlflow.pytorch.save_model(model, str(path), signature=signature, input_example=example,
-                                  pip_requirements=requirements)
+        mlflow.pytorch.save_model(
+            model,
+            str(path),
+            signature=signature,
+            input_example=example,
+            pip_requirements=requirements,
+        )
         tracker.client.log_artifacts(run_id, str(path), MODEL_PATH)
     artifact_uri: str = tracker.client.get_run(run_id).info.artifact_uri
     return f"{artifact_uri}/{MODEL_PATH}"
 
 
-def register(
-    tracker: Tracker, name: str, source: str, run_id: str, tags: Mapping[str, Any]
-) -> int:
+def register(tracker: Tracker, name: str, source: str, run_id: str, tags: Mapping[str, Any]) -> int:
     """A new version of registered model ``name`` from ``source``; returns the version number."""
     from mlflow.exceptions import MlflowException
 

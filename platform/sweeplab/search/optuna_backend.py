@@ -55,7 +55,7 @@ def grid_of(space: SearchSpace) -> dict[str, list[Any]]:
             grid[key] = list(range(dist.low, dist.high + 1, dist.step))
         else:
             step = dist.step or (dist.high - dist.low)
-            count = int(math.floor((dist.high - dist.low) / step + 1e-9)) + 1
+            count = math.floor((dist.high - dist.low) / step + 1e-9) + 1
             grid[key] = [dist.low + i * step for i in range(count)]
     return grid
 
@@ -64,10 +64,10 @@ def build_sampler(exp: Experiment) -> optuna.samplers.BaseSampler:
     name, seed = exp.sweep.sampler, exp.sweep.seed
     cls = _load(SAMPLERS[name])
     if name == "grid":
-        return cls(grid_of(SearchSpace.model_validate(exp.search_space)), seed=seed)  # type: ignore[no-any-return]
+        return cls(grid_of(SearchSpace.model_validate(exp.search_space)), seed=seed)
     if name == "cmaes":
-        return cls(seed=seed, warn_independent_sampling=False)  # type: ignore[no-any-return]
-    return cls(seed=seed)  # type: ignore[no-any-return]
+        return cls(seed=seed, warn_independent_sampling=False)
+    return cls(seed=seed)
 
 
 def _max_epochs(exp: Experiment) -> int:
@@ -82,9 +82,11 @@ def build_pruner(exp: Experiment) -> optuna.pruners.BasePruner:
         options.setdefault("min_resource", 1)
         options.setdefault("max_resource", _max_epochs(exp))
     try:
-        return _load(PRUNERS[name])(**options)  # type: ignore[no-any-return]
+        return _load(PRUNERS[name])(**options)
     except (TypeError, ValueError) as exc:
-        raise SpecError.single(None, "sweep.pruner_options", f"invalid for pruner '{name}': {exc}")
+        raise SpecError.single(
+            None, "sweep.pruner_options", f"invalid for pruner '{name}': {exc}"
+        ) from None
 
 
 def suggest(trial: optuna.Trial, space: SearchSpace) -> dict[str, Any]:
@@ -92,11 +94,15 @@ def suggest(trial: optuna.Trial, space: SearchSpace) -> dict[str, Any]:
     params: dict[str, Any] = {}
     for key, dist in space.items():
         if isinstance(dist, FloatDist):
-            params[key] = trial.suggest_float(key, dist.low, dist.high, log=dist.log, step=dist.step)
+            params[key] = trial.suggest_float(
+                key, dist.low, dist.high, log=dist.log, step=dist.step
+            )
         elif isinstance(dist, IntDist):
             params[key] = trial.suggest_int(key, dist.low, dist.high, log=dist.log, step=dist.step)
         else:
-            params[key] = decode_choice(dist, trial.suggest_categorical(key, choice_keys(dist.choices)))
+            params[key] = decode_choice(
+                dist, trial.suggest_categorical(key, choice_keys(dist.choices))
+            )
     return params
 
 
@@ -112,14 +118,14 @@ def _pruning_callback(trial: optuna.Trial, monitor: str) -> Callback:
     """
     from optuna_integration import PyTorchLightningPruningCallback
 
-    class FinitePruningCallback(PyTorchLightningPruningCallback):  # type: ignore[misc]
+    class FinitePruningCallback(PyTorchLightningPruningCallback):
         def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
             loss = trainer.callback_metrics.get("val_loss")
             if loss is not None and not math.isfinite(float(loss)):
                 return
             super().on_validation_end(trainer, pl_module)
 
-    return FinitePruningCallback(trial, monitor=monitor)  # type: ignore[no-any-return]
+    return FinitePruningCallback(trial, monitor=monitor)
 
 
 class OptunaHooks:
@@ -210,9 +216,13 @@ def make_objective(
 
 def counts(study: optuna.Study) -> dict[str, int]:
     out = {"complete": 0, "pruned": 0, "failed": 0, "running": 0, "waiting": 0}
-    names = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned",
-             TrialState.FAIL: "failed", TrialState.RUNNING: "running",
-             TrialState.WAITING: "waiting"}
+    names = {
+        TrialState.COMPLETE: "complete",
+        TrialState.PRUNED: "pruned",
+        TrialState.FAIL: "failed",
+        TrialState.RUNNING: "running",
+        TrialState.WAITING: "waiting",
+    }
     for t in study.get_trials(deepcopy=False):
         out[names[t.state]] += 1
     return out

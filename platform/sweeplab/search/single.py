@@ -28,8 +28,15 @@ def train_once(exp: Experiment, store: Store, *, register_as: str | None = None)
     tracker = Tracker(store, exp.experiment_name)
     spec = exp.model_dump(mode="json")
     params = flatten({k: v for k, v in spec.items() if k not in ("search_space", "sweep")})
-    outcome = run_trial(exp, tracker=tracker, name=f"{exp.name}-train", params=params,
-                        parent=None, hooks=NoHooks(), tags={"sweeplab.kind": "train"})
+    outcome = run_trial(
+        exp,
+        tracker=tracker,
+        name=f"{exp.name}-train",
+        params=params,
+        parent=None,
+        hooks=NoHooks(),
+        tags={"sweeplab.kind": "train"},
+    )
     tracker.log_text(outcome.run_id, yaml.safe_dump(spec, sort_keys=False), "spec.yaml")
     split = outcome.best.data.split
     model = InferenceModel(outcome.best.module, split).eval()
@@ -37,7 +44,12 @@ def train_once(exp: Experiment, store: Store, *, register_as: str | None = None)
     uri = log_model(tracker, outcome.run_id, model, example)
     registered = None
     if register_as:
-        version = register(tracker, register_as, uri, outcome.run_id,
-                           {"sweeplab.run_id": outcome.run_id, **outcome.test})
+        version = register(
+            tracker,
+            register_as,
+            uri,
+            outcome.run_id,
+            {"sweeplab.run_id": outcome.run_id, **outcome.test},
+        )
         registered = (register_as, version)
     return TrainResult(outcome, tracker.experiment, uri, registered)

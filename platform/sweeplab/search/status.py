@@ -44,8 +44,10 @@ def load_study(store: Store, name: str) -> tuple[optuna.Study, Experiment]:
     names = study_names(storage)
     if name not in names:
         known = ", ".join(names) if names else "none"
-        raise LookupError(f"no sweep named '{name}'{did_you_mean(name, names)} in "
-                          f"{store.storage_url}; sweeps: {known}")
+        raise LookupError(
+            f"no sweep named '{name}'{did_you_mean(name, names)} in "
+            f"{store.storage_url}; sweeps: {known}"
+        )
     study = optuna.load_study(study_name=name, storage=storage)
     exp = Experiment.model_validate(json.loads(study.user_attrs[ATTR_SPEC]))
     return study, exp
@@ -63,8 +65,17 @@ def sweep_status(store: Store, name: str) -> SweepStatus:
         epochs = t.user_attrs.get("epochs")
         if epochs is None and t.state == TrialState.PRUNED and t.last_step is not None:
             epochs = t.last_step + 1
-        rows.append(TrialRow(t.number, state, t.value, epochs, seconds, decoded_params(exp, t),
-                             t.user_attrs.get(ATTR_REASON)))
+        rows.append(
+            TrialRow(
+                t.number,
+                state,
+                t.value,
+                epochs,
+                seconds,
+                decoded_params(exp, t),
+                t.user_attrs.get(ATTR_REASON),
+            )
+        )
     report = SweepStatus(name, exp.objective.metric, exp.sweep.trials, counts, rows=rows)
     if counts["complete"]:
         report.best_number = study.best_trial.number

@@ -125,8 +125,7 @@ def run_sweep(
         sweep_name, tags={TAG_SWEEP: sweep_name, "sweeplab.kind": "sweep"}, params=params
     )
     tracker.log_text(parent, yaml.safe_dump(spec, sort_keys=False), "spec.yaml")
-    tracker.log_text(parent, yaml.safe_dump(exp.search_space, sort_keys=False),
-                     "search_space.yaml")
+    tracker.log_text(parent, yaml.safe_dump(exp.search_space, sort_keys=False), "search_space.yaml")
     study.set_user_attr(ATTR_SPEC, json.dumps(spec))
     study.set_user_attr(ATTR_PARENT, parent)
     study.set_user_attr(ATTR_EXPERIMENT, tracker.experiment_id)
@@ -151,12 +150,27 @@ def optimize(
             best: float | None = study.best_value
         except ValueError:
             best = None
-        on_trial(TrialEvent(trial.number, STATE_NAMES[trial.state], trial.value,
-                            trial.user_attrs.get(ATTR_REASON), counts(study), best, total))
+        on_trial(
+            TrialEvent(
+                trial.number,
+                STATE_NAMES[trial.state],
+                trial.value,
+                trial.user_attrs.get(ATTR_REASON),
+                counts(study),
+                best,
+                total,
+            )
+        )
 
     try:
-        study.optimize(objective, n_trials=max(total - done, 0), timeout=exp.sweep.timeout,
-                       catch=(Exception,), callbacks=[report], gc_after_trial=False)
+        study.optimize(
+            objective,
+            n_trials=max(total - done, 0),
+            timeout=exp.sweep.timeout,
+            catch=(Exception,),
+            callbacks=[report],
+            gc_after_trial=False,
+        )
     except KeyboardInterrupt:
         tracker.set_tags(parent, {TAG_STATE: "interrupted"})
         result = summarize(study, exp, tracker, parent)
@@ -172,8 +186,14 @@ def optimize(
 
 def summarize(study: optuna.Study, exp: Experiment, tracker: Tracker, parent: str) -> SweepResult:
     """The sweep's result, also written to the parent run (best params, value, history)."""
-    result = SweepResult(study.study_name, tracker.store, tracker.experiment,
-                         tracker.experiment_id, parent, counts(study))
+    result = SweepResult(
+        study.study_name,
+        tracker.store,
+        tracker.experiment,
+        tracker.experiment_id,
+        parent,
+        counts(study),
+    )
     complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
     tracker.log_metrics(parent, {f"trials_{k}": v for k, v in result.counts.items()})
     if not complete:
@@ -186,12 +206,16 @@ def summarize(study: optuna.Study, exp: Experiment, tracker: Tracker, parent: st
     result.test = {k: v for k, v in best.user_attrs.items() if k.startswith("test_")}
     tracker.log_params(parent, {f"best.{k}": v for k, v in result.best_params.items()})
     tracker.log_metrics(parent, {"best_value": float(best.value or 0.0), **result.test})
-    tracker.set_tags(parent, {"sweeplab.best_trial": best.number,
-                              "sweeplab.best_run_id": result.best_run_id})
+    tracker.set_tags(
+        parent, {"sweeplab.best_trial": best.number, "sweeplab.best_run_id": result.best_run_id}
+    )
     numbers = [t.number for t in complete]
     values = [float(t.value or 0.0) for t in complete]
-    tracker.log_figure(parent, sweep_history(numbers, values, exp.objective.mode,
-                                             exp.objective.metric), "sweep_history.png")
+    tracker.log_figure(
+        parent,
+        sweep_history(numbers, values, exp.objective.mode, exp.objective.metric),
+        "sweep_history.png",
+    )
     return result
 
 
@@ -215,9 +239,13 @@ def register_best(exp: Experiment, tracker: Tracker, result: SweepResult) -> tup
     split = data.split
     example = (split.x_test[:5] * split.std + split.mean).astype("float32")
     source = log_model(tracker, result.best_run_id, model, example)
-    tags = {TAG_SWEEP: result.name, TAG_TRIAL: result.best_trial,
-            "sweeplab.run_id": result.best_run_id, "sweeplab.value": result.best_value,
-            **result.test}
+    tags = {
+        TAG_SWEEP: result.name,
+        TAG_TRIAL: result.best_trial,
+        "sweeplab.run_id": result.best_run_id,
+        "sweeplab.value": result.best_value,
+        **result.test,
+    }
     version = register(tracker, name, source, result.best_run_id, tags)
     tracker.set_tags(result.parent_run_id, {"sweeplab.registered": f"{name}/{version}"})
     return name, version

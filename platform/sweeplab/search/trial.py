@@ -107,12 +107,19 @@ def run_trial(
         for restart in range(restarts):
             sub_id = run_id
             if restarts > 1:
-                sub_id = tracker.start_run(f"{name}-restart-{restart}", parent=run_id,
-                                           tags={**(tags or {}), TAG_RESTART: restart})
+                sub_id = tracker.start_run(
+                    f"{name}-restart-{restart}",
+                    parent=run_id,
+                    tags={**(tags or {}), TAG_RESTART: restart},
+                )
             logger = BatchedMlflowLogger(tracker.client, sub_id)
             try:
-                result = fit(exp, seed=exp.train.seed + restart, logger=logger,
-                             callbacks=hooks.callbacks(restart))
+                result = fit(
+                    exp,
+                    seed=exp.train.seed + restart,
+                    logger=logger,
+                    callbacks=hooks.callbacks(restart),
+                )
             except BaseException as exc:
                 _plot(tracker, sub_id, {f"restart {restart}": _curves(logger, exp)}, exp)
                 if sub_id != run_id:
@@ -150,8 +157,9 @@ def _curves(logger: BatchedMlflowLogger, exp: Experiment) -> dict[str, list[floa
     return {key: logger.curve(key) for key in dict.fromkeys(keys)}
 
 
-def _plot(tracker: Tracker, run_id: str, curves: dict[str, dict[str, list[float]]],
-          exp: Experiment) -> None:
+def _plot(
+    tracker: Tracker, run_id: str, curves: dict[str, dict[str, list[float]]], exp: Experiment
+) -> None:
     metric = next(m for m in exp.metrics() if m != "val_loss")
     tracker.log_figure(run_id, learning_curves(curves, metric), "learning_curve.png")
 

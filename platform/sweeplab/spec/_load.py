@@ -120,15 +120,27 @@ def check_space(exp: Experiment, file: str | None) -> list[SpecIssue]:
     for key, dist in space.items():
         if key.split(".")[0] not in SEARCHABLE_SECTIONS or not has_path(tree, key):
             hint = did_you_mean(key, searchable)
-            issues.append(SpecIssue(file, key, f"is not a field of the spec{hint}; a search "
-                                    f"key is a dotted path under {', '.join(SEARCHABLE_SECTIONS)}"))
+            issues.append(
+                SpecIssue(
+                    file,
+                    key,
+                    f"is not a field of the spec{hint}; a search "
+                    f"key is a dotted path under {', '.join(SEARCHABLE_SECTIONS)}",
+                )
+            )
             continue
         issues += _check_fit(exp, tree, key, dist, file)
     if exp.sweep.sampler == "grid":
         for key, dist in space.items():
             if isinstance(dist, FloatDist) and dist.step is None:
-                issues.append(SpecIssue(file, key, "the grid sampler needs a step on float "
-                                        "distributions (or use categorical choices)"))
+                issues.append(
+                    SpecIssue(
+                        file,
+                        key,
+                        "the grid sampler needs a step on float "
+                        "distributions (or use categorical choices)",
+                    )
+                )
     return issues
 
 
@@ -139,11 +151,23 @@ def _check_fit(
     current = get_path(tree, key)
     if isinstance(dist, FloatDist | IntDist):
         if isinstance(current, bool) or not isinstance(current, int | float):
-            return [SpecIssue(file, key, f"a {dist.type} distribution cannot set a field whose "
-                              f"value is {current!r}; use type: categorical")]
+            return [
+                SpecIssue(
+                    file,
+                    key,
+                    f"a {dist.type} distribution cannot set a field whose "
+                    f"value is {current!r}; use type: categorical",
+                )
+            ]
         if isinstance(dist, FloatDist) and isinstance(current, int):
-            return [SpecIssue(file, key, f"a float distribution cannot set the integer field "
-                              f"(value {current!r}); use type: int")]
+            return [
+                SpecIssue(
+                    file,
+                    key,
+                    f"a float distribution cannot set the integer field "
+                    f"(value {current!r}); use type: int",
+                )
+            ]
     bare = {**tree, "search_space": {}}
     for value in dist.corners():
         try:
@@ -158,7 +182,9 @@ def _check_fit(
 # ------------------------------------------------------------- pydantic → SpecIssue
 
 
-def _issues(err: ValidationError, file: str | None, root: type[BaseModel] | None) -> list[SpecIssue]:
+def _issues(
+    err: ValidationError, file: str | None, root: type[BaseModel] | None
+) -> list[SpecIssue]:
     issues = []
     for e in err.errors():
         loc = [str(part) for part in e["loc"]]
@@ -231,5 +257,5 @@ def _dist_fields(key: str, err: ValidationError) -> list[str]:
                 str(loc[1])
             )
             if cls is not None:
-                return list(cls.model_fields)
+                return list(getattr(cls, "model_fields", {}))
     return []

@@ -7,25 +7,38 @@ rejected with the list of valid ones and a new entry is one line there.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from sweeplab.spec._errors import did_you_mean
 from sweeplab.data.catalog import DATASETS, Task
 from sweeplab.models.catalog import ACTIVATIONS, INITS, NORMS
 from sweeplab.search.catalog import PRUNERS, SAMPLERS
+from sweeplab.spec._errors import did_you_mean
 from sweeplab.training.catalog import LOSSES, OPTIMIZERS
 
 # Literal types built from the catalogs: pydantic lists the valid options in its errors.
-ActivationName = Literal[tuple(ACTIVATIONS)]  # type: ignore[valid-type]
-NormName = Literal[tuple(NORMS)]  # type: ignore[valid-type]
-InitName = Literal[tuple(INITS)]  # type: ignore[valid-type]
-OptimizerName = Literal[tuple(OPTIMIZERS)]  # type: ignore[valid-type]
-LossName = Literal[("auto", *LOSSES)]  # type: ignore[valid-type]
-DatasetName = Literal[tuple(DATASETS)]  # type: ignore[valid-type]
-SamplerName = Literal[tuple(SAMPLERS)]  # type: ignore[valid-type]
-PrunerName = Literal[tuple(PRUNERS)]  # type: ignore[valid-type]
+# (mypy cannot read a Literal built at run time, so it sees plain strings.)
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    ActivationName: TypeAlias = str
+    NormName: TypeAlias = str
+    InitName: TypeAlias = str
+    OptimizerName: TypeAlias = str
+    LossName: TypeAlias = str
+    DatasetName: TypeAlias = str
+    SamplerName: TypeAlias = str
+    PrunerName: TypeAlias = str
+else:
+    ActivationName = Literal[tuple(ACTIVATIONS)]
+    NormName = Literal[tuple(NORMS)]
+    InitName = Literal[tuple(INITS)]
+    OptimizerName = Literal[tuple(OPTIMIZERS)]
+    LossName = Literal[("auto", *LOSSES)]
+    DatasetName = Literal[tuple(DATASETS)]
+    SamplerName = Literal[tuple(SAMPLERS)]
+    PrunerName = Literal[tuple(PRUNERS)]
 
 Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
 PositiveInt = Annotated[int, Field(ge=1)]
@@ -172,39 +185,49 @@ class Experiment(_Section):
         problems = []
         metrics = self.metrics()
         if self.objective.metric not in metrics:
-            problems.append((
-                "objective.metric",
-                f"'{self.objective.metric}' is never logged by a '{self.model.arch}' model "
-                f"on a {self.task} dataset; allowed: {', '.join(metrics)}",
-            ))
+            problems.append(
+                (
+                    "objective.metric",
+                    f"'{self.objective.metric}' is never logged by a '{self.model.arch}' model "
+                    f"on a {self.task} dataset; allowed: {', '.join(metrics)}",
+                )
+            )
         es = self.train.early_stopping
         if es is not None and es.monitor not in metrics:
-            problems.append((
-                "train.early_stopping.monitor",
-                f"'{es.monitor}' is never logged; allowed: {', '.join(metrics)}",
-            ))
+            problems.append(
+                (
+                    "train.early_stopping.monitor",
+                    f"'{es.monitor}' is never logged; allowed: {', '.join(metrics)}",
+                )
+            )
         if self.train.loss != "auto" and LOSSES[self.train.loss] != self.task:
             allowed = [name for name, task in LOSSES.items() if task == self.task]
-            problems.append((
-                "train.loss",
-                f"'{self.train.loss}' is a {LOSSES[self.train.loss]} loss but dataset "
-                f"'{self.data.dataset}' is {self.task}; allowed: auto, {', '.join(allowed)}",
-            ))
+            problems.append(
+                (
+                    "train.loss",
+                    f"'{self.train.loss}' is a {LOSSES[self.train.loss]} loss but dataset "
+                    f"'{self.data.dataset}' is {self.task}; allowed: auto, {', '.join(allowed)}",
+                )
+            )
         if self.train.nesterov and (self.train.optimizer != "sgd" or self.train.momentum == 0):
-            problems.append((
-                "train.nesterov",
-                "true needs optimizer 'sgd' with momentum > 0, but got optimizer "
-                f"'{self.train.optimizer}', momentum {self.train.momentum}",
-            ))
+            problems.append(
+                (
+                    "train.nesterov",
+                    "true needs optimizer 'sgd' with momentum > 0, but got optimizer "
+                    f"'{self.train.optimizer}', momentum {self.train.momentum}",
+                )
+            )
         if self.sweep.pruner_options:
             from sweeplab.search.catalog import pruner_parameters
 
             allowed = pruner_parameters(self.sweep.pruner)
             for key in self.sweep.pruner_options:
                 if key not in allowed:
-                    problems.append((
-                        f"sweep.pruner_options.{key}",
-                        f"unknown option of pruner '{self.sweep.pruner}'"
-                        f"{did_you_mean(key, allowed)}; allowed: {', '.join(allowed) or 'none'}",
-                    ))
+                    problems.append(
+                        (
+                            f"sweep.pruner_options.{key}",
+                            f"unknown option of pruner '{self.sweep.pruner}'"
+                            f"{did_you_mean(key, allowed)}; allowed: {', '.join(allowed)}",
+                        )
+                    )
         return problems

@@ -61,7 +61,10 @@ class BatchedMlflowLogger(Logger):
             value = float(value)
             self.history[key].append((epoch, value))
             self._buffer.append(Metric(key, value, now, epoch))
-        if len(self._buffer) >= MAX_BATCH or time.monotonic() - self._last_flush > self._flush_every:
+        if (
+            len(self._buffer) >= MAX_BATCH
+            or time.monotonic() - self._last_flush > self._flush_every
+        ):
             self.flush()
 
     def flush(self) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")  # no screen: render to files only
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 
 def learning_curves(runs: Mapping[str, Mapping[str, Sequence[float]]], metric: str) -> Any:

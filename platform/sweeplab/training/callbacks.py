@@ -30,7 +30,8 @@ class KeepBestWeights(pl.Callback):
             return False
         if self.best is None:
             return True
-        return value < self.best if self.mode == "min" else value > self.best
+        # A tie goes to the later epoch: same score, more training (accuracy ties often).
+        return value <= self.best if self.mode == "min" else value >= self.best
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:

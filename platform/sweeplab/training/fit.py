@@ -77,7 +77,9 @@ def make_trainer(
     return pl.Trainer(**kwargs)  # type: ignore[arg-type]
 
 
-def _fit_or_interrupt(trainer: pl.Trainer, module: pl.LightningModule, data: ArrayDataModule) -> None:
+def _fit_or_interrupt(
+    trainer: pl.Trainer, module: pl.LightningModule, data: ArrayDataModule
+) -> None:
     """trainer.fit, but Ctrl-C stays a KeyboardInterrupt.
 
     Lightning turns Ctrl-C into ``sys.exit(1)`` after ignoring SIGINT; a sweep
@@ -145,9 +147,17 @@ def _stoppers(exp: Experiment) -> list[EarlyStopping]:
     cfg = exp.train.early_stopping
     stoppers = []
     if cfg is not None:
-        stoppers.append(EarlyStopping(monitor=cfg.monitor, patience=cfg.patience, mode=cfg.mode,
-                                      min_delta=cfg.min_delta, check_finite=True))
+        stoppers.append(
+            EarlyStopping(
+                monitor=cfg.monitor,
+                patience=cfg.patience,
+                mode=cfg.mode,
+                min_delta=cfg.min_delta,
+                check_finite=True,
+            )
+        )
     if cfg is None or cfg.monitor != "val_loss":
-        stoppers.append(EarlyStopping(monitor="val_loss", patience=exp.train.max_epochs + 1,
-                                      check_finite=True))
+        stoppers.append(
+            EarlyStopping(monitor="val_loss", patience=exp.train.max_epochs + 1, check_finite=True)
+        )
     return stoppers
