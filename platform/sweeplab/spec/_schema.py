@@ -137,7 +137,6 @@ class SweepConfig(_Section):
     pruner_options: dict[str, float | int | str | bool] = Field(default_factory=dict)
     restarts: PositiveInt = 1
     restart_aggregate: Literal["best", "mean"] = "best"
-    workers: PositiveInt = 1
     seed: int = 0
     timeout: Annotated[float, Field(gt=0)] | None = None
 

@@ -1,0 +1,49 @@
+"""Run every benchmark in bench/ and append its output to bench/RESULTS.md.
+
+Each entry records the date, the machine and the library versions, so figures
+from different runs are never mixed up.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import subprocess
+import sys
+from importlib.metadata import version
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SCRIPTS = ["tracking_overhead.py"]
+LIBRARIES = ["torch", "lightning", "optuna", "mlflow"]
+
+
+def main() -> None:
+    header = (
+        f"\n## {datetime.datetime.now().isoformat(timespec='seconds')}\n\n"
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}; "
+        + ", ".join(f"{lib} {version(lib)}" for lib in LIBRARIES)
+        + "\n"
+    )
+    blocks = [header]
+    for script in SCRIPTS:
+        out = subprocess.run(
+            [sys.executable, str(HERE / script)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        )
+        text = "\n".join(line for line in out.stdout.splitlines() if line.strip())
+        print(text)
+        if out.returncode != 0:
+            print(out.stderr[-2000:], file=sys.stderr)
+            raise SystemExit(out.returncode)
+        blocks.append(f"\n### {script}\n\n```\n{text}\n```\n")
+    with (HERE / "RESULTS.md").open("a", encoding="utf-8") as f:
+        f.writelines(blocks)
+
+
+if __name__ == "__main__":
+    main()

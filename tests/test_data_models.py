@@ -1,0 +1,127 @@
+"""Data splits and the MLP module, trained for real on tiny data (no search, no tracking)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from sweeplab.data.builtin import LOADERS, split
+from sweeplab.data.catalog import DATASETS
+from sweeplab.models.catalog import ACTIVATIONS, INITS, NORMS
+from sweeplab.spec import DataConfig, spec_from_dict
+from sweeplab.training.catalog import OPTIMIZERS
+from sweeplab.training.fit import TrainingDiverged, fit
+from tests.conftest import tiny_spec
+
+
+def test_every_catalog_dataset_has_a_loader() -> None:
+    assert set(LOADERS) == set(DATASETS)
+
+
+@pytest.mark.parametrize("name", sorted(DATASETS))
+def test_splits_are_seeded_stratified_and_standardized_on_train_only(name: str) -> None:
+    cfg = DataConfig(dataset=name, seed=1)
+    s = split(cfg)
+    n = len(s.x_train) + len(s.x_val) + len(s.x_test)
+    assert len(s.x_val) == round(0.15 * n) and len(s.x_test) == round(0.15 * n)
+    # standardized with the training split's statistics: train is centred, val/test are not exactly
+    assert np.allclose(s.x_train.mean(axis=0), 0.0, atol=1e-4)
+    assert not np.allclose(s.x_val.mean(axis=0), 0.0, atol=1e-4)
+    again = split(DataConfig(dataset=name, seed=1))
+    assert np.array_equal(again.x_test, s.x_test)
+    other = split(DataConfig(dataset=name, seed=2))
+    assert not np.array_equal(other.x_test, s.x_test)
+    if DATASETS[name].task == "classification":
+        full = np.concatenate([s.y_train, s.y_val, s.y_test])
+        share = np.bincount(full) / len(full)
+        test_share = np.bincount(s.y_test, minlength=len(share)) / len(s.y_test)
+        assert np.abs(share - test_share).max() < 0.05  # stratified
+    else:
+        assert abs(float(s.y_train.mean())) < 1e-4  # targets standardized too
+
+
+def test_xor_splits_keep_the_four_clusters_equal() -> None:
+    s = split(DataConfig(dataset="xor", n_samples=400, noise=0.2))
+    raw_test = s.x_test * s.std + s.mean
+    quadrant = (raw_test[:, 0] > 0).astype(int) * 2 + (raw_test[:, 1] > 0).astype(int)
+    assert np.bincount(quadrant).tolist() == [15, 15, 15, 15]
+
+
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+def test_each_activation_trains(activation: str) -> None:
+    exp = spec_from_dict(tiny_spec(model={"arch": "mlp", "activation": activation}))
+    assert fit(exp).epochs == 3
+
+
+@pytest.mark.parametrize("norm", sorted(NORMS))
+@pytest.mark.parametrize("init", sorted(INITS))
+def test_norms_and_inits(norm: str, init: str) -> None:
+    exp = spec_from_dict(tiny_spec(model={"arch": "mlp", "norm": norm, "init": init}))
+    result = fit(exp, test=False)
+    kinds = {type(m).__name__ for m in result.module.net.modules()}
+    expected = {"none": None, "batch": "BatchNorm1d", "layer": "LayerNorm"}[norm]
+    assert expected is None or expected in kinds
+
+
+@pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
+def test_each_optimizer_learns_iris(optimizer: str) -> None:
+    lr = {"adadelta": 1.0, "sgd": 0.1}.get(optimizer, 0.01)
+    exp = spec_from_dict(tiny_spec(train={"optimizer": optimizer, "lr": lr, "max_epochs": 15}))
+    assert fit(exp).value > 0.6  # well above the 1/3 of chance
+
+
+def test_no_hidden_layer_is_a_single_linear_layer_with_softmax_at_inference() -> None:
+    from sweeplab.models.base import InferenceModel
+
+    exp = spec_from_dict(tiny_spec(model={"arch": "mlp", "hidden": []}))
+    result = fit(exp, test=False)
+    layers = list(result.module.net)
+    assert len(layers) == 1 and isinstance(layers[0], torch.nn.Linear)
+    model = InferenceModel(result.module, result.data.split).eval()
+    probs = model(torch.rand(5, 4))
+    assert torch.allclose(probs.sum(dim=1), torch.ones(5))
+
+
+def test_regression_logs_rmse_in_target_units_with_mse_and_huber() -> None:
+    for loss in ("mse", "huber"):
+        exp = spec_from_dict(tiny_spec(
+            data={"dataset": "diabetes"}, train={"loss": loss, "max_epochs": 30, "lr": 0.01},
+            objective={"metric": "val_rmse", "mode": "min"}, search_space={},
+        ))
+        result = fit(exp)
+        y_std = float(result.data.split.target_std)
+        # diabetes targets spread ~77; a model that learned something beats predicting the mean
+        assert 30 < result.value < y_std
+        assert set(result.test) == {"test_loss", "test_rmse"}
+
+
+def test_l1_penalty_shrinks_weights() -> None:
+    def weight_norm(l1: float) -> float:
+        exp = spec_from_dict(tiny_spec(train={"l1": l1, "max_epochs": 20}))
+        net = fit(exp, test=False).module.net
+        return float(sum(p.abs().sum() for p in net.parameters() if p.dim() > 1))
+
+    assert weight_norm(0.01) < 0.7 * weight_norm(0.0)
+
+
+def test_logged_metrics_are_the_ones_the_spec_allows(store: Any) -> None:
+    from sweeplab.tracking.logger import BatchedMlflowLogger
+    from sweeplab.tracking.tracker import Tracker
+
+    exp = spec_from_dict(tiny_spec())
+    tracker = Tracker(store, "metrics")
+    run = tracker.start_run("r")
+    logger = BatchedMlflowLogger(tracker.client, run)
+    fit(exp, logger=logger)
+    logged = set(logger.history)
+    assert set(exp.metrics()) <= logged
+    assert logged == {"train_loss", "val_loss", "val_acc", "lr", "test_loss", "test_acc"}
+
+
+def test_divergence_is_an_error_with_the_reason() -> None:
+    exp = spec_from_dict(tiny_spec(train={"optimizer": "sgd", "lr": 1e8}))
+    with pytest.raises(TrainingDiverged, match="val_loss became nan"):
+        fit(exp)
