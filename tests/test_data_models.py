@@ -87,10 +87,14 @@ def test_no_hidden_layer_is_a_single_linear_layer_with_softmax_at_inference() ->
 
 def test_regression_logs_rmse_in_target_units_with_mse_and_huber() -> None:
     for loss in ("mse", "huber"):
-        exp = spec_from_dict(tiny_spec(
-            data={"dataset": "diabetes"}, train={"loss": loss, "max_epochs": 30, "lr": 0.01},
-            objective={"metric": "val_rmse", "mode": "min"}, search_space={},
-        ))
+        exp = spec_from_dict(
+            tiny_spec(
+                data={"dataset": "diabetes"},
+                train={"loss": loss, "max_epochs": 30, "lr": 0.01},
+                objective={"metric": "val_rmse", "mode": "min"},
+                search_space={},
+            )
+        )
         result = fit(exp)
         y_std = float(result.data.split.target_std)
         # diabetes targets spread ~77; a model that learned something beats predicting the mean
