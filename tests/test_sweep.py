@@ -164,3 +164,31 @@ def test_xor_needs_a_hidden_layer(store: Any) -> None:
     assert by_hidden["[]"] <= 0.75
     assert by_hidden["[8]"] == 1.0
     assert result.best_params == {"model.hidden": [8]}
+
+
+@pytest.mark.parametrize(
+    ("sampler", "pruner"),
+    [("tpe", "hyperband"), ("cmaes", "successive_halving"), ("grid", "median"), ("random", "none")],
+)
+def test_every_sampler_and_pruner_runs_a_sweep(store: Any, sampler: str, pruner: str) -> None:
+    space = {
+        "train.lr": {"type": "float", "low": 0.005, "high": 0.05, "step": 0.015},
+        "train.batch_size": {"type": "int", "low": 16, "high": 32, "step": 16},
+        "model.activation": {"type": "categorical", "choices": ["relu", "tanh"]},
+    }
+    exp = spec_from_dict(
+        tiny_spec(
+            search_space=space,
+            sweep={"trials": 3, "sampler": sampler, "pruner": pruner, "seed": 1},
+            tracking={"experiment": f"s-{sampler}"},
+        )
+    )
+    result = run_sweep(exp, store)
+    study = _study(store, result.name)
+    assert len(study.trials) == 3
+    for trial in study.trials:
+        lr = trial.params["train.lr"]
+        assert min(abs(lr - v) for v in (0.005, 0.02, 0.035, 0.05)) < 1e-9  # on the step grid
+        assert trial.params["train.batch_size"] in (16, 32)
+    again = run_sweep(exp, store)  # same seed, same draws
+    assert [t.params for t in _study(store, again.name).trials] == [t.params for t in study.trials]
