@@ -7,10 +7,21 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sweeplab.models.base import InferenceModel
+from sweeplab.data.builtin import Split
+from sweeplab.models.base import InferenceModel, SupervisedModule
 from sweeplab.tracking.tracker import Tracker
 
 MODEL_PATH = "model"
+
+
+def log_trained_model(tracker: Tracker, run_id: str, module: SupervisedModule, split: Split) -> str:
+    """Wrap a trained module for serving (its split's standardization inside) and log it.
+
+    The input example is five raw test rows, as a client would send them.
+    """
+    model = InferenceModel(module, split).eval()
+    example = (split.x_test[:5] * split.std + split.mean).astype("float32")
+    return log_model(tracker, run_id, model, example)
 
 
 def log_model(tracker: Tracker, run_id: str, model: InferenceModel, example: Any) -> str:

@@ -6,8 +6,7 @@ from dataclasses import dataclass
 
 import yaml
 
-from sweeplab.models.base import InferenceModel
-from sweeplab.registry.register import log_model, register
+from sweeplab.registry.register import log_trained_model, register
 from sweeplab.search.trial import NoHooks, TrialOutcome, run_trial
 from sweeplab.spec import Experiment
 from sweeplab.store import Store
@@ -38,10 +37,7 @@ def train_once(exp: Experiment, store: Store, *, register_as: str | None = None)
         tags={"sweeplab.kind": "train"},
     )
     tracker.log_text(outcome.run_id, yaml.safe_dump(spec, sort_keys=False), "spec.yaml")
-    split = outcome.best.data.split
-    model = InferenceModel(outcome.best.module, split).eval()
-    example = (split.x_test[:5] * split.std + split.mean).astype("float32")
-    uri = log_model(tracker, outcome.run_id, model, example)
+    uri = log_trained_model(tracker, outcome.run_id, outcome.best.module, outcome.best.data.split)
     registered = None
     if register_as:
         version = register(

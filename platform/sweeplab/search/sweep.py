@@ -224,21 +224,18 @@ def register_best(exp: Experiment, tracker: Tracker, result: SweepResult) -> tup
     import torch
 
     from sweeplab.data.module import ArrayDataModule
-    from sweeplab.models.base import InferenceModel
     from sweeplab.models.build import build_model
-    from sweeplab.registry.register import log_model, register
+    from sweeplab.registry.register import log_trained_model, register
 
-    assert result.best_run_id is not None  # checked by the caller
+    if result.best_run_id is None:
+        raise ValueError(f"sweep {result.name!r} has no completed trial to register")
     name = str(exp.tracking.register_as)
     resolved = spec_from_dict(apply_params(exp.model_dump(mode="json"), result.best_params))
     data = ArrayDataModule(resolved.data, resolved.train.batch_size)
     module = build_model(resolved, data)
     state = torch.load(tracker.download(result.best_run_id, CHECKPOINT), weights_only=True)
     module.load_state_dict(state)
-    model = InferenceModel(module, data.split).eval()
-    split = data.split
-    example = (split.x_test[:5] * split.std + split.mean).astype("float32")
-    source = log_model(tracker, result.best_run_id, model, example)
+    source = log_trained_model(tracker, result.best_run_id, module, data.split)
     tags = {
         TAG_SWEEP: result.name,
         TAG_TRIAL: result.best_trial,

@@ -18,11 +18,10 @@ def _step(node: Any, key: str) -> Any:
 
 
 def has_path(tree: Any, path: str) -> bool:
-    node = tree
-    for key in path.split("."):
-        node = _step(node, key)
-        if node is _MISSING:
-            return False
+    try:
+        get_path(tree, path)
+    except KeyError:
+        return False
     return True
 
 
