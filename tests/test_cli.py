@@ -149,3 +149,33 @@ def test_ctrl_c_keeps_finished_trials_and_leaves_nothing_running(
     assert {r.data.tags["mlflow.runName"] for r in killed} == {"long", "trial-0"}
     done = optuna.load_study(study_name="done", storage=store.storage_url)
     assert [t.state for t in done.trials] == [TrialState.COMPLETE]
+
+
+def test_bad_store_locations_fail_clearly_and_create_nothing(
+    tmp_path: Path, write_spec: Any
+) -> None:
+    spec = write_spec(tiny_spec())
+    before = set(tmp_path.rglob("*"))
+    bad_url = runner.invoke(
+        app,
+        [
+            "sweep",
+            str(spec),
+            "--quiet",
+            "--no-smoke",
+            "--store",
+            str(tmp_path / "s"),
+            "--storage",
+            "nosuchdb://x/y",
+        ],
+    )
+    assert bad_url.exit_code == 1, bad_url.output
+    assert "not a usable SQLAlchemy URL" in bad_url.output and "Traceback" not in bad_url.output
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    under_file = runner.invoke(
+        app, ["sweep", str(spec), "--quiet", "--no-smoke", "--store", str(blocker / "store")]
+    )
+    assert under_file.exit_code == 1, under_file.output
+    assert "cannot create the store" in under_file.output
+    assert set(tmp_path.rglob("*")) == before | {blocker}

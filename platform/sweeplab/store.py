@@ -21,6 +21,10 @@ from pathlib import Path
 DEFAULT_STORE = "sweeplab-store"
 
 
+class StoreError(Exception):
+    """The store cannot be used: a malformed URL, an unknown database, an unwritable folder."""
+
+
 @dataclass(frozen=True)
 class Store:
     root: Path
@@ -65,10 +69,35 @@ class Store:
             return Path(self.storage_url.removeprefix("sqlite:///")).is_file()
         return True
 
+    def check(self) -> None:
+        """Reject malformed URLs before anything is created (imports SQLAlchemy)."""
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+        try:
+            make_url(self.storage_url).get_dialect()
+        except (ArgumentError, NoSuchModuleError) as exc:
+            raise StoreError(
+                f"--storage {self.storage_url!r} is not a usable SQLAlchemy URL "
+                f"({exc}); for example sqlite:///sweeps.db or "
+                "postgresql+psycopg2://user@host:5432/db"
+            ) from None
+        if not self.tracking_uri.startswith(
+            ("sqlite:///", "http://", "https://", "postgresql", "mysql", "file:")
+        ):
+            raise StoreError(
+                f"--tracking-uri {self.tracking_uri!r} is not a tracking URI MLflow "
+                "reads; use sqlite:///..., postgresql://... or http(s)://server"
+            )
+
     def prepare(self) -> None:
-        """Create the local folders that the URIs point into (only when about to write)."""
-        for url in (self.tracking_uri, self.storage_url):
-            if url.startswith("sqlite:///"):
-                Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        if self.local_tracking:
-            self.artifact_root.mkdir(parents=True, exist_ok=True)
+        """Check the URLs, then create the local folders they point into (before writing)."""
+        self.check()
+        try:
+            for url in (self.tracking_uri, self.storage_url):
+                if url.startswith("sqlite:///"):
+                    Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            if self.local_tracking:
+                self.artifact_root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the store: {exc}") from None

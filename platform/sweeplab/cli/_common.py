@@ -13,8 +13,8 @@ from rich.console import Console
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True, markup=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
 
 # Typer options used by several commands (same names, same help everywhere).
 SET = typer.Option(
@@ -66,25 +66,31 @@ def quiet_libraries() -> None:
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    err.print(f"error: {message}", style="bold red")
     return typer.Exit(code)
 
 
 def handle_errors(fn: F) -> F:
-    """SpecError → its issues and exit 2; a missing sweep → exit 1; no tracebacks."""
+    """SpecError → its issues and exit 2; a missing sweep or a bad store → exit 1;
+    Ctrl-C outside a trial → exit 130. No tracebacks for any of them."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from sweeplab.spec import SpecError
+        from sweeplab.store import StoreError
 
         try:
             return fn(*args, **kwargs)
         except SpecError as exc:
             for issue in exc.issues:
-                err.print(f"[bold red]error:[/] {issue}", soft_wrap=True, markup=True)
+                err.print(f"error: {issue}", style="bold red")
             raise typer.Exit(2) from None
         except LookupError as exc:
             raise fail(str(exc.args[0] if exc.args else exc)) from None
+        except StoreError as exc:
+            raise fail(str(exc)) from None
+        except KeyboardInterrupt:
+            raise fail("interrupted", 130) from None
 
     return wrapper  # type: ignore[return-value]
 

@@ -91,7 +91,7 @@ def _with_progress(
             )
             if event.state == "failed":
                 progress.console.print(
-                    f"[yellow]trial {event.number} failed:[/] {event.reason}", soft_wrap=True
+                    f"trial {event.number} failed: {event.reason}", style="yellow", soft_wrap=True
                 )
 
         result: SweepResult = run(on_trial)
@@ -103,7 +103,7 @@ def _summary(result: SweepResult, seconds: float, metric: str, interrupted: bool
     finished = c["complete"] + c["pruned"] + c["failed"]
     state = "interrupted" if interrupted else "finished"
     out.print(
-        f"Sweep [bold]{result.name}[/] {state}: {finished} trials ({c['complete']} complete, "
+        f"Sweep {result.name} {state}: {finished} trials ({c['complete']} complete, "
         f"{c['pruned']} pruned, {c['failed']} failed) in {seconds:.0f}s"
     )
     if result.best_trial is not None:

@@ -28,7 +28,7 @@ def ui(
         raise fail(f"{where.tracking_uri} is a tracking server: open it in a browser directly")
     if host not in ("127.0.0.1", "localhost", "::1"):
         err.print(
-            f"[yellow]warning:[/] the UI will listen on {host}: anyone who can reach it "
+            f"warning: the UI will listen on {host}: anyone who can reach it "
             "can read and change runs. MLflow has no authentication unless started with "
             "--app-name basic-auth; restrict --allowed-hosts too."
         )

@@ -24,8 +24,7 @@ def run_smoke(exp: Experiment, quiet: bool = False) -> None:
     if failures:
         for f in failures:
             err.print(
-                f"[bold red]error:[/] smoke test failed at {f.params or 'the spec as written'}:"
-                f" {f.error}",
+                f"error: smoke test failed at {f.params or 'the spec as written'}: {f.error}",
                 soft_wrap=True,
             )
         raise typer.Exit(2)
