@@ -106,7 +106,7 @@ def test_l1_penalty_shrinks_weights() -> None:
     def weight_norm(l1: float) -> float:
         exp = spec_from_dict(tiny_spec(train={"l1": l1, "max_epochs": 20}))
         net = fit(exp, test=False).module.net
-        return float(sum(p.abs().sum() for p in net.parameters() if p.dim() > 1))
+        return float(sum(p.detach().abs().sum() for p in net.parameters() if p.dim() > 1))
 
     assert weight_norm(0.01) < 0.7 * weight_norm(0.0)
 
