@@ -16,7 +16,7 @@ from lightning.pytorch.callbacks import Callback
 from optuna.trial import TrialState
 
 from sweeplab.search.catalog import PRUNERS, SAMPLERS
-from sweeplab.search.trial import TAG_STATE, TAG_SWEEP, TAG_TRIAL, describe, run_trial
+from sweeplab.search.trial import TAG_SWEEP, TAG_TRIAL, describe, run_trial
 from sweeplab.spec import (
     CategoricalDist,
     Experiment,
@@ -214,34 +214,18 @@ def make_objective(
     return objective
 
 
+STATE_NAMES = {
+    TrialState.COMPLETE: "complete",
+    TrialState.PRUNED: "pruned",
+    TrialState.FAIL: "failed",
+    TrialState.RUNNING: "running",
+    TrialState.WAITING: "waiting",
+}
+
+
 def counts(study: optuna.Study) -> dict[str, int]:
-    out = {"complete": 0, "pruned": 0, "failed": 0, "running": 0, "waiting": 0}
-    names = {
-        TrialState.COMPLETE: "complete",
-        TrialState.PRUNED: "pruned",
-        TrialState.FAIL: "failed",
-        TrialState.RUNNING: "running",
-        TrialState.WAITING: "waiting",
-    }
+    """How many trials are in each state (every state present, zeros included)."""
+    out = dict.fromkeys(STATE_NAMES.values(), 0)
     for t in study.get_trials(deepcopy=False):
-        out[names[t.state]] += 1
+        out[STATE_NAMES[t.state]] += 1
     return out
-
-
-__all__ = [
-    "ATTR_EXPERIMENT",
-    "ATTR_PARENT",
-    "ATTR_REASON",
-    "ATTR_RUN",
-    "ATTR_SPEC",
-    "TAG_STATE",
-    "OptunaHooks",
-    "build_pruner",
-    "build_sampler",
-    "counts",
-    "grid_of",
-    "make_objective",
-    "open_storage",
-    "suggest",
-    "unique_name",
-]

@@ -9,8 +9,15 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from sweeplab.search.optuna_backend import ATTR_REASON, ATTR_SPEC, open_storage, study_names
-from sweeplab.search.sweep import STATE_NAMES, decoded_params
+from sweeplab.search.optuna_backend import (
+    ATTR_REASON,
+    ATTR_SPEC,
+    STATE_NAMES,
+    counts,
+    open_storage,
+    study_names,
+)
+from sweeplab.search.sweep import decoded_params
 from sweeplab.spec import Experiment
 from sweeplab.spec._errors import did_you_mean
 from sweeplab.store import Store
@@ -56,11 +63,9 @@ def load_study(store: Store, name: str) -> tuple[optuna.Study, Experiment]:
 def sweep_status(store: Store, name: str) -> SweepStatus:
     study, exp = load_study(store, name)
     trials = study.get_trials(deepcopy=False)
-    counts = {s: 0 for s in ("complete", "pruned", "failed", "running", "waiting")}
     rows = []
     for t in trials:
         state = STATE_NAMES[t.state]
-        counts[state] += 1
         seconds = t.duration.total_seconds() if t.duration else None
         epochs = t.user_attrs.get("epochs")
         if epochs is None and t.state == TrialState.PRUNED and t.last_step is not None:
@@ -76,8 +81,8 @@ def sweep_status(store: Store, name: str) -> SweepStatus:
                 t.user_attrs.get(ATTR_REASON),
             )
         )
-    report = SweepStatus(name, exp.objective.metric, exp.sweep.trials, counts, rows=rows)
-    if counts["complete"]:
+    report = SweepStatus(name, exp.objective.metric, exp.sweep.trials, counts(study), rows=rows)
+    if report.counts["complete"]:
         report.best_number = study.best_trial.number
         report.best_value = study.best_value
     return report

@@ -27,6 +27,7 @@ from sweeplab.search.optuna_backend import (
     ATTR_REASON,
     ATTR_RUN,
     ATTR_SPEC,
+    STATE_NAMES,
     build_pruner,
     build_sampler,
     counts,
@@ -40,14 +41,6 @@ from sweeplab.spec._space import CategoricalDist, decode_choice
 from sweeplab.store import Store
 from sweeplab.tracking.plots import sweep_history
 from sweeplab.tracking.tracker import Tracker, flatten
-
-STATE_NAMES = {
-    TrialState.COMPLETE: "complete",
-    TrialState.PRUNED: "pruned",
-    TrialState.FAIL: "failed",
-    TrialState.RUNNING: "running",
-    TrialState.WAITING: "waiting",
-}
 
 
 @dataclass

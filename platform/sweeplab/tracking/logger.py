@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from collections import defaultdict
 from typing import Any
@@ -81,6 +80,3 @@ class BatchedMlflowLogger(Logger):
         """Per-epoch values of ``key`` (the last value when an epoch logged it twice)."""
         by_epoch = {epoch: value for epoch, value in self.history.get(key, [])}
         return [by_epoch[e] for e in sorted(by_epoch)]
-
-    def finite(self, key: str) -> bool:
-        return all(math.isfinite(v) for v in self.curve(key))

@@ -11,7 +11,7 @@ import logging
 import signal
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback, EarlyStopping
@@ -39,7 +39,6 @@ class FitResult:
     module: SupervisedModule
     data: ArrayDataModule
     stopped: str | None = None  # why early stopping ended the fit, if it did
-    extra: dict[str, float] = field(default_factory=dict)
 
 
 def quiet_lightning() -> None:
