@@ -18,7 +18,7 @@ from sweeplab.search.optuna_backend import (
     study_names,
 )
 from sweeplab.search.sweep import decoded_params
-from sweeplab.spec import Experiment
+from sweeplab.spec import Experiment, SearchSpace
 from sweeplab.spec._errors import did_you_mean
 from sweeplab.store import Store
 
@@ -55,17 +55,30 @@ def load_study(store: Store, name: str) -> tuple[optuna.Study, Experiment]:
             f"no sweep named '{name}'{did_you_mean(name, names)} in "
             f"{store.storage_url}; sweeps: {known}"
         )
+    return _open(storage, name)
+
+
+def _open(storage: optuna.storages.BaseStorage, name: str) -> tuple[optuna.Study, Experiment]:
     study = optuna.load_study(study_name=name, storage=storage)
-    exp = Experiment.model_validate(json.loads(study.user_attrs[ATTR_SPEC]))
-    return study, exp
+    return study, Experiment.model_validate(json.loads(study.user_attrs[ATTR_SPEC]))
+
+
+def _report(study: optuna.Study, exp: Experiment, rows: list[TrialRow]) -> SweepStatus:
+    report = SweepStatus(
+        study.study_name, exp.objective.metric, exp.sweep.trials, counts(study), rows=rows
+    )
+    if report.counts["complete"]:
+        report.best_number = study.best_trial.number
+        report.best_value = study.best_value
+    return report
 
 
 def sweep_status(store: Store, name: str) -> SweepStatus:
+    """A sweep's counts, best trial, and one row per trial."""
     study, exp = load_study(store, name)
-    trials = study.get_trials(deepcopy=False)
+    space = SearchSpace.model_validate(exp.search_space)
     rows = []
-    for t in trials:
-        state = STATE_NAMES[t.state]
+    for t in study.get_trials(deepcopy=False):
         seconds = t.duration.total_seconds() if t.duration else None
         epochs = t.user_attrs.get("epochs")
         if epochs is None and t.state == TrialState.PRUNED and t.last_step is not None:
@@ -73,26 +86,18 @@ def sweep_status(store: Store, name: str) -> SweepStatus:
         rows.append(
             TrialRow(
                 t.number,
-                state,
+                STATE_NAMES[t.state],
                 t.value,
                 epochs,
                 seconds,
-                decoded_params(exp, t),
+                decoded_params(space, t),
                 t.user_attrs.get(ATTR_REASON),
             )
         )
-    report = SweepStatus(name, exp.objective.metric, exp.sweep.trials, counts(study), rows=rows)
-    if report.counts["complete"]:
-        report.best_number = study.best_trial.number
-        report.best_value = study.best_value
-    return report
+    return _report(study, exp, rows)
 
 
 def list_sweeps(store: Store) -> list[SweepStatus]:
+    """Every sweep in the storage, with counts and best value (no trial rows)."""
     storage = open_storage(store.storage_url)
-    reports = []
-    for summary in storage.get_all_studies():
-        report = sweep_status(store, summary.study_name)
-        report.rows = []
-        reports.append(report)
-    return reports
+    return [_report(*_open(storage, name), rows=[]) for name in study_names(storage)]

@@ -80,9 +80,8 @@ class SweepInterrupted(Exception):
         self.result = result
 
 
-def decoded_params(exp: Experiment, trial: FrozenTrial) -> dict[str, Any]:
+def decoded_params(space: SearchSpace, trial: FrozenTrial) -> dict[str, Any]:
     """A trial's params as spec values (categorical keys mapped back to their YAML values)."""
-    space = SearchSpace.model_validate(exp.search_space)
     out = {}
     for key, dist in space.items():
         if key in trial.params:
@@ -194,7 +193,7 @@ def summarize(study: optuna.Study, exp: Experiment, tracker: Tracker, parent: st
     best = study.best_trial
     result.best_trial = best.number
     result.best_value = best.value
-    result.best_params = decoded_params(exp, best)
+    result.best_params = decoded_params(SearchSpace.model_validate(exp.search_space), best)
     result.best_run_id = best.user_attrs.get(ATTR_RUN)
     result.test = {k: v for k, v in best.user_attrs.items() if k.startswith("test_")}
     tracker.log_params(parent, {f"best.{k}": v for k, v in result.best_params.items()})
