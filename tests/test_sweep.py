@@ -65,7 +65,7 @@ def test_sweep_writes_the_mlflow_tree_and_registers_the_best(
     # The registered model takes raw features and scores the test split as tracked.
     import mlflow.pyfunc
 
-    from sweeplab.data.builtin import split
+    from sweeplab.data.split import split
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store.tracking_uri)
     model = mlflow.pyfunc.load_model("models:/tiny-model/1")

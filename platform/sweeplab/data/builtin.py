@@ -1,39 +1,47 @@
-"""Loaders of the built-in datasets as arrays, and the seeded train/val/test split.
+"""Every dataset as arrays: the built-ins, generated sets, the sunspots series, and files.
 
-Every loader works offline: scikit-learn ships these datasets, and the
-generated sets are drawn from a seeded generator.
+A loader returns flat float32 features (one row per example), targets, and the
+shape of one example (``(1, 8, 8)`` for digits), so models can see the same data
+flat, as an image or as a sequence. Every built-in loader works offline:
+scikit-learn and statsmodels ship their data, generated sets are seeded.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from functools import lru_cache
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
-from sweeplab.data.catalog import DATASETS, Task
+from sweeplab.data import files
 from sweeplab.spec import DataConfig
 
 
 @dataclass(frozen=True)
 class Arrays:
-    """Features, targets, and the labels to stratify the split on (None: no stratification)."""
+    """Features (N, F), targets, and what the split needs to know about them."""
 
     x: np.ndarray
     y: np.ndarray
-    strata: np.ndarray | None
+    shape: tuple[int, ...]  # of one example, e.g. (1, 8, 8); prod(shape) == F
+    strata: np.ndarray | None = None  # stratify the split on these (None: on y if classes)
+    ordered: bool = False  # a time series: split in time order, never shuffled
+    baseline: np.ndarray | None = None  # a naive prediction per example, for comparison
+    baseline_name: str = ""
+    class_names: list[str] = field(default_factory=list)
 
 
-def _sklearn(name: str) -> Callable[[DataConfig], Arrays]:
+def _sklearn(name: str, image: bool = False) -> Callable[[DataConfig], Arrays]:
     def load(cfg: DataConfig) -> Arrays:
         from sklearn import datasets
 
         bunch = getattr(datasets, f"load_{name}")()
         x = bunch.data.astype(np.float32)
-        y = bunch.target
-        classify = DATASETS[cfg.dataset].task == "classification"
-        return Arrays(x, y.astype(np.int64 if classify else np.float32), y if classify else None)
+        shape = (1, 8, 8) if image else (x.shape[1],)
+        if cfg.resolved_task == "classification":
+            return Arrays(x, bunch.target.astype(np.int64), shape)
+        return Arrays(x, bunch.target.astype(np.float32), shape)
 
     return load
 
@@ -50,7 +58,7 @@ def _xor(cfg: DataConfig) -> Arrays:
     cluster = np.repeat(np.arange(4), per)
     x = centers[cluster] + rng.normal(0.0, cfg.noise, size=(4 * per, 2)).astype(np.float32)
     y = (cluster < 2).astype(np.int64)
-    return Arrays(x.astype(np.float32), y, cluster)
+    return Arrays(x.astype(np.float32), y, (2,), strata=cluster)
 
 
 def _generated(name: str) -> Callable[[DataConfig], Arrays]:
@@ -60,13 +68,57 @@ def _generated(name: str) -> Callable[[DataConfig], Arrays]:
         x, y = getattr(datasets, f"make_{name}")(
             n_samples=cfg.n_samples, noise=cfg.noise, random_state=cfg.seed
         )
-        return Arrays(x.astype(np.float32), y.astype(np.int64), y)
+        return Arrays(x.astype(np.float32), y.astype(np.int64), (2,))
 
     return load
 
 
+def _sunspots(cfg: DataConfig) -> Arrays:
+    """Yearly sunspot numbers: ``window`` past years → the next year.
+
+    The persistence baseline predicts next year = this year; a forecaster
+    earns its keep by beating it.
+    """
+    import statsmodels.api as sm
+
+    series = sm.datasets.sunspots.load_pandas().data["SUNACTIVITY"].to_numpy(np.float32)
+    w = cfg.window
+    if len(series) <= w + 10:
+        raise files.DataError(f"sunspots: data.window {w} leaves too few examples")
+    x = np.lib.stride_tricks.sliding_window_view(series[:-1], w).copy()
+    y = series[w:].copy()
+    return Arrays(x, y, (w, 1), ordered=True, baseline=x[:, -1].copy(), baseline_name="persistence")
+
+
+def _idx(cfg: DataConfig) -> Arrays:
+    folder = Path(str(cfg.path))
+    if cfg.download and files._find(folder, files.IDX_FILES["train"][0]) is None:
+        files.download(cfg.dataset, folder)
+    x, y, shape = files.load_idx(folder)
+    return Arrays(x, y, shape)
+
+
+def _cifar10(cfg: DataConfig) -> Arrays:
+    folder = Path(str(cfg.path))
+    if cfg.download and not any(folder.rglob("data_batch_1")):
+        files.download(cfg.dataset, folder)
+    x, y, shape = files.load_cifar10(folder)
+    return Arrays(x, y, shape)
+
+
+def _image_folder(cfg: DataConfig) -> Arrays:
+    size = None if cfg.image_size is None else (cfg.image_size[0], cfg.image_size[1])
+    x, y, shape, names = files.load_image_folder(Path(str(cfg.path)), size)
+    return Arrays(x, y, shape, class_names=names)
+
+
+def _csv(cfg: DataConfig) -> Arrays:
+    x, y, names = files.load_csv(Path(str(cfg.path)), str(cfg.target), cfg.resolved_task)
+    return Arrays(x, y, (x.shape[1],), class_names=names)
+
+
 LOADERS: dict[str, Callable[[DataConfig], Arrays]] = {
-    "digits": _sklearn("digits"),
+    "digits": _sklearn("digits", image=True),
     "iris": _sklearn("iris"),
     "wine": _sklearn("wine"),
     "breast_cancer": _sklearn("breast_cancer"),
@@ -74,89 +126,10 @@ LOADERS: dict[str, Callable[[DataConfig], Arrays]] = {
     "xor": _xor,
     "moons": _generated("moons"),
     "circles": _generated("circles"),
+    "sunspots": _sunspots,
+    "mnist": _idx,
+    "fashion_mnist": _idx,
+    "cifar10": _cifar10,
+    "image_folder": _image_folder,
+    "csv": _csv,
 }
-
-
-@dataclass(frozen=True)
-class Split:
-    """Standardized splits; ``mean``/``std`` are the training split's statistics."""
-
-    task: Task
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_val: np.ndarray
-    y_val: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-    mean: np.ndarray
-    std: np.ndarray
-    target_mean: float
-    target_std: float
-
-    @property
-    def n_features(self) -> int:
-        return int(self.x_train.shape[1])
-
-    @property
-    def n_outputs(self) -> int:
-        if self.task == "classification":
-            return int(max(self.y_train.max(), self.y_val.max(), self.y_test.max()) + 1)
-        return 1
-
-
-def split(cfg: DataConfig) -> Split:
-    """The seeded, stratified split of ``cfg.dataset`` (cached: a sweep loads it once)."""
-    return _split(cfg.model_dump_json())
-
-
-@lru_cache(maxsize=8)
-def _split(cfg_json: str) -> Split:
-    from sklearn.model_selection import train_test_split
-
-    cfg = DataConfig.model_validate_json(cfg_json)
-    arrays = LOADERS[cfg.dataset](cfg)
-    index = np.arange(len(arrays.x))
-    strata = arrays.strata
-    # Whole counts (not fractions of what is left), so equal strata stay equal in every split.
-    n_test = max(round(cfg.test_fraction * len(index)), 1)
-    n_val = max(round(cfg.val_fraction * len(index)), 1)
-    rest, test = train_test_split(
-        index,
-        test_size=n_test,
-        random_state=cfg.seed,
-        stratify=None if strata is None else strata,
-    )
-    train, val = train_test_split(
-        rest,
-        test_size=n_val,
-        random_state=cfg.seed,
-        stratify=None if strata is None else strata[rest],
-    )
-    x, y = arrays.x, arrays.y
-    mean = x[train].mean(axis=0)
-    std = x[train].std(axis=0)
-    std[std == 0] = 1.0  # constant pixels (digits' borders) stay at 0 after centring
-    task = DATASETS[cfg.dataset].task
-    t_mean, t_std = 0.0, 1.0
-    if task == "regression":
-        t_mean, t_std = float(y[train].mean()), float(y[train].std() or 1.0)
-
-    def fx(i: np.ndarray) -> np.ndarray:
-        return ((x[i] - mean) / std).astype(np.float32)
-
-    def fy(i: np.ndarray) -> np.ndarray:
-        return y[i] if task == "classification" else ((y[i] - t_mean) / t_std).astype(np.float32)
-
-    return Split(
-        task,
-        fx(train),
-        fy(train),
-        fx(val),
-        fy(val),
-        fx(test),
-        fy(test),
-        mean.astype(np.float32),
-        std.astype(np.float32),
-        t_mean,
-        t_std,
-    )

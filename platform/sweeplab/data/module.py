@@ -1,24 +1,35 @@
-"""The Lightning DataModule over a built-in dataset's split, held in memory as tensors."""
+"""The Lightning DataModule over a dataset's split, held in memory as flat tensors."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from sweeplab.data.builtin import Split, split
+from sweeplab.data.split import Split, split
 from sweeplab.spec import DataConfig
 
 
 class ArrayDataModule(pl.LightningDataModule):
     """Train/val/test loaders over in-memory tensors (no worker processes: the data is small)."""
 
-    def __init__(self, cfg: DataConfig, batch_size: int, seed: int = 0) -> None:
+    def __init__(
+        self,
+        cfg: DataConfig,
+        batch_size: int,
+        seed: int = 0,
+        fold: int = 0,
+        view: torch.nn.Module | None = None,
+    ) -> None:
         super().__init__()
+        self.view = view  # reshapes each batch's inputs (for a user's module), if given
         self.cfg = cfg
         self.batch_size = batch_size
         self.seed = seed
-        self.split: Split = split(cfg)
+        self.fold = fold
+        self.split: Split = split(cfg, fold)
 
     @property
     def n_features(self) -> int:
@@ -27,6 +38,12 @@ class ArrayDataModule(pl.LightningDataModule):
     @property
     def n_outputs(self) -> int:
         return self.split.n_outputs
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if self.view is None:
+            return batch
+        x, y = batch
+        return self.view(x), y
 
     def _dataset(self, x: object, y: object) -> TensorDataset:
         return TensorDataset(torch.as_tensor(x), torch.as_tensor(y))

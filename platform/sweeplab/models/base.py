@@ -1,11 +1,16 @@
-"""SupervisedModule: the Lightning side shared by every supervised architecture.
+"""The Lightning side shared by every architecture.
 
-A subclass only builds ``self.net`` (inputs → logits or predictions). This class
-owns the loss, the metrics each epoch, the L1 penalty and the optimizer.
+``TrainableModule``: the spec's optimizer and learning-rate schedule, ``lr``
+logged each epoch, the input view, and ``inference_model`` (what is logged to
+the registry and served). ``SupervisedModule``: a ``backbone`` and a ``head``
+(so a backbone can be transferred), the loss, and the metrics each epoch. An
+architecture builds its ``backbone`` and ``head``; every constructor takes the
+resolved spec and the data split.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
 import lightning.pytorch as pl
@@ -13,28 +18,111 @@ import torch
 import torchmetrics
 from torch import nn
 
-from sweeplab.data.builtin import Split
-from sweeplab.data.catalog import Task
-from sweeplab.spec import TrainConfig
+from sweeplab.data.split import Split
+from sweeplab.models.blocks import ToView
+from sweeplab.spec import Experiment
 from sweeplab.training.optim import build_optimizer
+from sweeplab.training.schedules import build_scheduler
 
-LOSSES = {"cross_entropy": nn.CrossEntropyLoss, "mse": nn.MSELoss, "huber": nn.HuberLoss}
 
+class InferenceModel(nn.Module):
+    """What is logged and served: raw features in (the dataset's own units).
 
-class SupervisedModule(pl.LightningModule):
-    """Logs per epoch: train_loss, val_loss, val_acc or val_rmse, lr; and test_* at the end."""
+    It carries the training split's standardization; ``output`` says what comes
+    out: ``probabilities`` (softmax of a classifier), ``values`` (a regressor, in
+    the target's units), ``anomaly_score`` (an autoencoder's reconstruction
+    error per row) or ``samples`` (a generator: latent vectors in, rows out).
+    """
 
-    net: nn.Module
+    mean: torch.Tensor
+    std: torch.Tensor
 
-    def __init__(self, *, task: Task, loss: str, train: TrainConfig, target_std: float = 1.0):
+    def __init__(self, net: nn.Module, split: Split, output: str) -> None:
         super().__init__()
-        self.task = task
-        self.train_cfg = train
-        self.loss_fn = LOSSES[loss]()
+        self.net = net
+        self.output = output
+        self.register_buffer("mean", torch.as_tensor(split.mean, dtype=torch.float32))
+        self.register_buffer("std", torch.as_tensor(split.std, dtype=torch.float32))
+        self.target_mean = split.target_mean
+        self.target_std = split.target_std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.output == "samples":
+            return self.net(x.float()) * self.std + self.mean
+        z = (x.float() - self.mean) / self.std
+        out: torch.Tensor = self.net(z)
+        if self.output == "probabilities":
+            return torch.softmax(out, dim=-1)
+        if self.output == "anomaly_score":
+            return ((out - z) ** 2).mean(dim=1)
+        return out * self.target_std + self.target_mean
+
+
+class TrainableModule(pl.LightningModule):
+    """Optimizer, schedule and lr logging from ``exp.train``; the input view of ``exp``."""
+
+    def __init__(self, exp: Experiment, split: Split) -> None:
+        super().__init__()
+        self.exp = exp
+        self.train_cfg = exp.train
+        self.to_view = ToView(split.shape, exp.view)
+        self.n_features = split.n_features
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        """Torch param groups for the optimizer (a group may set its own ``lr``)."""
+        return [{"params": [p for p in self.parameters() if p.requires_grad]}]
+
+    def configure_optimizers(self) -> Any:
+        optimizer = build_optimizer(self.train_cfg, self.param_groups())
+        schedule = build_scheduler(
+            self.train_cfg.schedule,
+            optimizer,
+            self.train_cfg.max_epochs,
+            int(self.trainer.estimated_stepping_batches),
+        )
+        if schedule is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": schedule}
+
+    def on_train_epoch_start(self) -> None:
+        optimizers = self.trainer.optimizers
+        if optimizers:
+            self.log("lr", optimizers[0].param_groups[-1]["lr"], on_step=False, on_epoch=True)
+
+    def example_input(self) -> torch.Tensor:
+        """One input row for the FLOP count (what ``inference_model`` takes)."""
+        return torch.zeros(1, self.n_features)
+
+    def inference_model(self, split: Split) -> InferenceModel:
+        raise NotImplementedError
+
+
+class SupervisedModule(TrainableModule):
+    """``net`` = view → backbone → head. Logs per epoch: train_loss, val_loss, val_acc or
+    val_rmse, lr; and test_* at the end."""
+
+    def __init__(self, exp: Experiment, split: Split) -> None:
+        super().__init__(exp, split)
+        self.task = exp.task
+        if exp.loss == "cross_entropy":
+            self.loss_fn: nn.Module = nn.CrossEntropyLoss(label_smoothing=exp.train.label_smoothing)
+        else:
+            self.loss_fn = {"mse": nn.MSELoss, "huber": nn.HuberLoss}[exp.loss]()
         # RMSE in the target's own units (targets are standardized for training).
-        self.target_std = target_std
+        self.target_std = split.target_std
         self.val_metric = self._metric()
         self.test_metric = self._metric()
+
+    def assemble(self, backbone: nn.Module, head: nn.Module) -> None:
+        self.net = nn.Sequential(OrderedDict(view=self.to_view, backbone=backbone, head=head))
+
+    def feature_dim(self, backbone: nn.Module) -> int:
+        """The width of ``backbone``'s output for one example of this module's view."""
+        with torch.no_grad():
+            was = backbone.training
+            out = backbone.eval()(torch.zeros(2, *self.to_view.out_shape))
+            backbone.train(was)
+        return int(out.shape[-1])
 
     def _metric(self) -> torchmetrics.Metric:
         if self.task == "classification":
@@ -49,13 +137,9 @@ class SupervisedModule(pl.LightningModule):
         out: torch.Tensor = self.net(x)
         return out.squeeze(-1) if self.task == "regression" else out
 
-    def _loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        loss: torch.Tensor = self.loss_fn(out, y)
-        return loss
-
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         x, y = batch
-        loss = self._loss(self(x), y)
+        loss: torch.Tensor = self.loss_fn(self(x), y)
         self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(x))
         if self.train_cfg.l1 > 0:
             penalty = sum(p.abs().sum() for n, p in self.named_parameters() if p.dim() > 1)
@@ -65,7 +149,7 @@ class SupervisedModule(pl.LightningModule):
     def _evaluate(self, batch: Any, stage: str, metric: torchmetrics.Metric) -> None:
         x, y = batch
         out = self(x)
-        self.log(f"{stage}_loss", self._loss(out, y), on_epoch=True, batch_size=len(x))
+        self.log(f"{stage}_loss", self.loss_fn(out, y), on_epoch=True, batch_size=len(x))
         if self.task == "classification":
             metric.update((out.argmax(dim=-1) == y).float())
         else:
@@ -78,35 +162,6 @@ class SupervisedModule(pl.LightningModule):
     def test_step(self, batch: Any, batch_idx: int) -> None:
         self._evaluate(batch, "test", self.test_metric)
 
-    def on_train_epoch_start(self) -> None:
-        optimizer = self.trainer.optimizers[0]
-        self.log("lr", optimizer.param_groups[0]["lr"], on_step=False, on_epoch=True)
-
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return build_optimizer(self.train_cfg, self.parameters())
-
-
-class InferenceModel(nn.Module):
-    """What is logged and served: raw features in, probabilities (or values) out.
-
-    It carries the training split's standardization, so a client sends the
-    features as they are in the dataset.
-    """
-
-    mean: torch.Tensor
-    std: torch.Tensor
-
-    def __init__(self, module: SupervisedModule, split: Split):
-        super().__init__()
-        self.net = module.net
-        self.task = module.task
-        self.register_buffer("mean", torch.as_tensor(split.mean, dtype=torch.float32))
-        self.register_buffer("std", torch.as_tensor(split.std, dtype=torch.float32))
-        self.target_mean = split.target_mean
-        self.target_std = split.target_std
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = self.net((x.float() - self.mean) / self.std)
-        if self.task == "classification":
-            return torch.softmax(out, dim=-1)
-        return out * self.target_std + self.target_mean
+    def inference_model(self, split: Split) -> InferenceModel:
+        output = "probabilities" if self.task == "classification" else "values"
+        return InferenceModel(self.net, split, output)

@@ -1,10 +1,10 @@
-"""Shared building blocks: activations, normalizations and weight initialization by name."""
+"""Shared building blocks: activations, norms, weight init, the input view, dense stacks."""
 
 from __future__ import annotations
 
-from torch import nn
+from torch import Tensor, nn
 
-from sweeplab.models.catalog import ACTIVATIONS, INITS, NORMS
+from sweeplab.models.catalog import ACTIVATIONS, INITS, NORMS, NORMS_2D
 
 
 def activation(name: str) -> nn.Module:
@@ -15,6 +15,17 @@ def activation(name: str) -> nn.Module:
 def norm(name: str, width: int) -> nn.Module | None:
     cls = NORMS[name]
     return None if cls is None else getattr(nn, cls)(width)
+
+
+def norm2d(name: str, channels: int) -> nn.Module | None:
+    cls = NORMS_2D[name]
+    if cls is None:
+        return None
+    if cls == "GroupNorm":  # layer norm over each feature map: one group of all channels
+        return nn.GroupNorm(1, channels)
+    if cls == "InstanceNorm2d":
+        return nn.InstanceNorm2d(channels, affine=True)
+    return getattr(nn, cls)(channels)
 
 
 def init_weights(module: nn.Module, scheme: str, activation_name: str) -> None:
@@ -34,3 +45,67 @@ def init_weights(module: nn.Module, scheme: str, activation_name: str) -> None:
                 fn(layer.weight, gain=nn.init.calculate_gain(nonlinearity))  # type: ignore[arg-type]
             if layer.bias is not None:
                 nn.init.zeros_(layer.bias)
+
+
+def dense(
+    n_in: int,
+    widths: list[int],
+    n_out: int | None,
+    act: str = "relu",
+    dropout: float = 0.0,
+    norm_name: str = "none",
+) -> nn.Sequential:
+    """Linear → [norm] → activation → [dropout] per width, then a Linear to ``n_out``."""
+    layers: list[nn.Module] = []
+    width = n_in
+    for hidden in widths:
+        layers.append(nn.Linear(width, hidden))
+        norm_layer = norm(norm_name, hidden)
+        if norm_layer is not None:
+            layers.append(norm_layer)
+        layers.append(activation(act))
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        width = hidden
+    if n_out is not None:
+        layers.append(nn.Linear(width, n_out))
+    return nn.Sequential(*layers)
+
+
+def view_shape(shape: tuple[int, ...], view: str) -> tuple[int, ...]:
+    """The shape of one example of natural ``shape`` seen as ``view``."""
+    size = 1
+    for dim in shape:
+        size *= dim
+    if view == "flat":
+        return (size,)
+    if view == "image":
+        return shape
+    if view == "rows":  # (C, H, W) → H tokens of C·W values
+        return (shape[1], shape[0] * shape[2])
+    if len(shape) == 3:  # sequence of pixels: H·W steps of C values
+        return (shape[1] * shape[2], shape[0])
+    return shape if len(shape) == 2 else (size, 1)
+
+
+class ToView(nn.Module):
+    """Flat rows (N, F) → the view a model takes (see ``view_shape``)."""
+
+    def __init__(self, shape: tuple[int, ...], view: str) -> None:
+        super().__init__()
+        self.shape = tuple(shape)
+        self.view = view
+        self.out_shape = view_shape(self.shape, view)
+
+    def forward(self, x: Tensor) -> Tensor:
+        n = x.shape[0]
+        if self.view == "flat":
+            return x.reshape(n, -1)
+        if len(self.shape) == 3 and self.view in ("sequence", "rows"):
+            image = x.reshape(n, *self.shape)
+            order = (0, 2, 3, 1) if self.view == "sequence" else (0, 2, 1, 3)
+            return image.permute(*order).reshape(n, *self.out_shape)
+        return x.reshape(n, *self.out_shape)
+
+    def extra_repr(self) -> str:
+        return f"{self.shape} as {self.view} {self.out_shape}"

@@ -13,14 +13,42 @@ ACTIVATIONS: dict[str, str] = {
     "gelu": "GELU",
 }
 
+# Normalization of feature vectors (MLP, dense layers) ...
 NORMS: dict[str, str | None] = {
     "none": None,
     "batch": "BatchNorm1d",
     "layer": "LayerNorm",
 }
 
+# ... and of image feature maps (CNN): layer norm over a map is GroupNorm with one group.
+NORMS_2D: dict[str, str | None] = {
+    "none": None,
+    "batch": "BatchNorm2d",
+    "layer": "GroupNorm",
+    "instance": "InstanceNorm2d",
+}
+
 INITS: dict[str, str | None] = {
     "default": None,  # PyTorch's own default initialization
     "he": "kaiming_normal_",
     "xavier": "xavier_uniform_",
+}
+
+# How a model sees one example (data.view). Data is stored flat; the model's
+# first layer reshapes it. "sequence" is one step per pixel (or value), "rows"
+# one step (token) per image row.
+VIEWS = ("flat", "image", "sequence", "rows")
+
+# The views each architecture accepts; the first is what data.view: auto picks.
+ARCH_VIEWS: dict[str, tuple[str, ...]] = {
+    "mlp": ("flat",),
+    "cnn": ("image",),
+    "rnn": ("sequence", "rows"),
+    "lstm": ("sequence", "rows"),
+    "gru": ("sequence", "rows"),
+    "transformer": ("rows", "sequence"),
+    "autoencoder": ("flat", "image"),  # dense / conv
+    "gan": ("flat",),
+    "transfer": ("flat", "image", "sequence", "rows"),  # the source model's
+    "custom": ("flat", "image", "sequence", "rows"),
 }

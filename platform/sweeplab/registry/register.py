@@ -7,20 +7,32 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sweeplab.data.builtin import Split
-from sweeplab.models.base import InferenceModel, SupervisedModule
+from sweeplab.data.split import Split
+from sweeplab.models.base import InferenceModel
+from sweeplab.spec import Experiment
 from sweeplab.tracking.tracker import Tracker
 
 MODEL_PATH = "model"
 
 
-def log_trained_model(tracker: Tracker, run_id: str, module: SupervisedModule, split: Split) -> str:
+def log_trained_model(
+    tracker: Tracker, run_id: str, module: Any, exp: Experiment, split: Split
+) -> str:
     """Wrap a trained module for serving (its split's standardization inside) and log it.
 
-    The input example is five raw test rows, as a client would send them.
+    The input example is five raw test rows, as a client would send them (five
+    latent vectors for a generator).
     """
-    model = InferenceModel(module, split).eval()
-    example = (split.x_test[:5] * split.std + split.mean).astype("float32")
+    import torch
+
+    from sweeplab.models.build import example_input, inference_model
+
+    model = inference_model(module, exp, split).eval()
+    if model.output == "samples":
+        latent = example_input(module, split).shape[1]
+        example = torch.randn(5, latent, generator=torch.Generator().manual_seed(0)).numpy()
+    else:
+        example = split.raw(split.x_test[:5])
     return log_model(tracker, run_id, model, example)
 
 

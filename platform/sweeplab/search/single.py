@@ -37,7 +37,8 @@ def train_once(exp: Experiment, store: Store, *, register_as: str | None = None)
         tags={"sweeplab.kind": "train"},
     )
     tracker.log_text(outcome.run_id, yaml.safe_dump(spec, sort_keys=False), "spec.yaml")
-    uri = log_trained_model(tracker, outcome.run_id, outcome.best.module, outcome.best.data.split)
+    best = outcome.best
+    uri = log_trained_model(tracker, outcome.run_id, best.module, exp, best.data.split)
     registered = None
     if register_as:
         version = register(

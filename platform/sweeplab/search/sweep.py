@@ -215,19 +215,17 @@ def register_best(exp: Experiment, tracker: Tracker, result: SweepResult) -> tup
     """Rebuild the best trial's model from its checkpoint, log it, register a new version."""
     import torch
 
-    from sweeplab.data.module import ArrayDataModule
-    from sweeplab.models.build import build_model
     from sweeplab.registry.register import log_trained_model, register
+    from sweeplab.training.fit import prepare
 
     if result.best_run_id is None:
         raise ValueError(f"sweep {result.name!r} has no completed trial to register")
     name = str(exp.tracking.register_as)
     resolved = spec_from_dict(apply_params(exp.model_dump(mode="json"), result.best_params))
-    data = ArrayDataModule(resolved.data, resolved.train.batch_size)
-    module = build_model(resolved, data)
+    data, module = prepare(resolved, tracking_uri=tracker.store.tracking_uri)
     state = torch.load(tracker.download(result.best_run_id, CHECKPOINT), weights_only=True)
     module.load_state_dict(state)
-    source = log_trained_model(tracker, result.best_run_id, module, data.split)
+    source = log_trained_model(tracker, result.best_run_id, module, resolved, data.split)
     tags = {
         TAG_SWEEP: result.name,
         TAG_TRIAL: result.best_trial,

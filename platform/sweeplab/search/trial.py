@@ -4,9 +4,14 @@ The MLflow tree of a trial:
 
     trial-7                      child of the sweep's parent run
       params: the sampled values; tags: trial number, state, study
-      metrics: per-epoch history (when restarts == 1), value, value_std, test_*
+      metrics: per-epoch history (one fit only), value, value_std, test_*,
+               param_count, flops_per_sample, epoch_seconds
       artifacts: learning_curve.png, checkpoint/model_state.pt
-      trial-7-restart-0 ...      nested runs, one per restart, when restarts > 1
+      trial-7-fold-0-restart-1 ...  nested runs, one per fit, when a trial has several:
+                                    ``data.folds`` × ``sweep.restarts``
+
+A trial's value: restarts are aggregated per fold (``sweep.restart_aggregate``),
+then folds by their mean.
 
 A backend passes ``TrialHooks``: its Lightning callbacks (pruning, reporting),
 which exceptions mean "pruned", and where to note the MLflow run id.
@@ -38,6 +43,7 @@ TAG_TRIAL = "sweeplab.trial_number"
 TAG_STATE = "sweeplab.state"
 TAG_REASON = "sweeplab.fail_reason"
 TAG_RESTART = "sweeplab.restart"
+TAG_FOLD = "sweeplab.fold"
 
 
 class TrialHooks(Protocol):
@@ -46,7 +52,7 @@ class TrialHooks(Protocol):
     pruned: tuple[type[BaseException], ...]
 
     def callbacks(self, restart: int) -> Sequence[Callback]:
-        """Lightning callbacks for the fit of restart ``restart`` (0-based)."""
+        """Lightning callbacks for the trial's fit number ``restart`` (0-based)."""
         ...
 
     def on_run(self, run_id: str) -> None:
@@ -70,7 +76,7 @@ class NoHooks:
 class TrialOutcome:
     value: float
     run_id: str
-    values: list[float]  # one per restart
+    values: list[float]  # one per fit (fold × restart)
     std: float
     epochs: int
     test: dict[str, float]
@@ -81,6 +87,29 @@ def aggregate(values: Sequence[float], how: str, mode: str) -> float:
     if how == "mean":
         return statistics.fmean(values)
     return max(values) if mode == "max" else min(values)
+
+
+def members(exp: Experiment) -> list[tuple[str, int, int]]:
+    """The fits of one trial: (label, fold, seed) for each fold and restart."""
+    folds, restarts = exp.data.folds, exp.sweep.restarts
+    out = []
+    for fold in range(folds):
+        for restart in range(restarts):
+            parts = ([f"fold-{fold}"] if folds > 1 else []) + (
+                [f"restart-{restart}"] if restarts > 1 else []
+            )
+            out.append(("-".join(parts), fold, exp.train.seed + restart))
+    return out
+
+
+def trial_value(exp: Experiment, values: Sequence[float]) -> float:
+    """Restarts aggregated within each fold, then the mean over folds."""
+    restarts = exp.sweep.restarts
+    per_fold = [
+        aggregate(values[i : i + restarts], exp.sweep.restart_aggregate, exp.objective.mode)
+        for i in range(0, len(values), restarts)
+    ]
+    return statistics.fmean(per_fold)
 
 
 def run_trial(
@@ -98,52 +127,53 @@ def run_trial(
     Raises what the fit raised (after ending the runs with the right state): the
     backend's pruned exception, TrainingDiverged, KeyboardInterrupt, ...
     """
-    restarts = exp.sweep.restarts
+    fits = members(exp)
+    nested = len(fits) > 1
     run_id = tracker.start_run(name, parent=parent, tags=tags, params=params)
     hooks.on_run(run_id)
     results: list[FitResult] = []
     curves: dict[str, dict[str, list[float]]] = {}
     try:
-        for restart in range(restarts):
+        for index, (label, fold, seed) in enumerate(fits):
             sub_id = run_id
-            if restarts > 1:
-                sub_id = tracker.start_run(
-                    f"{name}-restart-{restart}",
-                    parent=run_id,
-                    tags={**(tags or {}), TAG_RESTART: restart},
-                )
+            if nested:
+                sub_tags = {**(tags or {}), TAG_RESTART: seed - exp.train.seed, TAG_FOLD: fold}
+                sub_id = tracker.start_run(f"{name}-{label}", parent=run_id, tags=sub_tags)
             logger = BatchedMlflowLogger(tracker.client, sub_id)
             try:
                 result = fit(
                     exp,
-                    seed=exp.train.seed + restart,
+                    seed=seed,
+                    fold=fold,
                     logger=logger,
-                    callbacks=hooks.callbacks(restart),
+                    callbacks=hooks.callbacks(index),
+                    tracking_uri=tracker.store.tracking_uri,
                 )
             except BaseException as exc:
-                _plot(tracker, sub_id, {f"restart {restart}": _curves(logger, exp)}, exp)
-                if sub_id != run_id:
+                _plot(tracker, sub_id, {label: _curves(logger, exp)}, exp)
+                if nested:
                     _end(tracker, sub_id, exc, hooks)
                 raise
-            curves[f"restart {restart}"] = _curves(logger, exp)
-            if sub_id != run_id:
-                _plot(tracker, sub_id, {"": curves[f"restart {restart}"]}, exp)
+            curves[label] = _curves(logger, exp)
+            if nested:
+                _plot(tracker, sub_id, {"": curves[label]}, exp)
                 tracker.set_tags(sub_id, {TAG_STATE: "complete"})
                 tracker.end_run(sub_id)
             results.append(result)
     except BaseException as exc:
-        if curves and restarts > 1:
+        if curves and nested:
             _plot(tracker, run_id, curves, exp)
         _end(tracker, run_id, exc, hooks)
         raise
 
     values = [r.value for r in results]
-    value = aggregate(values, exp.sweep.restart_aggregate, exp.objective.mode)
+    value = trial_value(exp, values)
     best = results[values.index(aggregate(values, "best", exp.objective.mode))]
     std = statistics.pstdev(values) if len(values) > 1 else 0.0
     summary = {"value": value, "value_std": std, "epochs": float(best.epochs)}
-    if restarts > 1:
-        summary.update(best.test)  # restart runs hold their own; the trial shows the best's
+    if nested:
+        summary.update(best.test)  # nested runs hold their own; the trial shows the best's
+        summary.update(best.cost)
     tracker.log_metrics(run_id, summary)
     _plot(tracker, run_id, curves, exp)
     _save_checkpoint(tracker, run_id, best)
@@ -160,7 +190,7 @@ def _curves(logger: BatchedMlflowLogger, exp: Experiment) -> dict[str, list[floa
 def _plot(
     tracker: Tracker, run_id: str, curves: dict[str, dict[str, list[float]]], exp: Experiment
 ) -> None:
-    metric = next(m for m in exp.metrics() if m != "val_loss")
+    metric = exp.objective.metric if exp.objective.metric != "val_loss" else exp.metrics()[-1]
     tracker.log_figure(run_id, learning_curves(curves, metric), "learning_curve.png")
 
 

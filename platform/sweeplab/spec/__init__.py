@@ -6,13 +6,23 @@ caught before a database, an MLflow experiment or a file is created.
 
 from sweeplab.spec._errors import SpecError, SpecIssue
 from sweeplab.spec._load import load_spec, parse_overrides, spec_from_dict
+from sweeplab.spec._models import (
+    AutoencoderConfig,
+    CNNConfig,
+    CustomConfig,
+    GANConfig,
+    MLPConfig,
+    RecurrentConfig,
+    TransferConfig,
+    TransformerConfig,
+)
 from sweeplab.spec._paths import get_path, set_path
 from sweeplab.spec._schema import (
     DataConfig,
     EarlyStoppingConfig,
     Experiment,
-    MLPConfig,
     ObjectiveConfig,
+    ScheduleConfig,
     SweepConfig,
     TrackingConfig,
     TrainConfig,
@@ -27,21 +37,29 @@ from sweeplab.spec._space import (
 )
 
 __all__ = [
+    "AutoencoderConfig",
+    "CNNConfig",
     "CategoricalDist",
+    "CustomConfig",
     "DataConfig",
     "Distribution",
     "EarlyStoppingConfig",
     "Experiment",
     "FloatDist",
+    "GANConfig",
     "IntDist",
     "MLPConfig",
     "ObjectiveConfig",
+    "RecurrentConfig",
+    "ScheduleConfig",
     "SearchSpace",
     "SpecError",
     "SpecIssue",
     "SweepConfig",
     "TrackingConfig",
     "TrainConfig",
+    "TransferConfig",
+    "TransformerConfig",
     "apply_params",
     "get_path",
     "load_spec",

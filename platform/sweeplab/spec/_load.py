@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from sweeplab.spec._errors import SpecError, SpecIssue, did_you_mean, one_of
+from sweeplab.spec._models import MODEL_CONFIGS
 from sweeplab.spec._paths import get_path, has_path, leaf_paths, set_path
 from sweeplab.spec._schema import Experiment
 from sweeplab.spec._space import CategoricalDist, FloatDist, IntDist, SearchSpace, apply_params
@@ -188,13 +189,28 @@ def _issues(
     issues = []
     for e in err.errors():
         loc = [str(part) for part in e["loc"]]
+        kind = e["type"]
+        value = e.get("input")
         if root is None and len(loc) >= 2 and loc[1] in ("float", "int", "categorical"):
             # search-space errors: (key, tag, field) → key.field
             loc = [loc[0], *loc[2:]]
-        kind = e["type"]
-        value = e.get("input")
+        model_cls = None
+        if root is not None and loc[:1] == ["model"]:
+            if len(loc) >= 2 and loc[1] in MODEL_CONFIGS:
+                # model errors: (model, arch, field) → model.field, checked against that arch
+                model_cls, loc = MODEL_CONFIGS[loc[1]], ["model", *loc[2:]]
+            elif kind in ("union_tag_invalid", "union_tag_not_found"):
+                archs = list(MODEL_CONFIGS)
+                tag = value.get("arch") if isinstance(value, dict) else None
+                message = f"{tag!r} is not allowed{did_you_mean(str(tag), archs)}; allowed: "
+                if kind == "union_tag_not_found":
+                    message = "an architecture is required; allowed: "
+                issues.append(SpecIssue(file, "model.arch", message + ", ".join(archs)))
+                continue
         if kind == "extra_forbidden":
             allowed = _fields_at(root, loc[:-1]) if root else []
+            if model_cls is not None and len(loc) == 2:
+                allowed = _model_fields(model_cls)
             if root is None and len(loc) >= 2:
                 allowed = _dist_fields(loc[0], err)
             message = f"unknown key '{loc[-1]}'{did_you_mean(loc[-1], allowed)}"
@@ -237,6 +253,11 @@ def _fields_at(root: type[BaseModel], loc: list[str]) -> list[str]:
             return []
         cls = _model_class(fields[part].annotation)
     return list(getattr(cls, "model_fields", {}))
+
+
+def _model_fields(cls: type[BaseModel]) -> list[str]:
+    """The keys a spec writes for ``cls`` (aliases such as ``class`` where set)."""
+    return [f.alias or name for name, f in cls.model_fields.items()]
 
 
 def _model_class(annotation: Any) -> Any:

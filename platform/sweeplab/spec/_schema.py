@@ -7,38 +7,38 @@ rejected with the list of valid ones and a new entry is one line there.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from sweeplab.data.catalog import DATASETS, Task
-from sweeplab.models.catalog import ACTIVATIONS, INITS, NORMS
+from sweeplab.data.catalog import DATASETS, KIND_VIEWS, Task
+from sweeplab.models.catalog import ARCH_VIEWS, VIEWS
 from sweeplab.search.catalog import PRUNERS, SAMPLERS
 from sweeplab.spec._errors import did_you_mean
-from sweeplab.training.catalog import LOSSES, OPTIMIZERS
+from sweeplab.spec._models import AutoencoderConfig, GANConfig, ModelConfig
+from sweeplab.training.catalog import LOSSES, OPTIMIZERS, SCHEDULES
 
 # Literal types built from the catalogs: pydantic lists the valid options in its errors.
 # (mypy cannot read a Literal built at run time, so it sees plain strings.)
 if TYPE_CHECKING:
     from typing import TypeAlias
 
-    ActivationName: TypeAlias = str
-    NormName: TypeAlias = str
-    InitName: TypeAlias = str
     OptimizerName: TypeAlias = str
     LossName: TypeAlias = str
     DatasetName: TypeAlias = str
     SamplerName: TypeAlias = str
     PrunerName: TypeAlias = str
+    ScheduleName: TypeAlias = str
+    ViewName: TypeAlias = str
 else:
-    ActivationName = Literal[tuple(ACTIVATIONS)]
-    NormName = Literal[tuple(NORMS)]
-    InitName = Literal[tuple(INITS)]
     OptimizerName = Literal[tuple(OPTIMIZERS)]
     LossName = Literal[("auto", *LOSSES)]
     DatasetName = Literal[tuple(DATASETS)]
     SamplerName = Literal[tuple(SAMPLERS)]
     PrunerName = Literal[tuple(PRUNERS)]
+    ScheduleName = Literal[tuple(SCHEDULES)]
+    ViewName = Literal[("auto", *VIEWS)]
 
 Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
 PositiveInt = Annotated[int, Field(ge=1)]
@@ -50,33 +50,23 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-# ----------------------------------------------------------------------------- model
-
-
-class MLPConfig(_Section):
-    """A feed-forward network: ``hidden`` widths (``[]`` = no hidden layer)."""
-
-    arch: Literal["mlp"] = "mlp"
-    hidden: list[PositiveInt] = Field(default_factory=lambda: [128, 64])
-    activation: ActivationName = "relu"
-    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
-    norm: NormName = "none"
-    init: InitName = "default"
-
-    def metrics(self, task: Task) -> tuple[str, ...]:
-        """The validation metrics this model logs for ``task`` (objective candidates)."""
-        return ("val_loss", "val_acc") if task == "classification" else ("val_loss", "val_rmse")
-
-
-# The architectures a spec may name; issue-by-issue more join this union.
-ModelConfig = MLPConfig
-
-
 # ------------------------------------------------------------------------------ data
 
 
 class DataConfig(_Section):
     dataset: DatasetName
+    path: str | None = None  # file datasets: the folder or file to read
+    download: bool = False  # file datasets: fetch the published files when missing (online)
+    target: str | None = None  # csv: the target column
+    task: Task | None = None  # csv: classification or regression
+    view: ViewName = "auto"  # how a model sees an example; auto: the architecture's choice
+    window: Annotated[int, Field(ge=2)] = 12  # series: past values in each example
+    image_size: Annotated[list[PositiveInt], Field(min_length=2, max_length=2)] | None = None
+    limit: PositiveInt | None = None  # keep at most this many examples (stratified)
+    classes: Annotated[list[int], Field(min_length=2)] | None = None  # keep only these
+    holdout_classes: list[int] = Field(default_factory=list)  # left out of training
+    label_fraction: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0  # of the training split
+    folds: PositiveInt = 1  # k > 1: k-fold cross-validation on train + val
     val_fraction: Fraction = 0.15
     test_fraction: Fraction = 0.15
     seed: int = 0
@@ -92,9 +82,77 @@ class DataConfig(_Section):
             )
         return self
 
+    @model_validator(mode="before")
+    @classmethod
+    def _task_from_dataset(cls, raw: Any) -> Any:
+        """A built-in dataset knows its task: fill ``task`` in when the spec leaves it out."""
+        if isinstance(raw, dict) and raw.get("task") is None and raw.get("dataset") in DATASETS:
+            known = DATASETS[raw["dataset"]].task
+            if known is not None:
+                raw = {**raw, "task": known}
+        return raw
+
     @property
-    def task(self) -> Task:
-        return DATASETS[self.dataset].task
+    def resolved_task(self) -> Task:
+        return self.task or "classification"
+
+    @property
+    def kind(self) -> str:
+        return DATASETS[self.dataset].kind
+
+    def problems(self) -> list[tuple[str, str]]:
+        info = DATASETS[self.dataset]
+        problems = []
+        if info.from_path and self.path is None:
+            problems.append(
+                ("data.path", f"is required for dataset '{self.dataset}' ({info.description})")
+            )
+        if not info.from_path and self.path is not None:
+            problems.append(
+                ("data.path", f"dataset '{self.dataset}' is built in and reads no path")
+            )
+        if self.path is not None and not self.download and not Path(self.path).exists():
+            problems.append(
+                ("data.path", f"{self.path!r} does not exist (set data.download: true to fetch)")
+            )
+        if self.dataset == "csv":
+            if self.target is None:
+                problems.append(("data.target", "is required for a csv dataset: a column name"))
+            if self.task is None:
+                problems.append(
+                    ("data.task", "is required for a csv dataset: classification or regression")
+                )
+        elif self.task != info.task:
+            problems.append(
+                (
+                    "data.task",
+                    f"dataset '{self.dataset}' is {info.task}, but got {self.task!r}; "
+                    "leave data.task out",
+                )
+            )
+        if self.view != "auto" and self.view not in KIND_VIEWS[self.kind]:
+            problems.append(
+                (
+                    "data.view",
+                    f"'{self.view}' does not apply to {self.kind} dataset '{self.dataset}'; "
+                    f"allowed: auto, {', '.join(KIND_VIEWS[self.kind])}",
+                )
+            )
+        labelled = self.classes is not None or self.holdout_classes
+        if labelled and self.resolved_task != "classification":
+            problems.append(
+                (
+                    "data.classes",
+                    f"class filters need a classification dataset, not {self.resolved_task}",
+                )
+            )
+        if self.folds > 1 and self.kind == "series":
+            problems.append(
+                ("data.folds", "k-fold splits would mix past and future of a series; use 1")
+            )
+        if self.image_size is not None and self.dataset != "image_folder":
+            problems.append(("data.image_size", "only applies to dataset 'image_folder'"))
+        return problems
 
 
 # ----------------------------------------------------------------------------- train
@@ -107,6 +165,27 @@ class EarlyStoppingConfig(_Section):
     min_delta: Annotated[float, Field(ge=0.0)] = 0.0
 
 
+class ScheduleConfig(_Section):
+    """A learning-rate schedule, stepped per epoch (one-cycle per batch), after a warm-up."""
+
+    name: ScheduleName = "none"
+    warmup_epochs: Annotated[int, Field(ge=0)] = 0  # linear ramp from lr/10 (not with plateau)
+    step_size: PositiveInt = 10  # step: epochs between decays
+    gamma: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5  # step: decay factor
+    factor: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.5  # plateau: decay factor
+    patience: Annotated[int, Field(ge=0)] = 3  # plateau: epochs without val_loss improvement
+    min_lr: Annotated[float, Field(ge=0.0)] = 0.0  # cosine and plateau: the floor
+
+    @model_validator(mode="after")
+    def _warmup_fits(self) -> ScheduleConfig:
+        if self.warmup_epochs and self.name == "plateau":
+            raise ValueError(
+                "warmup_epochs is not supported with the plateau schedule, "
+                f"but got warmup_epochs={self.warmup_epochs}; use 0 or another schedule"
+            )
+        return self
+
+
 class TrainConfig(_Section):
     optimizer: OptimizerName = "adam"
     lr: Annotated[float, Field(gt=0.0, allow_inf_nan=False)] = 1e-3
@@ -117,7 +196,10 @@ class TrainConfig(_Section):
     batch_size: PositiveInt = 64
     max_epochs: PositiveInt = 20
     loss: LossName = "auto"
+    label_smoothing: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0  # cross_entropy
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     gradient_clip_val: Annotated[float, Field(gt=0.0)] | None = None
+    mixed_precision: bool = False  # 16-bit mixed precision on a GPU; ignored on CPU
     early_stopping: EarlyStoppingConfig | None = None
     seed: int = 0
 
@@ -163,7 +245,17 @@ class Experiment(_Section):
 
     @property
     def task(self) -> Task:
-        return self.data.task
+        return self.data.resolved_task
+
+    @property
+    def view(self) -> str:
+        """How the model sees one example: ``data.view``, or the architecture's first choice."""
+        if self.data.view != "auto":
+            return str(self.data.view)
+        allowed = [v for v in ARCH_VIEWS[self.model.arch] if v in KIND_VIEWS[self.data.kind]]
+        if isinstance(self.model, AutoencoderConfig) and self.model.kind == "conv":
+            return "image"
+        return allowed[0] if allowed else ARCH_VIEWS[self.model.arch][0]
 
     @property
     def experiment_name(self) -> str:
@@ -177,11 +269,12 @@ class Experiment(_Section):
 
     def metrics(self) -> tuple[str, ...]:
         """Validation metrics the configured model logs each epoch."""
-        return self.model.metrics(self.task)
+        return self.model.metrics(self.data)
 
     def problems(self) -> list[tuple[str, str]]:
         """Checks across sections, as (dotted path, message) pairs; empty when valid."""
-        problems = []
+        problems = [*self.data.problems(), *self.model.problems(self.data)]
+        problems += self._view_problems()
         metrics = self.metrics()
         if self.objective.metric not in metrics:
             problems.append(
@@ -199,7 +292,11 @@ class Experiment(_Section):
                     f"'{es.monitor}' is never logged; allowed: {', '.join(metrics)}",
                 )
             )
-        if self.train.loss != "auto" and LOSSES[self.train.loss] != self.task:
+        if (
+            self.model.supervised
+            and self.train.loss != "auto"
+            and LOSSES[self.train.loss] != self.task
+        ):
             allowed = [name for name, task in LOSSES.items() if task == self.task]
             problems.append(
                 (
@@ -216,6 +313,33 @@ class Experiment(_Section):
                     f"'{self.train.optimizer}', momentum {self.train.momentum}",
                 )
             )
+        if self.train.label_smoothing and self.loss != "cross_entropy":
+            problems.append(
+                (
+                    "train.label_smoothing",
+                    f"applies to the cross_entropy loss only, but the loss is '{self.loss}'",
+                )
+            )
+        if isinstance(self.model, GANConfig) and (
+            self.train.schedule.name != "none" or self.train.gradient_clip_val
+        ):
+            problems.append(
+                (
+                    "train.schedule.name"
+                    if self.train.schedule.name != "none"
+                    else "train.gradient_clip_val",
+                    "a gan trains with its own two Adam optimizers (model.lr_g, model.lr_d): "
+                    "learning-rate schedules and gradient clipping do not apply",
+                )
+            )
+        if self.data.holdout_classes and self.model.arch != "autoencoder":
+            problems.append(
+                (
+                    "data.holdout_classes",
+                    "classes left out of training are the anomalies of an autoencoder; "
+                    f"a '{self.model.arch}' model would meet unseen labels in validation",
+                )
+            )
         if self.sweep.pruner_options:
             from sweeplab.search.catalog import pruner_parameters
 
@@ -230,3 +354,31 @@ class Experiment(_Section):
                         )
                     )
         return problems
+
+    def _view_problems(self) -> list[tuple[str, str]]:
+        arch, kind = self.model.arch, self.data.kind
+        view = self.view
+        if view not in KIND_VIEWS[kind]:
+            if self.data.view == "auto":
+                allowed = ", ".join(KIND_VIEWS[kind])
+                return [
+                    (
+                        "model.arch",
+                        f"a '{arch}' model needs a {' or '.join(ARCH_VIEWS[arch])} view, but "
+                        f"{kind} dataset '{self.data.dataset}' has only: {allowed}",
+                    )
+                ]
+            return []  # DataConfig.problems names the view that does not fit the dataset
+        if view not in ARCH_VIEWS[arch]:
+            return [
+                (
+                    "data.view",
+                    f"a '{arch}' model does not take the '{view}' view; "
+                    f"allowed: auto, {', '.join(ARCH_VIEWS[arch])}",
+                )
+            ]
+        if isinstance(self.model, AutoencoderConfig):
+            want = "image" if self.model.kind == "conv" else "flat"
+            if view != want:
+                return [("data.view", f"a {self.model.kind} autoencoder takes '{want}' input")]
+        return []

@@ -73,6 +73,14 @@ class BatchedMlflowLogger(Logger):
         self._last_flush = time.monotonic()
 
     @rank_zero_only
+    def log_figure(self, figure: Any, path: str) -> None:
+        """A matplotlib figure as an artifact of the run (a GAN's samples each epoch)."""
+        import matplotlib.pyplot as plt
+
+        self._client.log_figure(self._run_id, figure, path)
+        plt.close(figure)
+
+    @rank_zero_only
     def finalize(self, status: str) -> None:
         self.flush()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import lightning.pytorch as pl
@@ -48,3 +49,16 @@ class KeepBestWeights(pl.Callback):
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best, "best_epoch": self.best_epoch}
+
+
+class EpochTimer(pl.Callback):
+    """Logs ``epoch_seconds``: the wall time of each epoch, training and validation."""
+
+    def __init__(self) -> None:
+        self._started = 0.0
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._started = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        pl_module.log("epoch_seconds", time.perf_counter() - self._started, on_epoch=True)

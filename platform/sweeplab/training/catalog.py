@@ -1,4 +1,4 @@
-"""Names a spec may use for optimizers and losses (no torch import here)."""
+"""Names a spec may use for optimizers, losses and learning-rate schedules (no torch import)."""
 
 OPTIMIZERS: dict[str, str] = {
     "sgd": "SGD",
@@ -13,4 +13,13 @@ LOSSES: dict[str, str] = {
     "cross_entropy": "classification",
     "mse": "regression",
     "huber": "regression",
+}
+
+# schedule name -> the torch.optim.lr_scheduler class behind it (see training.schedules)
+SCHEDULES: dict[str, str | None] = {
+    "none": None,
+    "step": "StepLR",
+    "cosine": "CosineAnnealingLR",
+    "onecycle": "OneCycleLR",
+    "plateau": "ReduceLROnPlateau",
 }

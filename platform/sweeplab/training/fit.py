@@ -20,10 +20,10 @@ from lightning.pytorch.loggers import Logger
 from lightning.pytorch.trainer.states import TrainerStatus
 
 from sweeplab.data.module import ArrayDataModule
-from sweeplab.models.base import SupervisedModule
-from sweeplab.models.build import build_model
+from sweeplab.models.build import batch_view, build_model
 from sweeplab.spec import Experiment
-from sweeplab.training.callbacks import KeepBestWeights
+from sweeplab.training.callbacks import EpochTimer, KeepBestWeights
+from sweeplab.training.cost import model_cost
 
 
 class TrainingDiverged(RuntimeError):
@@ -35,9 +35,10 @@ class FitResult:
     value: float  # best value of the objective metric over the epochs
     best_epoch: int  # 0-based epoch of that value; the module holds its weights
     epochs: int  # epochs run (early stopping or pruning may end before max_epochs)
-    test: dict[str, float]  # test metrics of the module (best weights)
-    module: SupervisedModule
+    test: dict[str, float]  # test metrics of the module (best weights), and data baselines
+    module: pl.LightningModule
     data: ArrayDataModule
+    cost: dict[str, float]  # param_count, flops_per_sample
     stopped: str | None = None  # why early stopping ended the fit, if it did
 
 
@@ -72,8 +73,28 @@ def make_trainer(
         "gradient_clip_val": exp.train.gradient_clip_val,
         "log_every_n_steps": 1_000_000,  # per-epoch metrics only
     }
+    if exp.train.mixed_precision:
+        kwargs["precision"] = mixed_precision()
     kwargs.update(overrides)
     return pl.Trainer(**kwargs)  # type: ignore[arg-type]
+
+
+def mixed_precision() -> str:
+    """16-bit mixed precision where the hardware has it (a CUDA GPU), else full precision."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return "32-true"
+    return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+
+
+def prepare(
+    exp: Experiment, seed: int = 0, fold: int = 0, tracking_uri: str | None = None
+) -> tuple[ArrayDataModule, pl.LightningModule]:
+    """The data module and the freshly built model of ``exp`` (shared with the smoke test)."""
+    data = ArrayDataModule(exp.data, exp.train.batch_size, seed=seed, fold=fold)
+    data.view = batch_view(exp, data.split)
+    return data, build_model(exp, data.split, tracking_uri)
 
 
 def _fit_or_interrupt(
@@ -101,15 +122,22 @@ def fit(
     logger: Logger | None = None,
     callbacks: Sequence[Callback] = (),
     test: bool = True,
+    fold: int = 0,
+    tracking_uri: str | None = None,
 ) -> FitResult:
-    """Train ``exp`` once (seeded); raises TrainingDiverged when the loss turns NaN/inf."""
+    """Train ``exp`` once (seeded) on fold ``fold``; raises TrainingDiverged on NaN/inf loss.
+
+    ``tracking_uri`` is where a transfer source in the model registry is found.
+    """
     seed = exp.train.seed if seed is None else seed
     pl.seed_everything(seed, workers=False, verbose=False)
-    data = ArrayDataModule(exp.data, exp.train.batch_size, seed=seed)
-    module = build_model(exp, data)
+    data, module = prepare(exp, seed, fold, tracking_uri)
+    cost = model_cost(module, exp, data.split)
+    if logger is not None:
+        logger.log_metrics(cost, step=0)
     best = KeepBestWeights(exp.objective.metric, exp.objective.mode)
     stoppers = _stoppers(exp)
-    all_callbacks: list[Callback] = [best, *stoppers, *callbacks]
+    all_callbacks: list[Callback] = [best, EpochTimer(), *stoppers, *callbacks]
     trainer = make_trainer(exp, all_callbacks, logger)
     _fit_or_interrupt(trainer, module, data)
     for es in stoppers:
@@ -125,6 +153,7 @@ def fit(
     if test:
         out = trainer.test(module, datamodule=data, verbose=False)
         results = {k: float(v) for k, v in (out[0] if out else {}).items()}
+        results.update(data.split.baselines)
     stopped = next((es.stopping_reason_message for es in stoppers if es.stopped_epoch), None)
     return FitResult(
         value=best.best,
@@ -133,6 +162,7 @@ def fit(
         test=results,
         module=module,
         data=data,
+        cost=cost,
         stopped=stopped,
     )
 

@@ -12,6 +12,7 @@ from sweeplab.training.catalog import OPTIMIZERS
 
 
 def build_optimizer(cfg: TrainConfig, params: Iterable[Any]) -> torch.optim.Optimizer:
+    """``params``: tensors, or torch param groups (a group may set its own ``lr``)."""
     cls = getattr(torch.optim, OPTIMIZERS[cfg.optimizer])
     kwargs: dict[str, Any] = {"lr": cfg.lr, "weight_decay": cfg.weight_decay}
     if cfg.optimizer == "sgd":

@@ -37,12 +37,15 @@ def corners(exp: Experiment) -> list[dict[str, Any]]:
 
 
 def smoke(
-    exp: Experiment, on_config: Callable[[dict[str, Any]], None] | None = None
+    exp: Experiment,
+    on_config: Callable[[dict[str, Any]], None] | None = None,
+    tracking_uri: str | None = None,
 ) -> list[SmokeFailure]:
-    """Run one training and one validation batch per corner; return what failed."""
-    from sweeplab.data.module import ArrayDataModule
-    from sweeplab.models.build import build_model
-    from sweeplab.training.fit import _fit_or_interrupt, make_trainer
+    """Run one training and one validation batch per corner; return what failed.
+
+    ``tracking_uri``: where a transfer source in the model registry is found.
+    """
+    from sweeplab.training.fit import _fit_or_interrupt, make_trainer, prepare
 
     failures = []
     base = exp.model_dump(mode="json")
@@ -51,8 +54,7 @@ def smoke(
             on_config(params)
         try:
             resolved = spec_from_dict(apply_params(base, params))
-            data = ArrayDataModule(resolved.data, resolved.train.batch_size)
-            module = build_model(resolved, data)
+            data, module = prepare(resolved, tracking_uri=tracking_uri)
             trainer = make_trainer(resolved, fast_dev_run=1, max_epochs=1)
             _fit_or_interrupt(trainer, module, data)
         except KeyboardInterrupt:

@@ -1,0 +1,265 @@
+"""Datasets read from local files in their published formats (no torchvision needed).
+
+- MNIST and Fashion-MNIST: IDX files (``train-images-idx3-ubyte`` …, gzipped or not)
+- CIFAR-10: the python batches (``data_batch_1`` … ``data_batch_5``, ``test_batch``)
+- an image folder: ``<path>/<class>/<image>.png|jpg``, classes in sorted order
+- a CSV file with a header row and a target column
+
+Each reader returns flat float32 features, labels and the shape of one example;
+a missing, corrupt or truncated file raises ``DataError`` naming the file and what
+was expected. Nothing is downloaded unless ``data.download`` is true.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import pickle
+import tarfile
+import urllib.request
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+
+class DataError(Exception):
+    """A dataset's files are missing, corrupt or not in the expected format."""
+
+
+# ------------------------------------------------------------------------------ IDX
+
+IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+DOWNLOADS = {
+    "mnist": "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "fashion_mnist": "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+    "cifar10": "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+}
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """One IDX file: magic (0, 0, dtype, ndim), ndim big-endian sizes, then the values."""
+    raw = path.read_bytes()
+    if path.suffix == ".gz":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as exc:
+            raise DataError(f"{path}: not a readable gzip file ({exc})") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in IDX_DTYPES:
+        raise DataError(
+            f"{path}: not an IDX file (it must start with bytes 0, 0, a type code and "
+            f"the number of dimensions, but starts with {list(raw[:4])})"
+        )
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{path}: truncated IDX header ({len(raw)} bytes)")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    dtype = np.dtype(IDX_DTYPES[raw[2]])
+    expected = header + int(np.prod(shape)) * dtype.itemsize
+    if len(raw) != expected:
+        raise DataError(
+            f"{path}: truncated or padded IDX file: shape {shape} needs {expected} bytes, "
+            f"found {len(raw)}"
+        )
+    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
+
+
+def _find(folder: Path, name: str) -> Path | None:
+    for candidate in (folder / name, folder / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_idx(folder: Path) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+    """MNIST-style folder: the train pair, plus the t10k pair when present."""
+    xs, ys = [], []
+    for part, (images_name, labels_name) in IDX_FILES.items():
+        images, labels = _find(folder, images_name), _find(folder, labels_name)
+        if images is None or labels is None:
+            if part == "train":
+                raise DataError(
+                    f"{folder}: expected {images_name} and {labels_name} (or .gz) in this "
+                    "folder; set data.download: true to fetch them"
+                )
+            continue
+        x, y = read_idx(images), read_idx(labels)
+        if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
+            raise DataError(
+                f"{images}: expected N images of HxW and N labels, but got shapes "
+                f"{x.shape} and {y.shape}"
+            )
+        xs.append(x)
+        ys.append(y)
+    x = np.concatenate(xs).astype(np.float32)
+    return x.reshape(len(x), -1), np.concatenate(ys).astype(np.int64), (1, *x.shape[1:])
+
+
+# -------------------------------------------------------------------------- CIFAR-10
+
+CIFAR_BATCHES = [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"]
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """CIFAR's batches are pickles: allow only what they hold (numpy arrays, builtins),
+    so a hostile file in the data folder cannot run code."""
+
+    ALLOWED: ClassVar[set[tuple[str, str]]] = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("builtins", "bytes"),
+    }
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a CIFAR batch")
+
+
+def load_cifar10(folder: Path) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+    if (folder / "cifar-10-batches-py").is_dir():
+        folder = folder / "cifar-10-batches-py"
+    found = [folder / name for name in CIFAR_BATCHES if (folder / name).is_file()]
+    if not found:
+        raise DataError(
+            f"{folder}: expected CIFAR-10 python batches ({', '.join(CIFAR_BATCHES)}); "
+            "set data.download: true to fetch them"
+        )
+    xs, ys = [], []
+    for path in found:
+        try:
+            with path.open("rb") as fh:
+                batch = _BatchUnpickler(fh, encoding="bytes").load()
+            data = np.asarray(batch[b"data"], dtype=np.uint8)
+            labels = np.asarray(batch[b"labels"], dtype=np.int64)
+        except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError) as exc:
+            raise DataError(
+                f"{path}: not a CIFAR-10 python batch (a pickled dict with b'data' and "
+                f"b'labels'): {type(exc).__name__}: {exc}"
+            ) from None
+        if data.ndim != 2 or data.shape[1] != 3072 or len(data) != len(labels):
+            raise DataError(
+                f"{path}: expected N x 3072 pixel rows and N labels, but got {data.shape} "
+                f"and {labels.shape}"
+            )
+        xs.append(data)
+        ys.append(labels)
+    return np.concatenate(xs).astype(np.float32), np.concatenate(ys), (3, 32, 32)
+
+
+# ---------------------------------------------------------------------- image folder
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
+
+
+def load_image_folder(
+    folder: Path, size: tuple[int, int] | None
+) -> tuple[np.ndarray, np.ndarray, tuple[int, ...], list[str]]:
+    """``folder/<class>/<image>``: every image the same size unless ``size`` (H, W) is given."""
+    from PIL import Image, UnidentifiedImageError
+
+    classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    if len(classes) < 2:
+        raise DataError(
+            f"{folder}: expected one sub-folder per class (at least 2), found {classes}"
+        )
+    xs, ys = [], []
+    mode: str | None = None
+    shape: tuple[int, ...] | None = None
+    for label, name in enumerate(classes):
+        for path in sorted((folder / name).iterdir()):
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            try:
+                with Image.open(path) as opened:
+                    opened.load()
+                    mode = mode or ("L" if opened.mode in ("L", "1", "I;16") else "RGB")
+                    img = opened.convert(mode)
+                    if size is not None:
+                        img = img.resize((size[1], size[0]))
+                    pixels = np.asarray(img, dtype=np.float32)
+            except (UnidentifiedImageError, OSError) as exc:
+                raise DataError(f"{path}: not a readable image ({exc})") from None
+            item = (1, *pixels.shape) if pixels.ndim == 2 else pixels.transpose(2, 0, 1).shape
+            if shape is None:
+                shape = item
+            elif item != shape:
+                raise DataError(
+                    f"{path}: size {item[1:]} differs from the first image's {shape[1:]}; "
+                    "set data.image_size: [H, W] to resize all images"
+                )
+            chw = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
+            xs.append(chw.reshape(-1))
+            ys.append(label)
+    if shape is None:
+        raise DataError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found")
+    return np.stack(xs), np.asarray(ys, dtype=np.int64), shape, classes
+
+
+# ------------------------------------------------------------------------------- CSV
+
+
+def load_csv(path: Path, target: str, task: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Numeric feature columns and the target; classes are the sorted distinct targets."""
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(path)
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise DataError(f"{path}: not a readable CSV file ({exc})") from None
+    if target not in frame.columns:
+        raise DataError(
+            f"{path}: no column {target!r} (data.target); columns: {', '.join(map(str, frame))}"
+        )
+    features = frame.drop(columns=[target])
+    if features.shape[1] == 0:
+        raise DataError(f"{path}: no feature columns besides the target {target!r}")
+    text = [str(c) for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])]
+    if text:
+        raise DataError(f"{path}: feature columns must be numeric, but {', '.join(text)} are not")
+    missing = frame.isna().any(axis=1)
+    if missing.any():
+        row = int(missing.to_numpy().argmax())
+        raise DataError(f"{path}: missing values, first in data row {row + 1}")
+    labels = frame[target]
+    if task == "classification":
+        classes = sorted(labels.unique().tolist(), key=str)
+        index = {c: i for i, c in enumerate(classes)}
+        y = labels.map(index).to_numpy(dtype=np.int64)
+        return features.to_numpy(dtype=np.float32), y, [str(c) for c in classes]
+    if not pd.api.types.is_numeric_dtype(labels):
+        raise DataError(f"{path}: a regression target must be numeric, but {target!r} is not")
+    return features.to_numpy(dtype=np.float32), labels.to_numpy(dtype=np.float32), []
+
+
+# -------------------------------------------------------------------------- download
+
+
+def download(dataset: str, folder: Path) -> None:
+    """Fetch the published files of ``dataset`` into ``folder`` (only with data.download)."""
+    base = DOWNLOADS.get(dataset)
+    if base is None:
+        raise DataError(f"dataset '{dataset}' has nothing to download; put its files in {folder}")
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        if dataset == "cifar10":
+            with urllib.request.urlopen(base, timeout=60) as response:
+                payload = response.read()
+            with tarfile.open(fileobj=io.BytesIO(payload), mode="r:gz") as tar:
+                tar.extractall(folder, filter="data")
+            return
+        for names in IDX_FILES.values():
+            for name in names:
+                if _find(folder, name) is None:
+                    urllib.request.urlretrieve(f"{base}{name}.gz", folder / f"{name}.gz")
+    except OSError as exc:
+        raise DataError(f"cannot download {dataset} from {base}: {exc} (offline?)") from None

@@ -1,0 +1,185 @@
+"""The seeded train / validation / test split of a dataset, standardized on train only.
+
+    load (cached) → keep data.classes → data.limit → test split
+      → validation split, or fold k of data.folds → drop data.holdout_classes from train
+      → data.label_fraction of train → standardize with the training rows' statistics
+
+Splits are stratified on the class; a time series is split in time order.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from sweeplab.data.builtin import LOADERS, Arrays
+from sweeplab.data.catalog import Task
+from sweeplab.spec import DataConfig
+
+
+@dataclass(frozen=True, eq=False)  # compared (and cached) by identity: split() is cached
+class Split:
+    """Standardized splits; ``mean``/``std`` are the training rows' statistics (per feature)."""
+
+    task: Task
+    shape: tuple[int, ...]  # of one example
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    target_mean: float
+    target_std: float
+    n_classes: int = 0
+    holdout: tuple[int, ...] = ()  # labels left out of train (anomalies for an autoencoder)
+    baselines: tuple[tuple[str, float], ...] = ()  # e.g. ("val_rmse_persistence", 21.3)
+
+    @property
+    def n_features(self) -> int:
+        return int(self.x_train.shape[1])
+
+    @property
+    def n_outputs(self) -> int:
+        return self.n_classes if self.task == "classification" else 1
+
+    def raw(self, x: np.ndarray) -> np.ndarray:
+        """Standardized rows back in the dataset's own units (what a client sends)."""
+        return (x * self.std + self.mean).astype(np.float32)
+
+
+def split(cfg: DataConfig, fold: int = 0) -> Split:
+    """The split of ``cfg`` (fold ``fold`` of ``data.folds``); cached: a sweep loads once."""
+    return _split(cfg.model_dump_json(), fold)
+
+
+@lru_cache(maxsize=4)
+def load(cfg_json: str) -> Arrays:
+    """The dataset's arrays (cached on the fields that choose them)."""
+    cfg = DataConfig.model_validate_json(cfg_json)
+    return LOADERS[cfg.dataset](cfg)
+
+
+def _loading_key(cfg: DataConfig) -> str:
+    fields = {"dataset", "path", "download", "target", "task", "window", "image_size"}
+    fields |= (
+        {"n_samples", "noise", "seed"} if cfg.dataset in ("xor", "moons", "circles") else set()
+    )
+    return cfg.model_copy().model_dump_json(include=fields)
+
+
+def _stratified(
+    index: np.ndarray, size: int, seed: int, labels: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(rest, picked): ``size`` rows of ``index`` picked at random, stratified on ``labels``."""
+    from sklearn.model_selection import train_test_split
+
+    strata = None if labels is None else labels[index]
+    if strata is not None and min(np.bincount(strata)[np.unique(strata)]) < 2:
+        strata = None  # a class with one row cannot be stratified
+    rest, picked = train_test_split(index, test_size=size, random_state=seed, stratify=strata)
+    return np.sort(rest), np.sort(picked)
+
+
+@lru_cache(maxsize=8)
+def _split(cfg_json: str, fold: int) -> Split:
+    cfg = DataConfig.model_validate_json(cfg_json)
+    arrays = load(_loading_key(cfg))
+    task = cfg.resolved_task
+    x, y = arrays.x, arrays.y
+    classify = task == "classification"
+    keep = np.arange(len(x))
+    if cfg.classes is not None:
+        keep = np.flatnonzero(np.isin(y, cfg.classes))
+    labels = y if classify else None
+    strata = arrays.strata if arrays.strata is not None else labels
+    if cfg.limit is not None and cfg.limit < len(keep):
+        keep, _ = _stratified(keep, len(keep) - cfg.limit, cfg.seed, strata)
+    n = len(keep)
+    n_test = max(round(cfg.test_fraction * n), 1)
+    n_val = max(round(cfg.val_fraction * n), 1)
+    # Whole counts (not fractions of what is left), so equal strata stay equal in every split.
+    if arrays.ordered:  # the past trains, the most recent years validate and test
+        first_val, first_test = n - n_val - n_test, n - n_test
+        train, val, test = keep[:first_val], keep[first_val:first_test], keep[first_test:]
+    else:
+        rest, test = _stratified(keep, n_test, cfg.seed, strata)
+        if cfg.folds > 1:
+            train, val = _fold(rest, cfg.folds, fold, cfg.seed, strata)
+        else:
+            train, val = _stratified(rest, n_val, cfg.seed, strata)
+    if cfg.holdout_classes:
+        train = train[~np.isin(y[train], cfg.holdout_classes)]
+    if cfg.label_fraction < 1.0:
+        size = len(train) - max(math.ceil(cfg.label_fraction * len(train)), 1)
+        if size > 0:
+            train, _ = _stratified(train, size, cfg.seed, strata)
+
+    mean = x[train].mean(axis=0)
+    std = x[train].std(axis=0)
+    std[std == 0] = 1.0  # constant pixels (digits' borders) stay at 0 after centring
+    t_mean, t_std = 0.0, 1.0
+    n_classes, holdout = 0, tuple[int, ...]()
+    if classify:
+        present = cfg.classes if cfg.classes is not None else sorted(np.unique(y[keep]).tolist())
+        n_classes = int(max(present)) + 1 if cfg.classes is None else len(present)
+        relabel = {c: i for i, c in enumerate(present)} if cfg.classes is not None else None
+        holdout = tuple(relabel[c] if relabel else c for c in cfg.holdout_classes if c in present)
+    else:
+        t_mean, t_std = float(y[train].mean()), float(y[train].std() or 1.0)
+
+    def fx(i: np.ndarray) -> np.ndarray:
+        return ((x[i] - mean) / std).astype(np.float32)
+
+    def fy(i: np.ndarray) -> np.ndarray:
+        if not classify:
+            return ((y[i] - t_mean) / t_std).astype(np.float32)
+        if relabel is None:
+            return y[i].astype(np.int64)
+        return np.asarray([relabel[int(v)] for v in y[i]], dtype=np.int64)
+
+    baselines: tuple[tuple[str, float], ...] = ()
+    if arrays.baseline is not None:
+        baselines = tuple(
+            (
+                f"{stage}_rmse_{arrays.baseline_name}",
+                float(np.sqrt(np.mean((arrays.baseline[i] - y[i]) ** 2))),
+            )
+            for stage, i in (("val", val), ("test", test))
+        )
+    return Split(
+        task,
+        arrays.shape,
+        fx(train),
+        fy(train),
+        fx(val),
+        fy(val),
+        fx(test),
+        fy(test),
+        mean.astype(np.float32),
+        std.astype(np.float32),
+        t_mean,
+        t_std,
+        n_classes,
+        holdout,
+        baselines,
+    )
+
+
+def _fold(
+    rest: np.ndarray, k: int, fold: int, seed: int, strata: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    if strata is not None:
+        splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+        parts = list(splitter.split(rest, strata[rest]))
+    else:
+        parts = list(KFold(n_splits=k, shuffle=True, random_state=seed).split(rest))
+    train, val = parts[fold]
+    return rest[train], rest[val]

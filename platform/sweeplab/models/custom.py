@@ -1,0 +1,45 @@
+"""A user's own LightningModule, by import path (``model.class``); see CustomConfig.
+
+The user's class stays untouched: the DataModule hands it view-shaped batches
+(``ArrayDataModule(view=...)``), and what is logged and served wraps it as
+flat rows → view → the module.
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+import lightning.pytorch as pl
+import torch
+from torch import nn
+
+from sweeplab.data.split import Split
+from sweeplab.models.blocks import ToView
+from sweeplab.spec import CustomConfig, Experiment
+from sweeplab.spec._models import load_class
+
+
+class ViewThen(nn.Module):
+    """Flat rows → the view → the user's module."""
+
+    def __init__(self, view: ToView, module: nn.Module) -> None:
+        super().__init__()
+        self.view = view
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.module(self.view(x))
+        return out
+
+
+def build_custom(exp: Experiment, split: Split) -> pl.LightningModule:
+    cfg = cast(CustomConfig, exp.model)
+    cls = load_class(cfg.class_)
+    module: pl.LightningModule = cls(
+        n_features=split.n_features,
+        n_outputs=split.n_outputs,
+        input_shape=ToView(split.shape, exp.view).out_shape,
+        task=exp.task,
+        **cfg.kwargs,
+    )
+    return module

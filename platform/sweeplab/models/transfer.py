@@ -1,0 +1,155 @@
+"""Transfer learning: a pretrained backbone, a new head.
+
+The source is a model sweeplab logged (its ``net`` has a ``view``, a
+``backbone`` and a ``head``): from the MLflow registry (``models:/name@alias``,
+``models:/name/3``), a local MLflow model folder, or a file written by
+``torch.save(model)``. ``torchvision:NAME`` takes a torchvision model with its
+pretrained weights where torchvision is installed (and its weights are cached).
+
+- ``finetune``: every layer trains; the backbone at ``lr * backbone_lr_factor``.
+- ``feature_extraction``: the backbone is frozen (weights and norm statistics).
+- ``scratch``: the same network with fresh random weights, as a baseline.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, cast
+
+import torch
+from torch import nn
+
+from sweeplab.data.split import Split
+from sweeplab.models.base import SupervisedModule
+from sweeplab.models.blocks import ToView, dense
+from sweeplab.spec import Experiment, TransferConfig
+
+
+class SourceError(ValueError):
+    """The transfer source cannot be loaded or has no backbone to transfer."""
+
+
+def _download(uri: str, tracking_uri: str | None) -> Path:
+    """A registry URI → a local model folder, read with an explicit client (no global URI)."""
+    from mlflow import MlflowClient
+    from mlflow.artifacts import download_artifacts
+    from mlflow.exceptions import MlflowException
+
+    match = re.fullmatch(r"models:/([^/@]+)(?:@([^/]+)|/(\d+|latest))", uri)
+    if match is None:
+        raise SourceError(
+            f"{uri!r}: expected models:/NAME@ALIAS, models:/NAME/VERSION or models:/NAME/latest"
+        )
+    name, alias, number = match.groups()
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    try:
+        if alias is not None:
+            version = client.get_model_version_by_alias(name, alias)
+        elif number == "latest":
+            found = client.search_model_versions(f"name = '{name}'")
+            if not found:
+                raise SourceError(f"{uri}: registered model {name!r} has no versions")
+            version = max(found, key=lambda v: int(v.version))
+        else:
+            version = client.get_model_version(name, number)
+        target = tempfile.mkdtemp(prefix="sweeplab-source-")
+        path = download_artifacts(
+            artifact_uri=version.source, dst_path=target, tracking_uri=tracking_uri
+        )
+    except MlflowException as exc:
+        raise SourceError(f"{uri}: {exc.message}") from None
+    return Path(path)
+
+
+def load_source(source: str, tracking_uri: str | None = None) -> nn.Module:
+    """The source model as an ``nn.Module`` (sweeplab's InferenceModel for its own models)."""
+    if source.startswith("torchvision:"):
+        return _torchvision(source.removeprefix("torchvision:"))
+    path = _download(source, tracking_uri) if source.startswith("models:/") else Path(source)
+    if path.is_dir():
+        import mlflow.pytorch
+
+        model: nn.Module = mlflow.pytorch.load_model(str(path), map_location="cpu")
+        return model
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch.load raises many kinds for a file it cannot read
+        raise SourceError(f"{source}: not a file written by torch.save ({exc})") from None
+    if not isinstance(loaded, nn.Module):
+        raise SourceError(f"{source}: holds a {type(loaded).__name__}, not a whole nn.Module")
+    return loaded
+
+
+def _torchvision(name: str) -> nn.Module:
+    try:
+        import torchvision
+    except ImportError:
+        raise SourceError(
+            "torchvision is not installed; pip install torchvision to use torchvision:NAME"
+        ) from None
+    model: nn.Module = torchvision.models.get_model(name, weights="DEFAULT")
+    for attr in ("fc", "classifier", "heads", "head"):  # the classifier torchvision attaches
+        if hasattr(model, attr):
+            setattr(model, attr, nn.Flatten())
+            break
+    return model
+
+
+def backbone_of(source: nn.Module) -> tuple[nn.Module, ToView | None]:
+    """The backbone to transfer, and the input view it was trained on (None: images)."""
+    net = getattr(source, "net", source)
+    if isinstance(net, nn.Module) and isinstance(getattr(net, "backbone", None), nn.Module):
+        view = getattr(net, "view", None)
+        return copy.deepcopy(cast(nn.Module, net.backbone)), copy.deepcopy(
+            view if isinstance(view, ToView) else None
+        )
+    if not hasattr(source, "net"):  # a torchvision model, its classifier removed
+        return copy.deepcopy(source), None
+    raise SourceError(
+        f"the source model ({type(net).__name__}) has no backbone to transfer; "
+        "expected a model sweeplab trained (mlp, cnn, rnn, lstm, gru, transformer, transfer)"
+    )
+
+
+class Transfer(SupervisedModule):
+    def __init__(self, exp: Experiment, split: Split, tracking_uri: str | None = None) -> None:
+        super().__init__(exp, split)
+        self.cfg = cfg = cast(TransferConfig, exp.model)
+        source = load_source(cfg.source, tracking_uri)
+        mean = getattr(source, "mean", None)
+        if isinstance(mean, torch.Tensor) and mean.numel() != split.n_features:
+            raise SourceError(
+                f"{cfg.source} takes {mean.numel()} features, but dataset "
+                f"'{exp.data.dataset}' has {split.n_features}"
+            )
+        backbone, view = backbone_of(source)
+        if view is not None:
+            self.to_view = view
+        if cfg.mode == "scratch":
+            for layer in backbone.modules():
+                if layer is not backbone and hasattr(layer, "reset_parameters"):
+                    layer.reset_parameters()  # type: ignore[operator]
+        if cfg.mode == "feature_extraction":
+            backbone.requires_grad_(False)
+        head = dense(self.feature_dim(backbone), cfg.head, split.n_outputs, dropout=cfg.dropout)
+        self.assemble(backbone, head)
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        backbone = list(cast(nn.Module, self.net.backbone).parameters())
+        head = list(cast(nn.Module, self.net.head).parameters())
+        if self.cfg.mode == "feature_extraction":
+            return [{"params": head}]
+        if self.cfg.mode == "scratch":
+            return [{"params": backbone + head}]
+        slow = self.train_cfg.lr * self.cfg.backbone_lr_factor
+        return [{"params": backbone, "lr": slow}, {"params": head}]
+
+    def on_train_epoch_start(self) -> None:
+        super().on_train_epoch_start()
+        if self.cfg.mode == "feature_extraction":
+            cast(
+                nn.Module, self.net.backbone
+            ).eval()  # frozen: batch-norm statistics stay the source's
