@@ -26,10 +26,19 @@ TINY: dict[str, Any] = {
 
 
 def tiny_spec(**sections: Any) -> dict[str, Any]:
-    """TINY with sections merged in: tiny_spec(train={"max_epochs": 5})."""
+    """TINY with sections merged in: tiny_spec(train={"max_epochs": 5}).
+
+    A model of another architecture replaces TINY's MLP instead of merging into it.
+    """
     spec = copy.deepcopy(TINY)
     for key, value in sections.items():
-        if isinstance(value, dict) and isinstance(spec.get(key), dict) and key != "search_space":
+        other_arch = key == "model" and value.get("arch", "mlp") != "mlp"
+        if (
+            isinstance(value, dict)
+            and isinstance(spec.get(key), dict)
+            and key != "search_space"
+            and not other_arch
+        ):
             spec[key].update(value)
         else:
             spec[key] = value

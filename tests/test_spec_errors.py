@@ -133,6 +133,161 @@ CASES: list[tuple[str, dict[str, Any], str, list[str]]] = [
         "sweep.pruner_options.n_startup",
         ["median", "did you mean 'n_startup_trials'"],
     ),
+    # architectures, views, data and training techniques
+    ("unknown arch", {"model": {"arch": "lstmm"}}, "model.arch", ["did you mean 'lstm'", "gru"]),
+    (
+        "unknown key of an arch",
+        {"model": {"arch": "cnn", "chanels": [8]}, "data": {"dataset": "digits"}},
+        "model.chanels",
+        ["did you mean 'channels'", "kernel_size"],
+    ),
+    (
+        "heads do not divide d_model",
+        {
+            "model": {"arch": "transformer", "d_model": 30, "heads": 4},
+            "data": {"dataset": "digits"},
+        },
+        "model.d_model",
+        ["multiple of model.heads", "d_model=30"],
+    ),
+    ("cnn on a table", {"model": {"arch": "cnn"}}, "model.arch", ["image view", "iris"]),
+    (
+        "view the arch does not take",
+        {"model": {"arch": "lstm"}, "data": {"dataset": "digits", "view": "image"}},
+        "data.view",
+        ["'image'", "allowed: auto, sequence, rows"],
+    ),
+    (
+        "view the data does not have",
+        {"data": {"dataset": "iris", "view": "rows"}},
+        "data.view",
+        ["'rows'", "allowed: auto, flat, sequence"],
+    ),
+    (
+        "holdout without an autoencoder",
+        {"data": {"dataset": "iris", "holdout_classes": [2]}},
+        "data.holdout_classes",
+        ["autoencoder"],
+    ),
+    (
+        "gan with a schedule",
+        {
+            "model": {"arch": "gan"},
+            "data": {"dataset": "digits"},
+            "objective": {"metric": "val_fid", "mode": "min"},
+            "train": {"schedule": {"name": "cosine"}},
+        },
+        "train.schedule.name",
+        ["lr_g", "do not apply"],
+    ),
+    (
+        "gan on regression",
+        {
+            "model": {"arch": "gan"},
+            "data": {"dataset": "diabetes"},
+            "objective": {"metric": "val_fid"},
+        },
+        "data.dataset",
+        ["classification", "regression"],
+    ),
+    (
+        "autoencoder objective it does not log",
+        {"model": {"arch": "autoencoder"}, "objective": {"metric": "val_acc"}},
+        "objective.metric",
+        ["never logged", "val_loss"],
+    ),
+    (
+        "warm-up with plateau",
+        {"train": {"schedule": {"name": "plateau", "warmup_epochs": 2}}},
+        "train.schedule",
+        ["plateau", "warmup_epochs=2"],
+    ),
+    (
+        "unknown schedule",
+        {"train": {"schedule": {"name": "cosin"}}},
+        "train.schedule.name",
+        ["did you mean 'cosine'"],
+    ),
+    (
+        "label smoothing on regression",
+        {
+            "data": {"dataset": "diabetes"},
+            "objective": {"metric": "val_rmse"},
+            "train": {"label_smoothing": 0.1},
+        },
+        "train.label_smoothing",
+        ["cross_entropy", "mse"],
+    ),
+    (
+        "folds on a series",
+        {
+            "model": {"arch": "lstm"},
+            "data": {"dataset": "sunspots", "folds": 3},
+            "objective": {"metric": "val_rmse"},
+        },
+        "data.folds",
+        ["past and future"],
+    ),
+    (
+        "file dataset without a path",
+        {"data": {"dataset": "mnist"}},
+        "data.path",
+        ["required", "IDX"],
+    ),
+    (
+        "missing data path",
+        {"data": {"dataset": "csv", "path": "nope.csv", "target": "y", "task": "classification"}},
+        "data.path",
+        ["'nope.csv' does not exist"],
+    ),
+    (
+        "csv without target",
+        {"data": {"dataset": "csv", "path": ".", "task": "classification"}},
+        "data.target",
+        ["required"],
+    ),
+    (
+        "wrong task for a built-in",
+        {"data": {"dataset": "iris", "task": "regression"}},
+        "data.task",
+        ["classification", "leave data.task out"],
+    ),
+    (
+        "missing transfer source",
+        {"model": {"arch": "transfer", "source": "nope.pt"}},
+        "model.source",
+        ["'nope.pt' does not exist", "models:/"],
+    ),
+    (
+        "custom class that cannot be imported",
+        {"model": {"arch": "custom", "class": "no_such_pkg.mod:Net"}},
+        "model.class",
+        ["cannot import", "No module named 'no_such_pkg'"],
+    ),
+    (
+        "custom class that is not a module",
+        {"model": {"arch": "custom", "class": "examples.custom_mlp:Any"}},
+        "model.class",
+        ["not a LightningModule"],
+    ),
+    (
+        "custom kwargs the class does not take",
+        {
+            "model": {
+                "arch": "custom",
+                "class": "examples.custom_mlp:TinyMLP",
+                "kwargs": {"depth": 3},
+            }
+        },
+        "model.class",
+        ["does not take depth"],
+    ),
+    (
+        "custom class missing an argument",
+        {"model": {"arch": "custom", "class": "tests.custom_modules:NeedsVocab"}},
+        "model.class",
+        ["needs vocab", "model.kwargs"],
+    ),
 ]
 
 

@@ -71,12 +71,13 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 
 def handle_errors(fn: F) -> F:
-    """SpecError → its issues and exit 2; a missing sweep or a bad store → exit 1;
+    """SpecError → its issues and exit 2, as an unreadable data file or transfer source
+    (InputError); a missing sweep or a bad store → exit 1;
     Ctrl-C outside a trial → exit 130. No tracebacks for any of them."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from sweeplab.spec import SpecError
+        from sweeplab.spec import InputError, SpecError
         from sweeplab.store import StoreError
 
         try:
@@ -85,6 +86,8 @@ def handle_errors(fn: F) -> F:
             for issue in exc.issues:
                 err.print(f"error: {issue}", style="bold red")
             raise typer.Exit(2) from None
+        except InputError as exc:
+            raise fail(str(exc), 2) from None
         except LookupError as exc:
             raise fail(str(exc.args[0] if exc.args else exc)) from None
         except StoreError as exc:

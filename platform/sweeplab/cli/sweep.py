@@ -47,11 +47,11 @@ def sweep(
 
     exp = load_spec(spec, set_)
     quiet_libraries()
+    where = Store.resolve(store, tracking_uri, storage)
     if smoke:
-        run_smoke(exp, quiet)
+        run_smoke(exp, quiet, where.tracking_uri)
     from sweeplab.search.sweep import SweepInterrupted, run_sweep
 
-    where = Store.resolve(store, tracking_uri, storage)
     started = time.monotonic()
     try:
         if quiet:

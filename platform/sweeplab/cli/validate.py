@@ -7,20 +7,25 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from sweeplab.cli._common import SET, err, handle_errors, out
+from sweeplab.cli._common import SET, STORE, TRACKING_URI, err, handle_errors, out
 
 if TYPE_CHECKING:
     from sweeplab.spec import Experiment
 
 
-def run_smoke(exp: Experiment, quiet: bool = False) -> None:
-    """Shared by validate --smoke and sweep: exit 2 with each failing corner."""
+def run_smoke(exp: Experiment, quiet: bool = False, tracking_uri: str | None = None) -> None:
+    """Shared by validate --smoke and sweep: exit 2 with each failing corner.
+
+    The data and a transfer source are read first: an InputError stops here (exit 2).
+    """
+    from sweeplab.training.fit import check_inputs
     from sweeplab.training.smoke import corners, smoke
 
+    check_inputs(exp, tracking_uri)
     n = len(corners(exp))
     if not quiet:
         err.print(f"smoke test: one batch at {n} corner(s) of the search space ...")
-    failures = smoke(exp)
+    failures = smoke(exp, tracking_uri=tracking_uri)
     if failures:
         for f in failures:
             err.print(
@@ -37,16 +42,28 @@ def validate(
     smoke: bool = typer.Option(
         False, "--smoke", help="Also train one batch at the corners of the search space."
     ),
+    store: Path | None = STORE,
+    tracking_uri: str | None = TRACKING_URI,
 ) -> None:
-    """Check a spec and its search space without running anything (exit 2 on a mistake)."""
+    """Check a spec and its search space without running anything (exit 2 on a mistake).
+
+    Data files (mnist, cifar10, image_folder, csv) are read to check them; --smoke
+    also loads a transfer source from the store's model registry.
+    """
+    from sweeplab.data.catalog import DATASETS
     from sweeplab.spec import SearchSpace, load_spec
 
     exp = load_spec(spec, set_)
+    if DATASETS[exp.data.dataset].from_path:
+        from sweeplab.data.split import split
+
+        split(exp.data)
     if smoke:
         from sweeplab.cli._common import quiet_libraries
+        from sweeplab.store import Store
 
         quiet_libraries()
-        run_smoke(exp)
+        run_smoke(exp, tracking_uri=Store.resolve(store, tracking_uri).tracking_uri)
     space = SearchSpace.model_validate(exp.search_space)
     out.print(
         f"{spec}: valid — {exp.model.arch} on {exp.data.dataset}, objective "

@@ -22,8 +22,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from sweeplab.spec import InputError
 
-class DataError(Exception):
+
+class DataError(InputError):
     """A dataset's files are missing, corrupt or not in the expected format."""
 
 

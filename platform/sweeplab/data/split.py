@@ -80,9 +80,10 @@ def _stratified(
     from sklearn.model_selection import train_test_split
 
     strata = None if labels is None else labels[index]
-    if strata is not None and min(np.bincount(strata)[np.unique(strata)]) < 2:
-        strata = None  # a class with one row cannot be stratified
-    rest, picked = train_test_split(index, test_size=size, random_state=seed, stratify=strata)
+    try:
+        rest, picked = train_test_split(index, test_size=size, random_state=seed, stratify=strata)
+    except ValueError:  # fewer rows than classes, or a class of one row: pick at random
+        rest, picked = train_test_split(index, test_size=size, random_state=seed)
     return np.sort(rest), np.sort(picked)
 
 

@@ -25,10 +25,10 @@ from torch import nn
 from sweeplab.data.split import Split
 from sweeplab.models.base import SupervisedModule
 from sweeplab.models.blocks import ToView, dense
-from sweeplab.spec import Experiment, TransferConfig
+from sweeplab.spec import Experiment, InputError, TransferConfig
 
 
-class SourceError(ValueError):
+class SourceError(InputError):
     """The transfer source cannot be loaded or has no backbone to transfer."""
 
 
@@ -44,6 +44,9 @@ def _download(uri: str, tracking_uri: str | None) -> Path:
             f"{uri!r}: expected models:/NAME@ALIAS, models:/NAME/VERSION or models:/NAME/latest"
         )
     name, alias, number = match.groups()
+    local_db = (tracking_uri or "").removeprefix("sqlite:///")
+    if tracking_uri and tracking_uri.startswith("sqlite:///") and not Path(local_db).is_file():
+        raise SourceError(f"{uri}: there is no model registry at {tracking_uri}")  # none made
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     try:
         if alias is not None:

@@ -57,7 +57,8 @@ class TransformerEncoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         tokens = self.embed(x)
         if self.cls is not None:
-            tokens = torch.cat([self.cls.expand(len(x), -1, -1), tokens], dim=1)
+            # x.shape[0], not len(x): torch.export keeps the batch size symbolic
+            tokens = torch.cat([self.cls.expand(x.shape[0], -1, -1), tokens], dim=1)
         out = self.norm(self.encoder(self.drop(tokens + self.position)))
         return out[:, 0] if self.cls is not None else out.mean(dim=1)
 

@@ -37,7 +37,12 @@ def log_trained_model(
 
 
 def log_model(tracker: Tracker, run_id: str, model: InferenceModel, example: Any) -> str:
-    """Save ``model`` in MLflow's pytorch format into ``run_id``'s artifacts; returns its URI."""
+    """Save ``model`` in MLflow's pytorch format into ``run_id``'s artifacts; returns its URI.
+
+    The pickled module (``serialization_format="pickle"``), not MLflow's default exported
+    program: a transfer source must keep its layers (``net.backbone``) and their training
+    behaviour (dropout, batch norm), and a user's module need not be exportable.
+    """
     import mlflow
     import mlflow.pytorch
     import torch
@@ -55,6 +60,7 @@ def log_model(tracker: Tracker, run_id: str, model: InferenceModel, example: Any
             signature=signature,
             input_example=example,
             pip_requirements=requirements,
+            serialization_format="pickle",
         )
         tracker.client.log_artifacts(run_id, str(path), MODEL_PATH)
     artifact_uri: str = tracker.client.get_run(run_id).info.artifact_uri

@@ -23,6 +23,10 @@ class TrainResult:
 
 def train_once(exp: Experiment, store: Store, *, register_as: str | None = None) -> TrainResult:
     """Train ``exp`` as written, log curves, metrics and the model; register if asked."""
+    from sweeplab.training.fit import check_inputs
+
+    store.check()
+    check_inputs(exp, store.tracking_uri)  # unreadable data, a missing source: nothing created
     store.prepare()
     tracker = Tracker(store, exp.experiment_name)
     spec = exp.model_dump(mode="json")

@@ -98,8 +98,12 @@ def run_sweep(
     on_trial: Callable[[TrialEvent], None] | None = None,
 ) -> SweepResult:
     """Create the sweep's study and parent run, run ``sweep.trials`` trials, finish."""
+    from sweeplab.training.fit import check_inputs
+
     sampler = build_sampler(exp)
     pruner = build_pruner(exp)  # a bad pruner option stops here, before anything is written
+    store.check()
+    check_inputs(exp, store.tracking_uri)  # so do unreadable data and a missing source
     store.prepare()
     storage = open_storage(store.storage_url)
     sweep_name = unique_name(storage, name or exp.name)

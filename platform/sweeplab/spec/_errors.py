@@ -21,6 +21,11 @@ class SpecIssue:
         return f"{where}{path}{self.message}"
 
 
+class InputError(Exception):
+    """A file or model that a valid spec names cannot be used: a corrupt data file, a
+    transfer source that is missing. Found before anything is created; exit status 2."""
+
+
 class SpecError(ValueError):
     """A spec, a search space or an override is invalid. Lists every issue found."""
 

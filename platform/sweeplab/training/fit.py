@@ -88,6 +88,14 @@ def mixed_precision() -> str:
     return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
 
 
+def check_inputs(exp: Experiment, tracking_uri: str | None = None) -> None:
+    """Read the data and load a transfer source once, before anything is created.
+
+    Raises InputError (a corrupt data file, a missing source) for the caller to report.
+    """
+    prepare(exp, tracking_uri=tracking_uri)
+
+
 def prepare(
     exp: Experiment, seed: int = 0, fold: int = 0, tracking_uri: str | None = None
 ) -> tuple[ArrayDataModule, pl.LightningModule]:
