@@ -72,6 +72,22 @@ def test_each_mode_starts_from_the_registered_backbone_as_it_should(
     assert not torch.equal(_backbone(scratch)["0.weight"], source["0.weight"])
 
 
+def test_the_backbone_sees_target_rows_standardized_as_the_source_was_trained(
+    store: Any, registered: str
+) -> None:
+    from sweeplab.models.transfer import load_source
+
+    exp = spec_from_dict(target(registered, "finetune"))
+    data, module = prepare(exp, tracking_uri=store.tracking_uri)
+    source = load_source(registered, store.tracking_uri)
+    s = data.split
+    raw = torch.as_tensor(s.raw(s.x_val[:7]))
+    seen = module.to_view(torch.as_tensor(s.x_val[:7]))  # the target's standardization in
+    expected = source.net.view((raw - source.mean) / source.std)  # the source's, as trained
+    assert torch.allclose(seen, expected, atol=1e-4)
+    assert not torch.allclose(source.mean, torch.as_tensor(s.mean))  # the two really differ
+
+
 def test_a_transfer_sweep_over_the_three_modes(store: Any, registered: str) -> None:
     spec = target("models:/digits-0to4/1", "finetune")
     spec["search_space"] = {

@@ -101,6 +101,33 @@ def _torchvision(name: str) -> nn.Module:
     return model
 
 
+class SourceInput(nn.Module):
+    """Rows standardized with the target split's statistics → as the source was trained on
+    them (its own split's standardization), then the source's view.
+
+    A pretrained backbone expects its inputs on the scale it learned; the target data's
+    statistics differ (other classes, other pixels in use), so the rows are mapped back
+    to raw values and standardized the source's way. A fixed per-feature affine map.
+    """
+
+    def __init__(self, split: Split, source: nn.Module, view: ToView) -> None:
+        super().__init__()
+        source_mean = cast(torch.Tensor, source.mean).detach().float()
+        source_std = cast(torch.Tensor, source.std).detach().float()
+        mean = torch.as_tensor(split.mean, dtype=torch.float32)
+        std = torch.as_tensor(split.std, dtype=torch.float32)
+        self.scale: torch.Tensor
+        self.shift: torch.Tensor
+        self.register_buffer("scale", std / source_std)
+        self.register_buffer("shift", (mean - source_mean) / source_std)
+        self.view = view
+        self.out_shape = view.out_shape
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.view(x * self.scale + self.shift)
+        return out
+
+
 def backbone_of(source: nn.Module) -> tuple[nn.Module, ToView | None]:
     """The backbone to transfer, and the input view it was trained on (None: images)."""
     net = getattr(source, "net", source)
@@ -129,7 +156,9 @@ class Transfer(SupervisedModule):
                 f"'{exp.data.dataset}' has {split.n_features}"
             )
         backbone, view = backbone_of(source)
-        if view is not None:
+        if view is not None and isinstance(mean, torch.Tensor):
+            self.to_view = SourceInput(split, source, view)  # type: ignore[assignment]
+        elif view is not None:
             self.to_view = view
         if cfg.mode == "scratch":
             for layer in backbone.modules():
