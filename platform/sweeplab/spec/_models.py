@@ -17,22 +17,10 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from sweeplab.spec._names import ActivationName, InitName, Norm2dName, NormName
+
 if TYPE_CHECKING:
-    from typing import TypeAlias
-
     from sweeplab.spec._schema import DataConfig
-
-    ActivationName: TypeAlias = str
-    NormName: TypeAlias = str
-    Norm2dName: TypeAlias = str
-    InitName: TypeAlias = str
-else:
-    from sweeplab.models.catalog import ACTIVATIONS, INITS, NORMS, NORMS_2D
-
-    ActivationName = Literal[tuple(ACTIVATIONS)]
-    NormName = Literal[tuple(NORMS)]
-    Norm2dName = Literal[tuple(NORMS_2D)]
-    InitName = Literal[tuple(INITS)]
 
 PositiveInt = Annotated[int, Field(ge=1)]
 Dropout = Annotated[float, Field(ge=0.0, lt=1.0)]

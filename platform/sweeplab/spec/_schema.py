@@ -8,37 +8,24 @@ rejected with the list of valid ones and a new entry is one line there.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sweeplab.data.catalog import DATASETS, KIND_VIEWS, Task
-from sweeplab.models.catalog import ARCH_VIEWS, VIEWS
-from sweeplab.search.catalog import PRUNERS, SAMPLERS
+from sweeplab.models.catalog import ARCH_VIEWS
 from sweeplab.spec._errors import did_you_mean
 from sweeplab.spec._models import AutoencoderConfig, GANConfig, ModelConfig
-from sweeplab.training.catalog import LOSSES, OPTIMIZERS, SCHEDULES
-
-# Literal types built from the catalogs: pydantic lists the valid options in its errors.
-# (mypy cannot read a Literal built at run time, so it sees plain strings.)
-if TYPE_CHECKING:
-    from typing import TypeAlias
-
-    OptimizerName: TypeAlias = str
-    LossName: TypeAlias = str
-    DatasetName: TypeAlias = str
-    SamplerName: TypeAlias = str
-    PrunerName: TypeAlias = str
-    ScheduleName: TypeAlias = str
-    ViewName: TypeAlias = str
-else:
-    OptimizerName = Literal[tuple(OPTIMIZERS)]
-    LossName = Literal[("auto", *LOSSES)]
-    DatasetName = Literal[tuple(DATASETS)]
-    SamplerName = Literal[tuple(SAMPLERS)]
-    PrunerName = Literal[tuple(PRUNERS)]
-    ScheduleName = Literal[tuple(SCHEDULES)]
-    ViewName = Literal[("auto", *VIEWS)]
+from sweeplab.spec._names import (
+    DatasetName,
+    LossName,
+    OptimizerName,
+    PrunerName,
+    SamplerName,
+    ScheduleName,
+    ViewName,
+)
+from sweeplab.training.catalog import LOSSES
 
 Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
 PositiveInt = Annotated[int, Field(ge=1)]
