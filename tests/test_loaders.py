@@ -143,6 +143,20 @@ def test_cifar_batches_read_as_32x32_colour_images(tmp_path: Path) -> None:
     assert len(s.x_train) + len(s.x_val) + len(s.x_test) == 60
 
 
+def test_a_cnn_trains_on_cifar_batches(tmp_path: Path) -> None:
+    exp = spec_from_dict(
+        tiny_spec(
+            model={"arch": "cnn", "channels": [4, 8], "pool": "avg", "norm": "instance"},
+            data={"dataset": "cifar10", "path": str(cifar_folder(tmp_path))},
+            train={"max_epochs": 1},
+        )
+    )
+    result = fit(exp)
+    assert result.epochs == 1
+    # 32x32 halved twice: 8 channels of 8x8 into the 10-way head
+    assert result.module.net.head[-1].in_features == 8 * 8 * 8
+
+
 class _Exploit:
     def __reduce__(self) -> Any:
         return (os.system, ("touch /tmp/sweeplab-pwned",))

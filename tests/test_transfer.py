@@ -141,6 +141,12 @@ def test_unusable_sources_fail_before_anything_is_created(
     with pytest.raises(SourceError, match=r"not a file written by torch\.save"):
         prepare(spec_from_dict(target(str(text), "finetune")))
 
+    try:
+        import torchvision  # noqa: F401
+    except ImportError:
+        with pytest.raises(SourceError, match="torchvision is not installed"):
+            prepare(spec_from_dict(target("torchvision:resnet18", "finetune")))
+
     # through the CLI, on a store with no registry yet: exit 2, and no store is created
     empty = tmp_path / "empty-store"
     spec = write_spec(target("models:/digits-0to4/1", "finetune"))

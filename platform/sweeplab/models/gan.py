@@ -158,9 +158,22 @@ class GAN(TrainableModule):
         fig, ax = plt.subplots(figsize=(5, 5))
         if len(self.image_shape) == 3:
             c, h, w = self.image_shape
-            tiles = rows.reshape(GRID, GRID, c, h, w).transpose(0, 3, 1, 4, 2)
-            mosaic = tiles.reshape(GRID * h, GRID * w, c)
-            ax.imshow(mosaic.squeeze(-1) if c == 1 else mosaic.clip(0, 255) / 255, cmap="gray_r")
+            low, high = (
+                self.split.raw(self.split.x_train).min(),
+                self.split.raw(self.split.x_train).max(),
+            )
+            tiles = (rows.clip(low, high) - low) / (high - low or 1.0)  # the real data's range
+            # one pixel of gutter around each tile, then (row, y, column, x, channel)
+            padded = np.ones((GRID, GRID, c, h + 1, w + 1), dtype=np.float32)
+            padded[..., :h, :w] = 1.0 - tiles.reshape(GRID, GRID, c, h, w)  # ink dark
+            mosaic = padded.transpose(0, 3, 1, 4, 2).reshape(GRID * (h + 1), GRID * (w + 1), c)
+            ax.imshow(
+                mosaic if c == 3 else mosaic[..., 0],
+                cmap="gray",
+                vmin=0,
+                vmax=1,
+                interpolation="nearest",
+            )
         else:
             ax.plot(rows.T, linewidth=0.5)
         ax.set_axis_off()

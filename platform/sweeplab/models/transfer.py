@@ -54,7 +54,10 @@ def _download(uri: str, tracking_uri: str | None) -> Path:
         elif number == "latest":
             found = client.search_model_versions(f"name = '{name}'")
             if not found:
-                raise SourceError(f"{uri}: registered model {name!r} has no versions")
+                raise SourceError(
+                    f"{uri}: registered model {name!r} has no versions; register one first, "
+                    f"e.g. sweeplab train SPEC --register {name}"
+                )
             version = max(found, key=lambda v: int(v.version))
         else:
             version = client.get_model_version(name, number)
@@ -63,7 +66,10 @@ def _download(uri: str, tracking_uri: str | None) -> Path:
             artifact_uri=version.source, dst_path=target, tracking_uri=tracking_uri
         )
     except MlflowException as exc:
-        raise SourceError(f"{uri}: {exc.message}") from None
+        raise SourceError(
+            f"{uri}: {exc.message} (register a model first, e.g. sweeplab train SPEC "
+            f"--register {name})"
+        ) from None
     return Path(path)
 
 
