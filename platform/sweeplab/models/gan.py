@@ -77,6 +77,8 @@ class GAN(TrainableModule):
         self.discriminator = dense(n, cfg.discriminator, 1, cfg.activation, dropout=0.3)
         self.split = split
         self.image_shape = split.shape
+        real = split.raw(split.x_train)
+        self.pixel_range = (float(real.min()), float(real.max()))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = self.generator(z)
@@ -158,10 +160,7 @@ class GAN(TrainableModule):
         fig, ax = plt.subplots(figsize=(5, 5))
         if len(self.image_shape) == 3:
             c, h, w = self.image_shape
-            low, high = (
-                self.split.raw(self.split.x_train).min(),
-                self.split.raw(self.split.x_train).max(),
-            )
+            low, high = self.pixel_range
             tiles = (rows.clip(low, high) - low) / (high - low or 1.0)  # the real data's range
             # one pixel of gutter around each tile, then (row, y, column, x, channel)
             padded = np.ones((GRID, GRID, c, h + 1, w + 1), dtype=np.float32)
