@@ -11,13 +11,14 @@ PIP     := $(PY) -m pip
 SPEC    ?= experiments/mlp_digits.yaml
 PYTEST_ARGS ?=
 
-.PHONY: install dev sweep test test-slow lint typecheck unit bench clean-store help
+.PHONY: install dev sweep test test-slow lint typecheck unit bench experiments clean-store help
 
 help:
 	@echo "make sweep      install (if needed) and run the default sweep ($(SPEC))"
 	@echo "make test       install dev extras (if needed), then lint + types + tests"
 	@echo "make test-slow  the long cases (quality figures of the experiments)"
 	@echo "make bench      the benchmarks in bench/ (appends to bench/RESULTS.md)"
+	@echo "make experiments  run the shipped experiments, print every trial (NAMES=cnn_digits ...)"
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -53,6 +54,9 @@ test-slow: dev
 
 bench: dev
 	$(PY) bench/run_all.py
+
+experiments: install
+	$(PY) bench/experiments.py $(NAMES)
 
 clean-store:
 	rm -rf sweeplab-store
