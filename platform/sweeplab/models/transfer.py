@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import re
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, cast
 
@@ -32,8 +33,8 @@ class SourceError(InputError):
     """The transfer source cannot be loaded or has no backbone to transfer."""
 
 
-def _download(uri: str, tracking_uri: str | None) -> Path:
-    """A registry URI → a local model folder, read with an explicit client (no global URI)."""
+def _download(uri: str, tracking_uri: str | None, target: str) -> Path:
+    """A registry URI → a model folder in ``target``, read with an explicit client."""
     from mlflow import MlflowClient
     from mlflow.artifacts import download_artifacts
     from mlflow.exceptions import MlflowException
@@ -61,7 +62,6 @@ def _download(uri: str, tracking_uri: str | None) -> Path:
             version = max(found, key=lambda v: int(v.version))
         else:
             version = client.get_model_version(name, number)
-        target = tempfile.mkdtemp(prefix="sweeplab-source-")
         path = download_artifacts(
             artifact_uri=version.source, dst_path=target, tracking_uri=tracking_uri
         )
@@ -73,11 +73,23 @@ def _download(uri: str, tracking_uri: str | None) -> Path:
     return Path(path)
 
 
+@lru_cache(maxsize=4)
 def load_source(source: str, tracking_uri: str | None = None) -> nn.Module:
-    """The source model as an ``nn.Module`` (sweeplab's InferenceModel for its own models)."""
+    """The source model as an ``nn.Module`` (sweeplab's InferenceModel for its own models).
+
+    Cached: every trial of a sweep transfers from the same source, read once (callers
+    copy what they train, see ``backbone_of``).
+    """
     if source.startswith("torchvision:"):
         return _torchvision(source.removeprefix("torchvision:"))
-    path = _download(source, tracking_uri) if source.startswith("models:/") else Path(source)
+    if source.startswith("models:/"):
+        with tempfile.TemporaryDirectory(prefix="sweeplab-source-") as tmp:
+            return _load_path(_download(source, tracking_uri, tmp), source)
+    return _load_path(Path(source), source)
+
+
+def _load_path(path: Path, source: str) -> nn.Module:
+    """A local MLflow model folder or a torch.save file, loaded whole into memory."""
     if path.is_dir():
         import mlflow.pytorch
 

@@ -90,7 +90,7 @@ def aggregate(values: Sequence[float], how: str, mode: str) -> float:
 
 
 def members(exp: Experiment) -> list[tuple[str, int, int]]:
-    """The fits of one trial: (label, fold, seed) for each fold and restart."""
+    """The fits of one trial: (label, fold, restart) for each fold and restart."""
     folds, restarts = exp.data.folds, exp.sweep.restarts
     out = []
     for fold in range(folds):
@@ -98,7 +98,7 @@ def members(exp: Experiment) -> list[tuple[str, int, int]]:
             parts = ([f"fold-{fold}"] if folds > 1 else []) + (
                 [f"restart-{restart}"] if restarts > 1 else []
             )
-            out.append(("-".join(parts), fold, exp.train.seed + restart))
+            out.append(("-".join(parts), fold, restart))
     return out
 
 
@@ -134,16 +134,16 @@ def run_trial(
     results: list[FitResult] = []
     curves: dict[str, dict[str, list[float]]] = {}
     try:
-        for index, (label, fold, seed) in enumerate(fits):
+        for index, (label, fold, restart) in enumerate(fits):
             sub_id = run_id
             if nested:
-                sub_tags = {**(tags or {}), TAG_RESTART: seed - exp.train.seed, TAG_FOLD: fold}
+                sub_tags = {**(tags or {}), TAG_RESTART: restart, TAG_FOLD: fold}
                 sub_id = tracker.start_run(f"{name}-{label}", parent=run_id, tags=sub_tags)
             logger = BatchedMlflowLogger(tracker.client, sub_id)
             try:
                 result = fit(
                     exp,
-                    seed=seed,
+                    seed=exp.train.seed + restart,
                     fold=fold,
                     logger=logger,
                     callbacks=hooks.callbacks(index),
