@@ -9,7 +9,7 @@ scikit-learn and statsmodels ship their data, generated sets are seeded.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +29,6 @@ class Arrays:
     ordered: bool = False  # a time series: split in time order, never shuffled
     baseline: np.ndarray | None = None  # a naive prediction per example, for comparison
     baseline_name: str = ""
-    class_names: list[str] = field(default_factory=list)
 
 
 def _sklearn(name: str, image: bool = False) -> Callable[[DataConfig], Arrays]:
@@ -108,13 +107,13 @@ def _cifar10(cfg: DataConfig) -> Arrays:
 
 def _image_folder(cfg: DataConfig) -> Arrays:
     size = None if cfg.image_size is None else (cfg.image_size[0], cfg.image_size[1])
-    x, y, shape, names = files.load_image_folder(Path(str(cfg.path)), size)
-    return Arrays(x, y, shape, class_names=names)
+    x, y, shape, _ = files.load_image_folder(Path(str(cfg.path)), size)
+    return Arrays(x, y, shape)
 
 
 def _csv(cfg: DataConfig) -> Arrays:
-    x, y, names = files.load_csv(Path(str(cfg.path)), str(cfg.target), cfg.resolved_task)
-    return Arrays(x, y, (x.shape[1],), class_names=names)
+    x, y, _ = files.load_csv(Path(str(cfg.path)), str(cfg.target), cfg.resolved_task)
+    return Arrays(x, y, (x.shape[1],))
 
 
 LOADERS: dict[str, Callable[[DataConfig], Arrays]] = {

@@ -16,7 +16,7 @@ from functools import lru_cache
 import numpy as np
 
 from sweeplab.data.builtin import LOADERS, Arrays
-from sweeplab.data.catalog import Task
+from sweeplab.data.catalog import DATASETS, Task
 from sweeplab.spec import DataConfig
 
 
@@ -66,11 +66,11 @@ def load(cfg_json: str) -> Arrays:
 
 
 def _loading_key(cfg: DataConfig) -> str:
+    """The fields that choose the arrays (not how they are split): one load per dataset."""
     fields = {"dataset", "path", "download", "target", "task", "window", "image_size"}
-    fields |= (
-        {"n_samples", "noise", "seed"} if cfg.dataset in ("xor", "moons", "circles") else set()
-    )
-    return cfg.model_copy().model_dump_json(include=fields)
+    if DATASETS[cfg.dataset].generated:  # drawn from a seeded generator
+        fields |= {"n_samples", "noise", "seed"}
+    return cfg.model_dump_json(include=fields)
 
 
 def _stratified(
