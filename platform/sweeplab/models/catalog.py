@@ -49,6 +49,7 @@ ARCH_VIEWS: dict[str, tuple[str, ...]] = {
     "transformer": ("rows", "sequence"),
     "autoencoder": ("flat", "image"),  # dense / conv
     "gan": ("flat",),
-    "transfer": ("flat", "image", "sequence", "rows"),  # the source model's
+    # a sweeplab source brings its own view; a torchvision backbone takes images
+    "transfer": ("image", "flat", "sequence", "rows"),
     "custom": ("flat", "image", "sequence", "rows"),
 }
