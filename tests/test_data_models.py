@@ -140,3 +140,33 @@ def test_divergence_is_an_error_with_the_reason() -> None:
     exp = spec_from_dict(tiny_spec(train={"optimizer": "sgd", "lr": 1e8}))
     with pytest.raises(TrainingDiverged, match="val_loss became nan"):
         fit(exp)
+
+
+def test_class_filters_relabel_in_the_specs_order_and_hold_out_from_training() -> None:
+    s = split(DataConfig(dataset="digits", classes=[5, 6, 7, 8, 9], holdout_classes=[7]))
+    assert s.n_classes == 5 and s.holdout == (2,)  # 7 is the third class listed
+    assert sorted(np.unique(s.y_train).tolist()) == [0, 1, 3, 4]  # no 7s in training
+    assert sorted(np.unique(s.y_val).tolist()) == [0, 1, 2, 3, 4]  # 7s stay in validation
+    raw = s.raw(s.x_val)
+    digits = split(DataConfig(dataset="digits"))
+    # every relabelled validation row is a 5..9 of the unfiltered dataset, label shifted by 5
+    full = {
+        tuple(r): int(y)
+        for r, y in zip(digits.raw(digits.x_train).round(3), digits.y_train, strict=True)
+    }
+    full |= {
+        tuple(r): int(y)
+        for r, y in zip(digits.raw(digits.x_val).round(3), digits.y_val, strict=True)
+    }
+    full |= {
+        tuple(r): int(y)
+        for r, y in zip(digits.raw(digits.x_test).round(3), digits.y_test, strict=True)
+    }
+    matched = [
+        (full[tuple(r)], int(y))
+        for r, y in zip(raw.round(3), s.y_val, strict=True)
+        if tuple(r) in full
+    ]
+    assert matched and all(original == label + 5 for original, label in matched)
+    reordered = split(DataConfig(dataset="digits", classes=[9, 3]))
+    assert reordered.n_classes == 2 and set(np.unique(reordered.y_test)) == {0, 1}

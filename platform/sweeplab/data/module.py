@@ -21,14 +21,13 @@ class ArrayDataModule(pl.LightningDataModule):
         batch_size: int,
         seed: int = 0,
         fold: int = 0,
-        view: torch.nn.Module | None = None,
     ) -> None:
         super().__init__()
-        self.view = view  # reshapes each batch's inputs (for a user's module), if given
+        # Reshapes each batch's inputs for a user's module (see models.build.batch_view).
+        self.view: torch.nn.Module | None = None
         self.cfg = cfg
         self.batch_size = batch_size
         self.seed = seed
-        self.fold = fold
         self.split: Split = split(cfg, fold)
 
     @property

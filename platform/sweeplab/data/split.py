@@ -126,11 +126,18 @@ def _split(cfg_json: str, fold: int) -> Split:
     std[std == 0] = 1.0  # constant pixels (digits' borders) stay at 0 after centring
     t_mean, t_std = 0.0, 1.0
     n_classes, holdout = 0, tuple[int, ...]()
+    labels_of = None  # data.classes: original label → 0..k-1, in the spec's order
     if classify:
         present = cfg.classes if cfg.classes is not None else sorted(np.unique(y[keep]).tolist())
         n_classes = int(max(present)) + 1 if cfg.classes is None else len(present)
-        relabel = {c: i for i, c in enumerate(present)} if cfg.classes is not None else None
-        holdout = tuple(relabel[c] if relabel else c for c in cfg.holdout_classes if c in present)
+        if cfg.classes is not None:
+            labels_of = np.full(max(int(y.max()), *cfg.classes) + 1, -1, dtype=np.int64)
+            labels_of[cfg.classes] = np.arange(len(cfg.classes))
+        holdout = tuple(
+            int(labels_of[c]) if labels_of is not None else c
+            for c in cfg.holdout_classes
+            if c in present
+        )
     else:
         t_mean, t_std = float(y[train].mean()), float(y[train].std() or 1.0)
 
@@ -140,9 +147,7 @@ def _split(cfg_json: str, fold: int) -> Split:
     def fy(i: np.ndarray) -> np.ndarray:
         if not classify:
             return ((y[i] - t_mean) / t_std).astype(np.float32)
-        if relabel is None:
-            return y[i].astype(np.int64)
-        return np.asarray([relabel[int(v)] for v in y[i]], dtype=np.int64)
+        return (y[i] if labels_of is None else labels_of[y[i]]).astype(np.int64)
 
     baselines: tuple[tuple[str, float], ...] = ()
     if arrays.baseline is not None:

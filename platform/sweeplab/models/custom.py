@@ -1,8 +1,8 @@
 """A user's own LightningModule, by import path (``model.class``); see CustomConfig.
 
 The user's class stays untouched: the DataModule hands it view-shaped batches
-(``ArrayDataModule(view=...)``), and what is logged and served wraps it as
-flat rows → view → the module.
+(``ArrayDataModule.view``, set by ``training.fit.prepare``), and what is logged
+and served wraps it as flat rows → view → the module.
 """
 
 from __future__ import annotations
