@@ -13,7 +13,9 @@ from rich.console import Console
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-out = Console(highlight=False, soft_wrap=True, markup=False)
+out = Console(
+    highlight=False, soft_wrap=True, markup=False, width=None if sys.stdout.isatty() else 160
+)
 err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
 
 # Typer options used by several commands (same names, same help everywhere).

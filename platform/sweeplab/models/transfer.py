@@ -14,7 +14,6 @@ pretrained weights where torchvision is installed (and its weights are cached).
 from __future__ import annotations
 
 import copy
-import re
 import tempfile
 from functools import lru_cache
 from pathlib import Path
@@ -35,42 +34,27 @@ class SourceError(InputError):
 
 def _download(uri: str, tracking_uri: str | None, target: str) -> Path:
     """A registry URI → a model folder in ``target``, read with an explicit client."""
-    from mlflow import MlflowClient
-    from mlflow.artifacts import download_artifacts
     from mlflow.exceptions import MlflowException
 
-    match = re.fullmatch(r"models:/([^/@]+)(?:@([^/]+)|/(\d+|latest))", uri)
-    if match is None:
+    from sweeplab.registry.models import ModelRef, client_for, download, resolve
+
+    try:
+        ref = ModelRef.parse(uri.removeprefix("models:/"))
+    except ValueError:
         raise SourceError(
             f"{uri!r}: expected models:/NAME@ALIAS, models:/NAME/VERSION or models:/NAME/latest"
-        )
-    name, alias, number = match.groups()
+        ) from None
     local_db = (tracking_uri or "").removeprefix("sqlite:///")
     if tracking_uri and tracking_uri.startswith("sqlite:///") and not Path(local_db).is_file():
         raise SourceError(f"{uri}: there is no model registry at {tracking_uri}")  # none made
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     try:
-        if alias is not None:
-            version = client.get_model_version_by_alias(name, alias)
-        elif number == "latest":
-            found = client.search_model_versions(f"name = '{name}'")
-            if not found:
-                raise SourceError(
-                    f"{uri}: registered model {name!r} has no versions; register one first, "
-                    f"e.g. sweeplab train SPEC --register {name}"
-                )
-            version = max(found, key=lambda v: int(v.version))
-        else:
-            version = client.get_model_version(name, number)
-        path = download_artifacts(
-            artifact_uri=version.source, dst_path=target, tracking_uri=tracking_uri
-        )
-    except MlflowException as exc:
+        return download(tracking_uri, resolve(client_for(tracking_uri), ref), target)
+    except (LookupError, MlflowException) as exc:
+        message = exc.message if isinstance(exc, MlflowException) else exc.args[0]
         raise SourceError(
-            f"{uri}: {exc.message} (register a model first, e.g. sweeplab train SPEC "
-            f"--register {name})"
+            f"{uri}: {message} (register a model first, e.g. sweeplab train SPEC "
+            f"--register {ref.name})"
         ) from None
-    return Path(path)
 
 
 @lru_cache(maxsize=4)

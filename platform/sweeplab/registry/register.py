@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Any
 
 from sweeplab.data.split import Split
 from sweeplab.models.base import InferenceModel
+from sweeplab.registry.lineage import TAG_OUTPUT, lineage_tags
 from sweeplab.spec import Experiment
 from sweeplab.tracking.tracker import Tracker
 
@@ -61,10 +63,37 @@ def log_model(tracker: Tracker, run_id: str, model: InferenceModel, example: Any
             input_example=example,
             pip_requirements=requirements,
             serialization_format="pickle",
+            metadata={TAG_OUTPUT: model.output},
         )
         tracker.client.log_artifacts(run_id, str(path), MODEL_PATH)
     artifact_uri: str = tracker.client.get_run(run_id).info.artifact_uri
     return f"{artifact_uri}/{MODEL_PATH}"
+
+
+def version_tags(
+    module: Any,
+    exp: Experiment,
+    split: Split,
+    run_id: str,
+    *,
+    sweep: str | None = None,
+    trial: int | None = None,
+) -> dict[str, str]:
+    """Lineage tags for a version of ``module``, with its score on the held-out test split."""
+    from sweeplab.models.build import inference_model
+    from sweeplab.registry.evaluate import score, test_set
+
+    model = inference_model(module, exp, split)
+    test = test_set(exp)
+    result = score(model, test)
+    return lineage_tags(
+        spec=exp.model_dump(mode="json"),
+        run_id=run_id,
+        test=(test.hash, result.metric, result.value) if result else (test.hash, "", math.nan),
+        output=model.output,
+        sweep=sweep,
+        trial=trial,
+    )
 
 
 def register(tracker: Tracker, name: str, source: str, run_id: str, tags: Mapping[str, Any]) -> int:

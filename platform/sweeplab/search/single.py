@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import yaml
 
-from sweeplab.registry.register import log_trained_model, register
+from sweeplab.registry.register import log_trained_model, register, version_tags
 from sweeplab.search.trial import NoHooks, TrialOutcome, run_trial
 from sweeplab.spec import Experiment
 from sweeplab.store import Store
@@ -45,12 +45,7 @@ def train_once(exp: Experiment, store: Store, *, register_as: str | None = None)
     uri = log_trained_model(tracker, outcome.run_id, best.module, exp, best.data.split)
     registered = None
     if register_as:
-        version = register(
-            tracker,
-            register_as,
-            uri,
-            outcome.run_id,
-            {"sweeplab.run_id": outcome.run_id, **outcome.test},
-        )
+        tags = version_tags(best.module, exp, best.data.split, outcome.run_id)
+        version = register(tracker, register_as, uri, outcome.run_id, {**tags, **outcome.test})
         registered = (register_as, version)
     return TrainResult(outcome, tracker.experiment, uri, registered)

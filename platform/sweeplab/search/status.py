@@ -10,6 +10,8 @@ import optuna
 from optuna.trial import TrialState
 
 from sweeplab.search.optuna_backend import (
+    ATTR_EXPERIMENT,
+    ATTR_PARENT,
     ATTR_REASON,
     ATTR_SPEC,
     STATE_NAMES,
@@ -17,7 +19,7 @@ from sweeplab.search.optuna_backend import (
     open_storage,
     study_names,
 )
-from sweeplab.search.sweep import decoded_params
+from sweeplab.search.sweep import SweepResult, decoded_params, fill_best
 from sweeplab.spec import Experiment, SearchSpace
 from sweeplab.spec._errors import did_you_mean
 from sweeplab.store import Store
@@ -101,3 +103,19 @@ def list_sweeps(store: Store) -> list[SweepStatus]:
     """Every sweep in the storage, with counts and best value (no trial rows)."""
     storage = open_storage(store.storage_url)
     return [_report(*_open(storage, name), rows=[]) for name in study_names(storage)]
+
+
+def sweep_result(store: Store, name: str) -> tuple[Experiment, SweepResult]:
+    """Sweep ``name`` read back as ``run_sweep`` returned it (best trial, its run, parent)."""
+    study, exp = load_study(store, name)
+    result = SweepResult(
+        name,
+        store,
+        exp.experiment_name,
+        str(study.user_attrs.get(ATTR_EXPERIMENT, "")),
+        str(study.user_attrs.get(ATTR_PARENT, "")),
+        counts(study),
+    )
+    if result.counts["complete"]:
+        fill_best(result, study, exp)
+    return exp, result

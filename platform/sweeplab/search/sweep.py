@@ -35,7 +35,7 @@ from sweeplab.search.optuna_backend import (
     open_storage,
     unique_name,
 )
-from sweeplab.search.trial import CHECKPOINT, TAG_STATE, TAG_SWEEP, TAG_TRIAL
+from sweeplab.search.trial import CHECKPOINT, TAG_STATE, TAG_SWEEP
 from sweeplab.spec import Experiment, SearchSpace, apply_params, spec_from_dict
 from sweeplab.spec._space import CategoricalDist, decode_choice
 from sweeplab.store import Store
@@ -194,12 +194,7 @@ def summarize(study: optuna.Study, exp: Experiment, tracker: Tracker, parent: st
     tracker.log_metrics(parent, {f"trials_{k}": v for k, v in result.counts.items()})
     if not complete:
         return result
-    best = study.best_trial
-    result.best_trial = best.number
-    result.best_value = best.value
-    result.best_params = decoded_params(SearchSpace.model_validate(exp.search_space), best)
-    result.best_run_id = best.user_attrs.get(ATTR_RUN)
-    result.test = {k: v for k, v in best.user_attrs.items() if k.startswith("test_")}
+    best = fill_best(result, study, exp)
     tracker.log_params(parent, {f"best.{k}": v for k, v in result.best_params.items()})
     tracker.log_metrics(parent, {"best_value": float(best.value or 0.0), **result.test})
     tracker.set_tags(
@@ -215,28 +210,62 @@ def summarize(study: optuna.Study, exp: Experiment, tracker: Tracker, parent: st
     return result
 
 
-def register_best(exp: Experiment, tracker: Tracker, result: SweepResult) -> tuple[str, int]:
-    """Rebuild the best trial's model from its checkpoint, log it, register a new version."""
+def fill_best(result: SweepResult, study: optuna.Study, exp: Experiment) -> FrozenTrial:
+    """Copy the study's best trial (number, value, params, run, test metrics) into ``result``."""
+    best = study.best_trial
+    result.best_trial = best.number
+    result.best_value = best.value
+    result.best_params = decoded_params(SearchSpace.model_validate(exp.search_space), best)
+    result.best_run_id = best.user_attrs.get(ATTR_RUN)
+    result.test = {k: v for k, v in best.user_attrs.items() if k.startswith("test_")}
+    return best
+
+
+def register_best(
+    exp: Experiment, tracker: Tracker, result: SweepResult, name: str | None = None
+) -> tuple[str, int]:
+    """Rebuild the best trial's model from its checkpoint, log it, register a new version
+    of ``name`` (default ``tracking.register_as``) with its lineage."""
     import torch
 
-    from sweeplab.registry.register import log_trained_model, register
+    from sweeplab.registry.register import log_trained_model, register, version_tags
     from sweeplab.training.fit import prepare
 
-    if result.best_run_id is None:
-        raise ValueError(f"sweep {result.name!r} has no completed trial to register")
-    name = str(exp.tracking.register_as)
+    if result.best_run_id is None or result.best_trial is None:
+        raise LookupError(f"sweep {result.name!r} has no completed trial to register")
+    name = name or str(exp.tracking.register_as)
     resolved = spec_from_dict(apply_params(exp.model_dump(mode="json"), result.best_params))
     data, module = prepare(resolved, tracking_uri=tracker.store.tracking_uri)
     state = torch.load(tracker.download(result.best_run_id, CHECKPOINT), weights_only=True)
     module.load_state_dict(state)
     source = log_trained_model(tracker, result.best_run_id, module, resolved, data.split)
     tags = {
-        TAG_SWEEP: result.name,
-        TAG_TRIAL: result.best_trial,
-        "sweeplab.run_id": result.best_run_id,
+        **version_tags(
+            module,
+            resolved,
+            data.split,
+            result.best_run_id,
+            sweep=result.name,
+            trial=result.best_trial,
+        ),
         "sweeplab.value": result.best_value,
         **result.test,
     }
     version = register(tracker, name, source, result.best_run_id, tags)
     tracker.set_tags(result.parent_run_id, {"sweeplab.registered": f"{name}/{version}"})
     return name, version
+
+
+def register_sweep_best(store: Store, sweep: str, name: str) -> int:
+    """The version of ``name`` holding sweep ``sweep``'s best trial, registered if not yet."""
+    from sweeplab.registry.models import client_for
+    from sweeplab.search.status import sweep_result
+
+    exp, result = sweep_result(store, sweep)
+    client = client_for(store.tracking_uri)
+    if result.best_run_id is not None:
+        for version in client.search_model_versions(f"run_id = '{result.best_run_id}'"):
+            if version.name == name:
+                return int(version.version)
+    tracker = Tracker(store, exp.experiment_name)
+    return register_best(exp, tracker, result, name)[1]

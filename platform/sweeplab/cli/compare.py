@@ -1,0 +1,124 @@
+"""sweeplab compare SWEEP [SWEEP ...]: ranked trials, plots written and logged to MLflow."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from sweeplab.cli._common import STORAGE, STORE, TRACKING_URI, err, fail, handle_errors, out
+
+
+class Format(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+    markdown = "markdown"
+
+
+@handle_errors
+def compare(
+    sweeps: list[str] = typer.Argument(..., help="One or more sweep names (same objective)."),
+    fmt: Format = typer.Option(Format.table, "--format", "-f", help="Output format."),
+    plots: bool = typer.Option(True, "--plots/--no-plots", help="Draw and log the plots."),
+    out_dir: Path | None = typer.Option(
+        None, "--out", help="Folder for the plots [default: STORE/compare/SWEEP]."
+    ),
+    top_k: int = typer.Option(5, "--top-k", min=1, help="Trials in the learning-curve overlay."),
+    store: Path | None = STORE,
+    tracking_uri: str | None = TRACKING_URI,
+    storage: str | None = STORAGE,
+) -> None:
+    """Rank the trials of one or more sweeps; write optimization history, parallel
+    coordinates, parameter importances, slices and the top trials' learning curves."""
+    from sweeplab.cli._common import quiet_libraries
+    from sweeplab.store import Store
+
+    where = Store.resolve(store, tracking_uri, storage)
+    if not where.storage_exists():
+        raise fail(f"no sweeps yet: {where.storage_url} does not exist")
+    quiet_libraries()
+    from sweeplab.search.compare import compare as compare_sweeps
+    from sweeplab.search.compare import write_plots
+
+    comparison, studies = compare_sweeps(where, sweeps)
+    if plots:
+        folder = out_dir or where.root / "compare" / "+".join(comparison.sweeps)
+        err.print(f"drawing plots into {folder} …")
+        write_plots(comparison, studies, folder, top_k)
+        for skipped in comparison.skipped:
+            err.print(f"skipped {skipped}")
+    rows = _records(comparison, several=len(comparison.sweeps) > 1)
+    if fmt is Format.json:
+        payload = {
+            "metric": comparison.metric,
+            "mode": comparison.mode,
+            "sweeps": comparison.sweeps,
+            "trials": comparison.records(),
+            "plots": [str(p) for p in comparison.plots],
+        }
+        out.print(json.dumps(payload, indent=2))
+    elif fmt is Format.csv:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["trial"])
+        writer.writeheader()
+        writer.writerows(rows)
+        out.print(buffer.getvalue().rstrip("\n"))
+    elif fmt is Format.markdown:
+        out.print(_markdown(rows))
+    else:
+        _table(rows, comparison.sweeps)
+    if plots and comparison.plots and fmt is Format.table:
+        out.print(
+            f"{len(comparison.plots)} plots in {comparison.plots[0].parent}, also logged "
+            "to each sweep's parent run under compare/"
+        )
+
+
+def _records(comparison: Any, several: bool) -> list[dict[str, Any]]:
+    keys = comparison.param_keys
+    rows = []
+    for r in comparison.rows:
+        row: dict[str, Any] = {"rank": r.rank if r.rank is not None else ""}
+        if several:
+            row["sweep"] = r.sweep
+        row |= {"trial": r.trial, "state": r.state, comparison.metric: _num(r.value)}
+        row |= {k: _num(r.params.get(k)) for k in keys}
+        row |= {
+            "epochs": _num(r.epochs),
+            "seconds": _num(r.seconds),
+            "param_count": _num(r.param_count),
+        }
+        rows.append(row)
+    return rows
+
+
+def _num(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _table(rows: list[dict[str, Any]], sweeps: list[str]) -> None:
+    from rich.table import Table
+
+    table = Table(*(rows[0] if rows else ["trial"]), title=f"compare {', '.join(sweeps)}")
+    for row in rows:
+        table.add_row(*(str(v) for v in row.values()))
+    out.print(table)
+
+
+def _markdown(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return ""
+    head = list(rows[0])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(str(row[k]) for k in head) + " |" for row in rows]
+    return "\n".join(lines)

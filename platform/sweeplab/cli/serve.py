@@ -1,0 +1,78 @@
+"""sweeplab serve NAME@ALIAS | NAME/VERSION: a REST service of a registered model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from sweeplab.cli._common import STORE, TRACKING_URI, err, fail, handle_errors, quiet_libraries
+
+
+@handle_errors
+def serve(
+    model: str = typer.Argument(..., help="NAME@ALIAS, NAME/VERSION or NAME/latest."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind."),
+    port: int = typer.Option(5001, "--port", min=0, max=65535, help="Port to listen on."),
+    follow_alias: bool = typer.Option(
+        False, "--follow-alias", help="Reload when the alias moves to another version."
+    ),
+    poll_seconds: float = typer.Option(
+        10.0, "--poll-seconds", min=0.1, help="How often --follow-alias asks the registry."
+    ),
+    max_batch: int = typer.Option(1024, "--max-batch", min=1, help="Most rows per request."),
+    allowed_hosts: str = typer.Option(
+        "",
+        "--allowed-hosts",
+        help="Comma-separated Host headers to accept besides localhost ('*': any).",
+    ),
+    store: Path | None = STORE,
+    tracking_uri: str | None = TRACKING_URI,
+) -> None:
+    """Serve a registered model: POST /predict, GET /health, GET /metadata (Ctrl-C to stop)."""
+    from sweeplab.registry.models import ModelRef
+    from sweeplab.store import Store
+
+    try:
+        ref = ModelRef.parse(model)
+    except ValueError as exc:
+        raise fail(str(exc), 2) from None
+    if follow_alias and ref.alias is None:
+        raise fail(f"--follow-alias needs NAME@ALIAS, but got {model!r}", 2)
+    where = Store.resolve(store, tracking_uri)
+    if tracking_uri is None and where.local_tracking and not (where.root / "mlflow.db").is_file():
+        raise fail(f"no model registry at {where.root / 'mlflow.db'}: run a sweep first")
+    quiet_libraries()
+    import threading
+
+    import uvicorn
+
+    from sweeplab.serving.app import LOOPBACK, create_app
+    from sweeplab.serving.holder import Loaded, ModelHolder
+
+    def swapped(loaded: Loaded) -> None:
+        err.print(f"{ref} moved: now serving version {loaded.version}")
+
+    def reload_failed(exc: Exception) -> None:
+        err.print(f"warning: could not reload {ref} ({exc}); still serving the loaded version")
+
+    holder = ModelHolder(where.tracking_uri, ref, on_swap=swapped)
+    hosts = [*LOOPBACK, host, *(h.strip() for h in allowed_hosts.split(",") if h.strip())]
+    if host not in LOOPBACK:
+        err.print(
+            f"warning: serving on {host} with no authentication; anyone who can reach it "
+            "can call /predict. Put it behind a proxy that authenticates, and list the "
+            "Host names clients use in --allowed-hosts."
+        )
+    app = create_app(holder, max_batch=max_batch, allowed_hosts=hosts)
+    stop = threading.Event()
+    if follow_alias:
+        holder.follow(poll_seconds, stop, on_error=reload_failed)
+    err.print(
+        f"serving {ref} (version {holder.current.version}) on http://{host}:{port} "
+        f"— POST /predict, GET /health, GET /metadata (Ctrl-C to stop)"
+    )
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+    finally:
+        stop.set()

@@ -1,0 +1,85 @@
+"""Score a registered model on its held-out test split: what a promotion guard compares.
+
+The test split is rebuilt from the version's spec (``data`` is seeded, so the same
+rows come back) and checked against the hash recorded at registration. The score
+follows what the model outputs:
+
+    probabilities   test_accuracy         higher is better
+    values          test_rmse             lower  (in the target's units)
+    anomaly_score   test_auroc            higher (held-out classes are the anomalies)
+                    test_reconstruction   lower  (no held-out classes: mean error)
+    samples         none: a generator has no labelled test split
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from sweeplab.registry.lineage import data_hash
+from sweeplab.spec import Experiment
+
+
+@dataclass(frozen=True)
+class TestSet:
+    x: np.ndarray  # raw rows, as a client sends them
+    y: np.ndarray  # labels, or targets in their own units
+    holdout: tuple[int, ...]
+    hash: str
+
+
+@dataclass(frozen=True)
+class Score:
+    metric: str
+    value: float
+    mode: str  # "max" or "min"
+
+    def worse_than(self, other: Score) -> bool:
+        if self.mode == "max":
+            return self.value < other.value
+        return self.value > other.value
+
+    def __str__(self) -> str:
+        return f"{self.metric} = {self.value:.4f}"
+
+
+def test_set(exp: Experiment) -> TestSet:
+    """The held-out test rows of ``exp``'s data section (fold 0)."""
+    from sweeplab.data.split import split
+
+    s = split(exp.data)
+    x = s.raw(s.x_test)
+    y = s.y_test if s.task == "classification" else s.y_test * s.target_std + s.target_mean
+    return TestSet(x, y, s.holdout, data_hash(x, y))
+
+
+def predict(model: Any, x: np.ndarray) -> np.ndarray:
+    import torch
+
+    model.eval()
+    with torch.no_grad():
+        out: np.ndarray = model(torch.as_tensor(x, dtype=torch.float32)).cpu().numpy()
+    return out
+
+
+def score(model: Any, test: TestSet) -> Score | None:
+    """``model`` (an InferenceModel) on ``test``; None for a generator."""
+    output = getattr(model, "output", "probabilities")
+    if output == "samples":
+        return None
+    out = predict(model, test.x)
+    if output == "probabilities":
+        accuracy = float((out.argmax(axis=1) == test.y).mean())
+        return Score("test_accuracy", accuracy, "max")
+    if output == "values":
+        rmse = math.sqrt(float(np.mean((out.reshape(len(test.y), -1)[:, 0] - test.y) ** 2)))
+        return Score("test_rmse", rmse, "min")
+    if test.holdout:
+        from sklearn.metrics import roc_auc_score
+
+        anomaly = np.isin(test.y, test.holdout)
+        return Score("test_auroc", float(roc_auc_score(anomaly, out)), "max")
+    return Score("test_reconstruction", float(np.mean(out)), "min")

@@ -1,0 +1,1 @@
+"""REST service of a registered model (``sweeplab serve``)."""

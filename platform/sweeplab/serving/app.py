@@ -1,0 +1,71 @@
+"""The Starlette app: POST /predict, GET /health, GET /metadata; 4xx for every bad request."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from sweeplab.serving.holder import ModelHolder
+from sweeplab.serving.inputs import BadRequest, parse_rows
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def create_app(
+    holder: ModelHolder,
+    *,
+    max_batch: int = 1024,
+    max_bytes: int = 8 * 1024 * 1024,
+    allowed_hosts: Sequence[str] = LOOPBACK,
+) -> Starlette:
+    """The service of ``holder``'s model; Host headers outside ``allowed_hosts`` get 400."""
+
+    async def predict(request: Request) -> JSONResponse:
+        loaded = holder.current
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > max_bytes:
+            return _error(413, f"request body is {declared} bytes; the limit is {max_bytes}")
+        try:
+            rows = parse_rows(await request.body(), loaded.n_features, max_batch, max_bytes)
+        except BadRequest as exc:
+            return _error(exc.status, exc.message)
+        answer: dict[str, Any] = await run_in_threadpool(loaded.predict, rows)
+        return JSONResponse({"model": holder.ref.name, **answer})
+
+    async def health(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok", "version": holder.current.version})
+
+    async def metadata(request: Request) -> JSONResponse:
+        meta = dict(holder.current.metadata)
+        meta["max_batch"] = max_batch
+        return JSONResponse(meta)
+
+    async def not_found(request: Request, exc: Exception) -> JSONResponse:
+        return _error(
+            404, f"no route {request.url.path}; try POST /predict, GET /health, GET /metadata"
+        )
+
+    async def wrong_method(request: Request, exc: Exception) -> JSONResponse:
+        return _error(405, f"{request.method} is not allowed on {request.url.path}")
+
+    return Starlette(
+        routes=[
+            Route("/predict", predict, methods=["POST"]),
+            Route("/health", health, methods=["GET"]),
+            Route("/metadata", metadata, methods=["GET"]),
+        ],
+        middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))],
+        exception_handlers={404: not_found, 405: wrong_method},
+    )
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)

@@ -1,0 +1,58 @@
+"""Check a /predict request body and turn it into a float32 batch, or say what was expected.
+
+Accepted bodies: ``{"rows": [[...], ...]}``, ``{"rows": [...]}`` (one row), or the bare
+list in either form. Each row is ``n_features`` finite numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+
+
+class BadRequest(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def parse_rows(body: bytes, n_features: int, max_batch: int, max_bytes: int) -> np.ndarray:
+    """The batch in ``body``; BadRequest (413, 400 or 422) naming what was expected."""
+    expected = f'{{"rows": [[{n_features} numbers], ...]}}'
+    if len(body) > max_bytes:
+        raise BadRequest(413, f"request body is {len(body)} bytes; the limit is {max_bytes}")
+    try:
+        payload: Any = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadRequest(400, f"body is not valid JSON ({exc}); expected {expected}") from None
+    if isinstance(payload, dict):
+        if "rows" not in payload:
+            found = ", ".join(map(repr, list(payload)[:5])) or "none"
+            raise BadRequest(
+                422, f"missing field 'rows' (fields found: {found}); expected {expected}"
+            )
+        payload = payload["rows"]
+    if not isinstance(payload, list) or not payload:
+        raise BadRequest(422, f"'rows' must be a non-empty list; expected {expected}")
+    rows = [payload] if not isinstance(payload[0], list) else payload
+    if len(rows) > max_batch:
+        raise BadRequest(413, f"batch of {len(rows)} rows; at most {max_batch} per request")
+    for i, row in enumerate(rows):
+        if not isinstance(row, list):
+            raise BadRequest(422, f"row {i} is a {type(row).__name__}, expected a list of numbers")
+        if len(row) != n_features:
+            raise BadRequest(
+                422, f"row {i} has {len(row)} values, expected {n_features} numbers per row"
+            )
+        for j, value in enumerate(row):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise BadRequest(
+                    422, f"row {i}, column {j} is {json.dumps(value)}, expected a number"
+                )
+            if not math.isfinite(value):
+                raise BadRequest(422, f"row {i}, column {j} is {value}, expected a finite number")
+    return np.asarray(rows, dtype=np.float32)
