@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -85,3 +86,51 @@ def all_runs(store: Any, experiment: str) -> list[Any]:
     exp = client.get_experiment_by_name(experiment)
     assert exp is not None, f"no MLflow experiment {experiment!r}"
     return list(client.search_runs([exp.experiment_id], max_results=1000))
+
+
+@dataclass
+class Finished:
+    """A store with a finished sweep and two versions of one registered model."""
+
+    store: Any
+    sweep: str
+    model: str
+    good: int  # registered by the sweep (its best trial)
+    bad: int  # one epoch at a tiny learning rate: worse on the same test split
+    experiment: str
+
+
+@pytest.fixture(scope="session")
+def finished(tmp_path_factory: pytest.TempPathFactory) -> Finished:
+    """Built once per session; tests that promote use their own alias names."""
+    from sweeplab.search.single import train_once
+    from sweeplab.search.sweep import run_sweep
+    from sweeplab.spec import spec_from_dict
+    from sweeplab.store import Store
+
+    store = Store.resolve(tmp_path_factory.mktemp("finished") / "store")
+    tracking = {"experiment": "finished", "register_as": "iris"}
+    good = spec_from_dict(
+        tiny_spec(
+            train={"max_epochs": 5},
+            search_space={"train.lr": {"type": "float", "low": 0.005, "high": 0.05, "log": True}},
+            sweep={"trials": 3, "sampler": "random", "seed": 0},
+            tracking=tracking,
+        )
+    )
+    result = run_sweep(good, store, name="good")
+    assert result.registered is not None
+    bad = spec_from_dict(tiny_spec(train={"max_epochs": 1, "lr": 1e-4}, tracking=tracking))
+    trained = train_once(bad, store, register_as="iris")
+    assert trained.registered is not None
+    return Finished(store, "good", "iris", result.registered[1], trained.registered[1], "finished")
+
+
+def sweeplab(*args: str, **kwargs: Any) -> Any:
+    """Run the CLI in a subprocess, as a user does; returns the CompletedProcess."""
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "sweeplab", *args], capture_output=True, text=True, **kwargs
+    )

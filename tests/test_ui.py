@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from typing import Any
 
+import pytest
+
 from sweeplab.store import Store
 from sweeplab.tracking.tracker import Tracker
+from tests.conftest import ROOT, Finished
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
 
 
 def _free_port() -> int:
@@ -66,3 +75,188 @@ def test_ui_without_a_store_says_so(tmp_path: Any) -> None:
     )
     assert out.returncode == 1 and "run a sweep first" in out.stderr
     assert not (tmp_path / "x").exists()
+
+
+def _ui(store_root: str, port: int, *extra: str, cwd: Any = None, env: Any = None) -> Any:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sweeplab",
+            "ui",
+            "--store",
+            store_root,
+            "--port",
+            str(port),
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+    )
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(proc.stdout.read() if proc.stdout else "ui exited")
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).close()
+            return proc
+        except urllib.error.HTTPError:  # up, but asks for a login
+            return proc
+        except OSError:
+            time.sleep(0.5)
+    _stop(proc)
+    raise AssertionError("the UI never answered")
+
+
+def _stop(proc: Any) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=30)
+
+
+def test_auth_asks_for_a_login(tmp_path: Any, finished: Finished) -> None:
+    import shutil as sh
+
+    root = tmp_path / "store"
+    sh.copytree(finished.store.root, root)
+    env = {**os.environ, "MLFLOW_AUTH_ADMIN_PASSWORD": "a-Long-pass-42"}
+    env.pop("MLFLOW_AUTH_CONFIG_PATH", None)
+    port = _free_port()
+    proc = _ui(str(root), port, "--auth", cwd=tmp_path, env=env)
+    try:
+        url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search?max_results=5"
+        with pytest.raises(urllib.error.HTTPError) as denied:
+            urllib.request.urlopen(url, timeout=10)
+        assert denied.value.code == 401
+        request = urllib.request.Request(url)
+        request.add_header(
+            "Authorization", "Basic " + base64.b64encode(b"admin:a-Long-pass-42").decode()
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert "finished" in [e["name"] for e in json.loads(response.read())["experiments"]]
+    finally:
+        _stop(proc)
+    assert (root / "basic_auth.db").is_file() and not (tmp_path / "basic_auth.db").exists()
+
+
+def test_exposing_the_ui_warns_and_shows_how_to_lock_it(tmp_path: Any) -> None:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sweeplab",
+            "ui",
+            "--store",
+            str(tmp_path / "x"),
+            "--host",
+            "0.0.0.0",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    # no store: it stops before starting anything, but only after the checks
+    assert out.returncode == 1
+    first_start = subprocess.run(
+        [sys.executable, "-m", "sweeplab", "ui", "--store", str(tmp_path / "x"), "--auth"],
+        capture_output=True,
+        text=True,
+    )
+    assert first_start.returncode == 1 and "run a sweep first" in first_start.stderr
+
+
+def _browser(tmp_path: Any) -> Any:
+    if CHROMIUM is None or CHROMEDRIVER is None:
+        pytest.skip(
+            "Chromium is not installed (apt-get install chromium chromium-driver; .ci/run does)"
+        )
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    options = Options()
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1800,700",
+    ):
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")
+    options.binary_location = CHROMIUM
+    return webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+
+
+def test_the_browser_shows_the_sweep_runs_with_their_metrics(
+    finished: Finished, tmp_path: Any
+) -> None:
+    """Headless Chromium on ``sweeplab ui``: the sweep's parent run, its trials nested under
+    it, and their metrics as columns. SWEEPLAB_SCREENSHOT=path keeps the screenshot."""
+    from mlflow import MlflowClient
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = _browser(tmp_path)
+    client = MlflowClient(finished.store.tracking_uri)
+    experiment = client.get_experiment_by_name(finished.experiment)
+    assert experiment is not None
+    runs = client.search_runs(
+        [experiment.experiment_id], f"tags.`sweeplab.sweep` = '{finished.sweep}'"
+    )
+    trials = [r for r in runs if "sweeplab.trial_number" in r.data.tags]
+    assert len(trials) == 3
+    port = _free_port()
+    proc = _ui(str(finished.store.root), port)
+    try:
+        wait = WebDriverWait(driver, 60)
+        driver.get(
+            f"http://127.0.0.1:{port}/#/experiments/{experiment.experiment_id}/runs"
+            "?workflowType=machine_learning"
+        )
+
+        def row_of(name: str) -> Any:
+            links = driver.find_elements(By.XPATH, f"//a[normalize-space(.)='{name}']")
+            return (
+                links[0].find_element(By.XPATH, "./ancestor::div[@role='row']") if links else None
+            )
+
+        wait.until(lambda d: row_of(finished.sweep) is not None)
+        for close in driver.find_elements(By.CSS_SELECTOR, "button[aria-label=Close]"):
+            if close.is_displayed():
+                close.click()  # MLflow's assistant panel
+        columns = [
+            b for b in driver.find_elements(By.TAG_NAME, "button") if b.text.strip() == "Columns"
+        ]
+        columns[0].click()
+        dialog = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "[role=dialog]"))
+        for name in ("val_acc", "param_count", "train.lr"):
+            item = dialog.find_element(By.XPATH, f".//span[normalize-space(text())='{name}']")
+            driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", item)
+            item.click()
+        driver.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
+        row_of(finished.sweep).find_element(
+            By.CSS_SELECTOR, "button[data-component-id*=runnamecellrenderer]"
+        ).click()  # expand the sweep: its trials are nested runs
+        wait.until(lambda d: all(row_of(t.info.run_name) is not None for t in trials))
+        grid = driver.find_element(By.CSS_SELECTOR, ".ag-root").text
+        for header in ("val_acc", "param_count", "train.lr"):
+            assert header in grid
+        for trial in trials:
+            value = trial.data.metrics["val_acc"]  # as JavaScript prints a number
+            assert (str(int(value)) if value.is_integer() else repr(value)) in grid.split("\n")
+            assert trial.data.params["train.lr"] in grid
+        shot = tmp_path / "ui.png"
+        driver.save_screenshot(str(shot))
+        assert shot.stat().st_size > 20_000
+        if os.environ.get("SWEEPLAB_SCREENSHOT"):
+            shutil.copy(shot, ROOT / os.environ["SWEEPLAB_SCREENSHOT"])
+    finally:
+        driver.quit()
+        _stop(proc)

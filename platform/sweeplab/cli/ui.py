@@ -17,6 +17,14 @@ def ui(
     tracking_uri: str | None = TRACKING_URI,
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind."),
     port: int = typer.Option(5000, "--port", help="Port to listen on."),
+    auth: bool = typer.Option(
+        False, "--auth", help="Turn on MLflow's basic authentication (--app-name basic-auth)."
+    ),
+    allowed_hosts: str | None = typer.Option(
+        None,
+        "--allowed-hosts",
+        help="Comma-separated Host headers MLflow accepts [default: localhost and private IPs].",
+    ),
 ) -> None:
     """Open the MLflow UI on the sweeps' runs (Ctrl-C to stop)."""
     from sweeplab.store import Store
@@ -26,11 +34,14 @@ def ui(
         raise fail(f"no tracking database at {where.root / 'mlflow.db'}: run a sweep first")
     if where.tracking_uri.startswith(("http://", "https://")):
         raise fail(f"{where.tracking_uri} is a tracking server: open it in a browser directly")
-    if host not in ("127.0.0.1", "localhost", "::1"):
+    if host not in ("127.0.0.1", "localhost", "::1") and not (auth and allowed_hosts):
         err.print(
-            f"warning: the UI will listen on {host}: anyone who can reach it "
-            "can read and change runs. MLflow has no authentication unless started with "
-            "--app-name basic-auth; restrict --allowed-hosts too."
+            f"warning: the UI will listen on {host}{'' if auth else ' with no authentication'}:"
+            " anyone who can reach it can read, change and delete runs and models. Turn on "
+            "MLflow's login and name the hosts clients use, e.g.\n"
+            f"  sweeplab ui --host {host} --auth --allowed-hosts mlflow.example.com\n"
+            "(--auth starts MLflow's basic-auth app, its users in STORE/basic_auth.db; the "
+            "first start creates user admin with the password in MLFLOW_AUTH_ADMIN_PASSWORD)"
         )
     command = [
         sys.executable,
@@ -44,10 +55,49 @@ def ui(
         "--port",
         str(port),
     ]
+    env = None
+    if auth:
+        command += ["--app-name", "basic-auth"]
+        env = _auth_env(where.root)
+    if allowed_hosts:
+        command += ["--allowed-hosts", allowed_hosts]
     if where.local_tracking:
         command += ["--artifacts-destination", where.artifact_root.as_uri()]
-    err.print(f"MLflow UI on http://{host}:{port} (Ctrl-C to stop)")
+    err.print(
+        f"MLflow UI on http://{host}:{port}/#/experiments?workflowType=machine_learning "
+        "(Ctrl-C to stop): a sweep is a parent run, expand it for its trials"
+    )
     try:
-        raise typer.Exit(subprocess.call(command))
+        raise typer.Exit(subprocess.call(command, env=env))
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
+
+
+def _auth_env(root: Path) -> dict[str, str]:
+    """Environment for MLflow's basic-auth app: its users beside the store, a CSRF key.
+
+    MLflow reads its auth settings from an ini file; sweeplab writes one into the store
+    (unless MLFLOW_AUTH_CONFIG_PATH names the user's own) so users live with the runs.
+    """
+    import os
+    import secrets
+
+    env = dict(os.environ)
+    if "MLFLOW_AUTH_CONFIG_PATH" not in env:
+        config = root / "basic_auth.ini"
+        if not (root / "basic_auth.db").is_file() and not env.get("MLFLOW_AUTH_ADMIN_PASSWORD"):
+            raise fail(
+                "--auth: set MLFLOW_AUTH_ADMIN_PASSWORD for the first start; it becomes the "
+                "password of user admin (change it later through MLflow's API)",
+                2,
+            )
+        config.write_text(
+            "[mlflow]\n"
+            "default_permission = READ\n"
+            f"database_uri = sqlite:///{root / 'basic_auth.db'}\n"
+            "admin_username = admin\n"
+            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        )
+        env["MLFLOW_AUTH_CONFIG_PATH"] = str(config)
+    env.setdefault("MLFLOW_FLASK_SERVER_SECRET_KEY", secrets.token_hex(32))
+    return env

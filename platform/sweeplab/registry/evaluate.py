@@ -24,7 +24,7 @@ from sweeplab.spec import Experiment
 
 
 @dataclass(frozen=True)
-class TestSet:
+class HeldOut:
     x: np.ndarray  # raw rows, as a client sends them
     y: np.ndarray  # labels, or targets in their own units
     holdout: tuple[int, ...]
@@ -46,14 +46,14 @@ class Score:
         return f"{self.metric} = {self.value:.4f}"
 
 
-def test_set(exp: Experiment) -> TestSet:
+def held_out(exp: Experiment) -> HeldOut:
     """The held-out test rows of ``exp``'s data section (fold 0)."""
     from sweeplab.data.split import split
 
     s = split(exp.data)
     x = s.raw(s.x_test)
     y = s.y_test if s.task == "classification" else s.y_test * s.target_std + s.target_mean
-    return TestSet(x, y, s.holdout, data_hash(x, y))
+    return HeldOut(x, y, s.holdout, data_hash(x, y))
 
 
 def predict(model: Any, x: np.ndarray) -> np.ndarray:
@@ -65,7 +65,7 @@ def predict(model: Any, x: np.ndarray) -> np.ndarray:
     return out
 
 
-def score(model: Any, test: TestSet) -> Score | None:
+def score(model: Any, test: HeldOut) -> Score | None:
     """``model`` (an InferenceModel) on ``test``; None for a generator."""
     output = getattr(model, "output", "probabilities")
     if output == "samples":

@@ -25,7 +25,7 @@ from typing import Any
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from sweeplab.registry.evaluate import Score, score, test_set
+from sweeplab.registry.evaluate import Score, held_out, score
 from sweeplab.registry.lineage import HISTORY, TAG_DATA_HASH, TAG_SPEC, now, who
 from sweeplab.registry.models import ModelRef, load_torch, resolve
 
@@ -150,7 +150,7 @@ def _judge(tracking_uri: str, client: MlflowClient, decision: Decision, candidat
             f"version {decision.version} has no {TAG_SPEC} tag (not registered by sweeplab): "
             "its test split is unknown"
         )
-    test = test_set(spec_from_dict(json.loads(spec)))
+    test = held_out(spec_from_dict(json.loads(spec)))
     recorded = (candidate.tags or {}).get(TAG_DATA_HASH)
     if recorded and recorded != test.hash:
         raise GuardError(

@@ -81,10 +81,10 @@ def version_tags(
 ) -> dict[str, str]:
     """Lineage tags for a version of ``module``, with its score on the held-out test split."""
     from sweeplab.models.build import inference_model
-    from sweeplab.registry.evaluate import score, test_set
+    from sweeplab.registry.evaluate import held_out, score
 
     model = inference_model(module, exp, split)
-    test = test_set(exp)
+    test = held_out(exp)
     result = score(model, test)
     return lineage_tags(
         spec=exp.model_dump(mode="json"),

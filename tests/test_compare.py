@@ -1,0 +1,120 @@
+"""sweeplab compare on finished sweeps: ranking, formats, plots on disk and in MLflow."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import optuna
+from mlflow import MlflowClient
+
+from sweeplab.search.compare import compare
+from tests.conftest import Finished, sweeplab
+
+PLOTS = {
+    "optimization_history.png",
+    "parallel_coordinate.png",
+    "param_importances.png",
+    "slice.png",
+    "top_learning_curves.png",
+}
+
+
+def test_compare_ranks_trials_and_logs_plots_to_the_parent_run(
+    finished: Finished, tmp_path: Path
+) -> None:
+    out = sweeplab(
+        "compare",
+        finished.sweep,
+        "--format",
+        "json",
+        "--out",
+        str(tmp_path / "plots"),
+        "--store",
+        str(finished.store.root),
+    )
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert (report["metric"], report["mode"]) == ("val_acc", "max")
+    study = optuna.load_study(study_name=finished.sweep, storage=finished.store.storage_url)
+    trials = report["trials"]
+    assert len(trials) == len(study.trials) == 3
+    values = [t["value"] for t in trials]
+    assert values == sorted(values, reverse=True)
+    assert trials[0]["trial"] == study.best_trial.number and trials[0]["rank"] == 1
+    for t in trials:
+        frozen = study.trials[t["trial"]]
+        assert t["state"] == "complete" and t["epochs"] == frozen.user_attrs["epochs"]
+        assert t["params"]["train.lr"] == frozen.params["train.lr"]
+        assert t["param_count"] == 4 * 16 + 16 + 16 * 3 + 3  # iris MLP, hidden [16]
+        assert t["seconds"] > 0
+    assert {Path(p).name for p in report["plots"]} == PLOTS
+    for name in PLOTS:
+        assert (tmp_path / "plots" / name).stat().st_size > 5000  # a drawn figure
+    client = MlflowClient(finished.store.tracking_uri)
+    parent = study.user_attrs["sweeplab.parent_run_id"]
+    logged = {Path(a.path).name for a in client.list_artifacts(parent, "compare")}
+    assert logged == PLOTS
+
+
+def test_compare_formats(finished: Finished) -> None:
+    root = str(finished.store.root)
+    table = sweeplab("compare", finished.sweep, "--no-plots", "--store", root)
+    assert table.returncode == 0 and "val_acc" in table.stdout and "train.lr" in table.stdout
+    as_csv = sweeplab("compare", finished.sweep, "-f", "csv", "--no-plots", "--store", root)
+    rows = list(csv.DictReader(io.StringIO(as_csv.stdout)))
+    assert [r["rank"] for r in rows] == ["1", "2", "3"]
+    assert set(rows[0]) >= {"trial", "state", "val_acc", "train.lr", "epochs", "param_count"}
+    md = sweeplab("compare", finished.sweep, "-f", "markdown", "--no-plots", "--store", root)
+    lines = md.stdout.strip().splitlines()
+    assert lines[0].startswith("| rank | trial | state | val_acc") and len(lines) == 5
+
+
+def test_two_sweeps_side_by_side(finished: Finished, tmp_path: Path) -> None:
+    from sweeplab.search.sweep import run_sweep
+    from sweeplab.spec import spec_from_dict
+    from tests.conftest import tiny_spec
+
+    other = spec_from_dict(tiny_spec(sweep={"trials": 2}, tracking={"experiment": "finished"}))
+    run_sweep(other, finished.store, name="other")
+    comparison, _ = compare(finished.store, ["good", "other"])
+    assert {r.sweep for r in comparison.rows} == {"good", "other"} and len(comparison.rows) == 5
+    ranked = [r.value for r in comparison.rows if r.rank is not None]
+    assert ranked == sorted(ranked, reverse=True)
+    out = sweeplab(
+        "compare",
+        "good",
+        "other",
+        "-f",
+        "csv",
+        "--out",
+        str(tmp_path),
+        "--store",
+        str(finished.store.root),
+    )
+    assert out.returncode == 0, out.stderr
+    assert next(csv.reader(io.StringIO(out.stdout)))[:3] == ["rank", "sweep", "trial"]
+    assert (tmp_path / "good_slice.png").is_file() and (tmp_path / "other_slice.png").is_file()
+
+
+def test_sweeps_of_other_objectives_cannot_be_compared(finished: Finished) -> None:
+    from sweeplab.search.sweep import run_sweep
+    from sweeplab.spec import spec_from_dict
+    from tests.conftest import tiny_spec
+
+    loss = spec_from_dict(
+        tiny_spec(
+            objective={"metric": "val_loss", "mode": "min"},
+            sweep={"trials": 1},
+            train={"max_epochs": 1},
+            tracking={"experiment": "finished"},
+        )
+    )
+    run_sweep(loss, finished.store, name="by-loss")
+    out = sweeplab("compare", "good", "by-loss", "--store", str(finished.store.root))
+    assert out.returncode == 2
+    assert "only sweeps of the same objective" in out.stderr and "val_loss" in out.stderr
+    missing = sweeplab("compare", "god", "--store", str(finished.store.root))
+    assert missing.returncode == 1 and "did you mean 'good'" in missing.stderr
