@@ -107,6 +107,20 @@ def test_every_architecture_runs_a_tracked_sweep_and_registers_a_model(
             assert samples == {f"samples/epoch_{e:03d}.png" for e in range(epochs)}
             assert {"val_is", "val_confidence"} <= set(run.data.metrics)
 
+    # The version's guard score is the test metric the trial logged (the same rows).
+    tags = client.get_model_version(arch, "1").tags
+    guard = {
+        "probabilities": ("test_accuracy", "test_acc"),
+        "values": ("test_rmse", "test_rmse"),
+        "anomaly_score": ("test_auroc", "test_auroc"),
+        "samples": ("", None),
+    }[output]
+    if output == "anomaly_score" and not exp.data.holdout_classes:
+        guard = ("test_reconstruction", None)
+    assert tags["sweeplab.test_metric"] == guard[0]
+    if guard[1] is not None:
+        assert float(tags["sweeplab.test_score"]) == pytest.approx(result.test[guard[1]], rel=1e-3)
+
     # The registered model answers raw rows (latent vectors for a generator).
     import mlflow.pyfunc
 

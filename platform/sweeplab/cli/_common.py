@@ -100,5 +100,14 @@ def handle_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def num(value: object, missing: str = "—") -> str:
+    """A cell of a table: floats to 4 significant digits, ``missing`` for None."""
+    if value is None:
+        return missing
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
 def is_tty() -> bool:
     return sys.stderr.isatty()

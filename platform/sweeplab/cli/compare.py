@@ -11,7 +11,7 @@ from typing import Any
 
 import typer
 
-from sweeplab.cli._common import STORAGE, STORE, TRACKING_URI, err, fail, handle_errors, out
+from sweeplab.cli._common import STORAGE, STORE, TRACKING_URI, err, fail, handle_errors, num, out
 
 
 class Format(StrEnum):
@@ -87,23 +87,19 @@ def _records(comparison: Any, several: bool) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"rank": r.rank if r.rank is not None else ""}
         if several:
             row["sweep"] = r.sweep
-        row |= {"trial": r.trial, "state": r.state, comparison.metric: _num(r.value)}
-        row |= {k: _num(r.params.get(k)) for k in keys}
+        row |= {"trial": r.trial, "state": r.state, comparison.metric: _cell(r.value)}
+        row |= {k: _cell(r.params.get(k)) for k in keys}
         row |= {
-            "epochs": _num(r.epochs),
-            "seconds": _num(r.seconds),
-            "param_count": _num(r.param_count),
+            "epochs": _cell(r.epochs),
+            "seconds": _cell(r.seconds),
+            "param_count": _cell(r.param_count),
         }
         rows.append(row)
     return rows
 
 
-def _num(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+def _cell(value: Any) -> str:
+    return num(value, missing="")  # an empty CSV field, not a dash
 
 
 def _table(rows: list[dict[str, Any]], sweeps: list[str]) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from sweeplab.cli._common import STORAGE, STORE, fail, handle_errors, out, quiet_libraries
+from sweeplab.cli._common import STORAGE, STORE, fail, handle_errors, num, out, quiet_libraries
 
 
 @handle_errors
@@ -37,7 +37,7 @@ def status(
                 str(c["pruned"]),
                 str(c["failed"]),
                 str(c["running"]),
-                _num(s.best_value),
+                num(s.best_value),
             )
         out.print(table)
         return
@@ -57,10 +57,10 @@ def status(
         table.add_row(
             str(row.number),
             row.state,
-            _num(row.value),
-            _num(row.epochs),
-            _num(row.seconds),
-            *(_num(row.params.get(k)) for k in keys),
+            num(row.value),
+            num(row.epochs),
+            num(row.seconds),
+            *(num(row.params.get(k)) for k in keys),
             row.reason or "",
         )
     out.print(table)
@@ -70,12 +70,4 @@ def status(
         f"{c['running']} running of {report.trials} requested"
     )
     if report.best_number is not None:
-        out.print(f"best: trial #{report.best_number}, {report.metric} = {_num(report.best_value)}")
-
-
-def _num(value: object) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+        out.print(f"best: trial #{report.best_number}, {report.metric} = {num(report.best_value)}")
