@@ -134,3 +134,76 @@ def sweeplab(*args: str, **kwargs: Any) -> Any:
     return subprocess.run(
         [sys.executable, "-m", "sweeplab", *args], capture_output=True, text=True, **kwargs
     )
+
+
+@dataclass
+class Postgres:
+    port: int
+
+    def url(self, database: str) -> str:
+        return f"postgresql+psycopg2://sweeplab@127.0.0.1:{self.port}/{database}"
+
+    def create(self, database: str) -> str:
+        """A new, empty database; returns its SQLAlchemy URL."""
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine(self.url("postgres"), isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{database}"'))
+        engine.dispose()
+        return self.url(database)
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A real PostgreSQL server in a temp folder on a free port, for the whole session.
+
+    initdb refuses root, so as root the server runs as the ``postgres`` user.
+    """
+    import shutil
+    import socket
+    import subprocess
+
+    if shutil.which("initdb") is None or shutil.which("pg_ctl") is None:
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
+    import tempfile
+
+    # not under pytest's temp root: that is private to root, and the server runs as postgres
+    folder = Path(tempfile.mkdtemp(prefix="sweeplab-pg-"))
+    data = folder / "data"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        shutil.chown(folder, "postgres")
+        prefix = ["runuser", "-u", "postgres", "--"]
+    subprocess.run(
+        [*prefix, "initdb", "-D", str(data), "-A", "trust", "-U", "sweeplab"],
+        check=True,
+        capture_output=True,
+    )
+    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c max_connections=200"
+    subprocess.run(
+        [
+            *prefix,
+            "pg_ctl",
+            "-D",
+            str(data),
+            "-o",
+            options,
+            "-l",
+            str(folder / "log"),
+            "-w",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield Postgres(port)
+    finally:
+        subprocess.run(
+            [*prefix, "pg_ctl", "-D", str(data), "-m", "immediate", "stop"], capture_output=True
+        )
+        shutil.rmtree(folder, ignore_errors=True)

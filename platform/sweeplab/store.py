@@ -60,8 +60,13 @@ class Store:
 
     @property
     def artifact_location(self) -> str | None:
-        """Where new MLflow experiments keep artifacts (None: the tracking server decides)."""
-        return self.artifact_root.as_uri() if self.local_tracking else None
+        """Where new MLflow experiments keep artifacts: the store's folder when the runs are
+        in a database (SQLite, PostgreSQL); None for a tracking server, which decides."""
+        return None if self.tracking_server else self.artifact_root.as_uri()
+
+    @property
+    def tracking_server(self) -> bool:
+        return self.tracking_uri.startswith(("http://", "https://"))
 
     def storage_exists(self) -> bool:
         """False when the default SQLite study file has not been created yet."""
@@ -97,7 +102,7 @@ class Store:
             for url in (self.tracking_uri, self.storage_url):
                 if url.startswith("sqlite:///"):
                     Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-            if self.local_tracking:
+            if not self.tracking_server:
                 self.artifact_root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create the store: {exc}") from None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import typer
 
 from sweeplab import __version__
-from sweeplab.cli import compare, models, serve, status, sweep, train, ui, validate
+from sweeplab.cli import compare, models, resume, serve, status, sweep, train, ui, validate
 
 app = typer.Typer(
     name="sweeplab",
@@ -41,6 +41,8 @@ app.command("validate")(validate.validate)
 app.command("sweep")(sweep.sweep)
 app.command("train")(train.train)
 app.command("status")(status.status)
+app.command("resume")(resume.resume)
+app.command("agent")(resume.agent)
 app.command("compare")(compare.compare)
 app.add_typer(models.app, name="models")
 app.command("serve")(serve.serve)

@@ -50,24 +50,36 @@ def sweep(
     where = Store.resolve(store, tracking_uri, storage)
     if smoke:
         run_smoke(exp, quiet, where.tracking_uri)
-    from sweeplab.search.sweep import SweepInterrupted, run_sweep
+    from sweeplab.search.sweep import run_sweep
+
+    run_and_report(
+        exp.sweep.trials,
+        exp.objective.metric,
+        quiet,
+        lambda cb: run_sweep(exp, where, name=name, on_trial=cb),
+    )
+
+
+def run_and_report(
+    total: int,
+    metric: str,
+    quiet: bool,
+    run: Callable[[Callable[[TrialEvent], None] | None], SweepResult],
+) -> None:
+    """Run a sweep (with a progress bar unless ``quiet``), then print its summary."""
+    from sweeplab.search.sweep import SweepInterrupted
 
     started = time.monotonic()
     try:
-        if quiet:
-            result = run_sweep(exp, where, name=name)
-        else:
-            result = _with_progress(
-                exp.sweep.trials, lambda cb: run_sweep(exp, where, name=name, on_trial=cb)
-            )
+        result = run(None) if quiet else _with_progress(total, run)
     except SweepInterrupted as stop:
-        _summary(stop.result, time.monotonic() - started, exp.objective.metric, interrupted=True)
+        _summary(stop.result, time.monotonic() - started, metric, interrupted=True)
         raise typer.Exit(130) from None
-    _summary(result, time.monotonic() - started, exp.objective.metric)
+    _summary(result, time.monotonic() - started, metric)
 
 
 def _with_progress(
-    total: int, run: Callable[[Callable[[TrialEvent], None]], SweepResult]
+    total: int, run: Callable[[Callable[[TrialEvent], None] | None], SweepResult]
 ) -> SweepResult:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 

@@ -6,7 +6,7 @@ Strings, not classes, so that validating a spec never imports Optuna.
 SAMPLERS: dict[str, str] = {
     "tpe": "optuna.samplers:TPESampler",
     "random": "optuna.samplers:RandomSampler",
-    "grid": "optuna.samplers:GridSampler",
+    "grid": "sweeplab.search.optuna_backend:GridSampler",
     "cmaes": "optuna.samplers:CmaEsSampler",
 }
 

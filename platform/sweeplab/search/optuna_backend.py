@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -44,6 +45,17 @@ def _load(target: str) -> Any:
 
 
 # ------------------------------------------------------------------ sampler, pruner
+
+
+class GridSampler(optuna.samplers.GridSampler):
+    """Optuna's grid sampler without its ``study.stop()`` once the grid is visited.
+
+    ``stop()`` works only inside ``study.optimize``; sweeplab's workers take trials
+    with ask/tell under a claim lock and stop on the trial count instead.
+    """
+
+    def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+        return None
 
 
 def grid_of(space: SearchSpace) -> dict[str, list[Any]]:
@@ -153,11 +165,20 @@ class OptunaHooks:
 # -------------------------------------------------------------------------- study
 
 
+HEARTBEAT_SECONDS = 5  # a running trial's heartbeat; dead after GRACE_SECONDS without one
+GRACE_SECONDS = 30
+
+
 def open_storage(url: str) -> optuna.storages.RDBStorage:
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {
+        "heartbeat_interval": HEARTBEAT_SECONDS,
+        "grace_period": GRACE_SECONDS,
+    }
     if url.startswith("sqlite"):
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
-    return optuna.storages.RDBStorage(url, **kwargs)
+    with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(url, **kwargs)
 
 
 def study_names(storage: optuna.storages.BaseStorage) -> list[str]:

@@ -13,6 +13,8 @@ the parent run ends KILLED, and ``SweepInterrupted`` carries what was finished.
 from __future__ import annotations
 
 import json
+import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +23,7 @@ import optuna
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
+from sweeplab.search.claims import ATTR_OWNER, ClaimLock, heartbeat, owner, recover
 from sweeplab.search.optuna_backend import (
     ATTR_EXPERIMENT,
     ATTR_PARENT,
@@ -135,11 +138,18 @@ def optimize(
     parent: str,
     on_trial: Callable[[TrialEvent], None] | None,
 ) -> SweepResult:
+    """Take trials (under the claim lock) until the study has ``sweep.trials``; finish.
+
+    Several processes may run this on one study (``sweeplab agent``): together they run
+    exactly ``sweep.trials`` trials, and the one that ends the last trial finishes the
+    sweep (best params on the parent run, registration).
+    """
     objective = make_objective(exp, tracker, study.study_name, parent)
     total = exp.sweep.trials
-    done = sum(1 for t in study.get_trials(deepcopy=False) if t.state.is_finished())
+    claims = ClaimLock(tracker.store.storage_url, study.study_name)
+    deadline = None if exp.sweep.timeout is None else time.monotonic() + exp.sweep.timeout
 
-    def report(study: optuna.Study, trial: FrozenTrial) -> None:
+    def report(trial: FrozenTrial) -> None:
         if on_trial is None:
             return
         try:
@@ -159,25 +169,87 @@ def optimize(
         )
 
     try:
-        study.optimize(
-            objective,
-            n_trials=max(total - done, 0),
-            timeout=exp.sweep.timeout,
-            catch=(Exception,),
-            callbacks=[report],
-            gc_after_trial=False,
-        )
+        while deadline is None or time.monotonic() < deadline:
+            recover(study, tracker)
+            with claims.held():
+                taken = study.get_trials(deepcopy=False, states=TAKEN)
+                if len(taken) >= total:
+                    break
+                with warnings.catch_warnings():  # heartbeats are recorded by run_one
+                    warnings.filterwarnings("ignore", message="Heartbeat of storage")
+                    trial = study.ask()
+                trial.set_user_attr(ATTR_OWNER, owner())
+            report(run_one(study, trial, objective))
     except KeyboardInterrupt:
         tracker.set_tags(parent, {TAG_STATE: "interrupted"})
         result = summarize(study, exp, tracker, parent)
         tracker.end_run(parent, "KILLED")
         raise SweepInterrupted(result) from None
-    result = summarize(study, exp, tracker, parent)
-    if result.best_run_id is not None and exp.tracking.register_as:
-        result.registered = register_best(exp, tracker, result)
-    tracker.set_tags(parent, {TAG_STATE: "complete"})
-    tracker.end_run(parent)
-    return result
+    return finish(study, exp, tracker, parent, claims)
+
+
+TAKEN = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
+
+
+def run_one(
+    study: optuna.Study, trial: optuna.Trial, objective: Callable[[optuna.Trial], float]
+) -> FrozenTrial:
+    """Run ``objective`` on ``trial`` with heartbeats and tell the study how it ended."""
+    with heartbeat(study._storage, trial):
+        try:
+            value = objective(trial)
+        except optuna.TrialPruned:
+            return study.tell(trial, state=TrialState.PRUNED)
+        except KeyboardInterrupt:
+            study.tell(trial, state=TrialState.FAIL)
+            raise
+        except Exception:  # the objective recorded the reason on the trial
+            return study.tell(trial, state=TrialState.FAIL)
+    return study.tell(trial, value)
+
+
+def finish(
+    study: optuna.Study, exp: Experiment, tracker: Tracker, parent: str, claims: ClaimLock
+) -> SweepResult:
+    """Finish the sweep if every trial has ended and nobody finished it yet."""
+    with claims.held():
+        done = tracker.client.get_run(parent).data.tags.get(TAG_STATE) == "complete"
+        if counts(study)["running"] or done:  # other workers still run, or finished it
+            result = SweepResult(
+                study.study_name,
+                tracker.store,
+                tracker.experiment,
+                tracker.experiment_id,
+                parent,
+                counts(study),
+            )
+            if result.counts["complete"]:
+                fill_best(result, study, exp)
+            return result
+        result = summarize(study, exp, tracker, parent)
+        if result.best_run_id is not None and exp.tracking.register_as:
+            result.registered = register_best(exp, tracker, result)
+        tracker.set_tags(parent, {TAG_STATE: "complete"})
+        tracker.end_run(parent)
+        return result
+
+
+def continue_sweep(
+    store: Store, name: str, on_trial: Callable[[TrialEvent], None] | None = None
+) -> SweepResult:
+    """Resume sweep ``name`` (after a crash, kill -9 or Ctrl-C), or join it as one more
+    worker: dead workers' trials are failed, then trials are taken until there are enough."""
+    from sweeplab.search.status import load_study
+
+    study, exp = load_study(store, name)
+    study.sampler = build_sampler(exp)
+    study.pruner = build_pruner(exp)
+    tracker = Tracker(store, exp.experiment_name)
+    parent = str(study.user_attrs[ATTR_PARENT])
+    if tracker.client.get_run(parent).data.tags.get(TAG_STATE) != "complete":
+        tracker.client.update_run(parent, status="RUNNING")
+        tracker.set_tags(parent, {TAG_STATE: "running"})
+    return optimize(study, exp, tracker, parent, on_trial)
 
 
 def summarize(study: optuna.Study, exp: Experiment, tracker: Tracker, parent: str) -> SweepResult:

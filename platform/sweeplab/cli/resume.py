@@ -1,0 +1,80 @@
+"""sweeplab resume / sweeplab agent: continue a sweep, or join it from another process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from sweeplab.cli._common import (
+    QUIET,
+    STORAGE,
+    STORE,
+    TRACKING_URI,
+    fail,
+    handle_errors,
+    out,
+    quiet_libraries,
+)
+
+
+def _continue(
+    name: str, store: Path | None, tracking_uri: str | None, storage: str | None, quiet: bool
+) -> None:
+    from sweeplab.cli.sweep import run_and_report
+    from sweeplab.store import Store
+
+    where = Store.resolve(store, tracking_uri, storage)
+    if not where.storage_exists():
+        raise fail(f"no sweeps yet: {where.storage_url} does not exist")
+    quiet_libraries()
+    from sweeplab.search.status import sweep_result
+    from sweeplab.search.sweep import continue_sweep
+
+    exp, before = sweep_result(where, name)
+    c = before.counts
+    if c["complete"] + c["pruned"] + c["failed"] >= exp.sweep.trials and not c["running"]:
+        out.print(f"sweep {name} has all its {exp.sweep.trials} trials; nothing to run")
+    run_and_report(
+        exp.sweep.trials,
+        exp.objective.metric,
+        quiet,
+        lambda cb: continue_sweep(where, name, on_trial=cb),
+    )
+
+
+@handle_errors
+def resume(
+    name: str = typer.Argument(..., help="Sweep name (see sweeplab status)."),
+    store: Path | None = STORE,
+    tracking_uri: str | None = TRACKING_URI,
+    storage: str | None = STORAGE,
+    quiet: bool = QUIET,
+) -> None:
+    """Continue a sweep after a crash, kill -9 or Ctrl-C: the dead workers' trials are
+    marked failed, finished trials are kept, and the sweep runs to its trial count."""
+    _continue(name, store, tracking_uri, storage, quiet)
+
+
+@handle_errors
+def agent(
+    name: str = typer.Argument(..., help="Sweep name, created by sweeplab sweep."),
+    store: Path | None = STORE,
+    tracking_uri: str | None = TRACKING_URI,
+    storage: str | None = STORAGE,
+    quiet: bool = QUIET,
+) -> None:
+    """Join a running sweep as one more worker (shared PostgreSQL storage): agents
+    together run exactly the sweep's trial count."""
+    from sweeplab.store import Store
+
+    where = Store.resolve(store, tracking_uri, storage)
+    if where.storage_url.startswith("sqlite"):
+        raise fail(
+            f"agents share a study through a database server, not the SQLite file "
+            f"{where.storage_url}: start the sweep with --storage postgresql+psycopg2://"
+            "user@host:5432/db (and a shared --tracking-uri), then run agents with the same "
+            "options. On one machine, sweeplab resume continues a sweep in one process.",
+            2,
+        )
+    _continue(name, store, tracking_uri, storage, quiet)
