@@ -215,17 +215,7 @@ def finish(
     with claims.held():
         done = tracker.client.get_run(parent).data.tags.get(TAG_STATE) == "complete"
         if counts(study)["running"] or done:  # other workers still run, or finished it
-            result = SweepResult(
-                study.study_name,
-                tracker.store,
-                tracker.experiment,
-                tracker.experiment_id,
-                parent,
-                counts(study),
-            )
-            if result.counts["complete"]:
-                fill_best(result, study, exp)
-            return result
+            return current_result(study, exp, tracker, parent)
         result = summarize(study, exp, tracker, parent)
         if result.best_run_id is not None and exp.tracking.register_as:
             result.registered = register_best(exp, tracker, result)
@@ -252,8 +242,10 @@ def continue_sweep(
     return optimize(study, exp, tracker, parent, on_trial)
 
 
-def summarize(study: optuna.Study, exp: Experiment, tracker: Tracker, parent: str) -> SweepResult:
-    """The sweep's result, also written to the parent run (best params, value, history)."""
+def current_result(
+    study: optuna.Study, exp: Experiment, tracker: Tracker, parent: str
+) -> SweepResult:
+    """The sweep's counts and best trial so far (nothing written)."""
     result = SweepResult(
         study.study_name,
         tracker.store,
@@ -262,15 +254,23 @@ def summarize(study: optuna.Study, exp: Experiment, tracker: Tracker, parent: st
         parent,
         counts(study),
     )
-    complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    if result.counts["complete"]:
+        fill_best(result, study, exp)
+    return result
+
+
+def summarize(study: optuna.Study, exp: Experiment, tracker: Tracker, parent: str) -> SweepResult:
+    """The sweep's result, also written to the parent run (best params, value, history)."""
+    result = current_result(study, exp, tracker, parent)
     tracker.log_metrics(parent, {f"trials_{k}": v for k, v in result.counts.items()})
-    if not complete:
+    if result.best_trial is None:
         return result
-    best = fill_best(result, study, exp)
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
     tracker.log_params(parent, {f"best.{k}": v for k, v in result.best_params.items()})
-    tracker.log_metrics(parent, {"best_value": float(best.value or 0.0), **result.test})
+    tracker.log_metrics(parent, {"best_value": float(result.best_value or 0.0), **result.test})
     tracker.set_tags(
-        parent, {"sweeplab.best_trial": best.number, "sweeplab.best_run_id": result.best_run_id}
+        parent,
+        {"sweeplab.best_trial": result.best_trial, "sweeplab.best_run_id": result.best_run_id},
     )
     numbers = [t.number for t in complete]
     values = [float(t.value or 0.0) for t in complete]
