@@ -6,25 +6,21 @@
     alias set; the version gets ``sweeplab.promoted.<alias>``; the model one history event
 
 Every decision (promoted, forced, refused) is one ``sweeplab.history.<time>`` tag on the
-registered model. On a local store, promotions of one model take a file lock, so two
+registered model. On a SQLite or PostgreSQL store, promotions of one model take a lock, so two
 racing promotions run one after the other: the second is guarded against the first.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
-import re
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from sweeplab.locks import DatabaseLock
 from sweeplab.registry.evaluate import Score, held_out, score
 from sweeplab.registry.lineage import HISTORY, TAG_DATA_HASH, TAG_SPEC, now, who
 from sweeplab.registry.models import ModelRef, load_torch, resolve
@@ -67,27 +63,6 @@ class PromotionRefused(Exception):
         self.decision = decision
 
 
-@contextlib.contextmanager
-def promotion_lock(tracking_uri: str, name: str) -> Iterator[None]:
-    """One promotion of ``name`` at a time on a local SQLite store (a file lock beside it).
-
-    MLflow has no compare-and-set for aliases; a tracking server gets no lock here,
-    and the last write wins (both decisions are still in the history).
-    """
-    if not tracking_uri.startswith("sqlite:///"):
-        yield
-        return
-    db = Path(tracking_uri.removeprefix("sqlite:///"))
-    safe = re.sub(r"[^\w.-]", "_", name)
-    lock = db.with_name(f"{db.name}.promote-{safe}.lock")
-    with lock.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def promote(
     tracking_uri: str, name: str, version: int, alias: str, *, force: bool = False
 ) -> Decision:
@@ -95,7 +70,10 @@ def promote(
     from sweeplab.registry.models import client_for
 
     client = client_for(tracking_uri)
-    with promotion_lock(tracking_uri, name):
+    # MLflow has no compare-and-set for aliases: on a SQLite or PostgreSQL store one
+    # promotion of a model runs at a time; through a tracking server the last write wins
+    # (both decisions are still in the history)
+    with DatabaseLock(tracking_uri, "promote", name).held():
         candidate = resolve(client, ModelRef(name, version=str(version)))
         previous = _holder(client, name, alias)
         decision = Decision(

@@ -6,7 +6,7 @@ PostgreSQL advisory lock, or a file lock beside a SQLite file), after counting t
 trials already finished or running. Optuna has no such lock of its own.
 
 While a trial runs, a thread records Optuna heartbeats, and the trial carries its
-owner (``host:pid``). ``recover`` fails the trials of dead workers: at once when the
+owner (``host:pid``). ``Recovery`` fails the trials of dead workers: at once when the
 owner is a dead process on this host, after the heartbeat's grace period otherwise;
 their MLflow runs (and nested runs) end KILLED with the reason.
 """
@@ -14,74 +14,35 @@ their MLflow runs (and nested runs) end KILLED with the reason.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import hashlib
 import os
 import socket
 import threading
-import warnings
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import TrialState
 
+from sweeplab.locks import DatabaseLock
 from sweeplab.search.optuna_backend import ATTR_REASON, ATTR_RUN, HEARTBEAT_SECONDS
 from sweeplab.search.trial import TAG_REASON, TAG_STATE
 from sweeplab.tracking.tracker import Tracker
 
 ATTR_OWNER = "sweeplab.owner"
+ATTR_CLOSED = "sweeplab.runs_closed"  # a failed trial whose MLflow runs were checked
 
 
 def owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-class ClaimLock:
-    """The lock under which a worker counts the study's trials and creates the next one."""
-
-    def __init__(self, storage_url: str, study_name: str) -> None:
-        self.url = storage_url
-        digest = hashlib.sha256(study_name.encode()).digest()
-        self.key = int.from_bytes(digest[:8], "big", signed=True)
-        self._engine: Any = None
-        if storage_url.startswith("sqlite:///"):
-            db = Path(storage_url.removeprefix("sqlite:///"))
-            safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in study_name)
-            self.file: Path | None = db.with_name(f"{db.name}.claim-{safe}.lock")
-        else:
-            self.file = None
-
-    @contextlib.contextmanager
-    def held(self) -> Iterator[None]:
-        if self.file is not None:
-            with self.file.open("a") as handle:
-                fcntl.flock(handle, fcntl.LOCK_EX)
-                try:
-                    yield
-                finally:
-                    fcntl.flock(handle, fcntl.LOCK_UN)
-        elif self.url.startswith("postgresql"):
-            from sqlalchemy import text
-
-            with self._connect() as conn:
-                conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": self.key})
-                try:
-                    yield
-                finally:
-                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
-                    conn.commit()
-        else:  # other databases: no lock, counts may overshoot by the number of workers
-            yield
-
-    def _connect(self) -> Any:
-        if self._engine is None:
-            from sqlalchemy import create_engine
-
-            self._engine = create_engine(self.url, pool_size=1, max_overflow=0)
-        return self._engine.connect()
+def claim_lock(storage_url: str, study_name: str) -> DatabaseLock:
+    """The lock under which a worker counts the study's trials and creates the next one
+    (none for databases other than SQLite and PostgreSQL: counts may then overshoot by
+    the number of workers)."""
+    return DatabaseLock(storage_url, "claim", study_name)
 
 
 @contextlib.contextmanager
@@ -115,43 +76,64 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def recover(study: optuna.Study, tracker: Tracker) -> list[int]:
-    """Fail the running trials of dead workers; end their MLflow runs. Returns their numbers."""
-    storage = study._storage
-    with warnings.catch_warnings():  # "experimental" since Optuna 2.9
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)  # heartbeat older than the grace period
-    host = socket.gethostname()
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        who = str(t.user_attrs.get(ATTR_OWNER, ""))
-        name, _, pid = who.rpartition(":")
-        if name == host and pid.isdigit() and not _alive(int(pid)):
-            with contextlib.suppress(UpdateFinishedTrialError):
-                storage.set_trial_user_attr(t._trial_id, ATTR_REASON, f"worker {who} died")
-                storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
-    return _end_orphan_runs(study, tracker)
+class Recovery:
+    """Fails the running trials of dead workers and ends their MLflow runs.
 
+    ``run()`` is called before every trial a worker takes; each failed trial's MLflow
+    runs are looked at once per worker (``checked``), not again before every trial.
+    """
 
-def _end_orphan_runs(study: optuna.Study, tracker: Tracker) -> list[int]:
-    """End the MLflow runs (and nested runs) still RUNNING of trials that are finished."""
-    ended = []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
-        run_id = t.user_attrs.get(ATTR_RUN)
-        if not run_id:
-            continue
-        run = tracker.client.get_run(run_id)
-        if run.info.status != "RUNNING":
-            continue
-        reason = str(t.user_attrs.get(ATTR_REASON) or "worker died (no heartbeat)")
-        if ATTR_REASON not in t.user_attrs:
-            with contextlib.suppress(Exception):
-                study._storage.set_trial_user_attr(t._trial_id, ATTR_REASON, reason)
-        nested = tracker.client.search_runs(
-            [run.info.experiment_id], f"tags.mlflow.parentRunId = '{run_id}'"
+    def __init__(self, study: optuna.Study, tracker: Tracker) -> None:
+        self.study = study
+        self.tracker = tracker
+        self.checked: set[int] = set()
+
+    def run(self) -> list[int]:
+        """Fail dead workers' trials; end the runs left RUNNING. Returns those trials' numbers."""
+        storage: Any = self.study._storage
+        host = socket.gethostname()
+        # Optuna's fail_stale_trials fails them without a reason, and a finished trial
+        # cannot take one afterwards: the reason goes first, so its stale-trial query is used
+        stale = (
+            set(storage._get_stale_trial_ids(self.study._study_id)) if _beats(storage) else set()
         )
-        for r in [*nested, run]:
-            if r.info.status == "RUNNING":
-                tracker.set_tags(r.info.run_id, {TAG_STATE: "failed", TAG_REASON: reason})
-                tracker.end_run(r.info.run_id, "KILLED")
-        ended.append(t.number)
-    return ended
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            who = str(t.user_attrs.get(ATTR_OWNER, ""))
+            name, _, pid = who.rpartition(":")
+            if name == host and pid.isdigit() and not _alive(int(pid)):
+                _fail(storage, t._trial_id, f"worker {who} died")
+            elif t._trial_id in stale:
+                _fail(storage, t._trial_id, f"worker {who or '?'} died (no heartbeat)")
+        return self._end_orphan_runs()
+
+    def _end_orphan_runs(self) -> list[int]:
+        ended = []
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+            run_id = t.user_attrs.get(ATTR_RUN)
+            if not run_id or t.number in self.checked:
+                continue
+            self.checked.add(t.number)
+            run = self.tracker.client.get_run(run_id)
+            if run.info.status != "RUNNING":
+                continue
+            reason = str(t.user_attrs.get(ATTR_REASON) or "worker died")
+            nested = self.tracker.client.search_runs(
+                [run.info.experiment_id], f"tags.mlflow.parentRunId = '{run_id}'"
+            )
+            for r in [*nested, run]:
+                if r.info.status == "RUNNING":
+                    self.tracker.set_tags(r.info.run_id, {TAG_STATE: "failed", TAG_REASON: reason})
+                    self.tracker.end_run(r.info.run_id, "KILLED")
+            ended.append(t.number)
+        return ended
+
+
+def _beats(storage: Any) -> bool:
+    return isinstance(storage, BaseHeartbeat) and storage.get_heartbeat_interval() is not None
+
+
+def _fail(storage: Any, trial_id: int, reason: str) -> None:
+    """Record why, then fail the trial (unless another worker failed it first)."""
+    with contextlib.suppress(UpdateFinishedTrialError):
+        storage.set_trial_user_attr(trial_id, ATTR_REASON, reason)
+        storage.set_trial_state_values(trial_id, state=TrialState.FAIL)

@@ -23,7 +23,8 @@ import optuna
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
-from sweeplab.search.claims import ATTR_OWNER, ClaimLock, heartbeat, owner, recover
+from sweeplab.locks import DatabaseLock
+from sweeplab.search.claims import ATTR_OWNER, Recovery, claim_lock, heartbeat, owner
 from sweeplab.search.optuna_backend import (
     ATTR_EXPERIMENT,
     ATTR_PARENT,
@@ -146,7 +147,8 @@ def optimize(
     """
     objective = make_objective(exp, tracker, study.study_name, parent)
     total = exp.sweep.trials
-    claims = ClaimLock(tracker.store.storage_url, study.study_name)
+    claims = claim_lock(tracker.store.storage_url, study.study_name)
+    recovery = Recovery(study, tracker)
     deadline = None if exp.sweep.timeout is None else time.monotonic() + exp.sweep.timeout
 
     def report(trial: FrozenTrial) -> None:
@@ -170,7 +172,7 @@ def optimize(
 
     try:
         while deadline is None or time.monotonic() < deadline:
-            recover(study, tracker)
+            recovery.run()
             with claims.held():
                 taken = study.get_trials(deepcopy=False, states=TAKEN)
                 if len(taken) >= total:
@@ -209,7 +211,7 @@ def run_one(
 
 
 def finish(
-    study: optuna.Study, exp: Experiment, tracker: Tracker, parent: str, claims: ClaimLock
+    study: optuna.Study, exp: Experiment, tracker: Tracker, parent: str, claims: DatabaseLock
 ) -> SweepResult:
     """Finish the sweep if every trial has ended and nobody finished it yet."""
     with claims.held():

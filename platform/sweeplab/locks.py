@@ -1,0 +1,61 @@
+"""DatabaseLock: one holder at a time, across processes, for what the databases cannot
+guard on their own (Optuna creating one trial too many, MLflow moving an alias twice).
+
+The lock lives beside the data it guards: a file lock next to a SQLite file, or a
+PostgreSQL advisory lock on the server. Other URLs (a tracking server, MySQL) get no
+lock; callers say what that means for them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+class DatabaseLock:
+    """The lock ``purpose``/``name`` of the database at ``url`` (e.g. "claim", a study)."""
+
+    def __init__(self, url: str, purpose: str, name: str) -> None:
+        self.url = url
+        digest = hashlib.sha256(f"{purpose}:{name}".encode()).digest()
+        self.key = int.from_bytes(digest[:8], "big", signed=True)
+        self._engine: Any = None
+        self.file: Path | None = None
+        if url.startswith("sqlite:///"):
+            db = Path(url.removeprefix("sqlite:///"))
+            safe = re.sub(r"[^\w.-]", "_", name)
+            self.file = db.with_name(f"{db.name}.{purpose}-{safe}.lock")
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        if self.file is not None:
+            with self.file.open("a") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(handle, fcntl.LOCK_UN)
+        elif self.url.startswith("postgresql"):
+            from sqlalchemy import text
+
+            with self._connect() as conn:
+                conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": self.key})
+                try:
+                    yield
+                finally:
+                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
+                    conn.commit()
+        else:
+            yield
+
+    def _connect(self) -> Any:
+        if self._engine is None:
+            from sqlalchemy import create_engine
+
+            self._engine = create_engine(self.url, pool_size=1, max_overflow=0)
+        return self._engine.connect()
