@@ -67,6 +67,20 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
 
 
+def tracking_store(store: Any, tracking_uri: str | None) -> Any:
+    """The Store of a command that reads runs or models; exit 1 when it points at the
+    default local tracking database and that does not exist yet (nothing is created)."""
+    from sweeplab.store import Store
+
+    where = Store.resolve(store, tracking_uri)
+    if tracking_uri is None and not (where.root / "mlflow.db").is_file():
+        raise fail(
+            f"no tracking database or model registry at {where.root / 'mlflow.db'}: "
+            "run a sweep first"
+        )
+    return where
+
+
 def fail(message: str, code: int = 1) -> typer.Exit:
     err.print(f"error: {message}", style="bold red")
     return typer.Exit(code)

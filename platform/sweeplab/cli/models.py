@@ -16,6 +16,7 @@ from sweeplab.cli._common import (
     handle_errors,
     out,
     quiet_libraries,
+    tracking_store,
 )
 
 app = typer.Typer(
@@ -27,13 +28,9 @@ app = typer.Typer(
 
 
 def _tracking(store: Path | None, tracking_uri: str | None) -> str:
-    from sweeplab.store import Store
-
-    where = Store.resolve(store, tracking_uri)
-    if tracking_uri is None and where.local_tracking and not (where.root / "mlflow.db").is_file():
-        raise fail(f"no model registry at {where.root / 'mlflow.db'}: run a sweep first")
+    uri: str = tracking_store(store, tracking_uri).tracking_uri
     quiet_libraries()
-    return where.tracking_uri
+    return uri
 
 
 @app.command("list")

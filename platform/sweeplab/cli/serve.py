@@ -6,7 +6,15 @@ from pathlib import Path
 
 import typer
 
-from sweeplab.cli._common import STORE, TRACKING_URI, err, fail, handle_errors, quiet_libraries
+from sweeplab.cli._common import (
+    STORE,
+    TRACKING_URI,
+    err,
+    fail,
+    handle_errors,
+    quiet_libraries,
+    tracking_store,
+)
 
 
 @handle_errors
@@ -31,7 +39,6 @@ def serve(
 ) -> None:
     """Serve a registered model: POST /predict, GET /health, GET /metadata (Ctrl-C to stop)."""
     from sweeplab.registry.models import ModelRef
-    from sweeplab.store import Store
 
     try:
         ref = ModelRef.parse(model)
@@ -39,9 +46,7 @@ def serve(
         raise fail(str(exc), 2) from None
     if follow_alias and ref.alias is None:
         raise fail(f"--follow-alias needs NAME@ALIAS, but got {model!r}", 2)
-    where = Store.resolve(store, tracking_uri)
-    if tracking_uri is None and where.local_tracking and not (where.root / "mlflow.db").is_file():
-        raise fail(f"no model registry at {where.root / 'mlflow.db'}: run a sweep first")
+    where = tracking_store(store, tracking_uri)
     quiet_libraries()
     import threading
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from sweeplab.cli._common import STORE, TRACKING_URI, err, fail, handle_errors
+from sweeplab.cli._common import STORE, TRACKING_URI, err, fail, handle_errors, tracking_store
 
 
 @handle_errors
@@ -27,11 +27,8 @@ def ui(
     ),
 ) -> None:
     """Open the MLflow UI on the sweeps' runs (Ctrl-C to stop)."""
-    from sweeplab.store import Store
 
-    where = Store.resolve(store, tracking_uri)
-    if tracking_uri is None and not (where.root / "mlflow.db").is_file():
-        raise fail(f"no tracking database at {where.root / 'mlflow.db'}: run a sweep first")
+    where = tracking_store(store, tracking_uri)
     if where.tracking_uri.startswith(("http://", "https://")):
         raise fail(f"{where.tracking_uri} is a tracking server: open it in a browser directly")
     if host not in ("127.0.0.1", "localhost", "::1") and not (auth and allowed_hosts):
