@@ -16,10 +16,9 @@ from typing import Any
 
 import optuna
 
-from sweeplab.search.optuna_backend import ATTR_PARENT, ATTR_RUN, STATE_NAMES
-from sweeplab.search.status import load_study
-from sweeplab.search.sweep import decoded_params
-from sweeplab.spec import InputError, SearchSpace
+from sweeplab.search.optuna_backend import ATTR_PARENT
+from sweeplab.search.status import load_study, trial_rows
+from sweeplab.spec import Experiment, InputError
 from sweeplab.store import Store
 from sweeplab.tracking.tracker import Tracker
 
@@ -86,7 +85,7 @@ def compare(store: Store, names: list[str]) -> tuple[Comparison, list[_Sweep]]:
         metric, mode = objective
         tracker = Tracker(store, exp.experiment_name)
         sweeps.append(_Sweep(name, study, str(study.user_attrs.get(ATTR_PARENT, "")), tracker))
-        rows += _rows(name, study, SearchSpace.model_validate(exp.search_space), tracker)
+        rows += _rows(name, study, exp, tracker)
     sign = -1.0 if mode == "max" else 1.0
 
     def key(row: Row) -> tuple[int, float, str, int]:
@@ -99,7 +98,9 @@ def compare(store: Store, names: list[str]) -> tuple[Comparison, list[_Sweep]]:
     return Comparison(metric, mode, [s.name for s in sweeps], rows), sweeps
 
 
-def _rows(name: str, study: optuna.Study, space: SearchSpace, tracker: Tracker) -> list[Row]:
+def _rows(name: str, study: optuna.Study, exp: Experiment, tracker: Tracker) -> list[Row]:
+    """The sweep's trial rows (as ``sweeplab status`` reads them) with each run's
+    parameter count from MLflow."""
     from sweeplab.search.trial import TAG_SWEEP
 
     runs = tracker.client.search_runs(
@@ -107,23 +108,19 @@ def _rows(name: str, study: optuna.Study, space: SearchSpace, tracker: Tracker) 
     )
     counts = {r.info.run_id: r.data.metrics.get("param_count") for r in runs}
     rows = []
-    for t in study.get_trials(deepcopy=False):
-        run_id = t.user_attrs.get(ATTR_RUN)
-        epochs = t.user_attrs.get("epochs")
-        if epochs is None and t.last_step is not None:
-            epochs = t.last_step + 1
-        param_count = counts.get(run_id)
+    for t in trial_rows(study, exp):
+        param_count = counts.get(t.run_id)
         rows.append(
             Row(
                 name,
                 t.number,
-                STATE_NAMES[t.state],
+                t.state,
                 t.value,
-                decoded_params(space, t),
-                epochs,
-                t.duration.total_seconds() if t.duration else None,
+                t.params,
+                t.epochs,
+                t.seconds,
                 int(param_count) if param_count is not None else None,
-                run_id,
+                t.run_id,
             )
         )
     return rows

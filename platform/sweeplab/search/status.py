@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
 
 from sweeplab.search.optuna_backend import (
     ATTR_EXPERIMENT,
     ATTR_PARENT,
     ATTR_REASON,
+    ATTR_RUN,
     ATTR_SPEC,
     STATE_NAMES,
     counts,
@@ -34,6 +34,7 @@ class TrialRow:
     seconds: float | None
     params: dict[str, Any]
     reason: str | None
+    run_id: str | None = None  # the trial's MLflow run
 
 
 @dataclass
@@ -78,12 +79,17 @@ def _report(study: optuna.Study, exp: Experiment, rows: list[TrialRow]) -> Sweep
 def sweep_status(store: Store, name: str) -> SweepStatus:
     """A sweep's counts, best trial, and one row per trial."""
     study, exp = load_study(store, name)
+    return _report(study, exp, trial_rows(study, exp))
+
+
+def trial_rows(study: optuna.Study, exp: Experiment) -> list[TrialRow]:
+    """One row per trial. Epochs: as recorded, or the last reported epoch of a trial that
+    did not complete (pruned, failed, running)."""
     space = SearchSpace.model_validate(exp.search_space)
     rows = []
     for t in study.get_trials(deepcopy=False):
-        seconds = t.duration.total_seconds() if t.duration else None
         epochs = t.user_attrs.get("epochs")
-        if epochs is None and t.state == TrialState.PRUNED and t.last_step is not None:
+        if epochs is None and t.last_step is not None:
             epochs = t.last_step + 1
         rows.append(
             TrialRow(
@@ -91,12 +97,13 @@ def sweep_status(store: Store, name: str) -> SweepStatus:
                 STATE_NAMES[t.state],
                 t.value,
                 epochs,
-                seconds,
+                t.duration.total_seconds() if t.duration else None,
                 decoded_params(space, t),
                 t.user_attrs.get(ATTR_REASON),
+                t.user_attrs.get(ATTR_RUN),
             )
         )
-    return _report(study, exp, rows)
+    return rows
 
 
 def list_sweeps(store: Store) -> list[SweepStatus]:
