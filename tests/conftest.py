@@ -207,3 +207,58 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Any:
             [*prefix, "pg_ctl", "-D", str(data), "-m", "immediate", "stop"], capture_output=True
         )
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(
+    command: list[str], ready_url: str, *, env: Any = None, cwd: Any = None, seconds: float = 90
+) -> Any:
+    """Start ``command`` in its own process group; return once ``ready_url`` answers at
+    all (a 4xx, e.g. a login prompt, counts). Its output is in the error if it exits."""
+    import subprocess
+    import time
+    import urllib.error
+    import urllib.request
+
+    proc = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        env=env,
+        cwd=cwd,
+    )
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited: {proc.stdout.read() if proc.stdout else ''}")
+        try:
+            urllib.request.urlopen(ready_url, timeout=2).close()
+            return proc
+        except urllib.error.HTTPError:  # it answers
+            return proc
+        except OSError:
+            time.sleep(0.3)
+    stop_server(proc)
+    raise AssertionError(f"{ready_url} never answered")
+
+
+def stop_server(proc: Any) -> None:
+    """SIGTERM the server's process group (MLflow starts workers of its own); SIGKILL if stuck."""
+    import signal
+    import subprocess
+
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()

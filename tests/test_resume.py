@@ -34,7 +34,7 @@ def _study(store: Store, name: str, wait: float = 120) -> optuna.Study:
     while True:
         try:
             return optuna.load_study(study_name=name, storage=store.storage_url)
-        except (KeyError, Exception):
+        except Exception:  # not created yet (KeyError), or the database not yet there
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.5)

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
 import time
 import urllib.error
@@ -21,13 +18,7 @@ from sweeplab.registry.evaluate import held_out, predict
 from sweeplab.registry.models import ModelRef, client_for, load_torch, resolve
 from sweeplab.registry.promote import promote
 from sweeplab.spec import spec_from_dict
-from tests.conftest import Finished
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.conftest import Finished, free_port, start_server, stop_server
 
 
 def call(url: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> Any:
@@ -44,44 +35,6 @@ def call(url: str, body: bytes | None = None, headers: dict[str, str] | None = N
             return exc.code, text.decode()
 
 
-def wait_until_up(url: str, proc: subprocess.Popen[str], seconds: float = 90) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited: {proc.stdout.read() if proc.stdout else ''}")
-        try:
-            urllib.request.urlopen(url, timeout=2).close()
-            return
-        except OSError:
-            time.sleep(0.3)
-    raise AssertionError(f"{url} never answered")
-
-
-def start(command: list[str], health: str, env: dict[str, str] | None = None) -> Any:
-    proc = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-        env=env,
-    )
-    try:
-        wait_until_up(health, proc)
-    except BaseException:
-        stop(proc)
-        raise
-    return proc
-
-
-def stop(proc: subprocess.Popen[str]) -> None:
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-
-
 @pytest.fixture(scope="module")
 def served(finished: Finished) -> Iterator[tuple[str, Finished]]:
     """``sweeplab serve iris@served --follow-alias`` on a free port."""
@@ -91,9 +44,9 @@ def served(finished: Finished) -> Iterator[tuple[str, Finished]]:
     command = [sys.executable, "-m", "sweeplab", "serve", "iris@served", "--port", str(port)]
     command += ["--store", str(finished.store.root), "--follow-alias", "--poll-seconds", "0.5"]
     command += ["--max-batch", "50"]
-    proc = start(command, f"{base}/health")
+    proc = start_server(command, f"{base}/health")
     yield base, finished
-    stop(proc)
+    stop_server(proc)
 
 
 def _rows(finished: Finished, version: int) -> np.ndarray:
@@ -187,7 +140,7 @@ def test_mlflow_models_serve_gives_the_same_predictions(finished: Finished) -> N
     env = {**os.environ, "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"}
     command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", version.source]
     command += ["--env-manager", "local", "-p", str(port), "-h", "127.0.0.1"]
-    proc = start(command, f"http://127.0.0.1:{port}/health", env=env)
+    proc = start_server(command, f"http://127.0.0.1:{port}/health", env=env)
     try:
         rows = _rows(finished, finished.good)
         status, body = call(
@@ -199,7 +152,7 @@ def test_mlflow_models_serve_gives_the_same_predictions(finished: Finished) -> N
         expected = predict(load_torch(uri, version), rows)
         np.testing.assert_allclose(np.array(body["predictions"]), expected, rtol=1e-6, atol=1e-7)
     finally:
-        stop(proc)
+        stop_server(proc)
 
 
 def test_serve_mistakes_exit_with_a_message(finished: Finished, tmp_path: Any) -> None:

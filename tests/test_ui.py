@@ -6,11 +6,9 @@ import base64
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from typing import Any
@@ -19,42 +17,22 @@ import pytest
 
 from sweeplab.store import Store
 from sweeplab.tracking.tracker import Tracker
-from tests.conftest import ROOT, Finished
+from tests.conftest import ROOT, Finished, free_port, start_server, stop_server
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_ui_serves_the_store_on_localhost(store: Store) -> None:
     store.prepare()
     tracker = Tracker(store, "ui-check")
     tracker.end_run(tracker.start_run("a-run"))
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sweeplab", "ui", "--store", str(store.root), "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        text=True,
-    )
+    port = free_port()
+    proc = _ui(str(store.root), port)
     try:
-        deadline = time.monotonic() + 90
-        body: Any = None
-        while time.monotonic() < deadline:
-            try:
-                url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search?max_results=10"
-                with urllib.request.urlopen(url, timeout=2) as response:
-                    body = json.loads(response.read())
-                break
-            except OSError:
-                time.sleep(0.5)
-        assert body is not None, "the UI never answered"
+        url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search?max_results=10"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            body = json.loads(response.read())
         assert "ui-check" in [e["name"] for e in body["experiments"]]
         # bound to loopback only: the port is not open on another local address
         others = [a for a in {socket.gethostbyname(socket.gethostname())} if a != "127.0.0.1"]
@@ -63,8 +41,7 @@ def test_ui_serves_the_store_on_localhost(store: Store) -> None:
                 s.settimeout(1)
                 assert s.connect_ex((address, port)) != 0
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+        stop_server(proc)
 
 
 def test_ui_without_a_store_says_so(tmp_path: Any) -> None:
@@ -78,43 +55,8 @@ def test_ui_without_a_store_says_so(tmp_path: Any) -> None:
 
 
 def _ui(store_root: str, port: int, *extra: str, cwd: Any = None, env: Any = None) -> Any:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "sweeplab",
-            "ui",
-            "--store",
-            store_root,
-            "--port",
-            str(port),
-            *extra,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-    )
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(proc.stdout.read() if proc.stdout else "ui exited")
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).close()
-            return proc
-        except urllib.error.HTTPError:  # up, but asks for a login
-            return proc
-        except OSError:
-            time.sleep(0.5)
-    _stop(proc)
-    raise AssertionError("the UI never answered")
-
-
-def _stop(proc: Any) -> None:
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=30)
+    command = [sys.executable, "-m", "sweeplab", "ui", "--store", store_root, "--port", str(port)]
+    return start_server([*command, *extra], f"http://127.0.0.1:{port}/health", env=env, cwd=cwd)
 
 
 def test_auth_asks_for_a_login(tmp_path: Any, finished: Finished) -> None:
@@ -124,7 +66,7 @@ def test_auth_asks_for_a_login(tmp_path: Any, finished: Finished) -> None:
     sh.copytree(finished.store.root, root)
     env = {**os.environ, "MLFLOW_AUTH_ADMIN_PASSWORD": "a-Long-pass-42"}
     env.pop("MLFLOW_AUTH_CONFIG_PATH", None)
-    port = _free_port()
+    port = free_port()
     proc = _ui(str(root), port, "--auth", cwd=tmp_path, env=env)
     try:
         url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search?max_results=5"
@@ -138,7 +80,7 @@ def test_auth_asks_for_a_login(tmp_path: Any, finished: Finished) -> None:
         with urllib.request.urlopen(request, timeout=10) as response:
             assert "finished" in [e["name"] for e in json.loads(response.read())["experiments"]]
     finally:
-        _stop(proc)
+        stop_server(proc)
     assert (root / "basic_auth.db").is_file() and not (tmp_path / "basic_auth.db").exists()
 
 
@@ -212,7 +154,7 @@ def test_the_browser_shows_the_sweep_runs_with_their_metrics(
     )
     trials = [r for r in runs if "sweeplab.trial_number" in r.data.tags]
     assert len(trials) == 3
-    port = _free_port()
+    port = free_port()
     proc = _ui(str(finished.store.root), port)
     try:
         wait = WebDriverWait(driver, 60)
@@ -259,4 +201,4 @@ def test_the_browser_shows_the_sweep_runs_with_their_metrics(
             shutil.copy(shot, ROOT / os.environ["SWEEPLAB_SCREENSHOT"])
     finally:
         driver.quit()
-        _stop(proc)
+        stop_server(proc)
