@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 
 from sweeplab.search.sweep import run_sweep
 from sweeplab.spec import load_spec, spec_from_dict
-from tests.conftest import ROOT, all_runs, tiny_spec
+from tests.conftest import ROOT, all_runs, sweeplab, tiny_spec
 
 
 def _study(store: Any, name: str) -> optuna.Study:
@@ -192,3 +192,38 @@ def test_every_sampler_and_pruner_runs_a_sweep(store: Any, sampler: str, pruner:
         assert trial.params["train.batch_size"] in (16, 32)
     again = run_sweep(exp, store)  # same seed, same draws
     assert [t.params for t in _study(store, again.name).trials] == [t.params for t in study.trials]
+
+
+def test_a_failing_trial_is_retried_max_retries_times_then_recorded_failed(
+    store: Any,
+) -> None:
+    exp = spec_from_dict(
+        tiny_spec(
+            train={"optimizer": "sgd", "max_epochs": 2},
+            search_space={"train.lr": {"type": "categorical", "choices": [0.05, 1e8]}},
+            sweep={"trials": 2, "sampler": "grid", "max_retries": 2},
+            tracking={"experiment": "retries"},
+        )
+    )
+    result = run_sweep(exp, store)
+    study = _study(store, result.name)
+    assert (result.counts["complete"], result.counts["failed"], result.counts["retried"]) == (
+        1,
+        1,
+        2,
+    )
+    diverging = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert len(diverging) == 3  # the try and 2 retries, of the same params
+    assert len({str(t.params) for t in diverging}) == 1
+    assert all("val_loss became nan" in t.user_attrs["fail_reason"] for t in diverging)
+    assert [t.user_attrs.get("sweeplab.attempt", 0) for t in diverging] == [0, 1, 2]
+    assert [t.user_attrs.get("sweeplab.retried_as") for t in diverging] == [
+        diverging[1].number,
+        diverging[2].number,
+        None,
+    ]
+    runs = [r for r in all_runs(store, "retries") if "sweeplab.trial_number" in r.data.tags]
+    assert len(runs) == 4 and sum(r.info.status == "FAILED" for r in runs) == 3
+    status = sweeplab("status", result.name, "--store", str(store.root))
+    assert f"(retried as #{diverging[1].number})" in status.stdout
+    assert "1 complete, 0 pruned, 1 failed, 0 running of 2 requested (2 failed" in status.stdout

@@ -68,6 +68,7 @@ def status(
     out.print(
         f"{c['complete']} complete, {c['pruned']} pruned, {c['failed']} failed, "
         f"{c['running']} running of {report.trials} requested"
+        + (f" ({c['retried']} failed attempts retried)" if c["retried"] else "")
     )
     if report.best_number is not None:
         out.print(f"best: trial #{report.best_number}, {report.metric} = {num(report.best_value)}")

@@ -41,11 +41,41 @@ def sweep(
         True, "--smoke/--no-smoke", help="Train one batch at the search-space corners first."
     ),
     quiet: bool = QUIET,
+    backend: str | None = typer.Option(
+        None,
+        "--backend",
+        help="optuna: trials in this process; ray: Ray Tune, local cores or a cluster "
+        "[default: the spec's sweep.backend, optuna].",
+    ),
+    address: str | None = typer.Option(
+        None,
+        "--address",
+        envvar="SWEEPLAB_RAY_ADDRESS",
+        help="Ray cluster to join (auto, ray://host:10001, host:6379) [default: start Ray here].",
+    ),
+    cpus_per_trial: float = typer.Option(1.0, "--cpus-per-trial", help="Ray: CPUs per trial."),
+    gpus_per_trial: float = typer.Option(
+        0.0, "--gpus-per-trial", help="Ray: GPUs per trial; 0.25 packs four trials on a GPU."
+    ),
+    workers_per_trial: int = typer.Option(
+        1, "--workers-per-trial", help="Ray: data-parallel workers per trial (Ray Train)."
+    ),
 ) -> None:
     """Run a hyperparameter sweep: an Optuna study, one MLflow run per trial."""
-    from sweeplab.spec import load_spec
+    from sweeplab.spec import InputError, load_spec
 
-    exp = load_spec(spec, set_)
+    overrides = [*set_, f"sweep.backend={backend}"] if backend else set_
+    exp = load_spec(spec, overrides)
+    ray = None
+    if exp.sweep.backend == "ray":
+        from sweeplab.search.ray_backend import RayOptions
+
+        ray = RayOptions(address, cpus_per_trial, gpus_per_trial, workers_per_trial)
+        ray.check()
+    elif address or cpus_per_trial != 1.0 or gpus_per_trial or workers_per_trial != 1:
+        raise InputError(
+            "--address and --cpus/gpus/workers-per-trial are Ray options: add --backend ray"
+        )
     quiet_libraries()
     where = Store.resolve(store, tracking_uri, storage)
     if smoke:
@@ -56,7 +86,7 @@ def sweep(
         exp.sweep.trials,
         exp.objective.metric,
         quiet,
-        lambda cb: run_sweep(exp, where, name=name, on_trial=cb),
+        lambda cb: run_sweep(exp, where, name=name, on_trial=cb, ray=ray),
     )
 
 

@@ -1,4 +1,4 @@
-"""Samplers and pruners a spec may name, mapped to their Optuna classes.
+"""Samplers, pruners and schedulers a spec may name, mapped to their library classes.
 
 Strings, not classes, so that validating a spec never imports Optuna.
 """
@@ -18,11 +18,47 @@ PRUNERS: dict[str, str] = {
 }
 
 
-def pruner_parameters(name: str) -> list[str]:
-    """The keyword arguments the Optuna pruner ``name`` accepts (imports Optuna)."""
+# Ray Tune's trial schedulers (``--backend ray``); the Optuna backend uses PRUNERS instead.
+SCHEDULERS: dict[str, str] = {
+    "none": "ray.tune.schedulers:FIFOScheduler",
+    "asha": "ray.tune.schedulers:ASHAScheduler",
+    # Asynchronous Hyperband: ASHA with several brackets. Ray's synchronous
+    # HyperBandScheduler pauses trials and resumes them from checkpoints, which a
+    # trial that trains in one fit() does not have.
+    "hyperband": "ray.tune.schedulers:ASHAScheduler",
+    "median": "ray.tune.schedulers:MedianStoppingRule",
+    "pbt": "ray.tune.schedulers:PopulationBasedTraining",
+}
+
+BACKENDS = ("optuna", "ray")
+
+
+# Set by sweeplab from the spec, not by scheduler_options.
+SCHEDULER_OWN = (
+    "self",
+    "time_attr",
+    "metric",
+    "mode",
+    "max_t",
+    "hyperparam_mutations",
+    "custom_explore_fn",
+)
+
+
+def _parameters(target: str, own: tuple[str, ...] = ("self",)) -> list[str]:
     import importlib
     import inspect
 
-    module, _, cls = PRUNERS[name].partition(":")
+    module, _, cls = target.partition(":")
     signature = inspect.signature(getattr(importlib.import_module(module), cls))
-    return [p for p in signature.parameters if p != "self"]
+    return [p for p in signature.parameters if p not in own]
+
+
+def pruner_parameters(name: str) -> list[str]:
+    """The keyword arguments the Optuna pruner ``name`` accepts (imports Optuna)."""
+    return _parameters(PRUNERS[name])
+
+
+def scheduler_parameters(name: str) -> list[str]:
+    """The keyword arguments of Ray Tune's scheduler ``name`` a spec may set (imports Ray)."""
+    return _parameters(SCHEDULERS[name], SCHEDULER_OWN)

@@ -26,7 +26,7 @@ from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import TrialState
 
 from sweeplab.locks import DatabaseLock
-from sweeplab.search.optuna_backend import ATTR_REASON, ATTR_RUN, HEARTBEAT_SECONDS
+from sweeplab.search.optuna_backend import ATTR_REASON, ATTR_RUN, HEARTBEAT_SECONDS, retry
 from sweeplab.search.trial import TAG_REASON, TAG_STATE
 from sweeplab.tracking.tracker import Tracker
 
@@ -83,9 +83,10 @@ class Recovery:
     runs are looked at once per worker (``checked``), not again before every trial.
     """
 
-    def __init__(self, study: optuna.Study, tracker: Tracker) -> None:
+    def __init__(self, study: optuna.Study, tracker: Tracker, max_retries: int = 0) -> None:
         self.study = study
         self.tracker = tracker
+        self.max_retries = max_retries
         self.checked: set[int] = set()
 
     def run(self) -> list[int]:
@@ -101,10 +102,22 @@ class Recovery:
             who = str(t.user_attrs.get(ATTR_OWNER, ""))
             name, _, pid = who.rpartition(":")
             if name == host and pid.isdigit() and not _alive(int(pid)):
-                _fail(storage, t._trial_id, f"worker {who} died")
+                self._fail(t._trial_id, f"worker {who} died")
             elif t._trial_id in stale:
-                _fail(storage, t._trial_id, f"worker {who or '?'} died (no heartbeat)")
+                self._fail(t._trial_id, f"worker {who or '?'} died (no heartbeat)")
         return self._end_orphan_runs()
+
+    def _fail(self, trial_id: int, reason: str) -> None:
+        """Record why (and queue a retry if it has one left), then fail the trial.
+
+        Workers call ``run()`` under the claim lock, so one dead trial is failed (and
+        retried) once, not by every worker that sees it."""
+        storage: Any = self.study._storage
+        with contextlib.suppress(UpdateFinishedTrialError):
+            storage.set_trial_user_attr(trial_id, ATTR_REASON, reason)
+            if storage.get_trial(trial_id).state == TrialState.RUNNING:
+                retry(self.study, trial_id, self.max_retries)
+            storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
 
     def _end_orphan_runs(self) -> list[int]:
         ended = []
@@ -130,10 +143,3 @@ class Recovery:
 
 def _beats(storage: Any) -> bool:
     return isinstance(storage, BaseHeartbeat) and storage.get_heartbeat_interval() is not None
-
-
-def _fail(storage: Any, trial_id: int, reason: str) -> None:
-    """Record why, then fail the trial (unless another worker failed it first)."""
-    with contextlib.suppress(UpdateFinishedTrialError):
-        storage.set_trial_user_attr(trial_id, ATTR_REASON, reason)
-        storage.set_trial_state_values(trial_id, state=TrialState.FAIL)

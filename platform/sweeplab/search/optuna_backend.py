@@ -17,7 +17,7 @@ from lightning.pytorch.callbacks import Callback
 from optuna.trial import TrialState
 
 from sweeplab.search.catalog import PRUNERS, SAMPLERS
-from sweeplab.search.trial import TAG_SWEEP, TAG_TRIAL, describe, run_trial
+from sweeplab.search.trial import TAG_SWEEP, TAG_TRIAL, TrialHooks, describe, run_trial
 from sweeplab.spec import (
     CategoricalDist,
     Experiment,
@@ -200,7 +200,18 @@ def make_objective(
     tracker: Tracker,
     sweep: str,
     parent_run_id: str,
+    hooks: Callable[[optuna.Trial], TrialHooks] | None = None,
 ) -> Callable[[optuna.Trial], float]:
+    """The objective of a sweep's trials: sample (or read back) the params, run the trial,
+    record its run, reason, restarts and test metrics on the Optuna trial.
+
+    ``hooks`` gives a backend's hooks for a trial (default: Optuna's pruning callback).
+    """
+
+    def optuna_hooks(trial: optuna.Trial) -> TrialHooks:
+        return OptunaHooks(trial, exp.objective.metric)
+
+    hooks_for = hooks or optuna_hooks
     space = SearchSpace.model_validate(exp.search_space)
     base = exp.model_dump(mode="json")
 
@@ -214,7 +225,7 @@ def make_objective(
                 name=f"trial-{trial.number}",
                 params=params,
                 parent=parent_run_id,
-                hooks=OptunaHooks(trial, exp.objective.metric),
+                hooks=hooks_for(trial),
                 tags={TAG_SWEEP: sweep, TAG_TRIAL: trial.number},
             )
         except optuna.TrialPruned:
@@ -243,10 +254,40 @@ STATE_NAMES = {
     TrialState.WAITING: "waiting",
 }
 
+# ------------------------------------------------------------------------ retries
+
+ATTR_ATTEMPT = "sweeplab.attempt"  # 0 for a first try, n for the n-th retry
+ATTR_RETRY_OF = "sweeplab.retry_of"  # the trial number a retry repeats
+ATTR_RETRIED = "sweeplab.retried_as"  # on a failed trial: the number of its retry
+
+
+def retry(study: optuna.Study, trial_id: int, max_retries: int) -> bool:
+    """Queue a failed (or failing) trial's params again if it has retries left.
+
+    The failed trial is marked (``sweeplab.retried_as``) and no longer counts towards
+    the sweep's trials; the retry is a WAITING trial that the next ``ask`` takes.
+    Call before the trial is told FAIL: Optuna refuses attributes on finished trials.
+    """
+    storage = study._storage
+    failed = storage.get_trial(trial_id)
+    attempt = int(failed.user_attrs.get(ATTR_ATTEMPT, 0))
+    if attempt >= max_retries:
+        return False
+    study.enqueue_trial(
+        failed.params,
+        user_attrs={ATTR_ATTEMPT: attempt + 1, ATTR_RETRY_OF: failed.number},
+        skip_if_exists=False,
+    )
+    queued = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))[-1]
+    storage.set_trial_user_attr(trial_id, ATTR_RETRIED, queued.number)
+    return True
+
 
 def counts(study: optuna.Study) -> dict[str, int]:
-    """How many trials are in each state (every state present, zeros included)."""
-    out = dict.fromkeys(STATE_NAMES.values(), 0)
+    """How many trials are in each state (every state present, zeros included); a failed
+    trial that was run again counts as ``retried``, not ``failed``."""
+    out = dict.fromkeys([*STATE_NAMES.values(), "retried"], 0)
     for t in study.get_trials(deepcopy=False):
-        out[STATE_NAMES[t.state]] += 1
+        retried = t.state == TrialState.FAIL and ATTR_RETRIED in t.user_attrs
+        out["retried" if retried else STATE_NAMES[t.state]] += 1
     return out

@@ -7,11 +7,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
+from optuna.trial import FrozenTrial
 
 from sweeplab.search.optuna_backend import (
     ATTR_EXPERIMENT,
     ATTR_PARENT,
     ATTR_REASON,
+    ATTR_RETRIED,
     ATTR_RUN,
     ATTR_SPEC,
     STATE_NAMES,
@@ -99,11 +101,18 @@ def trial_rows(study: optuna.Study, exp: Experiment) -> list[TrialRow]:
                 epochs,
                 t.duration.total_seconds() if t.duration else None,
                 decoded_params(space, t),
-                t.user_attrs.get(ATTR_REASON),
+                _reason(t),
                 t.user_attrs.get(ATTR_RUN),
             )
         )
     return rows
+
+
+def _reason(t: FrozenTrial) -> str | None:
+    reason = t.user_attrs.get(ATTR_REASON)
+    if ATTR_RETRIED in t.user_attrs:
+        return f"{reason} (retried as #{t.user_attrs[ATTR_RETRIED]})"
+    return None if reason is None else str(reason)
 
 
 def list_sweeps(store: Store) -> list[SweepStatus]:

@@ -17,7 +17,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 import yaml
@@ -37,6 +37,7 @@ from sweeplab.search.optuna_backend import (
     counts,
     make_objective,
     open_storage,
+    retry,
     unique_name,
 )
 from sweeplab.search.trial import CHECKPOINT, TAG_STATE, TAG_SWEEP
@@ -45,6 +46,9 @@ from sweeplab.spec._space import CategoricalDist, decode_choice
 from sweeplab.store import Store
 from sweeplab.tracking.plots import sweep_history
 from sweeplab.tracking.tracker import Tracker, flatten
+
+if TYPE_CHECKING:
+    from sweeplab.search.ray_backend import RayOptions
 
 
 @dataclass
@@ -100,12 +104,22 @@ def run_sweep(
     *,
     name: str | None = None,
     on_trial: Callable[[TrialEvent], None] | None = None,
+    ray: RayOptions | None = None,
 ) -> SweepResult:
-    """Create the sweep's study and parent run, run ``sweep.trials`` trials, finish."""
+    """Create the sweep's study and parent run, run ``sweep.trials`` trials, finish.
+
+    ``sweep.backend: ray`` runs the trials with Ray Tune (``ray``: where and how).
+    """
     from sweeplab.training.fit import check_inputs
 
     sampler = build_sampler(exp)
     pruner = build_pruner(exp)  # a bad pruner option stops here, before anything is written
+    if exp.sweep.backend == "ray":
+        from sweeplab.search.ray_backend import RayOptions, build_scheduler
+
+        ray = ray or RayOptions()
+        ray.check()
+        build_scheduler(exp)  # so does a bad scheduler option
     store.check()
     check_inputs(exp, store.tracking_uri)  # so do unreadable data and a missing source
     store.prepare()
@@ -129,6 +143,10 @@ def run_sweep(
     study.set_user_attr(ATTR_SPEC, json.dumps(spec))
     study.set_user_attr(ATTR_PARENT, parent)
     study.set_user_attr(ATTR_EXPERIMENT, tracker.experiment_id)
+    if ray is not None:
+        from sweeplab.search.ray_backend import tune_sweep
+
+        return tune_sweep(study, exp, tracker, parent, on_trial, ray)
     return optimize(study, exp, tracker, parent, on_trial)
 
 
@@ -148,7 +166,7 @@ def optimize(
     objective = make_objective(exp, tracker, study.study_name, parent)
     total = exp.sweep.trials
     claims = claim_lock(tracker.store.storage_url, study.study_name)
-    recovery = Recovery(study, tracker)
+    recovery = Recovery(study, tracker, exp.sweep.max_retries)
     deadline = None if exp.sweep.timeout is None else time.monotonic() + exp.sweep.timeout
 
     def report(trial: FrozenTrial) -> None:
@@ -172,16 +190,17 @@ def optimize(
 
     try:
         while deadline is None or time.monotonic() < deadline:
-            recovery.run()
             with claims.held():
-                taken = study.get_trials(deepcopy=False, states=TAKEN)
-                if len(taken) >= total:
+                recovery.run()
+                c = counts(study)
+                taken = sum(c[s] for s in ("complete", "pruned", "failed", "running"))
+                if taken >= total and not c["waiting"]:  # a queued retry still runs
                     break
                 with warnings.catch_warnings():  # heartbeats are recorded by run_one
                     warnings.filterwarnings("ignore", message="Heartbeat of storage")
                     trial = study.ask()
                 trial.set_user_attr(ATTR_OWNER, owner())
-            report(run_one(study, trial, objective))
+            report(run_one(study, trial, objective, exp.sweep.max_retries))
     except KeyboardInterrupt:
         tracker.set_tags(parent, {TAG_STATE: "interrupted"})
         result = summarize(study, exp, tracker, parent)
@@ -190,13 +209,14 @@ def optimize(
     return finish(study, exp, tracker, parent, claims)
 
 
-TAKEN = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
-
-
 def run_one(
-    study: optuna.Study, trial: optuna.Trial, objective: Callable[[optuna.Trial], float]
+    study: optuna.Study,
+    trial: optuna.Trial,
+    objective: Callable[[optuna.Trial], float],
+    max_retries: int = 0,
 ) -> FrozenTrial:
-    """Run ``objective`` on ``trial`` with heartbeats and tell the study how it ended."""
+    """Run ``objective`` on ``trial`` with heartbeats and tell the study how it ended;
+    a trial that raised is queued again while it has retries left."""
     with heartbeat(study._storage, trial):
         try:
             value = objective(trial)
@@ -206,6 +226,7 @@ def run_one(
             study.tell(trial, state=TrialState.FAIL)
             raise
         except Exception:  # the objective recorded the reason on the trial
+            retry(study, trial._trial_id, max_retries)
             return study.tell(trial, state=TrialState.FAIL)
     return study.tell(trial, value)
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Literal
 
 from sweeplab.data.catalog import DATASETS
 from sweeplab.models.catalog import ACTIVATIONS, INITS, NORMS, NORMS_2D, VIEWS
-from sweeplab.search.catalog import PRUNERS, SAMPLERS
+from sweeplab.search.catalog import BACKENDS, PRUNERS, SAMPLERS, SCHEDULERS
 from sweeplab.training.catalog import LOSSES, OPTIMIZERS, SCHEDULES
 
 if TYPE_CHECKING:
@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     DatasetName: TypeAlias = str
     SamplerName: TypeAlias = str
     PrunerName: TypeAlias = str
+    SchedulerName: TypeAlias = str
+    BackendName: TypeAlias = str
     ScheduleName: TypeAlias = str
     ViewName: TypeAlias = str
 else:
@@ -38,5 +40,7 @@ else:
     DatasetName = Literal[tuple(DATASETS)]
     SamplerName = Literal[tuple(SAMPLERS)]
     PrunerName = Literal[tuple(PRUNERS)]
+    SchedulerName = Literal[tuple(SCHEDULERS)]
+    BackendName = Literal[BACKENDS]
     ScheduleName = Literal[tuple(SCHEDULES)]
     ViewName = Literal[("auto", *VIEWS)]

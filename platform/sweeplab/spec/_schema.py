@@ -17,18 +17,21 @@ from sweeplab.models.catalog import ARCH_VIEWS
 from sweeplab.spec._errors import did_you_mean
 from sweeplab.spec._models import AutoencoderConfig, GANConfig, ModelConfig
 from sweeplab.spec._names import (
+    BackendName,
     DatasetName,
     LossName,
     OptimizerName,
     PrunerName,
     SamplerName,
     ScheduleName,
+    SchedulerName,
     ViewName,
 )
 from sweeplab.training.catalog import LOSSES
 
 Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
 PositiveInt = Annotated[int, Field(ge=1)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
 
 
 class _Section(BaseModel):
@@ -204,6 +207,11 @@ class SweepConfig(_Section):
     sampler: SamplerName = "tpe"
     pruner: PrunerName = "none"
     pruner_options: dict[str, float | int | str | bool] = Field(default_factory=dict)
+    backend: BackendName = "optuna"
+    scheduler: SchedulerName = "none"  # Ray Tune's trial scheduler (backend: ray)
+    scheduler_options: dict[str, float | int | str | bool] = Field(default_factory=dict)
+    max_concurrent: PositiveInt | None = None  # trials at once [default: what fits]
+    max_retries: NonNegativeInt = 0  # a failed trial is run again this many times
     restarts: PositiveInt = 1
     restart_aggregate: Literal["best", "mean"] = "best"
     seed: int = 0
@@ -327,6 +335,7 @@ class Experiment(_Section):
                     f"a '{self.model.arch}' model would meet unseen labels in validation",
                 )
             )
+        problems += self._backend_problems()
         if self.sweep.pruner_options:
             from sweeplab.search.catalog import pruner_parameters
 
@@ -337,6 +346,49 @@ class Experiment(_Section):
                         (
                             f"sweep.pruner_options.{key}",
                             f"unknown option of pruner '{self.sweep.pruner}'"
+                            f"{did_you_mean(key, allowed)}; allowed: {', '.join(allowed)}",
+                        )
+                    )
+        return problems
+
+    def _backend_problems(self) -> list[tuple[str, str]]:
+        """Pruners belong to the Optuna backend, schedulers to Ray Tune."""
+        sweep = self.sweep
+        problems = []
+        if sweep.backend == "optuna" and sweep.scheduler != "none":
+            problems.append(
+                (
+                    "sweep.scheduler",
+                    f"'{sweep.scheduler}' is a Ray Tune scheduler: run with --backend ray "
+                    "(or use sweep.pruner with the Optuna backend)",
+                )
+            )
+        if sweep.backend == "ray" and sweep.pruner != "none":
+            problems.append(
+                (
+                    "sweep.pruner",
+                    f"'{sweep.pruner}' is an Optuna pruner, used by the Optuna backend; with "
+                    "--backend ray use sweep.scheduler: asha, hyperband, median or pbt",
+                )
+            )
+        if sweep.scheduler == "pbt" and (sweep.restarts > 1 or self.data.folds > 1):
+            problems.append(
+                (
+                    "sweep.scheduler",
+                    "'pbt' trains each trial once and copies weights between trials; "
+                    "it needs sweep.restarts: 1 and data.folds: 1",
+                )
+            )
+        if sweep.scheduler_options:
+            from sweeplab.search.catalog import scheduler_parameters
+
+            allowed = scheduler_parameters(sweep.scheduler)
+            for key in sweep.scheduler_options:
+                if key not in allowed:
+                    problems.append(
+                        (
+                            f"sweep.scheduler_options.{key}",
+                            f"unknown option of scheduler '{sweep.scheduler}'"
                             f"{did_you_mean(key, allowed)}; allowed: {', '.join(allowed)}",
                         )
                     )

@@ -112,12 +112,14 @@ def _fit_or_interrupt(
 
     Lightning turns Ctrl-C into ``sys.exit(1)`` after ignoring SIGINT; a sweep
     must see the interrupt to mark the trial and end its runs, so it is raised
-    again as KeyboardInterrupt and the SIGINT handler is put back.
+    again as KeyboardInterrupt and the SIGINT handler is put back. Any other
+    SystemExit (Ray Tune stopping a trial from its reporting thread) goes through.
     """
     try:
         trainer.fit(module, datamodule=data)
     except SystemExit as exc:
-        if trainer.state.status == TrainerStatus.INTERRUPTED:
+        ctrl_c = isinstance(exc.__context__, KeyboardInterrupt)
+        if ctrl_c and trainer.state.status == TrainerStatus.INTERRUPTED:
             signal.signal(signal.SIGINT, signal.default_int_handler)
             raise KeyboardInterrupt from exc
         raise

@@ -1,0 +1,367 @@
+"""The Ray Tune backend (``sweeplab sweep --backend ray``).
+
+The sweep is still one Optuna study in sweeplab's storage: Ray's ``OptunaSearch`` asks
+the spec's sampler (same seed, same distributions as the Optuna backend) for each
+trial and tells the study how it ended, so ``status``, ``compare``, ``resume`` and the
+registry read a Ray sweep like any other. Ray decides where and when trials run (its
+schedulers, resources per trial, ``max_concurrent``, retries, a cluster).
+
+    driver                               Ray worker (one per trial)
+    ------                               --------------------------
+    SweepSearch.suggest  → config with   optuna.Trial(study, id): params read back,
+      the Optuna trial id                run_trial (MLflow child run), TuneReport
+                                         each epoch; a final report with the value
+    scheduler: continue / stop           stop = SystemExit at a report → run "pruned"
+    SweepSearch.on_trial_complete:
+      final report → COMPLETE, none → PRUNED, error → FAIL
+    TrialEnd callback: ends a run its worker could not end, progress events
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import os
+import socket
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import optuna
+from lightning.pytorch import Callback, LightningModule, Trainer
+from ray import tune
+from ray.tune.search.optuna import OptunaSearch
+
+from sweeplab.search.catalog import SCHEDULERS
+from sweeplab.search.claims import claim_lock
+from sweeplab.search.optuna_backend import (
+    ATTR_REASON,
+    ATTR_RUN,
+    _load,
+    build_sampler,
+    counts,
+    make_objective,
+    open_storage,
+    suggest,
+)
+from sweeplab.search.trial import TAG_REASON, TAG_STATE
+from sweeplab.spec import Experiment, InputError, SearchSpace, SpecError, spec_from_dict
+from sweeplab.store import Store
+from sweeplab.tracking.tracker import Tracker
+
+if TYPE_CHECKING:
+    from sweeplab.search.sweep import SweepResult, TrialEvent
+
+FINAL = "sweeplab_final"  # in a trial's last report: it trained to the end
+TRIAL_ID = "sweeplab_trial_id"  # in a trial's config: its Optuna trial
+TAG_NODE = "sweeplab.ray_node"  # on a trial's run: the Ray node and host that ran it
+TAG_HOST = "sweeplab.host"
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """Where and with what a Ray sweep runs (command-line options, not the spec)."""
+
+    address: str | None = None  # None: start Ray here with this machine's cores
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    workers_per_trial: int = 1
+
+    def check(self) -> None:
+        if not self.cpus_per_trial > 0:
+            raise InputError(f"--cpus-per-trial must be > 0, but got {self.cpus_per_trial}.")
+        if self.gpus_per_trial < 0:
+            raise InputError(f"--gpus-per-trial must be >= 0, but got {self.gpus_per_trial}.")
+        if 1 < self.gpus_per_trial != int(self.gpus_per_trial):
+            raise InputError(
+                "--gpus-per-trial above 1 must be a whole number of GPUs, "
+                f"but got {self.gpus_per_trial}."
+            )
+        if self.workers_per_trial < 1:
+            raise InputError(f"--workers-per-trial must be >= 1, but got {self.workers_per_trial}.")
+
+
+# ------------------------------------------------------------------ scheduler
+
+
+def _max_epochs(exp: Experiment) -> int:
+    dist = exp.search_space.get("train.max_epochs")
+    return int(dist["high"]) if isinstance(dist, dict) and "high" in dist else exp.train.max_epochs
+
+
+def build_scheduler(exp: Experiment) -> Any:
+    """Ray Tune's scheduler of the spec, on the epoch count; a bad option is a SpecError."""
+    name, options = exp.sweep.scheduler, dict(exp.sweep.scheduler_options)
+    given = ", ".join(f"{k}={v}" for k, v in options.items()) or "defaults"
+    if name != "none":
+        options.update(metric=exp.objective.metric, mode=exp.objective.mode)
+    if name in ("asha", "hyperband"):
+        # max_t one past the last epoch: a trial that trains to the end is never stopped
+        # at its last epoch's report, before its test metrics and checkpoint are saved
+        options.update(time_attr="epoch", max_t=_max_epochs(exp) + 1)
+        if name == "hyperband":
+            options.setdefault("brackets", 3)
+    elif name == "median":
+        options["time_attr"] = "epoch"
+    elif name == "pbt":
+        raise SpecError.single(
+            None, "sweep.scheduler", "'pbt' is not available yet; use asha, hyperband or median"
+        )
+    try:
+        return _load(SCHEDULERS[name])(**options)
+    except (TypeError, ValueError, AssertionError) as exc:  # Ray checks options with assert
+        raise SpecError.single(
+            None,
+            "sweep.scheduler_options",
+            f"{given} invalid for scheduler '{name}': {exc}",
+        ) from None
+
+
+# ------------------------------------------------------------------- searcher
+
+
+def _define_by_run(space: SearchSpace, trial: optuna.Trial) -> None:
+    suggest(trial, space)  # the Optuna backend's own suggest: same distributions
+
+
+class SweepSearch(OptunaSearch):
+    """Ray's OptunaSearch on the sweep's study, telling PRUNED for stopped trials.
+
+    OptunaSearch tells COMPLETE with the last reported value when a scheduler stops a
+    trial; a trial is complete here only when its worker sent the final report.
+    """
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        config = super().suggest(trial_id)
+        if config is None:
+            return None
+        return {**config, TRIAL_ID: self._ot_trials[trial_id]._trial_id}
+
+    def on_trial_complete(
+        self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
+    ) -> None:
+        if result is not None and not result.get(FINAL):
+            result = None  # stopped by the scheduler (or failed): no value to tell
+        super().on_trial_complete(trial_id, result, error)
+
+
+# --------------------------------------------------------------------- worker
+
+
+class TuneReport(Callback):
+    """Reports the objective metric to Ray Tune after each validation epoch.
+
+    An epoch whose val_loss is NaN/inf is not reported (as with Optuna's pruning
+    callback): the fit ends through the divergence guard and the trial fails with
+    its reason instead of being stopped as a bad trial.
+    """
+
+    def __init__(self, metric: str) -> None:
+        self.metric = metric
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.sanity_checking or self.metric not in trainer.callback_metrics:
+            return
+        loss = trainer.callback_metrics.get("val_loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            return
+        value = float(trainer.callback_metrics[self.metric])
+        tune.report({self.metric: value, "epoch": trainer.current_epoch + 1})
+
+
+class RayHooks:
+    """A trial under Ray: reports each epoch (first restart only); a scheduler's stop
+    reaches the worker as SystemExit at a report, and ends the trial as pruned."""
+
+    pruned: tuple[type[BaseException], ...] = (SystemExit,)
+
+    def __init__(self, trial: optuna.Trial, metric: str, tracker: Tracker) -> None:
+        self.trial = trial
+        self.metric = metric
+        self.tracker = tracker
+
+    def callbacks(self, restart: int) -> Sequence[Callback]:
+        return [TuneReport(self.metric)] if restart == 0 else []
+
+    def on_run(self, run_id: str) -> None:
+        import ray
+
+        self.trial.set_user_attr(ATTR_RUN, run_id)
+        node = ray.get_runtime_context().get_node_id()
+        self.tracker.set_tags(run_id, {TAG_NODE: node, TAG_HOST: socket.gethostname()})
+
+
+def run_ray_trial(
+    config: dict[str, Any], *, spec: dict[str, Any], store: Store, sweep: str, parent: str
+) -> None:
+    """One trial in a Ray worker process: the Optuna backend's objective, reported to Tune."""
+    from sweeplab.cli._common import quiet_libraries
+
+    quiet_libraries()
+    exp = spec_from_dict(spec)
+    study = optuna.load_study(study_name=sweep, storage=open_storage(store.storage_url))
+    trial = optuna.Trial(study, int(config[TRIAL_ID]))
+    metric = exp.objective.metric
+    tracker = Tracker(store, exp.experiment_name)
+    objective = make_objective(exp, tracker, sweep, parent, lambda t: RayHooks(t, metric, tracker))
+    value = objective(trial)
+    epochs = int(study._storage.get_trial(trial._trial_id).user_attrs.get("epochs", 0))
+    tune.report({metric: value, "epoch": epochs, FINAL: 1})
+
+
+# --------------------------------------------------------------------- driver
+
+
+class TrialEnd(tune.Callback):
+    """On the driver, when a trial ends: end its MLflow run if its worker was stopped or
+    killed before it could (pruned → FINISHED, error → FAILED), and send a progress event."""
+
+    def __init__(
+        self,
+        store: Store,
+        sweep: str,
+        exp: Experiment,
+        on_trial: Callable[[TrialEvent], None] | None,
+    ) -> None:
+        self.store = store
+        self.sweep = sweep
+        self.experiment = exp.experiment_name
+        self.metric = exp.objective.metric
+        self.total = exp.sweep.trials
+        self.on_trial = on_trial
+        self._open: tuple[optuna.Study, Tracker] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Ray pickles its callbacks with the experiment; the study and the MLflow
+        # client hold locks and connections, and are opened again where needed
+        return {**self.__dict__, "_open": None, "on_trial": None}
+
+    @property
+    def opened(self) -> tuple[optuna.Study, Tracker]:
+        if self._open is None:
+            storage = open_storage(self.store.storage_url)
+            study = optuna.load_study(study_name=self.sweep, storage=storage)
+            self._open = study, Tracker(self.store, self.experiment)
+        return self._open
+
+    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self._ended(trial, error=False)
+
+    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self._ended(trial, error=True)
+
+    def _ended(self, trial: Any, error: bool) -> None:
+        from sweeplab.search.sweep import TrialEvent
+
+        trial_id = trial.config.get(TRIAL_ID)
+        if trial_id is None:
+            return
+        study, tracker = self.opened
+        frozen = study._storage.get_trial(int(trial_id))
+        final = bool((trial.last_result or {}).get(FINAL))
+        state = "failed" if error else "complete" if final else "pruned"
+        reason = frozen.user_attrs.get(ATTR_REASON)
+        run_id = frozen.user_attrs.get(ATTR_RUN)
+        if run_id and tracker.client.get_run(run_id).info.status == "RUNNING":
+            if state == "failed":
+                why = str(reason or "the trial's worker died")
+                tracker.set_tags(run_id, {TAG_STATE: "failed", TAG_REASON: why})
+                tracker.end_run(run_id, "FAILED")
+            else:
+                tracker.set_tags(run_id, {TAG_STATE: state})
+                tracker.end_run(run_id, "FINISHED")
+        if self.on_trial is None:
+            return
+        now = counts(study)
+        if not frozen.state.is_finished():  # the searcher tells the study after this callback
+            now[state] += 1
+            now["running"] = max(0, now["running"] - 1)
+        try:
+            best: float | None = study.best_value
+        except ValueError:
+            best = None
+        value = (trial.last_result or {}).get(self.metric) if final else None
+        self.on_trial(TrialEvent(frozen.number, state, value, reason, now, best, self.total))
+
+
+def start_ray(options: RayOptions) -> None:
+    """Join the cluster at ``--address``, or start Ray here with this machine's cores."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # sweeplab shows its own progress
+    try:
+        ray.init(
+            address=options.address,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=True,
+            logging_level=logging.ERROR,
+        )
+    except (ConnectionError, ValueError, RuntimeError) as exc:
+        where = options.address or "a local Ray"
+        raise InputError(f"could not start or join {where}: {exc}") from None
+
+
+def tune_sweep(
+    study: optuna.Study,
+    exp: Experiment,
+    tracker: Tracker,
+    parent: str,
+    on_trial: Callable[[TrialEvent], None] | None,
+    options: RayOptions,
+) -> SweepResult:
+    """Run the sweep's trials with Ray Tune, then finish it as the Optuna backend does."""
+    from ray.tune.search import ConcurrencyLimiter
+
+    from sweeplab.search.sweep import finish
+
+    start_ray(options)
+    store = tracker.store
+    metric, mode = exp.objective.metric, exp.objective.mode
+    searcher: Any = SweepSearch(
+        space=functools.partial(_define_by_run, SearchSpace.model_validate(exp.search_space)),
+        metric=metric,
+        mode=mode,
+        sampler=build_sampler(exp),
+        study_name=study.study_name,
+        storage=study._storage,
+    )
+    if exp.sweep.max_concurrent:
+        searcher = ConcurrencyLimiter(searcher, max_concurrent=exp.sweep.max_concurrent)
+    trainable = functools.partial(
+        run_ray_trial,
+        spec=exp.model_dump(mode="json"),
+        store=store,
+        sweep=study.study_name,
+        parent=parent,
+    )
+    resources = {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial}
+    tuner = tune.Tuner(
+        tune.with_resources(trainable, resources),
+        tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            scheduler=build_scheduler(exp),
+            num_samples=exp.sweep.trials,
+            time_budget_s=exp.sweep.timeout,
+            reuse_actors=True,  # a new worker process costs seconds of imports per trial
+        ),
+        run_config=tune.RunConfig(
+            name=study.study_name,
+            storage_path=str(Path(store.root, "ray").absolute()),
+            verbose=0,
+            failure_config=tune.FailureConfig(max_failures=exp.sweep.max_retries),
+            callbacks=[TrialEnd(store, study.study_name, exp, on_trial)],
+        ),
+    )
+    with warnings.catch_warnings():  # the searcher asks without Study.optimize, and
+        warnings.filterwarnings("ignore", message="Heartbeat of storage")
+        # Tune hands it some results twice; Optuna keeps the first of a step
+        warnings.filterwarnings("ignore", message="The reported value is ignored")
+        tuner.fit()
+    return finish(study, exp, tracker, parent, claim_lock(store.storage_url, study.study_name))

@@ -1,0 +1,178 @@
+"""The Ray Tune backend: same sampler as Optuna, schedulers, retries, a 2-node cluster.
+
+Ray runs for real: started locally with 2 CPUs by the first test that needs it, and a
+second, 2-node cluster (ray.cluster_utils) for the last test.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from mlflow import MlflowClient
+from optuna.trial import TrialState
+
+from sweeplab.search.ray_backend import TAG_NODE, RayOptions
+from sweeplab.search.sweep import decoded_params, run_sweep
+from sweeplab.spec import SearchSpace, spec_from_dict
+from sweeplab.store import Store
+from tests.conftest import all_runs, sweeplab, tiny_spec
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Any:
+    import ray
+
+    ray.shutdown()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _study(store: Store, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=store.storage_url)
+
+
+def _check_runs(store: Store, experiment: str, study: optuna.Study) -> dict[int, Any]:
+    """Every trial ended, with one finished run whose state tag agrees; none left RUNNING."""
+    runs = all_runs(store, experiment)
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    by_id = {r.info.run_id: r for r in runs}
+    trial_runs = [r for r in runs if "sweeplab.trial_number" in r.data.tags]
+    assert len(trial_runs) == len(study.trials)  # one child run per trial
+    out = {}
+    for t in study.trials:
+        assert t.state in FINISHED
+        run = by_id[t.user_attrs["mlflow_run_id"]]
+        assert (
+            run.data.tags["sweeplab.state"]
+            == {
+                TrialState.COMPLETE: "complete",
+                TrialState.PRUNED: "pruned",
+                TrialState.FAIL: "failed",
+            }[t.state]
+        )
+        assert run.data.tags["sweeplab.trial_number"] == str(t.number)
+        out[t.number] = run
+    return out
+
+
+def test_ray_backend_samples_like_optuna_and_tracks_every_trial(
+    local_ray: Any, store: Store
+) -> None:
+    spec = tiny_spec(
+        train={"max_epochs": 6},
+        sweep={
+            "trials": 6,
+            "sampler": "random",
+            "seed": 3,
+            "scheduler": "asha",
+            "scheduler_options": {"grace_period": 1, "reduction_factor": 2},
+            "backend": "ray",
+        },
+        tracking={"experiment": "ray", "register_as": "ray-best"},
+    )
+    result = run_sweep(spec_from_dict(spec), store, name="on-ray", ray=RayOptions())
+    study = _study(store, "on-ray")
+    assert len(study.trials) == 6
+    runs = _check_runs(store, "ray", study)
+    states = [t.state for t in study.trials]
+    assert TrialState.COMPLETE in states and TrialState.PRUNED in states  # ASHA stopped some
+    for t in study.trials:
+        history = MlflowClient(store.tracking_uri).get_metric_history(
+            runs[t.number].info.run_id, "val_acc"
+        )
+        if t.state == TrialState.COMPLETE:
+            assert len(history) == 6 and max(h.value for h in history) == pytest.approx(t.value)
+        else:
+            assert 1 <= len(history) < 6  # stopped at a rung, its curve kept
+    assert result.best_trial == study.best_trial.number
+    assert result.registered == ("ray-best", 1)
+    parent = MlflowClient(store.tracking_uri).get_run(result.parent_run_id)
+    assert parent.info.status == "FINISHED"
+    assert all(r.data.tags["mlflow.parentRunId"] == result.parent_run_id for r in runs.values())
+
+    # the same spec on the Optuna backend draws the same params, trial for trial
+    spec["sweep"].update(backend="optuna", scheduler="none", scheduler_options={})
+    spec["train"]["max_epochs"] = 1
+    run_sweep(spec_from_dict(spec), store, name="on-optuna")
+    same = _study(store, "on-optuna")
+    assert [t.params for t in same.trials] == [t.params for t in study.trials]
+
+
+def test_ray_retries_a_failing_trial_then_records_it_failed(local_ray: Any, store: Store) -> None:
+    spec = tiny_spec(
+        train={"optimizer": "sgd", "max_epochs": 2},
+        search_space={"train.lr": {"type": "categorical", "choices": [0.05, 1e8]}},
+        sweep={"trials": 2, "sampler": "grid", "backend": "ray", "max_retries": 1},
+        tracking={"experiment": "ray-retry"},
+    )
+    exp = spec_from_dict(spec)
+    result = run_sweep(exp, store, ray=RayOptions())
+    study = _study(store, result.name)
+    space = SearchSpace.model_validate(exp.search_space)
+    failed = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert [decoded_params(space, t)["train.lr"] for t in failed] == [1e8]
+    assert "val_loss became nan" in failed[0].user_attrs["fail_reason"]
+    assert (result.counts["complete"], result.counts["failed"]) == (1, 1)
+    # each failed trial ran twice (max_retries: 1): two FAILED runs with its number
+    runs = all_runs(store, "ray-retry")
+    for t in failed:
+        tries = [r for r in runs if r.data.tags.get("sweeplab.trial_number") == str(t.number)]
+        assert [r.info.status for r in tries] == ["FAILED", "FAILED"]
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+
+
+def test_a_sweep_on_a_two_node_cluster_runs_trials_on_both(store: Store) -> None:
+    import ray
+    from ray.cluster_utils import Cluster
+
+    ray.shutdown()
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    cluster.add_node(num_cpus=1)
+    try:
+        spec = tiny_spec(
+            train={"max_epochs": 3},
+            sweep={"trials": 4, "sampler": "random", "backend": "ray", "max_concurrent": 2},
+            tracking={"experiment": "cluster"},
+        )
+        options = RayOptions(address=cluster.address)
+        result = run_sweep(spec_from_dict(spec), store, ray=options)
+        nodes = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+        assert len(nodes) == 2
+        study = _study(store, result.name)
+        runs = _check_runs(store, "cluster", study)
+        assert result.counts["complete"] == 4
+        assert {r.data.tags[TAG_NODE] for r in runs.values()} == nodes
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("sweep", "args", "message"),
+    [
+        ({"pruner": "median"}, ["--backend", "ray"], "sweep.pruner"),
+        ({"scheduler": "asha"}, [], "sweep.scheduler"),
+        ({"scheduler": "asha", "scheduler_options": {"grace": 1}}, ["--backend", "ray"], "grace"),
+        (
+            {"scheduler": "asha", "scheduler_options": {"reduction_factor": 1}},
+            ["--backend", "ray"],
+            "reduction_factor",
+        ),
+        ({}, ["--address", "auto"], "--backend ray"),
+        ({}, ["--backend", "ray", "--cpus-per-trial", "0"], "--cpus-per-trial must be > 0"),
+    ],
+)
+def test_ray_mistakes_exit_2_before_anything_is_created(
+    tmp_path: Path, write_spec: Any, sweep: dict[str, Any], args: list[str], message: str
+) -> None:
+    spec = write_spec(tiny_spec(sweep={"trials": 2, **sweep}))
+    result = sweeplab("sweep", str(spec), "--store", str(tmp_path / "store"), "--no-smoke", *args)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert not (tmp_path / "store").exists()
