@@ -57,9 +57,6 @@ def sweep(
     gpus_per_trial: float = typer.Option(
         0.0, "--gpus-per-trial", help="Ray: GPUs per trial; 0.25 packs four trials on a GPU."
     ),
-    workers_per_trial: int = typer.Option(
-        1, "--workers-per-trial", help="Ray: data-parallel workers per trial (Ray Train)."
-    ),
 ) -> None:
     """Run a hyperparameter sweep: an Optuna study, one MLflow run per trial."""
     from sweeplab.spec import InputError, load_spec
@@ -70,11 +67,11 @@ def sweep(
     if exp.sweep.backend == "ray":
         from sweeplab.search.ray_backend import RayOptions
 
-        ray = RayOptions(address, cpus_per_trial, gpus_per_trial, workers_per_trial)
+        ray = RayOptions(address, cpus_per_trial, gpus_per_trial)
         ray.check()
-    elif address or cpus_per_trial != 1.0 or gpus_per_trial or workers_per_trial != 1:
+    elif address or cpus_per_trial != 1.0 or gpus_per_trial:
         raise InputError(
-            "--address and --cpus/gpus/workers-per-trial are Ray options: add --backend ray"
+            "--address, --cpus-per-trial and --gpus-per-trial are Ray options: add --backend ray"
         )
     quiet_libraries()
     where = Store.resolve(store, tracking_uri, storage)

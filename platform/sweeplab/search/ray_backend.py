@@ -68,7 +68,6 @@ class RayOptions:
     address: str | None = None  # None: start Ray here with this machine's cores
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
-    workers_per_trial: int = 1
 
     def check(self) -> None:
         if not self.cpus_per_trial > 0:
@@ -80,8 +79,6 @@ class RayOptions:
                 "--gpus-per-trial above 1 must be a whole number of GPUs, "
                 f"but got {self.gpus_per_trial}."
             )
-        if self.workers_per_trial < 1:
-            raise InputError(f"--workers-per-trial must be >= 1, but got {self.workers_per_trial}.")
 
 
 # ------------------------------------------------------------------ scheduler
