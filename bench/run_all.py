@@ -15,8 +15,8 @@ from importlib.metadata import version
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["tracking_overhead.py"]
-LIBRARIES = ["torch", "lightning", "optuna", "mlflow"]
+SCRIPTS = ["tracking_overhead.py", "distributed.py"]
+LIBRARIES = ["torch", "lightning", "optuna", "mlflow", "ray"]
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 import optuna
+import pytest
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
@@ -48,18 +49,20 @@ def _trial_runs(store: Store, experiment: str) -> list[Any]:
     return [r for r in runs if "sweeplab.trial_number" in r.data.tags]
 
 
+@pytest.mark.parametrize("backend", ["optuna", "ray"])
 def test_kill_9_mid_trial_then_resume_loses_and_repeats_nothing(
-    store: Store, write_spec: Any
+    store: Store, write_spec: Any, backend: str
 ) -> None:
     spec = write_spec(
         tiny_spec(
             name="killed",
             train={"max_epochs": 25},
-            sweep={"trials": 6, "sampler": "random", "seed": 1},
+            sweep={"trials": 6, "sampler": "random", "seed": 1, "max_concurrent": 1},
             tracking={"experiment": "killed"},
         )
     )
-    proc = _popen("sweep", str(spec), "--store", str(store.root), "--no-smoke", "-q")
+    args = ("--store", str(store.root), "--no-smoke", "-q", "--backend", backend)
+    proc = _popen("sweep", str(spec), *args)
     study = _study(store, "killed")
     deadline = time.monotonic() + 180
     while True:  # two trials done and the third running: kill it mid-trial

@@ -19,7 +19,12 @@ from sweeplab.cli._common import (
 
 
 def _continue(
-    name: str, store: Path | None, tracking_uri: str | None, storage: str | None, quiet: bool
+    name: str,
+    store: Path | None,
+    tracking_uri: str | None,
+    storage: str | None,
+    quiet: bool,
+    address: str | None = None,
 ) -> None:
     from sweeplab.cli.sweep import run_and_report
     from sweeplab.store import Store
@@ -28,6 +33,7 @@ def _continue(
     if not where.storage_exists():
         raise fail(f"no sweeps yet: {where.storage_url} does not exist")
     quiet_libraries()
+    from sweeplab.search.ray_backend import RayOptions
     from sweeplab.search.status import sweep_result
     from sweeplab.search.sweep import continue_sweep
 
@@ -39,7 +45,7 @@ def _continue(
         exp.sweep.trials,
         exp.objective.metric,
         quiet,
-        lambda cb: continue_sweep(where, name, on_trial=cb),
+        lambda cb: continue_sweep(where, name, on_trial=cb, ray=RayOptions(address)),
     )
 
 
@@ -50,10 +56,17 @@ def resume(
     tracking_uri: str | None = TRACKING_URI,
     storage: str | None = STORAGE,
     quiet: bool = QUIET,
+    address: str | None = typer.Option(
+        None,
+        "--address",
+        envvar="SWEEPLAB_RAY_ADDRESS",
+        help="A Ray sweep: the cluster to continue on [default: start Ray here].",
+    ),
 ) -> None:
     """Continue a sweep after a crash, kill -9 or Ctrl-C: the dead workers' trials are
-    marked failed, finished trials are kept, and the sweep runs to its trial count."""
-    _continue(name, store, tracking_uri, storage, quiet)
+    marked failed, finished trials are kept, and the sweep runs to its trial count
+    (a Ray sweep, on Ray)."""
+    _continue(name, store, tracking_uri, storage, quiet, address)
 
 
 @handle_errors

@@ -36,7 +36,7 @@ from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
 from sweeplab.search.catalog import SCHEDULERS
-from sweeplab.search.claims import claim_lock
+from sweeplab.search.claims import ATTR_OWNER, claim_lock, owner
 from sweeplab.search.optuna_backend import (
     ATTR_REASON,
     ATTR_RUN,
@@ -135,7 +135,11 @@ class SweepSearch(OptunaSearch):
         config = super().suggest(trial_id)
         if config is None:
             return None
-        return {**config, TRIAL_ID: self._ot_trials[trial_id]._trial_id}
+        trial = self._ot_trials[trial_id]
+        # the driver owns the trial: if it dies, so do its Ray workers, and `resume`
+        # fails the trial at once (claims.Recovery, as for the Optuna backend)
+        trial.set_user_attr(ATTR_OWNER, owner())
+        return {**config, TRIAL_ID: trial._trial_id}
 
     def on_trial_complete(
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
@@ -320,6 +324,8 @@ def tune_sweep(
 
     start_ray(options)
     store = tracker.store
+    c = counts(study)  # a resumed sweep runs the trials it still lacks
+    trials = exp.sweep.trials - sum(c[k] for k in ("complete", "pruned", "failed", "running"))
     metric, mode = exp.objective.metric, exp.objective.mode
     searcher: Any = SweepSearch(
         space=functools.partial(_define_by_run, SearchSpace.model_validate(exp.search_space)),
@@ -344,7 +350,7 @@ def tune_sweep(
         tune_config=tune.TuneConfig(
             search_alg=searcher,
             scheduler=build_scheduler(exp),
-            num_samples=exp.sweep.trials,
+            num_samples=trials,
             time_budget_s=exp.sweep.timeout,
             reuse_actors=True,  # a new worker process costs seconds of imports per trial
         ),

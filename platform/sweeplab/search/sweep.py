@@ -50,6 +50,8 @@ from sweeplab.tracking.tracker import Tracker, flatten
 if TYPE_CHECKING:
     from sweeplab.search.ray_backend import RayOptions
 
+ATTR_BACKEND = "sweeplab.backend"  # on the study: optuna or ray
+
 
 @dataclass
 class TrialEvent:
@@ -143,6 +145,7 @@ def run_sweep(
     study.set_user_attr(ATTR_SPEC, json.dumps(spec))
     study.set_user_attr(ATTR_PARENT, parent)
     study.set_user_attr(ATTR_EXPERIMENT, tracker.experiment_id)
+    study.set_user_attr(ATTR_BACKEND, exp.sweep.backend)
     if ray is not None:
         from sweeplab.search.ray_backend import tune_sweep
 
@@ -248,10 +251,16 @@ def finish(
 
 
 def continue_sweep(
-    store: Store, name: str, on_trial: Callable[[TrialEvent], None] | None = None
+    store: Store,
+    name: str,
+    on_trial: Callable[[TrialEvent], None] | None = None,
+    ray: RayOptions | None = None,
 ) -> SweepResult:
     """Resume sweep ``name`` (after a crash, kill -9 or Ctrl-C), or join it as one more
-    worker: dead workers' trials are failed, then trials are taken until there are enough."""
+    worker: dead workers' trials are failed, then trials are taken until there are enough.
+
+    A Ray sweep continues on Ray (``ray``: where) with the trials it still lacks.
+    """
     from sweeplab.search.status import load_study
 
     study, exp = load_study(store, name)
@@ -262,6 +271,12 @@ def continue_sweep(
     if tracker.client.get_run(parent).data.tags.get(TAG_STATE) != "complete":
         tracker.client.update_run(parent, status="RUNNING")
         tracker.set_tags(parent, {TAG_STATE: "running"})
+    if study.user_attrs.get(ATTR_BACKEND) == "ray":
+        from sweeplab.search.ray_backend import RayOptions, tune_sweep
+
+        with claim_lock(store.storage_url, name).held():
+            Recovery(study, tracker, exp.sweep.max_retries).run()  # the dead driver's trials
+        return tune_sweep(study, exp, tracker, parent, on_trial, ray or RayOptions())
     return optimize(study, exp, tracker, parent, on_trial)
 
 
