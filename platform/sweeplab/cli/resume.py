@@ -33,7 +33,6 @@ def _continue(
     if not where.storage_exists():
         raise fail(f"no sweeps yet: {where.storage_url} does not exist")
     quiet_libraries()
-    from sweeplab.search.ray_backend import RayOptions
     from sweeplab.search.status import sweep_result
     from sweeplab.search.sweep import continue_sweep
 
@@ -45,7 +44,7 @@ def _continue(
         exp.sweep.trials,
         exp.objective.metric,
         quiet,
-        lambda cb: continue_sweep(where, name, on_trial=cb, ray=RayOptions(address)),
+        lambda cb: continue_sweep(where, name, on_trial=cb, address=address),
     )
 
 

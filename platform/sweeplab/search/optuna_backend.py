@@ -30,6 +30,7 @@ from sweeplab.spec import (
 )
 from sweeplab.spec._space import choice_keys, decode_choice
 from sweeplab.tracking.tracker import Tracker
+from sweeplab.training.callbacks import val_loss_diverged
 
 # Study user attributes: what an agent, `resume` or `status` needs to find everything.
 ATTR_SPEC = "sweeplab.spec"
@@ -82,7 +83,8 @@ def build_sampler(exp: Experiment) -> optuna.samplers.BaseSampler:
     return cls(seed=seed)
 
 
-def _max_epochs(exp: Experiment) -> int:
+def max_epochs(exp: Experiment) -> int:
+    """The most epochs a trial of ``exp`` may train (the search space's bound, if searched)."""
     dist = exp.search_space.get("train.max_epochs")
     return int(dist["high"]) if isinstance(dist, dict) and "high" in dist else exp.train.max_epochs
 
@@ -92,7 +94,7 @@ def build_pruner(exp: Experiment) -> optuna.pruners.BasePruner:
     name, options = exp.sweep.pruner, dict(exp.sweep.pruner_options)
     if name == "hyperband":
         options.setdefault("min_resource", 1)
-        options.setdefault("max_resource", _max_epochs(exp))
+        options.setdefault("max_resource", max_epochs(exp))
     try:
         return _load(PRUNERS[name])(**options)
     except (TypeError, ValueError) as exc:
@@ -122,18 +124,13 @@ def suggest(trial: optuna.Trial, space: SearchSpace) -> dict[str, Any]:
 
 
 def _pruning_callback(trial: optuna.Trial, monitor: str) -> Callback:
-    """optuna-integration's pruning callback, silent on an epoch whose val_loss is NaN/inf.
-
-    A diverged epoch usually also looks bad to the pruner, which would record the
-    trial as PRUNED; skipping that report lets the fit end through early stopping's
-    ``check_finite`` and the trial be recorded as FAILED with the reason.
-    """
+    """optuna-integration's pruning callback, silent on an epoch whose val_loss is NaN/inf
+    (``val_loss_diverged``: the trial then fails with its reason, not pruned)."""
     from optuna_integration import PyTorchLightningPruningCallback
 
     class FinitePruningCallback(PyTorchLightningPruningCallback):
         def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
-            loss = trainer.callback_metrics.get("val_loss")
-            if loss is not None and not math.isfinite(float(loss)):
+            if val_loss_diverged(trainer):
                 return
             super().on_validation_end(trainer, pl_module)
 
@@ -291,3 +288,9 @@ def counts(study: optuna.Study) -> dict[str, int]:
         retried = t.state == TrialState.FAIL and ATTR_RETRIED in t.user_attrs
         out["retried" if retried else STATE_NAMES[t.state]] += 1
     return out
+
+
+def taken(c: dict[str, int]) -> int:
+    """Of ``counts``: the trials that count towards ``sweep.trials`` (finished and not
+    retried, or running); a queued retry (waiting) takes the place of its failed try."""
+    return c["complete"] + c["pruned"] + c["failed"] + c["running"]

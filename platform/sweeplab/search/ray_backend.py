@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 import os
 import socket
 import warnings
@@ -44,13 +43,16 @@ from sweeplab.search.optuna_backend import (
     build_sampler,
     counts,
     make_objective,
+    max_epochs,
     open_storage,
     suggest,
+    taken,
 )
 from sweeplab.search.trial import TAG_REASON, TAG_STATE
 from sweeplab.spec import Experiment, InputError, SearchSpace, SpecError, spec_from_dict
 from sweeplab.store import Store
 from sweeplab.tracking.tracker import Tracker
+from sweeplab.training.callbacks import val_loss_diverged
 
 if TYPE_CHECKING:
     from sweeplab.search.sweep import SweepResult, TrialEvent
@@ -84,11 +86,6 @@ class RayOptions:
 # ------------------------------------------------------------------ scheduler
 
 
-def _max_epochs(exp: Experiment) -> int:
-    dist = exp.search_space.get("train.max_epochs")
-    return int(dist["high"]) if isinstance(dist, dict) and "high" in dist else exp.train.max_epochs
-
-
 def build_scheduler(exp: Experiment) -> Any:
     """Ray Tune's scheduler of the spec, on the epoch count; a bad option is a SpecError."""
     name, options = exp.sweep.scheduler, dict(exp.sweep.scheduler_options)
@@ -98,7 +95,7 @@ def build_scheduler(exp: Experiment) -> Any:
     if name in ("asha", "hyperband"):
         # max_t one past the last epoch: a trial that trains to the end is never stopped
         # at its last epoch's report, before its test metrics and checkpoint are saved
-        options.update(time_attr="epoch", max_t=_max_epochs(exp) + 1)
+        options.update(time_attr="epoch", max_t=max_epochs(exp) + 1)
         if name == "hyperband":
             options.setdefault("brackets", 3)
     elif name == "median":
@@ -153,12 +150,8 @@ class SweepSearch(OptunaSearch):
 
 
 class TuneReport(Callback):
-    """Reports the objective metric to Ray Tune after each validation epoch.
-
-    An epoch whose val_loss is NaN/inf is not reported (as with Optuna's pruning
-    callback): the fit ends through the divergence guard and the trial fails with
-    its reason instead of being stopped as a bad trial.
-    """
+    """Reports the objective metric to Ray Tune after each validation epoch, except an
+    epoch whose val_loss diverged (``val_loss_diverged``, as Optuna's pruning callback)."""
 
     def __init__(self, metric: str) -> None:
         self.metric = metric
@@ -166,8 +159,7 @@ class TuneReport(Callback):
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.sanity_checking or self.metric not in trainer.callback_metrics:
             return
-        loss = trainer.callback_metrics.get("val_loss")
-        if loss is not None and not math.isfinite(float(loss)):
+        if val_loss_diverged(trainer):
             return
         value = float(trainer.callback_metrics[self.metric])
         tune.report({self.metric: value, "epoch": trainer.current_epoch + 1})
@@ -324,8 +316,7 @@ def tune_sweep(
 
     start_ray(options)
     store = tracker.store
-    c = counts(study)  # a resumed sweep runs the trials it still lacks
-    trials = exp.sweep.trials - sum(c[k] for k in ("complete", "pruned", "failed", "running"))
+    trials = exp.sweep.trials - taken(counts(study))  # a resumed sweep: those it lacks
     metric, mode = exp.objective.metric, exp.objective.mode
     searcher: Any = SweepSearch(
         space=functools.partial(_define_by_run, SearchSpace.model_validate(exp.search_space)),

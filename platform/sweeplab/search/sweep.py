@@ -38,6 +38,7 @@ from sweeplab.search.optuna_backend import (
     make_objective,
     open_storage,
     retry,
+    taken,
     unique_name,
 )
 from sweeplab.search.trial import CHECKPOINT, TAG_STATE, TAG_SWEEP
@@ -196,8 +197,7 @@ def optimize(
             with claims.held():
                 recovery.run()
                 c = counts(study)
-                taken = sum(c[s] for s in ("complete", "pruned", "failed", "running"))
-                if taken >= total and not c["waiting"]:  # a queued retry still runs
+                if taken(c) >= total and not c["waiting"]:  # a queued retry still runs
                     break
                 with warnings.catch_warnings():  # heartbeats are recorded by run_one
                     warnings.filterwarnings("ignore", message="Heartbeat of storage")
@@ -254,12 +254,13 @@ def continue_sweep(
     store: Store,
     name: str,
     on_trial: Callable[[TrialEvent], None] | None = None,
-    ray: RayOptions | None = None,
+    address: str | None = None,
 ) -> SweepResult:
     """Resume sweep ``name`` (after a crash, kill -9 or Ctrl-C), or join it as one more
     worker: dead workers' trials are failed, then trials are taken until there are enough.
 
-    A Ray sweep continues on Ray (``ray``: where) with the trials it still lacks.
+    A Ray sweep continues on Ray (the cluster at ``address``, or a local one) with the
+    trials it still lacks.
     """
     from sweeplab.search.status import load_study
 
@@ -276,7 +277,7 @@ def continue_sweep(
 
         with claim_lock(store.storage_url, name).held():
             Recovery(study, tracker, exp.sweep.max_retries).run()  # the dead driver's trials
-        return tune_sweep(study, exp, tracker, parent, on_trial, ray or RayOptions())
+        return tune_sweep(study, exp, tracker, parent, on_trial, RayOptions(address))
     return optimize(study, exp, tracker, parent, on_trial)
 
 

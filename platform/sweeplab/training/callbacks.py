@@ -10,6 +10,17 @@ import lightning.pytorch as pl
 import torch
 
 
+def val_loss_diverged(trainer: pl.Trainer) -> bool:
+    """True when this epoch's val_loss is NaN or infinite.
+
+    Backends skip reporting such an epoch: it would look bad to a pruner or scheduler,
+    which would end the trial as pruned; unreported, the fit ends through the
+    divergence guard and the trial fails with its reason.
+    """
+    loss = trainer.callback_metrics.get("val_loss")
+    return loss is not None and not math.isfinite(float(loss))
+
+
 class KeepBestWeights(pl.Callback):
     """Track the best value of ``monitor`` and keep a copy of the weights at that epoch.
 
