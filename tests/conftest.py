@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -154,18 +156,15 @@ class Postgres:
         return self.url(database)
 
 
-@pytest.fixture(scope="session")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """A real PostgreSQL server in a temp folder on a free port, for the whole session.
+@contextlib.contextmanager
+def postgres_server() -> Iterator[Postgres]:
+    """A real PostgreSQL server in a temp folder on a free port (also used by bench/).
 
     initdb refuses root, so as root the server runs as the ``postgres`` user.
     """
     import shutil
     import socket
     import subprocess
-
-    if shutil.which("initdb") is None or shutil.which("pg_ctl") is None:
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
     import tempfile
 
     # not under pytest's temp root: that is private to root, and the server runs as postgres
@@ -207,6 +206,17 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Any:
             [*prefix, "pg_ctl", "-D", str(data), "-m", "immediate", "stop"], capture_output=True
         )
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """A PostgreSQL server for the whole session (skipped where it is not installed)."""
+    import shutil
+
+    if shutil.which("initdb") is None or shutil.which("pg_ctl") is None:
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
+    with postgres_server() as server:
+        yield server
 
 
 def free_port() -> int:

@@ -53,9 +53,18 @@ def sweep(
         envvar="SWEEPLAB_RAY_ADDRESS",
         help="Ray cluster to join (auto, ray://host:10001, host:6379) [default: start Ray here].",
     ),
-    cpus_per_trial: float = typer.Option(1.0, "--cpus-per-trial", help="Ray: CPUs per trial."),
+    cpus_per_trial: float = typer.Option(
+        1.0, "--cpus-per-trial", help="Ray: CPUs per trial (per worker with --workers-per-trial)."
+    ),
     gpus_per_trial: float = typer.Option(
-        0.0, "--gpus-per-trial", help="Ray: GPUs per trial; 0.25 packs four trials on a GPU."
+        0.0,
+        "--gpus-per-trial",
+        help="Ray: GPUs per trial (per worker); 0.25 packs four trials on a GPU.",
+    ),
+    workers_per_trial: int = typer.Option(
+        1,
+        "--workers-per-trial",
+        help="Ray: train each trial data-parallel on this many Ray Train workers (DDP).",
     ),
 ) -> None:
     """Run a hyperparameter sweep: an Optuna study, one MLflow run per trial."""
@@ -67,11 +76,12 @@ def sweep(
     if exp.sweep.backend == "ray":
         from sweeplab.search.ray_backend import RayOptions
 
-        ray = RayOptions(address, cpus_per_trial, gpus_per_trial)
+        ray = RayOptions(address, cpus_per_trial, gpus_per_trial, workers_per_trial)
         ray.check()
-    elif address or cpus_per_trial != 1.0 or gpus_per_trial:
+    elif address or cpus_per_trial != 1.0 or gpus_per_trial or workers_per_trial != 1:
         raise InputError(
-            "--address, --cpus-per-trial and --gpus-per-trial are Ray options: add --backend ray"
+            "--address, --cpus-per-trial, --gpus-per-trial and --workers-per-trial "
+            "are Ray options: add --backend ray"
         )
     quiet_libraries()
     where = Store.resolve(store, tracking_uri, storage)

@@ -82,7 +82,9 @@ class Autoencoder(TrainableModule):
         x, _ = batch
         noisy = x + self.noise * torch.randn_like(x) if self.noise > 0 else x
         loss = F.mse_loss(self(noisy), x)
-        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(x))
+        self.log(
+            "train_loss", loss, on_step=False, on_epoch=True, batch_size=len(x), sync_dist=True
+        )
         return loss
 
     def _evaluate(self, batch: Any, stage: str, auroc: torchmetrics.Metric) -> None:
@@ -91,7 +93,13 @@ class Autoencoder(TrainableModule):
         anomaly = torch.isin(y, self.holdout.to(y.device))
         normal = score[~anomaly]
         if len(normal):
-            self.log(f"{stage}_loss", normal.mean(), on_epoch=True, batch_size=len(normal))
+            self.log(
+                f"{stage}_loss",
+                normal.mean(),
+                on_epoch=True,
+                batch_size=len(normal),
+                sync_dist=True,
+            )
         if len(self.holdout):
             auroc.update(score, anomaly.long())
             self.log(f"{stage}_auroc", auroc, on_epoch=True, batch_size=len(x))

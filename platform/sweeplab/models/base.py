@@ -87,7 +87,13 @@ class TrainableModule(pl.LightningModule):
     def on_train_epoch_start(self) -> None:
         optimizers = self.trainer.optimizers
         if optimizers:
-            self.log("lr", optimizers[0].param_groups[-1]["lr"], on_step=False, on_epoch=True)
+            self.log(
+                "lr",
+                optimizers[0].param_groups[-1]["lr"],
+                on_step=False,
+                on_epoch=True,
+                sync_dist=True,
+            )
 
     def example_input(self) -> torch.Tensor:
         """One input row for the FLOP count (what ``inference_model`` takes)."""
@@ -140,7 +146,9 @@ class SupervisedModule(TrainableModule):
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         x, y = batch
         loss: torch.Tensor = self.loss_fn(self(x), y)
-        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(x))
+        self.log(
+            "train_loss", loss, on_step=False, on_epoch=True, batch_size=len(x), sync_dist=True
+        )
         if self.train_cfg.l1 > 0:
             penalty = sum(p.abs().sum() for n, p in self.named_parameters() if p.dim() > 1)
             loss = loss + self.train_cfg.l1 * penalty
@@ -149,7 +157,9 @@ class SupervisedModule(TrainableModule):
     def _evaluate(self, batch: Any, stage: str, metric: torchmetrics.Metric) -> None:
         x, y = batch
         out = self(x)
-        self.log(f"{stage}_loss", self.loss_fn(out, y), on_epoch=True, batch_size=len(x))
+        self.log(
+            f"{stage}_loss", self.loss_fn(out, y), on_epoch=True, batch_size=len(x), sync_dist=True
+        )
         if self.task == "classification":
             metric.update((out.argmax(dim=-1) == y).float())
         else:

@@ -111,8 +111,17 @@ class GAN(TrainableModule):
         opt_g.zero_grad()
         self.manual_backward(g_loss)
         opt_g.step()
-        self.log("train_loss", g_loss, on_step=False, on_epoch=True, batch_size=len(real))
-        self.log("train_d_loss", d_loss, on_step=False, on_epoch=True, batch_size=len(real))
+        self.log(
+            "train_loss", g_loss, on_step=False, on_epoch=True, batch_size=len(real), sync_dist=True
+        )
+        self.log(
+            "train_d_loss",
+            d_loss,
+            on_step=False,
+            on_epoch=True,
+            batch_size=len(real),
+            sync_dist=True,
+        )
 
     def _generate(self, count: int, seed: int) -> torch.Tensor:
         generator = torch.Generator().manual_seed(seed)
@@ -123,7 +132,13 @@ class GAN(TrainableModule):
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         real, _ = batch
         fake = self._generate(len(real), seed=batch_idx)
-        self.log("val_loss", self._d_loss(real, fake), on_epoch=True, batch_size=len(real))
+        self.log(
+            "val_loss",
+            self._d_loss(real, fake),
+            on_epoch=True,
+            batch_size=len(real),
+            sync_dist=True,
+        )
 
     def _quality(self, stage: str) -> None:
         samples = self._generate(self.cfg.samples, seed=0).float().cpu().numpy()
@@ -144,7 +159,13 @@ class GAN(TrainableModule):
     def test_step(self, batch: Any, batch_idx: int) -> None:
         real, _ = batch
         fake = self._generate(len(real), seed=batch_idx)
-        self.log("test_loss", self._d_loss(real, fake), on_epoch=True, batch_size=len(real))
+        self.log(
+            "test_loss",
+            self._d_loss(real, fake),
+            on_epoch=True,
+            batch_size=len(real),
+            sync_dist=True,
+        )
 
     def on_test_epoch_end(self) -> None:
         self._quality("test")

@@ -158,6 +158,9 @@ class OptunaHooks:
     def on_run(self, run_id: str) -> None:
         self.trial.set_user_attr(ATTR_RUN, run_id)
 
+    def trainer_options(self) -> dict[str, Any]:
+        return {}
+
 
 # -------------------------------------------------------------------------- study
 
@@ -192,6 +195,14 @@ def unique_name(storage: optuna.storages.BaseStorage, base: str) -> str:
     return f"{base}-{n}"
 
 
+def resolve(
+    trial: optuna.Trial, space: SearchSpace, base: dict[str, Any]
+) -> tuple[dict[str, Any], Experiment]:
+    """The trial's params (sampled, or read back when already set) and the spec they make."""
+    params = suggest(trial, space)
+    return params, spec_from_dict(apply_params(base, params))
+
+
 def make_objective(
     exp: Experiment,
     tracker: Tracker,
@@ -214,8 +225,7 @@ def make_objective(
 
     def objective(trial: optuna.Trial) -> float:
         try:
-            params = suggest(trial, space)
-            resolved = spec_from_dict(apply_params(base, params))
+            params, resolved = resolve(trial, space, base)
             outcome = run_trial(
                 resolved,
                 tracker=tracker,

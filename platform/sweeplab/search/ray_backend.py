@@ -61,6 +61,7 @@ FINAL = "sweeplab_final"  # in a trial's last report: it trained to the end
 TRIAL_ID = "sweeplab_trial_id"  # in a trial's config: its Optuna trial
 TAG_NODE = "sweeplab.ray_node"  # on a trial's run: the Ray node and host that ran it
 TAG_HOST = "sweeplab.host"
+TAG_RANKS = "sweeplab.ranks"  # a data-parallel trial: host:pid of each rank, rank 0 first
 
 
 @dataclass(frozen=True)
@@ -68,10 +69,13 @@ class RayOptions:
     """Where and with what a Ray sweep runs (command-line options, not the spec)."""
 
     address: str | None = None  # None: start Ray here with this machine's cores
-    cpus_per_trial: float = 1.0
+    cpus_per_trial: float = 1.0  # with workers_per_trial > 1: per worker
     gpus_per_trial: float = 0.0
+    workers_per_trial: int = 1  # > 1: data-parallel trials on Ray Train (ray_parallel.py)
 
     def check(self) -> None:
+        if self.workers_per_trial < 1:
+            raise InputError(f"--workers-per-trial must be >= 1, but got {self.workers_per_trial}.")
         if not self.cpus_per_trial > 0:
             raise InputError(f"--cpus-per-trial must be > 0, but got {self.cpus_per_trial}.")
         if self.gpus_per_trial < 0:
@@ -81,6 +85,14 @@ class RayOptions:
                 "--gpus-per-trial above 1 must be a whole number of GPUs, "
                 f"but got {self.gpus_per_trial}."
             )
+
+    def kept(self) -> dict[str, Any]:
+        """What a resumed sweep runs with again (the address may change)."""
+        return {
+            "cpus_per_trial": self.cpus_per_trial,
+            "gpus_per_trial": self.gpus_per_trial,
+            "workers_per_trial": self.workers_per_trial,
+        }
 
 
 # ------------------------------------------------------------------ scheduler
@@ -149,12 +161,24 @@ class SweepSearch(OptunaSearch):
 # --------------------------------------------------------------------- worker
 
 
+def report(metrics: dict[str, Any], parallel: bool) -> None:
+    """Report to Tune: from the trial's own process, or from every rank of a
+    data-parallel trial (Ray Train's report is collective; rank 0's metrics reach Tune)."""
+    if parallel:
+        import ray.train
+
+        ray.train.report(metrics)
+    else:
+        tune.report(metrics)
+
+
 class TuneReport(Callback):
     """Reports the objective metric to Ray Tune after each validation epoch, except an
     epoch whose val_loss diverged (``val_loss_diverged``, as Optuna's pruning callback)."""
 
-    def __init__(self, metric: str) -> None:
+    def __init__(self, metric: str, parallel: bool = False) -> None:
         self.metric = metric
+        self.parallel = parallel
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.sanity_checking or self.metric not in trainer.callback_metrics:
@@ -162,35 +186,58 @@ class TuneReport(Callback):
         if val_loss_diverged(trainer):
             return
         value = float(trainer.callback_metrics[self.metric])
-        tune.report({self.metric: value, "epoch": trainer.current_epoch + 1})
+        report({self.metric: value, "epoch": trainer.current_epoch + 1}, self.parallel)
 
 
 class RayHooks:
     """A trial under Ray: reports each epoch (first restart only); a scheduler's stop
-    reaches the worker as SystemExit at a report, and ends the trial as pruned."""
+    reaches the worker as SystemExit at a report, and ends the trial as pruned.
+
+    ``ranks`` (host:pid of each rank) makes it rank 0 of a data-parallel trial.
+    """
 
     pruned: tuple[type[BaseException], ...] = (SystemExit,)
 
-    def __init__(self, trial: optuna.Trial, metric: str, tracker: Tracker) -> None:
+    def __init__(
+        self, trial: optuna.Trial, metric: str, tracker: Tracker, ranks: list[str] | None = None
+    ) -> None:
         self.trial = trial
         self.metric = metric
         self.tracker = tracker
+        self.ranks = ranks
 
     def callbacks(self, restart: int) -> Sequence[Callback]:
-        return [TuneReport(self.metric)] if restart == 0 else []
+        return [TuneReport(self.metric, bool(self.ranks))] if restart == 0 else []
 
     def on_run(self, run_id: str) -> None:
         import ray
 
         self.trial.set_user_attr(ATTR_RUN, run_id)
         node = ray.get_runtime_context().get_node_id()
-        self.tracker.set_tags(run_id, {TAG_NODE: node, TAG_HOST: socket.gethostname()})
+        tags = {TAG_NODE: node, TAG_HOST: socket.gethostname()}
+        if self.ranks:
+            tags[TAG_RANKS] = ",".join(self.ranks)
+        self.tracker.set_tags(run_id, tags)
+
+    def trainer_options(self) -> dict[str, Any]:
+        if not self.ranks:
+            return {}
+        from sweeplab.search.ray_parallel import ddp_options
+
+        return ddp_options()
 
 
 def run_ray_trial(
-    config: dict[str, Any], *, spec: dict[str, Any], store: Store, sweep: str, parent: str
+    config: dict[str, Any],
+    *,
+    spec: dict[str, Any],
+    store: Store,
+    sweep: str,
+    parent: str,
+    ranks: list[str] | None = None,
 ) -> None:
-    """One trial in a Ray worker process: the Optuna backend's objective, reported to Tune."""
+    """One trial in a Ray worker process (or rank 0 of a data-parallel trial, ``ranks``):
+    the Optuna backend's objective, reported to Tune."""
     from sweeplab.cli._common import quiet_libraries
 
     quiet_libraries()
@@ -199,10 +246,12 @@ def run_ray_trial(
     trial = optuna.Trial(study, int(config[TRIAL_ID]))
     metric = exp.objective.metric
     tracker = Tracker(store, exp.experiment_name)
-    objective = make_objective(exp, tracker, sweep, parent, lambda t: RayHooks(t, metric, tracker))
+    objective = make_objective(
+        exp, tracker, sweep, parent, lambda t: RayHooks(t, metric, tracker, ranks)
+    )
     value = objective(trial)
     epochs = int(study._storage.get_trial(trial._trial_id).user_attrs.get("epochs", 0))
-    tune.report({metric: value, "epoch": epochs, FINAL: 1})
+    report({metric: value, "epoch": epochs, FINAL: 1}, bool(ranks))
 
 
 # --------------------------------------------------------------------- driver
@@ -291,7 +340,9 @@ def start_ray(options: RayOptions) -> None:
     try:
         ray.init(
             address=options.address,
-            include_dashboard=False,
+            # Ray Train's placement-group cleaner asks the dashboard's State API whether a
+            # stopped trial's Train run is gone; without it the run's CPUs are never freed
+            include_dashboard=options.workers_per_trial > 1,
             log_to_driver=False,
             configure_logging=True,
             logging_level=logging.ERROR,
@@ -328,14 +379,18 @@ def tune_sweep(
     )
     if exp.sweep.max_concurrent:
         searcher = ConcurrencyLimiter(searcher, max_concurrent=exp.sweep.max_concurrent)
-    trainable = functools.partial(
-        run_ray_trial,
-        spec=exp.model_dump(mode="json"),
-        store=store,
-        sweep=study.study_name,
-        parent=parent,
+    spec = exp.model_dump(mode="json")
+    trainable: Any = functools.partial(
+        run_ray_trial, spec=spec, store=store, sweep=study.study_name, parent=parent
     )
     resources = {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial}
+    if options.workers_per_trial > 1:
+        from sweeplab.search.ray_parallel import Sweep, parallel_trainable
+
+        sweep = Sweep(spec, store, study.study_name, parent)
+        trainable, resources, at_once = parallel_trainable(sweep, options)
+        if not exp.sweep.max_concurrent:
+            searcher = ConcurrencyLimiter(searcher, max_concurrent=at_once)
     tuner = tune.Tuner(
         tune.with_resources(trainable, resources),
         tune_config=tune.TuneConfig(
@@ -343,7 +398,9 @@ def tune_sweep(
             scheduler=build_scheduler(exp),
             num_samples=trials,
             time_budget_s=exp.sweep.timeout,
-            reuse_actors=True,  # a new worker process costs seconds of imports per trial
+            # a new worker process costs seconds of imports per trial; but a data-parallel
+            # trial's actor owns its Train run, which must end with it when Tune stops it
+            reuse_actors=options.workers_per_trial == 1,
         ),
         run_config=tune.RunConfig(
             name=study.study_name,

@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from sweeplab.search.ray_backend import RayOptions
 
 ATTR_BACKEND = "sweeplab.backend"  # on the study: optuna or ray
+ATTR_RAY = "sweeplab.ray_options"  # on a Ray sweep's study: resources, workers per trial
 
 
 @dataclass
@@ -150,6 +151,7 @@ def run_sweep(
     if ray is not None:
         from sweeplab.search.ray_backend import tune_sweep
 
+        study.set_user_attr(ATTR_RAY, ray.kept())
         return tune_sweep(study, exp, tracker, parent, on_trial, ray)
     return optimize(study, exp, tracker, parent, on_trial)
 
@@ -277,7 +279,8 @@ def continue_sweep(
 
         with claim_lock(store.storage_url, name).held():
             Recovery(study, tracker, exp.sweep.max_retries).run()  # the dead driver's trials
-        return tune_sweep(study, exp, tracker, parent, on_trial, RayOptions(address))
+        options = RayOptions(address, **study.user_attrs.get(ATTR_RAY, {}))
+        return tune_sweep(study, exp, tracker, parent, on_trial, options)
     return optimize(study, exp, tracker, parent, on_trial)
 
 

@@ -59,6 +59,10 @@ class TrialHooks(Protocol):
         """The trial's MLflow run exists; record its id on the backend's trial."""
         ...
 
+    def trainer_options(self) -> dict[str, Any]:
+        """Trainer options of each fit (a data-parallel strategy), fresh for every fit."""
+        ...
+
 
 class NoHooks:
     """A trial with no search backend (``sweeplab train``)."""
@@ -70,6 +74,9 @@ class NoHooks:
 
     def on_run(self, run_id: str) -> None:
         return None
+
+    def trainer_options(self) -> dict[str, Any]:
+        return {}
 
 
 @dataclass
@@ -148,6 +155,7 @@ def run_trial(
                     logger=logger,
                     callbacks=hooks.callbacks(index),
                     tracking_uri=tracker.store.tracking_uri,
+                    trainer_options=hooks.trainer_options(),
                 )
             except BaseException as exc:
                 _plot(tracker, sub_id, {label: _curves(logger, exp)}, exp)

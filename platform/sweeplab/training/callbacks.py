@@ -72,4 +72,6 @@ class EpochTimer(pl.Callback):
         self._started = time.perf_counter()
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        pl_module.log("epoch_seconds", time.perf_counter() - self._started, on_epoch=True)
+        pl_module.log(
+            "epoch_seconds", time.perf_counter() - self._started, on_epoch=True, sync_dist=True
+        )

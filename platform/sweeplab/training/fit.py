@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import signal
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import lightning.pytorch as pl
@@ -50,6 +50,8 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
     warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    # a data-parallel trial tests on every rank's shard; metrics are reduced over ranks
+    warnings.filterwarnings("ignore", message=".*it is recommended to use `Trainer\\(devices=1.*")
 
 
 def make_trainer(
@@ -134,10 +136,12 @@ def fit(
     test: bool = True,
     fold: int = 0,
     tracking_uri: str | None = None,
+    trainer_options: Mapping[str, object] | None = None,
 ) -> FitResult:
     """Train ``exp`` once (seeded) on fold ``fold``; raises TrainingDiverged on NaN/inf loss.
 
-    ``tracking_uri`` is where a transfer source in the model registry is found.
+    ``tracking_uri`` is where a transfer source in the model registry is found;
+    ``trainer_options`` override the Trainer's (a data-parallel strategy).
     """
     seed = exp.train.seed if seed is None else seed
     pl.seed_everything(seed, workers=False, verbose=False)
@@ -148,7 +152,7 @@ def fit(
     best = KeepBestWeights(exp.objective.metric, exp.objective.mode)
     stoppers = _stoppers(exp)
     all_callbacks: list[Callback] = [best, EpochTimer(), *stoppers, *callbacks]
-    trainer = make_trainer(exp, all_callbacks, logger)
+    trainer = make_trainer(exp, all_callbacks, logger, **(trainer_options or {}))
     _fit_or_interrupt(trainer, module, data)
     for es in stoppers:
         if es.stopping_reason == EarlyStoppingReason.NON_FINITE_METRIC:
