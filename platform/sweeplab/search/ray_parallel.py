@@ -113,7 +113,7 @@ def _run_trial(config: dict[str, Any], *, sweep: Sweep, options: RayOptions) -> 
             storage_path=str(Path(sweep.store.root, "ray", "train").absolute()),
             # Tune retries the whole trial; workers that cannot be placed for
             # CONTROLLER_RETRIES minutes fail it instead of waiting for ever
-            failure_config=FailureConfig(
+            failure_config=FailureConfig(  # type: ignore[call-arg]  # V2 at run time
                 max_failures=0, controller_failure_limit=CONTROLLER_RETRIES
             ),
             callbacks=[TuneReportCallback()],  # type: ignore[list-item]  # Ray's V1/V2 types
