@@ -11,12 +11,13 @@ PIP     := $(PY) -m pip
 SPEC    ?= experiments/mlp_digits.yaml
 PYTEST_ARGS ?=
 
-.PHONY: install dev sweep test test-slow lint typecheck unit bench experiments clean-store help
+.PHONY: install dev sweep test test-slow test-distributed lint typecheck unit bench experiments clean-store help
 
 help:
 	@echo "make sweep      install (if needed) and run the default sweep ($(SPEC))"
 	@echo "make test       install dev extras (if needed), then lint + types + tests"
 	@echo "make test-slow  the long cases (quality figures of the experiments)"
+	@echo "make test-distributed  clusters, data-parallel trials, kill -9 on Ray (CI runs it too)"
 	@echo "make bench      the benchmarks in bench/ (appends to bench/RESULTS.md)"
 	@echo "make experiments  run the shipped experiments, print every trial (NAMES=cnn_digits ...)"
 
@@ -45,12 +46,15 @@ typecheck: dev
 	$(VENV)/bin/mypy
 
 unit: dev
-	$(VENV)/bin/pytest -m "not slow" $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -m "not slow and not distributed" $(PYTEST_ARGS)
 
 test: lint typecheck unit
 
 test-slow: dev
 	$(VENV)/bin/pytest -m slow $(PYTEST_ARGS)
+
+test-distributed: dev
+	$(VENV)/bin/pytest -m "distributed and not slow" $(PYTEST_ARGS)
 
 bench: dev
 	$(PY) bench/run_all.py

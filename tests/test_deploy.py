@@ -116,6 +116,7 @@ def _ray(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.distributed
 def test_the_compose_topology_as_local_processes_runs_a_sweep(
     postgres: Postgres, tmp_path: Path, write_spec: Any
 ) -> None:

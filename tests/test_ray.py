@@ -127,6 +127,7 @@ def test_ray_retries_a_failing_trial_then_records_it_failed(local_ray: Any, stor
     assert not [r for r in runs if r.info.status == "RUNNING"]
 
 
+@pytest.mark.distributed
 def test_a_sweep_on_a_two_node_cluster_runs_trials_on_both(store: Store) -> None:
     import ray
     from ray.cluster_utils import Cluster

@@ -23,6 +23,7 @@ from sweeplab.store import Store
 from tests.conftest import all_runs, tiny_spec
 
 TWO = RayOptions(workers_per_trial=2)
+pytestmark = pytest.mark.distributed  # each test takes about a minute or more
 
 
 @pytest.fixture(scope="module")
