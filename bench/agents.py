@@ -106,7 +106,8 @@ def timed(roles: list[str], storage: str, tracking: str, root: Path) -> float:
 def finished(storage: str, study: str) -> int:
     import optuna
 
-    return sum(t.state.is_finished() for t in optuna.load_study(study, storage).trials)
+    trials = optuna.load_study(study_name=study, storage=storage).trials
+    return sum(t.state.is_finished() for t in trials)
 
 
 def main() -> None:
@@ -119,7 +120,9 @@ def main() -> None:
         storage, tracking = server.create("optuna"), server.create("mlflow")
         optuna.create_study(study_name="bare", storage=storage)
         bare = timed(["optuna"] * AGENTS, storage, tracking, Path(tmp))
+        print(f"optuna: {bare:.1f} s", file=sys.stderr)
         ours = timed(["sweep"] + ["agent"] * (AGENTS - 1), storage, tracking, Path(tmp))
+        print(f"sweeplab: {ours:.1f} s", file=sys.stderr)
         counts = finished(storage, "bare"), finished(storage, "bookkeeping")
     print(f"{AGENTS} processes, {TRIALS} trials, {WORK_S * 1000:.0f} ms objective, PostgreSQL")
     print(f"finished trials: optuna {counts[0]}, sweeplab {counts[1]}")

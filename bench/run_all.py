@@ -15,7 +15,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["tracking_overhead.py", "distributed.py"]
+SCRIPTS = ["tracking_overhead.py", "distributed.py", "agents.py"]
 LIBRARIES = ["torch", "lightning", "optuna", "mlflow", "ray"]
 
 

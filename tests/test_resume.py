@@ -49,9 +49,7 @@ def _trial_runs(store: Store, experiment: str) -> list[Any]:
     return [r for r in runs if "sweeplab.trial_number" in r.data.tags]
 
 
-@pytest.mark.parametrize(
-    "backend", ["optuna", pytest.param("ray", marks=pytest.mark.distributed)]
-)
+@pytest.mark.parametrize("backend", ["optuna", pytest.param("ray", marks=pytest.mark.distributed)])
 def test_kill_9_mid_trial_then_resume_loses_and_repeats_nothing(
     store: Store, write_spec: Any, backend: str
 ) -> None:
