@@ -219,6 +219,19 @@ def postgres() -> Iterator[Postgres]:
         yield server
 
 
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    """A local Ray with 2 CPUs for one test module. With the dashboard, as start_ray
+    starts it for data-parallel trials: its State API lets Ray Train free a stopped
+    trial's workers."""
+    import ray
+
+    ray.shutdown()
+    ray.init(num_cpus=2, include_dashboard=True, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
 def free_port() -> int:
     import socket
 

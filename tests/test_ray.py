@@ -23,16 +23,6 @@ from tests.conftest import all_runs, sweeplab, tiny_spec
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
-@pytest.fixture(scope="module")
-def local_ray() -> Any:
-    import ray
-
-    ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 def _study(store: Store, name: str) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=store.storage_url)
 
@@ -167,6 +157,8 @@ def test_a_sweep_on_a_two_node_cluster_runs_trials_on_both(store: Store) -> None
         ),
         ({}, ["--address", "auto"], "--backend ray"),
         ({}, ["--backend", "ray", "--cpus-per-trial", "0"], "--cpus-per-trial must be > 0"),
+        ({}, ["--workers-per-trial", "2"], "--backend ray"),
+        ({}, ["--backend", "ray", "--workers-per-trial", "0"], "--workers-per-trial must be >= 1"),
     ],
 )
 def test_ray_mistakes_exit_2_before_anything_is_created(

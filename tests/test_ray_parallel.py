@@ -26,17 +26,6 @@ TWO = RayOptions(workers_per_trial=2)
 pytestmark = pytest.mark.distributed  # each test takes about a minute or more
 
 
-@pytest.fixture(scope="module")
-def local_ray() -> Any:
-    import ray
-
-    ray.shutdown()
-    # the dashboard's State API lets Ray Train free a stopped trial's workers (start_ray)
-    ray.init(num_cpus=2, include_dashboard=True, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 def _one_trial(experiment: str, lr: float = 0.05, **sections: Any) -> dict[str, Any]:
     """A sweep of one trial with fixed params (a grid of one point)."""
     return tiny_spec(

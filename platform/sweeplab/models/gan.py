@@ -129,16 +129,14 @@ class GAN(TrainableModule):
         with torch.no_grad():
             return self(z)
 
-    def validation_step(self, batch: Any, batch_idx: int) -> None:
+    def _log_d_loss(self, key: str, batch: Any, batch_idx: int) -> None:
         real, _ = batch
         fake = self._generate(len(real), seed=batch_idx)
-        self.log(
-            "val_loss",
-            self._d_loss(real, fake),
-            on_epoch=True,
-            batch_size=len(real),
-            sync_dist=True,
-        )
+        loss = self._d_loss(real, fake)
+        self.log(key, loss, on_epoch=True, batch_size=len(real), sync_dist=True)
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._log_d_loss("val_loss", batch, batch_idx)
 
     def _quality(self, stage: str) -> None:
         samples = self._generate(self.cfg.samples, seed=0).float().cpu().numpy()
@@ -157,15 +155,7 @@ class GAN(TrainableModule):
             log_figure(self.sample_grid(), f"samples/epoch_{self.current_epoch:03d}.png")
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
-        real, _ = batch
-        fake = self._generate(len(real), seed=batch_idx)
-        self.log(
-            "test_loss",
-            self._d_loss(real, fake),
-            on_epoch=True,
-            batch_size=len(real),
-            sync_dist=True,
-        )
+        self._log_d_loss("test_loss", batch, batch_idx)
 
     def on_test_epoch_end(self) -> None:
         self._quality("test")
