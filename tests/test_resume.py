@@ -30,12 +30,18 @@ def _popen(*args: str) -> subprocess.Popen[str]:
     )
 
 
-def _study(store: Store, name: str, wait: float = 120) -> optuna.Study:
+def _study(
+    store: Store, name: str, wait: float = 120, creator: subprocess.Popen[str] | None = None
+) -> optuna.Study:
+    """The sweep's study, once ``creator`` (a sweep process) has created it."""
     deadline = time.monotonic() + wait
     while True:
         try:
             return optuna.load_study(study_name=name, storage=store.storage_url)
         except Exception:  # not created yet (KeyError), or the database not yet there
+            if creator is not None and creator.poll() is not None:
+                _, stderr = creator.communicate()
+                raise AssertionError(f"the sweep exited {creator.returncode}: {stderr}") from None
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.5)
@@ -63,7 +69,7 @@ def test_kill_9_mid_trial_then_resume_loses_and_repeats_nothing(
     )
     args = ("--store", str(store.root), "--no-smoke", "-q", "--backend", backend)
     proc = _popen("sweep", str(spec), *args)
-    study = _study(store, "killed")
+    study = _study(store, "killed", creator=proc)
     deadline = time.monotonic() + 180
     while True:  # two trials done and the third running: kill it mid-trial
         trials = study.get_trials(deepcopy=False)
@@ -109,6 +115,7 @@ def test_kill_9_mid_trial_then_resume_loses_and_repeats_nothing(
     assert len(_study(store, "killed").trials) == 6
 
 
+@pytest.mark.distributed
 def test_agents_on_postgresql_run_exactly_the_requested_trials(
     postgres: Postgres, tmp_path: Any, write_spec: Any
 ) -> None:
@@ -119,13 +126,15 @@ def test_agents_on_postgresql_run_exactly_the_requested_trials(
     spec = write_spec(
         tiny_spec(
             name="shared",
-            train={"max_epochs": 3},
+            # trials long enough (about 1 s) that the agents, which take seconds to
+            # start, join before the first process has run all 12 on its own
+            train={"max_epochs": 30},
             sweep={"trials": 12, "sampler": "tpe", "seed": 0},
             tracking={"experiment": "shared", "register_as": "shared-model"},
         )
     )
     first = _popen("sweep", str(spec), "--no-smoke", *args)
-    _study(store, "shared")
+    _study(store, "shared", creator=first)
     agents = [_popen("agent", "shared", *args) for _ in range(3)]
     outputs = [p.communicate(timeout=600) for p in [first, *agents]]
     for proc, (_stdout, stderr) in zip([first, *agents], outputs, strict=True):
