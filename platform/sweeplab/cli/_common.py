@@ -44,6 +44,12 @@ STORAGE = typer.Option(
     envvar="SWEEPLAB_STORAGE",
     help="Optuna storage (SQLAlchemy URL) [default: SQLite in the store].",
 )
+ADDRESS = typer.Option(
+    None,
+    "--address",
+    envvar="SWEEPLAB_RAY_ADDRESS",
+    help="Ray cluster to join (auto, ray://host:10001, host:6379) [default: start Ray here].",
+)
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress display; only the summary.")
 
 

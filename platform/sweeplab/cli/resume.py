@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from sweeplab.cli._common import (
+    ADDRESS,
     QUIET,
     STORAGE,
     STORE,
@@ -55,12 +56,7 @@ def resume(
     tracking_uri: str | None = TRACKING_URI,
     storage: str | None = STORAGE,
     quiet: bool = QUIET,
-    address: str | None = typer.Option(
-        None,
-        "--address",
-        envvar="SWEEPLAB_RAY_ADDRESS",
-        help="A Ray sweep: the cluster to continue on [default: start Ray here].",
-    ),
+    address: str | None = ADDRESS,
 ) -> None:
     """Continue a sweep after a crash, kill -9 or Ctrl-C: the dead workers' trials are
     marked failed, finished trials are kept, and the sweep runs to its trial count

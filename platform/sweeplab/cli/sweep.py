@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from sweeplab.cli._common import (
+    ADDRESS,
     QUIET,
     SET,
     STORAGE,
@@ -47,12 +48,7 @@ def sweep(
         help="optuna: trials in this process; ray: Ray Tune, local cores or a cluster "
         "[default: the spec's sweep.backend, optuna].",
     ),
-    address: str | None = typer.Option(
-        None,
-        "--address",
-        envvar="SWEEPLAB_RAY_ADDRESS",
-        help="Ray cluster to join (auto, ray://host:10001, host:6379) [default: start Ray here].",
-    ),
+    address: str | None = ADDRESS,
     cpus_per_trial: float = typer.Option(
         1.0, "--cpus-per-trial", help="Ray: CPUs per trial (per worker with --workers-per-trial)."
     ),

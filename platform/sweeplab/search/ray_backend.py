@@ -189,9 +189,32 @@ class TuneReport(Callback):
         report({self.metric: value, "epoch": trainer.current_epoch + 1}, self.parallel)
 
 
-class RayHooks:
-    """A trial under Ray: reports each epoch (first restart only); a scheduler's stop
-    reaches the worker as SystemExit at a report, and ends the trial as pruned.
+class FitHooks:
+    """What each fit of a Ray trial trains with: a report to Tune each epoch (first
+    restart only) and, on every rank of a data-parallel trial, the DDP strategy.
+
+    Every rank of a data-parallel trial takes these from here, so that all ranks run
+    the same collectives.
+    """
+
+    def __init__(self, metric: str, parallel: bool = False) -> None:
+        self.metric = metric
+        self.parallel = parallel
+
+    def callbacks(self, restart: int) -> Sequence[Callback]:
+        return [TuneReport(self.metric, self.parallel)] if restart == 0 else []
+
+    def trainer_options(self) -> dict[str, Any]:
+        if not self.parallel:
+            return {}
+        from sweeplab.search.ray_parallel import ddp_options
+
+        return ddp_options()
+
+
+class RayHooks(FitHooks):
+    """A trial under Ray; a scheduler's stop reaches the worker as SystemExit at a
+    report, and ends the trial as pruned.
 
     ``ranks`` (host:pid of each rank) makes it rank 0 of a data-parallel trial.
     """
@@ -201,13 +224,10 @@ class RayHooks:
     def __init__(
         self, trial: optuna.Trial, metric: str, tracker: Tracker, ranks: list[str] | None = None
     ) -> None:
+        super().__init__(metric, parallel=bool(ranks))
         self.trial = trial
-        self.metric = metric
         self.tracker = tracker
         self.ranks = ranks
-
-    def callbacks(self, restart: int) -> Sequence[Callback]:
-        return [TuneReport(self.metric, bool(self.ranks))] if restart == 0 else []
 
     def on_run(self, run_id: str) -> None:
         import ray
@@ -218,13 +238,6 @@ class RayHooks:
         if self.ranks:
             tags[TAG_RANKS] = ",".join(self.ranks)
         self.tracker.set_tags(run_id, tags)
-
-    def trainer_options(self) -> dict[str, Any]:
-        if not self.ranks:
-            return {}
-        from sweeplab.search.ray_parallel import ddp_options
-
-        return ddp_options()
 
 
 def run_ray_trial(

@@ -39,8 +39,8 @@ from sweeplab.search.optuna_backend import ATTR_REASON, open_storage, resolve
 from sweeplab.search.ray_backend import (
     FINAL,
     TRIAL_ID,
+    FitHooks,
     RayOptions,
-    TuneReport,
     report,
     run_ray_trial,
 )
@@ -169,14 +169,14 @@ def _follow(config: dict[str, Any], sweep: Sweep) -> None:
     study = optuna.load_study(study_name=sweep.name, storage=storage)
     trial = optuna.Trial(study, int(config[TRIAL_ID]))
     _, resolved = resolve(trial, SearchSpace.model_validate(exp.search_space), sweep.spec)
-    metric = resolved.objective.metric
+    hooks = FitHooks(resolved.objective.metric, parallel=True)  # as rank 0's RayHooks
     for index, (_, fold, restart) in enumerate(members(resolved)):
         fit(
             resolved,
             seed=resolved.train.seed + restart,
             fold=fold,
-            callbacks=[TuneReport(metric, parallel=True)] if index == 0 else [],
+            callbacks=hooks.callbacks(index),
             tracking_uri=sweep.store.tracking_uri,
-            trainer_options=ddp_options(),
+            trainer_options=hooks.trainer_options(),
         )
     report({FINAL: 1}, parallel=True)  # rank 0's final report waits for this one
