@@ -159,6 +159,11 @@ def test_a_sweep_on_a_two_node_cluster_runs_trials_on_both(store: Store) -> None
         ({}, ["--backend", "ray", "--cpus-per-trial", "0"], "--cpus-per-trial must be > 0"),
         ({}, ["--workers-per-trial", "2"], "--backend ray"),
         ({}, ["--backend", "ray", "--workers-per-trial", "0"], "--workers-per-trial must be >= 1"),
+        (
+            {"scheduler": "pbt"},
+            ["--backend", "ray", "--workers-per-trial", "2"],
+            "cannot be used with sweep.scheduler 'pbt'",
+        ),
     ],
 )
 def test_ray_mistakes_exit_2_before_anything_is_created(
@@ -169,3 +174,77 @@ def test_ray_mistakes_exit_2_before_anything_is_created(
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
     assert not (tmp_path / "store").exists()
+
+
+def test_pbt_searches_only_what_keeps_the_weights_shapes(tmp_path: Path, write_spec: Any) -> None:
+    spec = write_spec(
+        tiny_spec(
+            search_space={
+                "train.lr": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True},
+                "model.hidden": {"type": "categorical", "choices": [[8], [16]]},
+            },
+            sweep={"trials": 2, "backend": "ray", "scheduler": "pbt"},
+        )
+    )
+    result = sweeplab("sweep", str(spec), "--store", str(tmp_path / "store"), "--no-smoke")
+    assert result.returncode == 2, result.stderr
+    assert "search_space.model.hidden" in result.stderr and "model.dropout" in result.stderr
+    assert "search_space.train.lr" not in result.stderr
+    assert not (tmp_path / "store").exists()
+
+
+@pytest.mark.distributed
+def test_pbt_trains_on_from_copied_checkpoints_with_perturbed_values(
+    local_ray: Any, store: Store
+) -> None:
+    epochs = 6
+    spec = tiny_spec(
+        model={"arch": "mlp", "hidden": [16], "dropout": 0.1},
+        train={"max_epochs": epochs},
+        search_space={
+            "train.lr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True},
+            "model.dropout": {"type": "float", "low": 0.0, "high": 0.3},
+        },
+        sweep={
+            "trials": 4,
+            "seed": 1,
+            "backend": "ray",
+            "scheduler": "pbt",
+            # synchronous: all 4 trials perturb together at epochs 2 and 4, the bottom two
+            # taking the top two's checkpoints
+            "scheduler_options": {
+                "perturbation_interval": 2,
+                "quantile_fraction": 0.5,
+                "synch": True,
+            },
+        },
+        tracking={"experiment": "pbt", "register_as": "pbt-best"},
+    )
+    options = RayOptions(cpus_per_trial=0.5)  # the whole population at once on 2 CPUs
+    result = run_sweep(spec_from_dict(spec), store, name="pbt", ray=options)
+    study = _study(store, "pbt")
+    runs = _check_runs(store, "pbt", study)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 4  # PBT prunes none
+    assert result.registered is not None
+    # the best model is described (and registered) by the values it ended with
+    assert result.best_params == study.best_trial.user_attrs["pbt_params"]
+    client = MlflowClient(store.tracking_uri)
+    copied = 0
+    for t in study.trials:
+        run_id = runs[t.number].info.run_id
+        # one point per epoch: paused and restarted trials go on at the next epoch, in
+        # the same run, from the checkpoint (else epochs would start again at 0)
+        val_acc = client.get_metric_history(run_id, "val_acc")
+        assert sorted(m.step for m in val_acc) == list(range(epochs))
+        lr = {m.step: m.value for m in client.get_metric_history(run_id, "lr")}
+        assert sorted(lr) == list(range(epochs))
+        starts = client.get_metric_history(run_id, "pbt.train.lr")
+        assert [m.step for m in starts] == [0, 2, 4]  # a start, then a restart each perturbation
+        for m in starts:  # the optimizer trains at the value PBT chose, not the checkpoint's
+            assert lr[m.step] == pytest.approx(m.value)
+        copied += sum(
+            m.value != t.number for m in client.get_metric_history(run_id, "pbt.from_trial")
+        )
+        final = t.user_attrs["pbt_params"]
+        assert 1e-4 <= final["train.lr"] <= 1e-1 and 0.0 <= final["model.dropout"] <= 0.3
+    assert copied >= 2  # the bottom half took other trials' checkpoints at least once

@@ -65,11 +65,18 @@ def validate(
         quiet_libraries()
         run_smoke(exp, tracking_uri=Store.resolve(store, tracking_uri).tracking_uri)
     space = SearchSpace.model_validate(exp.search_space)
+    sweep = exp.sweep
+    how = f"{sweep.sampler}/{sweep.pruner}"
+    if sweep.backend == "ray":
+        how = (
+            "pbt on Ray"
+            if sweep.scheduler == "pbt"
+            else f"{sweep.sampler}/{sweep.scheduler} on Ray"
+        )
     out.print(
         f"{spec}: valid — {exp.model.arch} on {exp.data.dataset}, objective "
         f"{exp.objective.metric} ({exp.objective.mode}), {len(space)} searched "
-        f"parameter(s), {exp.sweep.trials} trials with {exp.sweep.sampler}/"
-        f"{exp.sweep.pruner}" + (", smoke test passed" if smoke else "")
+        f"parameter(s), {sweep.trials} trials with {how}" + (", smoke test passed" if smoke else "")
     )
     for key, dist in space.items():
         out.print(f"  {key}: {dist.model_dump(exclude_defaults=True)}")

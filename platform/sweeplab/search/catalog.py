@@ -30,6 +30,18 @@ SCHEDULERS: dict[str, str] = {
     "pbt": "ray.tune.schedulers:PopulationBasedTraining",
 }
 
+# What PBT may change in the middle of a trial (its search space): nothing that changes
+# the shape of a weight, as the weights move from trial to trial.
+PBT_MUTABLE = (
+    "train.lr",
+    "train.weight_decay",
+    "train.momentum",
+    "train.gradient_clip_val",
+    "model.dropout",
+    "model.lr_g",
+    "model.lr_d",
+)
+
 BACKENDS = ("optuna", "ray")
 
 

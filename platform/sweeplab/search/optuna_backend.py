@@ -17,7 +17,14 @@ from lightning.pytorch.callbacks import Callback
 from optuna.trial import TrialState
 
 from sweeplab.search.catalog import PRUNERS, SAMPLERS
-from sweeplab.search.trial import TAG_SWEEP, TAG_TRIAL, TrialHooks, describe, run_trial
+from sweeplab.search.trial import (
+    TAG_SWEEP,
+    TAG_TRIAL,
+    TrialHooks,
+    TrialOutcome,
+    describe,
+    run_trial,
+)
 from sweeplab.spec import (
     CategoricalDist,
     Experiment,
@@ -145,6 +152,7 @@ class OptunaHooks:
     """
 
     pruned: tuple[type[BaseException], ...] = (optuna.TrialPruned,)
+    paused: tuple[type[BaseException], ...] = ()
 
     def __init__(self, trial: optuna.Trial, monitor: str) -> None:
         self.trial = trial
@@ -243,14 +251,19 @@ def make_objective(
         except Exception as exc:
             trial.set_user_attr(ATTR_REASON, describe(exc))
             raise
-        trial.set_user_attr("value_std", outcome.std)
-        trial.set_user_attr("restart_values", outcome.values)
-        trial.set_user_attr("epochs", outcome.epochs)
-        for key, value in outcome.test.items():
-            trial.set_user_attr(key, value)
+        record(trial, outcome)
         return outcome.value
 
     return objective
+
+
+def record(trial: optuna.Trial, outcome: TrialOutcome) -> None:
+    """What a finished trial keeps besides its value: spread, epochs, test metrics."""
+    trial.set_user_attr("value_std", outcome.std)
+    trial.set_user_attr("restart_values", outcome.values)
+    trial.set_user_attr("epochs", outcome.epochs)
+    for key, value in outcome.test.items():
+        trial.set_user_attr(key, value)
 
 
 STATE_NAMES = {

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 from lightning.pytorch import Callback, LightningModule, Trainer
+from optuna.trial import TrialState
 from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
@@ -62,6 +63,7 @@ TRIAL_ID = "sweeplab_trial_id"  # in a trial's config: its Optuna trial
 TAG_NODE = "sweeplab.ray_node"  # on a trial's run: the Ray node and host that ran it
 TAG_HOST = "sweeplab.host"
 TAG_RANKS = "sweeplab.ranks"  # a data-parallel trial: host:pid of each rank, rank 0 first
+ATTR_TUNE = "sweeplab.ray_trial"  # on a PBT trial's Optuna trial: its Tune trial id
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,12 @@ class RayOptions:
     gpus_per_trial: float = 0.0
     workers_per_trial: int = 1  # > 1: data-parallel trials on Ray Train (ray_parallel.py)
 
-    def check(self) -> None:
+    def check(self, scheduler: str = "none") -> None:
+        if self.workers_per_trial > 1 and scheduler == "pbt":
+            raise InputError(
+                "--workers-per-trial above 1 cannot be used with sweep.scheduler 'pbt', "
+                f"but got {self.workers_per_trial}; use asha, hyperband, median or none."
+            )
         if self.workers_per_trial < 1:
             raise InputError(f"--workers-per-trial must be >= 1, but got {self.workers_per_trial}.")
         if not self.cpus_per_trial > 0:
@@ -100,7 +107,8 @@ class RayOptions:
 
 def build_scheduler(exp: Experiment) -> Any:
     """Ray Tune's scheduler of the spec, on the epoch count; a bad option is a SpecError."""
-    name, options = exp.sweep.scheduler, dict(exp.sweep.scheduler_options)
+    name = exp.sweep.scheduler
+    options: dict[str, Any] = dict(exp.sweep.scheduler_options)
     given = ", ".join(f"{k}={v}" for k, v in options.items()) or "defaults"
     if name != "none":
         options.update(metric=exp.objective.metric, mode=exp.objective.mode)
@@ -113,8 +121,13 @@ def build_scheduler(exp: Experiment) -> Any:
     elif name == "median":
         options["time_attr"] = "epoch"
     elif name == "pbt":
-        raise SpecError.single(
-            None, "sweep.scheduler", "'pbt' is not available yet; use asha, hyperband or median"
+        from sweeplab.search.pbt import TIME, mutations
+
+        options.setdefault("perturbation_interval", max(1, max_epochs(exp) // 4))
+        options.update(
+            time_attr=TIME,
+            require_attrs=False,  # the last epoch's report has no TIME (pbt.PbtReport)
+            hyperparam_mutations=mutations(SearchSpace.model_validate(exp.search_space)),
         )
     try:
         return _load(SCHEDULERS[name])(**options)
@@ -220,6 +233,7 @@ class RayHooks(FitHooks):
     """
 
     pruned: tuple[type[BaseException], ...] = (SystemExit,)
+    paused: tuple[type[BaseException], ...] = ()
 
     def __init__(
         self, trial: optuna.Trial, metric: str, tracker: Tracker, ranks: list[str] | None = None
@@ -311,11 +325,14 @@ class TrialEnd(tune.Callback):
     def _ended(self, trial: Any, error: bool) -> None:
         from sweeplab.search.sweep import TrialEvent
 
-        trial_id = trial.config.get(TRIAL_ID)
-        if trial_id is None:
-            return
         study, tracker = self.opened
-        frozen = study._storage.get_trial(int(trial_id))
+        trial_id = trial.config.get(TRIAL_ID)
+        if trial_id is not None:
+            frozen: optuna.trial.FrozenTrial | None = study._storage.get_trial(int(trial_id))
+        else:  # a PBT trial, which no searcher tells the study about: told here
+            frozen = _pbt_trial(study, trial.trial_id, error)
+        if frozen is None:
+            return
         final = bool((trial.last_result or {}).get(FINAL))
         state = "failed" if error else "complete" if final else "pruned"
         reason = frozen.user_attrs.get(ATTR_REASON)
@@ -342,6 +359,21 @@ class TrialEnd(tune.Callback):
         self.on_trial(TrialEvent(frozen.number, state, value, reason, now, best, self.total))
 
 
+def _pbt_trial(study: optuna.Study, tune_id: str, error: bool) -> optuna.trial.FrozenTrial | None:
+    """The Optuna trial of PBT's Tune trial ``tune_id``, told FAIL (error) or PRUNED
+    (stopped) if its worker did not tell it COMPLETE."""
+    for t in study.get_trials(deepcopy=False):
+        if t.user_attrs.get(ATTR_TUNE) != tune_id:
+            continue
+        if t.state.is_finished():
+            return t
+        if error and ATTR_REASON not in t.user_attrs:
+            study._storage.set_trial_user_attr(t._trial_id, ATTR_REASON, "the trial's worker died")
+        study.tell(t.number, state=TrialState.FAIL if error else TrialState.PRUNED)
+        return study._storage.get_trial(t._trial_id)
+    return None
+
+
 def start_ray(options: RayOptions) -> None:
     """Join the cluster at ``--address``, or start Ray here with this machine's cores."""
     import ray
@@ -350,6 +382,8 @@ def start_ray(options: RayOptions) -> None:
         return
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # sweeplab shows its own progress
+    # PBT checkpoints every epoch, which Tune warns about; sweeplab means to
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     try:
         ray.init(
             address=options.address,
@@ -374,28 +408,44 @@ def tune_sweep(
     options: RayOptions,
 ) -> SweepResult:
     """Run the sweep's trials with Ray Tune, then finish it as the Optuna backend does."""
-    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 
     from sweeplab.search.sweep import finish
 
     start_ray(options)
     store = tracker.store
     trials = exp.sweep.trials - taken(counts(study))  # a resumed sweep: those it lacks
-    metric, mode = exp.objective.metric, exp.objective.mode
-    searcher: Any = SweepSearch(
-        space=functools.partial(_define_by_run, SearchSpace.model_validate(exp.search_space)),
-        metric=metric,
-        mode=mode,
-        sampler=build_sampler(exp),
-        study_name=study.study_name,
-        storage=study._storage,
-    )
-    if exp.sweep.max_concurrent:
-        searcher = ConcurrencyLimiter(searcher, max_concurrent=exp.sweep.max_concurrent)
     spec = exp.model_dump(mode="json")
-    trainable: Any = functools.partial(
-        run_ray_trial, spec=spec, store=store, sweep=study.study_name, parent=parent
-    )
+    space = SearchSpace.model_validate(exp.search_space)
+    pbt = exp.sweep.scheduler == "pbt"
+    if pbt:  # no searcher: Tune draws the population (pbt.py)
+        from sweeplab.search.pbt import population, run_pbt_trial
+
+        searcher: Any = BasicVariantGenerator(
+            max_concurrent=exp.sweep.max_concurrent or 0, random_state=exp.sweep.seed
+        )
+        trainable: Any = functools.partial(
+            run_pbt_trial,
+            spec=spec,
+            store=store,
+            sweep=study.study_name,
+            parent=parent,
+            driver=owner(),
+        )
+    else:
+        searcher = SweepSearch(
+            space=functools.partial(_define_by_run, space),
+            metric=exp.objective.metric,
+            mode=exp.objective.mode,
+            sampler=build_sampler(exp),
+            study_name=study.study_name,
+            storage=study._storage,
+        )
+        if exp.sweep.max_concurrent:
+            searcher = ConcurrencyLimiter(searcher, max_concurrent=exp.sweep.max_concurrent)
+        trainable = functools.partial(
+            run_ray_trial, spec=spec, store=store, sweep=study.study_name, parent=parent
+        )
     resources = {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial}
     if options.workers_per_trial > 1:
         from sweeplab.search.ray_parallel import Sweep, parallel_trainable
@@ -406,6 +456,7 @@ def tune_sweep(
             searcher = ConcurrencyLimiter(searcher, max_concurrent=at_once)
     tuner = tune.Tuner(
         tune.with_resources(trainable, resources),
+        param_space=population(space) if pbt else None,
         tune_config=tune.TuneConfig(
             search_alg=searcher,
             scheduler=build_scheduler(exp),
@@ -428,4 +479,8 @@ def tune_sweep(
         # Tune hands it some results twice; Optuna keeps the first of a step
         warnings.filterwarnings("ignore", message="The reported value is ignored")
         tuner.fit()
+    if pbt:
+        from sweeplab.search.pbt import settle
+
+        settle(study, tracker, owner())
     return finish(study, exp, tracker, parent, claim_lock(store.storage_url, study.study_name))

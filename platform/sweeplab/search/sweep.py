@@ -122,7 +122,7 @@ def run_sweep(
         from sweeplab.search.ray_backend import RayOptions, build_scheduler
 
         ray = ray or RayOptions()
-        ray.check()
+        ray.check(exp.sweep.scheduler)
         build_scheduler(exp)  # so does a bad scheduler option
     store.check()
     check_inputs(exp, store.tracking_uri)  # so do unreadable data and a missing source
@@ -324,12 +324,18 @@ def summarize(study: optuna.Study, exp: Experiment, tracker: Tracker, parent: st
     return result
 
 
+ATTR_FINAL_PARAMS = "pbt_params"  # on a complete PBT trial: the values it ended with
+
+
 def fill_best(result: SweepResult, study: optuna.Study, exp: Experiment) -> FrozenTrial:
     """Copy the study's best trial (number, value, params, run, test metrics) into ``result``."""
     best = study.best_trial
     result.best_trial = best.number
     result.best_value = best.value
-    result.best_params = decoded_params(SearchSpace.model_validate(exp.search_space), best)
+    # a PBT trial ends with other values than it started with: its model was trained by those
+    result.best_params = best.user_attrs.get(ATTR_FINAL_PARAMS) or decoded_params(
+        SearchSpace.model_validate(exp.search_space), best
+    )
     result.best_run_id = best.user_attrs.get(ATTR_RUN)
     result.test = {k: v for k, v in best.user_attrs.items() if k.startswith("test_")}
     return best

@@ -50,6 +50,8 @@ class TrialHooks(Protocol):
     """How a backend plugs into a trial."""
 
     pruned: tuple[type[BaseException], ...]
+    # paused: the run stays open, and the trial goes on later in the same run (PBT)
+    paused: tuple[type[BaseException], ...]
 
     def callbacks(self, restart: int) -> Sequence[Callback]:
         """Lightning callbacks for the trial's fit number ``restart`` (0-based)."""
@@ -68,6 +70,7 @@ class NoHooks:
     """A trial with no search backend (``sweeplab train``)."""
 
     pruned: tuple[type[BaseException], ...] = ()
+    paused: tuple[type[BaseException], ...] = ()
 
     def callbacks(self, restart: int) -> Sequence[Callback]:
         return []
@@ -128,15 +131,22 @@ def run_trial(
     parent: str | None,
     hooks: TrialHooks,
     tags: Mapping[str, Any] | None = None,
+    resume: tuple[str, str] | None = None,
 ) -> TrialOutcome:
     """Train ``exp`` ``sweep.restarts`` times and track it under one run.
+
+    ``resume``: (run id, Lightning checkpoint) of a trial that goes on from the checkpoint,
+    in its run (PBT; one fit only).
 
     Raises what the fit raised (after ending the runs with the right state): the
     backend's pruned exception, TrainingDiverged, KeyboardInterrupt, ...
     """
     fits = members(exp)
     nested = len(fits) > 1
-    run_id = tracker.start_run(name, parent=parent, tags=tags, params=params)
+    if resume is None:
+        run_id, ckpt_path = tracker.start_run(name, parent=parent, tags=tags, params=params), None
+    else:
+        run_id, ckpt_path = resume
     hooks.on_run(run_id)
     results: list[FitResult] = []
     curves: dict[str, dict[str, list[float]]] = {}
@@ -147,6 +157,8 @@ def run_trial(
                 sub_tags = {**(tags or {}), TAG_RESTART: restart, TAG_FOLD: fold}
                 sub_id = tracker.start_run(f"{name}-{label}", parent=run_id, tags=sub_tags)
             logger = BatchedMlflowLogger(tracker.client, sub_id)
+            if ckpt_path is not None:
+                logger.load_history(_curve_keys(exp))
             try:
                 result = fit(
                     exp,
@@ -156,6 +168,7 @@ def run_trial(
                     callbacks=hooks.callbacks(index),
                     tracking_uri=tracker.store.tracking_uri,
                     trainer_options=hooks.trainer_options(),
+                    ckpt_path=ckpt_path,
                 )
             except BaseException as exc:
                 _plot(tracker, sub_id, {label: _curves(logger, exp)}, exp)
@@ -190,9 +203,13 @@ def run_trial(
     return TrialOutcome(value, run_id, values, std, best.epochs, best.test, best)
 
 
-def _curves(logger: BatchedMlflowLogger, exp: Experiment) -> dict[str, list[float]]:
+def _curve_keys(exp: Experiment) -> tuple[str, ...]:
     # exp.metrics() holds val_loss and the objective metric (the spec checks that)
-    return {key: logger.curve(key) for key in ("train_loss", *exp.metrics(), "lr")}
+    return ("train_loss", *exp.metrics(), "lr")
+
+
+def _curves(logger: BatchedMlflowLogger, exp: Experiment) -> dict[str, list[float]]:
+    return {key: logger.curve(key) for key in _curve_keys(exp)}
 
 
 def _plot(
@@ -212,7 +229,10 @@ def _save_checkpoint(tracker: Tracker, run_id: str, result: FitResult) -> None:
 
 
 def _end(tracker: Tracker, run_id: str, exc: BaseException, hooks: TrialHooks) -> None:
-    """End a run after ``exc``: pruned → FINISHED, Ctrl-C → KILLED, anything else → FAILED."""
+    """End a run after ``exc``: pruned → FINISHED, Ctrl-C → KILLED, anything else → FAILED;
+    a paused trial's run stays open."""
+    if isinstance(exc, hooks.paused):
+        return
     if isinstance(exc, hooks.pruned):
         tracker.set_tags(run_id, {TAG_STATE: "pruned"})
         tracker.end_run(run_id, "FINISHED")

@@ -379,6 +379,18 @@ class Experiment(_Section):
                     "it needs sweep.restarts: 1 and data.folds: 1",
                 )
             )
+        if sweep.scheduler == "pbt":
+            from sweeplab.search.catalog import PBT_MUTABLE
+
+            for path in self.search_space:
+                if path not in PBT_MUTABLE:
+                    problems.append(
+                        (
+                            f"search_space.{path}",
+                            "'pbt' copies weights between trials, so it can only search "
+                            f"values that keep their shapes: {', '.join(PBT_MUTABLE)}",
+                        )
+                    )
         if sweep.scheduler_options:
             from sweeplab.search.catalog import scheduler_parameters
 

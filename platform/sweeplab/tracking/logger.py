@@ -84,6 +84,14 @@ class BatchedMlflowLogger(Logger):
     def finalize(self, status: str) -> None:
         self.flush()
 
+    def load_history(self, keys: tuple[str, ...]) -> None:
+        """Read the run's history of ``keys`` back, for a fit that goes on in a run that
+        already holds epochs (a PBT trial after a pause); its curve then shows them all."""
+        for key in keys:
+            points = self._client.get_metric_history(self._run_id, key)
+            points.sort(key=lambda m: (m.timestamp, m.step))
+            self.history[key] = [(m.step, m.value) for m in points]
+
     def curve(self, key: str) -> list[float]:
         """Per-epoch values of ``key`` (the last value when an epoch logged it twice)."""
         by_epoch = {epoch: value for epoch, value in self.history.get(key, [])}

@@ -59,7 +59,54 @@ class KeepBestWeights(pl.Callback):
             pl_module.load_state_dict(self._state)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best, "best_epoch": self.best_epoch}
+        # in a checkpoint (PBT's): a fit resumed from it goes on with the same best weights
+        return {"best": self.best, "best_epoch": self.best_epoch, "weights": self._state}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best, self.best_epoch = state_dict["best"], state_dict["best_epoch"]
+        self._state = state_dict["weights"]
+
+
+# learning-rate entries of a torch param group (the schedulers add all but ``lr``)
+LR_KEYS = ("lr", "initial_lr", "max_lr", "min_lr")
+
+
+class SpecOptimizerSettings(pl.Callback):
+    """In a fit resumed from a checkpoint: the optimizer's settings of this fit's spec.
+
+    Lightning restores the optimizer's state with the learning rate, weight decay and
+    momentum it was saved with; PBT resumes a trial from another trial's checkpoint with
+    new values of those. Each param group's learning rates (and its schedule's base
+    rates) are scaled by new / old base rate, so a schedule goes on where it was.
+    """
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Lightning's own parsing of configure_optimizers' return value
+        from lightning.pytorch.core.optimizer import _init_optimizers_and_lr_schedulers
+
+        fresh, _ = _init_optimizers_and_lr_schedulers(pl_module)
+        ratios: dict[int, list[float]] = {}
+        for restored, new in zip(trainer.optimizers, fresh, strict=True):
+            ratios[id(restored)] = []
+            for group, spec in zip(restored.param_groups, new.param_groups, strict=True):
+                ratio = _base_lr(spec) / _base_lr(group)
+                ratios[id(restored)].append(ratio)
+                for key in LR_KEYS:
+                    if key in group:
+                        group[key] *= ratio
+                for key in ("weight_decay", "momentum"):
+                    if key in spec:
+                        group[key] = spec[key]
+        for config in trainer.lr_scheduler_configs:
+            scheduler: Any = config.scheduler
+            scale = ratios.get(id(scheduler.optimizer))
+            for sched in [scheduler, *getattr(scheduler, "_schedulers", [])]:
+                if scale and hasattr(sched, "base_lrs"):
+                    sched.base_lrs = [lr * r for lr, r in zip(sched.base_lrs, scale, strict=True)]
+
+
+def _base_lr(group: dict[str, Any]) -> float:
+    return float(group.get("initial_lr", group["lr"]))
 
 
 class EpochTimer(pl.Callback):

@@ -22,7 +22,7 @@ from lightning.pytorch.trainer.states import TrainerStatus
 from sweeplab.data.module import ArrayDataModule
 from sweeplab.models.build import batch_view, build_model
 from sweeplab.spec import Experiment
-from sweeplab.training.callbacks import EpochTimer, KeepBestWeights
+from sweeplab.training.callbacks import EpochTimer, KeepBestWeights, SpecOptimizerSettings
 from sweeplab.training.cost import model_cost
 
 
@@ -108,7 +108,10 @@ def prepare(
 
 
 def _fit_or_interrupt(
-    trainer: pl.Trainer, module: pl.LightningModule, data: ArrayDataModule
+    trainer: pl.Trainer,
+    module: pl.LightningModule,
+    data: ArrayDataModule,
+    ckpt_path: str | None = None,
 ) -> None:
     """trainer.fit, but Ctrl-C stays a KeyboardInterrupt.
 
@@ -118,7 +121,7 @@ def _fit_or_interrupt(
     SystemExit (Ray Tune stopping a trial from its reporting thread) goes through.
     """
     try:
-        trainer.fit(module, datamodule=data)
+        trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
     except SystemExit as exc:
         ctrl_c = isinstance(exc.__context__, KeyboardInterrupt)
         if ctrl_c and trainer.state.status == TrainerStatus.INTERRUPTED:
@@ -137,23 +140,28 @@ def fit(
     fold: int = 0,
     tracking_uri: str | None = None,
     trainer_options: Mapping[str, object] | None = None,
+    ckpt_path: str | None = None,
 ) -> FitResult:
     """Train ``exp`` once (seeded) on fold ``fold``; raises TrainingDiverged on NaN/inf loss.
 
     ``tracking_uri`` is where a transfer source in the model registry is found;
-    ``trainer_options`` override the Trainer's (a data-parallel strategy).
+    ``trainer_options`` override the Trainer's (a data-parallel strategy). ``ckpt_path``:
+    a Lightning checkpoint to go on from (its weights, epoch, optimizer state), with the
+    optimizer settings of ``exp``.
     """
     seed = exp.train.seed if seed is None else seed
     pl.seed_everything(seed, workers=False, verbose=False)
     data, module = prepare(exp, seed, fold, tracking_uri)
     cost = model_cost(module, exp, data.split)
-    if logger is not None:
+    if logger is not None and ckpt_path is None:
         logger.log_metrics(cost, step=0)
     best = KeepBestWeights(exp.objective.metric, exp.objective.mode)
     stoppers = _stoppers(exp)
     all_callbacks: list[Callback] = [best, EpochTimer(), *stoppers, *callbacks]
+    if ckpt_path is not None:
+        all_callbacks.append(SpecOptimizerSettings())
     trainer = make_trainer(exp, all_callbacks, logger, **(trainer_options or {}))
-    _fit_or_interrupt(trainer, module, data)
+    _fit_or_interrupt(trainer, module, data, ckpt_path)
     for es in stoppers:
         if es.stopping_reason == EarlyStoppingReason.NON_FINITE_METRIC:
             raise TrainingDiverged(

@@ -1,0 +1,280 @@
+"""Population-based training on Ray Tune (``sweep.scheduler: pbt``).
+
+Ray's PopulationBasedTraining takes no searcher, so Ray's OptunaSearch does not tell the
+sweep's study here; the workers and the driver's TrialEnd do:
+
+    driver                                    Ray worker (a Tune trial; PBT restarts it)
+    ------                                    ------------------------------------------
+    Tune samples the population from the      first start: a RUNNING Optuna trial with the
+      search space (seeded by sweep.seed)       sampled params, and its MLflow child run
+    PBT, every perturbation_interval epochs:  each epoch: a Lightning checkpoint (weights,
+      a trial of the bottom quantile takes      optimizer, epoch) reported to Tune
+      a top trial's checkpoint and config,    a restart: the checkpoint it is given (its own
+      lr, dropout... perturbed (exploit         or a donor's) with its config, logging on
+      and explore)                              into the same run: ``pbt.*`` metrics show
+                                                the values from that epoch, and the donor
+    TrialEnd: an error → FAIL                 the end: test, checkpoint, study told COMPLETE
+
+The weights move between trials, so every searched value must keep the model's shapes:
+the search space may only hold ``MUTABLE`` paths (checked with the spec). A trial's params
+in MLflow and Optuna are those it started with; its value is the best epoch of the
+weights' whole lineage (KeepBestWeights travels in the checkpoint).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import optuna
+from lightning.pytorch import Callback, LightningModule, Trainer
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+from optuna.trial import TrialState
+from ray import tune
+
+from sweeplab.search.claims import ATTR_OWNER
+from sweeplab.search.optuna_backend import ATTR_REASON, ATTR_RUN, open_storage, record
+from sweeplab.search.ray_backend import ATTR_TUNE, FINAL, RayHooks, report
+from sweeplab.search.sweep import ATTR_FINAL_PARAMS
+from sweeplab.search.trial import TAG_SWEEP, TAG_TRIAL, describe, run_trial
+from sweeplab.spec import CategoricalDist, FloatDist, IntDist, SearchSpace, spec_from_dict
+from sweeplab.spec._space import apply_params, choice_key, choice_keys, decode_choice
+from sweeplab.store import Store
+from sweeplab.tracking.tracker import Tracker
+from sweeplab.training.callbacks import val_loss_diverged
+
+TIME = "sweeplab_pbt_epoch"  # PBT's time_attr: in the reports after which it may exploit
+CKPT = "fit.ckpt"
+ORIGIN = "origin.json"  # in a checkpoint: {"trial": number, "epoch": epochs trained}
+
+
+def population(space: SearchSpace) -> dict[str, Any]:
+    """Tune's domains for each searched path: the initial population is drawn from these.
+
+    Stepped and integer ranges are lists, which PBT's explore moves along one step.
+    """
+    out: dict[str, Any] = {}
+    for path, dist in space.items():
+        if isinstance(dist, CategoricalDist):
+            out[path] = tune.choice(choice_keys(dist.choices))
+        elif isinstance(dist, IntDist) and not dist.log:
+            out[path] = tune.choice(list(range(dist.low, dist.high + 1, dist.step)))
+        elif isinstance(dist, IntDist):
+            out[path] = tune.lograndint(dist.low, dist.high + 1)
+        elif dist.step is not None:
+            out[path] = tune.choice([dist.low + k * dist.step for k in range(_steps(dist) + 1)])
+        else:
+            out[path] = (tune.loguniform if dist.log else tune.uniform)(dist.low, dist.high)
+    return out
+
+
+def _steps(dist: FloatDist | IntDist) -> int:
+    """How many steps fit between low and high."""
+    return int((dist.high - dist.low) / (dist.step or 1) + 1e-9)
+
+
+def mutations(space: SearchSpace) -> dict[str, Any]:
+    """PBT's hyperparam_mutations: lists as lists, ranges as their domains."""
+    return {
+        path: domain.categories if isinstance(domain, tune.search.sample.Categorical) else domain
+        for path, domain in population(space).items()
+    }
+
+
+def params_of(space: SearchSpace, config: dict[str, Any]) -> dict[str, Any]:
+    """The spec values of a Tune config; PBT's perturbations are brought back into range."""
+    params: dict[str, Any] = {}
+    for path, dist in space.items():
+        value = config[path]
+        if isinstance(dist, CategoricalDist):
+            params[path] = decode_choice(dist, value)
+            continue
+        value = min(max(value, dist.low), dist.high)
+        if dist.step is not None:  # back onto the grid, within the range
+            steps = min(round((value - dist.low) / dist.step), _steps(dist))
+            value = dist.low + steps * dist.step
+        params[path] = int(value) if isinstance(dist, IntDist) else value
+    return params
+
+
+def _distribution(dist: FloatDist | IntDist | CategoricalDist) -> BaseDistribution:
+    if isinstance(dist, CategoricalDist):
+        return CategoricalDistribution(choice_keys(dist.choices))
+    if isinstance(dist, IntDist):
+        return IntDistribution(dist.low, dist.high, log=dist.log, step=dist.step)
+    return FloatDistribution(dist.low, dist.high, log=dist.log, step=dist.step)
+
+
+def optuna_trial(
+    study: optuna.Study, space: SearchSpace, params: dict[str, Any], tune_id: str, driver: str
+) -> optuna.Trial:
+    """The Optuna trial of Tune trial ``tune_id``: created RUNNING with ``params`` on its
+    first start, found again when PBT restarts it."""
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if t.user_attrs.get(ATTR_TUNE) == tune_id:
+            return optuna.Trial(study, t._trial_id)
+    template = optuna.trial.create_trial(
+        state=TrialState.RUNNING,
+        params={path: choice_key(value) for path, value in params.items()},
+        distributions={path: _distribution(dist) for path, dist in space.items()},
+        # the driver owns it: if the driver dies, `resume` fails the trial
+        user_attrs={ATTR_TUNE: tune_id, ATTR_OWNER: driver},
+    )
+    return optuna.Trial(study, study._storage.create_new_trial(study._study_id, template))
+
+
+class PbtReport(Callback):
+    """At the end of each epoch: a checkpoint of the whole fit and the objective, to Tune.
+
+    At the end of the training epoch, after validation and early stopping: a fit resumed
+    from that checkpoint starts at the next epoch. When PBT pauses the trial at a report
+    (SystemExit), the epoch still ends, so that Lightning logs its metrics, and the fit
+    raises at its end. The last epoch's report has no ``TIME``, so PBT never takes over a
+    trial that is about to test and save its model (Ray's PBT: ``require_attrs=False``).
+    """
+
+    def __init__(self, metric: str, max_epochs: int, number: int) -> None:
+        self.metric = metric
+        self.max_epochs = max_epochs
+        self.number = number
+        self.paused: SystemExit | None = None
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self.metric not in trainer.callback_metrics or val_loss_diverged(trainer):
+            return
+        epoch = trainer.current_epoch + 1
+        metrics = {self.metric: float(trainer.callback_metrics[self.metric]), "epoch": epoch}
+        try:
+            if epoch >= self.max_epochs:
+                tune.report(metrics)
+                return
+            with tempfile.TemporaryDirectory() as tmp:
+                trainer.save_checkpoint(Path(tmp, CKPT))
+                Path(tmp, ORIGIN).write_text(json.dumps({"trial": self.number, "epoch": epoch}))
+                checkpoint = tune.Checkpoint.from_directory(tmp)
+                tune.report({**metrics, TIME: epoch}, checkpoint=checkpoint)
+        except SystemExit as exc:
+            self.paused = exc
+            trainer.should_stop = True
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self.paused is not None:
+            raise self.paused
+
+
+class PbtHooks(RayHooks):
+    """A PBT trial: a stop at a report pauses it (its run stays open), it is never pruned.
+
+    ``start``: the epoch it goes on from and the trial that checkpoint came from.
+    """
+
+    pruned: tuple[type[BaseException], ...] = ()
+    paused: tuple[type[BaseException], ...] = (SystemExit,)
+
+    def __init__(
+        self,
+        trial: optuna.Trial,
+        metric: str,
+        tracker: Tracker,
+        params: dict[str, Any],
+        max_epochs: int,
+        start: dict[str, int] | None,
+    ) -> None:
+        super().__init__(trial, metric, tracker)
+        self.params = params
+        self.max_epochs = max_epochs
+        self.start = start
+
+    def callbacks(self, restart: int) -> list[Callback]:
+        return [PbtReport(self.metric, self.max_epochs, self.trial.number)]
+
+    def on_run(self, run_id: str) -> None:
+        super().on_run(run_id)
+        values = {
+            f"pbt.{path}": float(value)
+            for path, value in self.params.items()
+            if isinstance(value, int | float) and not isinstance(value, bool)
+        }
+        epoch = 0
+        if self.start is not None:
+            epoch = self.start["epoch"]
+            values["pbt.from_trial"] = float(self.start["trial"])
+        self.tracker.log_metrics(run_id, values, step=epoch)
+
+
+def run_pbt_trial(
+    config: dict[str, Any],
+    *,
+    spec: dict[str, Any],
+    store: Store,
+    sweep: str,
+    parent: str,
+    driver: str,
+) -> None:
+    """One start of a PBT trial in a Ray worker (the first, or after PBT paused it)."""
+    from sweeplab.cli._common import quiet_libraries
+
+    quiet_libraries()
+    space = SearchSpace.model_validate(spec["search_space"])
+    params = params_of(space, config)
+    exp = spec_from_dict(apply_params(spec, params))
+    study = optuna.load_study(study_name=sweep, storage=open_storage(store.storage_url))
+    tune_id = tune.get_context().get_trial_id()
+    trial = optuna_trial(study, space, params, tune_id, driver)
+    tracker = Tracker(store, exp.experiment_name)
+    checkpoint = tune.get_checkpoint()
+    run_id = trial.user_attrs.get(ATTR_RUN)
+    with tempfile.TemporaryDirectory() as tmp:
+        resume, start = None, None
+        if checkpoint is not None and run_id is not None:
+            checkpoint.to_directory(tmp)
+            resume, start = (
+                (run_id, str(Path(tmp, CKPT))),
+                json.loads(Path(tmp, ORIGIN).read_text()),
+            )
+        hooks = PbtHooks(trial, exp.objective.metric, tracker, params, exp.train.max_epochs, start)
+        try:
+            outcome = run_trial(
+                exp,
+                tracker=tracker,
+                name=f"trial-{trial.number}",
+                params=params,
+                parent=parent,
+                hooks=hooks,
+                tags={TAG_SWEEP: sweep, TAG_TRIAL: trial.number},
+                resume=resume,
+            )
+        except SystemExit:  # paused by PBT: it goes on later, maybe from another checkpoint
+            raise
+        except KeyboardInterrupt:
+            trial.set_user_attr(ATTR_REASON, "interrupted (Ctrl-C)")
+            raise
+        except Exception as exc:
+            trial.set_user_attr(ATTR_REASON, describe(exc))
+            raise
+    record(trial, outcome)
+    trial.set_user_attr(ATTR_FINAL_PARAMS, params)
+    study.tell(trial, outcome.value)
+    report({exp.objective.metric: outcome.value, "epoch": outcome.epochs, FINAL: 1}, False)
+
+
+def settle(study: optuna.Study, tracker: Tracker, driver: str) -> None:
+    """After Tune: a trial of this driver still running (paused when the time budget ran
+    out) ends as pruned, with its run."""
+    from sweeplab.search.trial import TAG_STATE
+
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if ATTR_TUNE not in t.user_attrs or t.user_attrs.get(ATTR_OWNER) != driver:
+            continue
+        run_id = t.user_attrs.get(ATTR_RUN)
+        if run_id and tracker.client.get_run(run_id).info.status == "RUNNING":
+            tracker.set_tags(run_id, {TAG_STATE: "pruned"})
+            tracker.end_run(run_id)
+        study.tell(t.number, state=TrialState.PRUNED)
