@@ -47,6 +47,7 @@ from sweeplab.search.trial import TAG_SWEEP, TAG_TRIAL, describe, run_trial
 from sweeplab.spec import CategoricalDist, FloatDist, IntDist, SearchSpace, spec_from_dict
 from sweeplab.spec._space import apply_params, choice_key, choice_keys, decode_choice
 from sweeplab.store import Store
+from sweeplab.tracking.logger import BatchedMlflowLogger
 from sweeplab.tracking.tracker import Tracker
 from sweeplab.training.callbacks import val_loss_diverged
 
@@ -131,42 +132,56 @@ def optuna_trial(
 
 
 class PbtReport(Callback):
-    """At the end of each epoch: a checkpoint of the whole fit and the objective, to Tune.
+    """Each epoch: a checkpoint of the whole fit and the objective, to Tune.
 
-    At the end of the training epoch, after validation and early stopping: a fit resumed
-    from that checkpoint starts at the next epoch. When PBT pauses the trial at a report
-    (SystemExit), the epoch still ends, so that Lightning logs its metrics, and the fit
-    raises at its end. The last epoch's report has no ``TIME``, so PBT never takes over a
-    trial that is about to test and save its model (Ray's PBT: ``require_attrs=False``).
+    The checkpoint is saved at the end of the training epoch (after validation and early
+    stopping: a fit resumed from it starts at the next epoch), and reported once
+    Lightning has logged the epoch and the logger has written it: at the next epoch's
+    start, or at the end of the fit. When PBT pauses the trial, Ray ends its process
+    right after the report, so nothing may be left unwritten then. The last epoch's
+    report has no ``TIME`` and no checkpoint: PBT never takes over a trial that is about
+    to test and save its model (Ray's PBT is told ``require_attrs=False``).
     """
 
     def __init__(self, metric: str, max_epochs: int, number: int) -> None:
         self.metric = metric
         self.max_epochs = max_epochs
         self.number = number
-        self.paused: SystemExit | None = None
+        self._pending: tuple[dict[str, Any], tempfile.TemporaryDirectory[str] | None] | None
+        self._pending = None
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self.metric not in trainer.callback_metrics or val_loss_diverged(trainer):
             return
         epoch = trainer.current_epoch + 1
         metrics = {self.metric: float(trainer.callback_metrics[self.metric]), "epoch": epoch}
-        try:
-            if epoch >= self.max_epochs:
-                tune.report(metrics)
-                return
-            with tempfile.TemporaryDirectory() as tmp:
-                trainer.save_checkpoint(Path(tmp, CKPT))
-                Path(tmp, ORIGIN).write_text(json.dumps({"trial": self.number, "epoch": epoch}))
-                checkpoint = tune.Checkpoint.from_directory(tmp)
-                tune.report({**metrics, TIME: epoch}, checkpoint=checkpoint)
-        except SystemExit as exc:
-            self.paused = exc
-            trainer.should_stop = True
+        folder = None
+        if epoch < self.max_epochs:
+            folder = tempfile.TemporaryDirectory()
+            trainer.save_checkpoint(Path(folder.name, CKPT))
+            Path(folder.name, ORIGIN).write_text(json.dumps({"trial": self.number, "epoch": epoch}))
+            metrics[TIME] = epoch
+        self._pending = (metrics, folder)
+
+    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._report(trainer)
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if self.paused is not None:
-            raise self.paused
+        self._report(trainer)
+
+    def _report(self, trainer: Trainer) -> None:
+        """Report the last epoch; a pause is SystemExit, out of the fit and the trial."""
+        if self._pending is None:
+            return
+        (metrics, folder), self._pending = self._pending, None
+        for logger in trainer.loggers:
+            if isinstance(logger, BatchedMlflowLogger):
+                logger.flush()
+        if folder is None:
+            tune.report(metrics)
+            return
+        with folder:
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder.name))
 
 
 class PbtHooks(RayHooks):

@@ -171,7 +171,8 @@ def run_trial(
                     ckpt_path=ckpt_path,
                 )
             except BaseException as exc:
-                _plot(tracker, sub_id, {label: _curves(logger, exp)}, exp)
+                if not isinstance(exc, hooks.paused):  # paused: its process ends right away
+                    _plot(tracker, sub_id, {label: _curves(logger, exp)}, exp)
                 if nested:
                     _end(tracker, sub_id, exc, hooks)
                 raise
