@@ -6,10 +6,11 @@ fit is optuna-integration's Lightning callback. Each trial runs ``run_trial``.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import optuna
@@ -232,7 +233,7 @@ def make_objective(
     base = exp.model_dump(mode="json")
 
     def objective(trial: optuna.Trial) -> float:
-        try:
+        with reason_noted(trial):
             params, resolved = resolve(trial, space, base)
             outcome = run_trial(
                 resolved,
@@ -243,18 +244,28 @@ def make_objective(
                 hooks=hooks_for(trial),
                 tags={TAG_SWEEP: sweep, TAG_TRIAL: trial.number},
             )
-        except optuna.TrialPruned:
-            raise
-        except KeyboardInterrupt:
-            trial.set_user_attr(ATTR_REASON, "interrupted (Ctrl-C)")
-            raise
-        except Exception as exc:
-            trial.set_user_attr(ATTR_REASON, describe(exc))
-            raise
         record(trial, outcome)
         return outcome.value
 
     return objective
+
+
+@contextlib.contextmanager
+def reason_noted(trial: optuna.Trial) -> Iterator[None]:
+    """Record on ``trial`` why its run failed or was interrupted; the exception goes on.
+
+    Pruning (optuna.TrialPruned) and a Ray stop or PBT pause (SystemExit) are no failure.
+    """
+    try:
+        yield
+    except optuna.TrialPruned:
+        raise
+    except KeyboardInterrupt:
+        trial.set_user_attr(ATTR_REASON, "interrupted (Ctrl-C)")
+        raise
+    except Exception as exc:
+        trial.set_user_attr(ATTR_REASON, describe(exc))
+        raise
 
 
 def record(trial: optuna.Trial, outcome: TrialOutcome) -> None:

@@ -40,10 +40,10 @@ from optuna.trial import TrialState
 from ray import tune
 
 from sweeplab.search.claims import ATTR_OWNER
-from sweeplab.search.optuna_backend import ATTR_REASON, ATTR_RUN, open_storage, record
-from sweeplab.search.ray_backend import ATTR_TUNE, FINAL, RayHooks, report
+from sweeplab.search.optuna_backend import ATTR_RUN, open_storage, reason_noted, record
+from sweeplab.search.ray_backend import ATTR_TUNE, FINAL, RayHooks, report, tune_trial
 from sweeplab.search.sweep import ATTR_FINAL_PARAMS
-from sweeplab.search.trial import TAG_SWEEP, TAG_TRIAL, describe, run_trial
+from sweeplab.search.trial import TAG_SWEEP, TAG_TRIAL, run_trial
 from sweeplab.spec import CategoricalDist, FloatDist, IntDist, SearchSpace, spec_from_dict
 from sweeplab.spec._space import apply_params, choice_key, choice_keys, decode_choice
 from sweeplab.store import Store
@@ -118,9 +118,9 @@ def optuna_trial(
 ) -> optuna.Trial:
     """The Optuna trial of Tune trial ``tune_id``: created RUNNING with ``params`` on its
     first start, found again when PBT restarts it."""
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if t.user_attrs.get(ATTR_TUNE) == tune_id:
-            return optuna.Trial(study, t._trial_id)
+    found = tune_trial(study, tune_id, (TrialState.RUNNING,))
+    if found is not None:
+        return optuna.Trial(study, found._trial_id)
     template = optuna.trial.create_trial(
         state=TrialState.RUNNING,
         params={path: choice_key(value) for path, value in params.items()},
@@ -255,7 +255,7 @@ def run_pbt_trial(
                 json.loads(Path(tmp, ORIGIN).read_text()),
             )
         hooks = PbtHooks(trial, exp.objective.metric, tracker, params, exp.train.max_epochs, start)
-        try:
+        with reason_noted(trial):  # a PBT pause (SystemExit) goes through: not a failure
             outcome = run_trial(
                 exp,
                 tracker=tracker,
@@ -266,14 +266,6 @@ def run_pbt_trial(
                 tags={TAG_SWEEP: sweep, TAG_TRIAL: trial.number},
                 resume=resume,
             )
-        except SystemExit:  # paused by PBT: it goes on later, maybe from another checkpoint
-            raise
-        except KeyboardInterrupt:
-            trial.set_user_attr(ATTR_REASON, "interrupted (Ctrl-C)")
-            raise
-        except Exception as exc:
-            trial.set_user_attr(ATTR_REASON, describe(exc))
-            raise
     record(trial, outcome)
     trial.set_user_attr(ATTR_FINAL_PARAMS, params)
     study.tell(trial, outcome.value)

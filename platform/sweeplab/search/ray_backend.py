@@ -359,19 +359,26 @@ class TrialEnd(tune.Callback):
         self.on_trial(TrialEvent(frozen.number, state, value, reason, now, best, self.total))
 
 
+def tune_trial(
+    study: optuna.Study, tune_id: str, states: tuple[TrialState, ...] | None = None
+) -> optuna.trial.FrozenTrial | None:
+    """The Optuna trial of PBT's Tune trial ``tune_id`` (tagged ``ATTR_TUNE``), if any."""
+    for t in study.get_trials(deepcopy=False, states=states):
+        if t.user_attrs.get(ATTR_TUNE) == tune_id:
+            return t
+    return None
+
+
 def _pbt_trial(study: optuna.Study, tune_id: str, error: bool) -> optuna.trial.FrozenTrial | None:
     """The Optuna trial of PBT's Tune trial ``tune_id``, told FAIL (error) or PRUNED
     (stopped) if its worker did not tell it COMPLETE."""
-    for t in study.get_trials(deepcopy=False):
-        if t.user_attrs.get(ATTR_TUNE) != tune_id:
-            continue
-        if t.state.is_finished():
-            return t
-        if error and ATTR_REASON not in t.user_attrs:
-            study._storage.set_trial_user_attr(t._trial_id, ATTR_REASON, "the trial's worker died")
-        study.tell(t.number, state=TrialState.FAIL if error else TrialState.PRUNED)
-        return study._storage.get_trial(t._trial_id)
-    return None
+    t = tune_trial(study, tune_id)
+    if t is None or t.state.is_finished():
+        return t
+    if error and ATTR_REASON not in t.user_attrs:
+        study._storage.set_trial_user_attr(t._trial_id, ATTR_REASON, "the trial's worker died")
+    study.tell(t.number, state=TrialState.FAIL if error else TrialState.PRUNED)
+    return study._storage.get_trial(t._trial_id)
 
 
 def start_ray(options: RayOptions) -> None:
