@@ -6,7 +6,14 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    RandomSampler,
+    Sampler,
+    SequentialSampler,
+    TensorDataset,
+)
 
 from sweeplab.data.split import Split, split
 from sweeplab.spec import DataConfig
@@ -44,23 +51,27 @@ class ArrayDataModule(pl.LightningDataModule):
         x, y = batch
         return self.view(x), y
 
-    def _dataset(self, x: object, y: object) -> TensorDataset:
-        return TensorDataset(torch.as_tensor(x), torch.as_tensor(y))
+    def _loader(self, x: object, y: object, batch_size: int, shuffle: bool) -> DataLoader:
+        dataset = TensorDataset(torch.as_tensor(x), torch.as_tensor(y))
+        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+        if self.trainer is not None and self.trainer.world_size > 1:  # Lightning shards the sampler
+            return DataLoader(dataset, batch_size, shuffle=shuffle, generator=generator)
+        # The same batches as DataLoader(dataset, batch_size, shuffle, generator), taken
+        # with one index per batch instead of one per row and a stack (a tenth of a
+        # small model's step).
+        order: Sampler[int] = (
+            RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
+        )
+        return DataLoader(dataset, batch_size=None, sampler=BatchSampler(order, batch_size, False))
 
     def train_dataloader(self) -> DataLoader:
         s = self.split
-        generator = torch.Generator().manual_seed(self.seed)
-        return DataLoader(
-            self._dataset(s.x_train, s.y_train),
-            batch_size=self.batch_size,
-            shuffle=True,
-            generator=generator,
-        )
+        return self._loader(s.x_train, s.y_train, self.batch_size, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
         s = self.split
-        return DataLoader(self._dataset(s.x_val, s.y_val), batch_size=max(self.batch_size, 512))
+        return self._loader(s.x_val, s.y_val, max(self.batch_size, 512), shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
         s = self.split
-        return DataLoader(self._dataset(s.x_test, s.y_test), batch_size=max(self.batch_size, 512))
+        return self._loader(s.x_test, s.y_test, max(self.batch_size, 512), shuffle=False)

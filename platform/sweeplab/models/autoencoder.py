@@ -82,9 +82,7 @@ class Autoencoder(TrainableModule):
         x, _ = batch
         noisy = x + self.noise * torch.randn_like(x) if self.noise > 0 else x
         loss = F.mse_loss(self(noisy), x)
-        self.log(
-            "train_loss", loss, on_step=False, on_epoch=True, batch_size=len(x), sync_dist=True
-        )
+        self.log_epoch_mean("train_loss", loss, len(x))
         return loss
 
     def _evaluate(self, batch: Any, stage: str, auroc: torchmetrics.Metric) -> None:

