@@ -5,6 +5,9 @@ against 1, on the same 20-trial sweep (MLP on digits, random sampler, fixed seed
     ray x1      the Ray backend, max_concurrent 1 (its overhead per trial)
     ray x2      the Ray backend, 2 trials at once, 1 CPU each (trials/hour scaling)
 
+    gpu x1, x4  on a machine with a CUDA GPU: 1 trial on the GPU vs 4 packed on it
+                (--gpus-per-trial 1, then 0.25); skipped, saying so, where there is none
+
 Ray is started once, before the timings (a cluster is started once per team, not per
 sweep). Targets: ray x1 <= 1.2x optuna; ray x2 >= 1.8x the trials/hour of ray x1.
 """
@@ -32,10 +35,11 @@ SPEC = {
 }
 
 
-def timed(root: Path, label: str, **sweep: object) -> float:
+def timed(root: Path, label: str, ray: RayOptions | None = None, **sweep: object) -> float:
     spec = {**SPEC, "sweep": {**SPEC["sweep"], **sweep}}  # type: ignore[dict-item]
     exp = spec_from_dict(spec)
-    ray = RayOptions() if exp.sweep.backend == "ray" else None
+    if exp.sweep.backend == "ray" and ray is None:
+        ray = RayOptions()
     store = Store.resolve(root / label)
     started = time.perf_counter()
     result = run_sweep(exp, store, ray=ray)
@@ -58,6 +62,11 @@ def main() -> None:
         optuna_s = timed(root, "optuna")
         ray1 = timed(root, "ray1", backend="ray", max_concurrent=1)
         ray2 = timed(root, "ray2", backend="ray", max_concurrent=2)
+        gpu = torch.cuda.is_available()
+        if gpu:
+            one, packed = RayOptions(gpus_per_trial=1), RayOptions(gpus_per_trial=0.25)
+            gpu1 = timed(root, "gpu1", one, backend="ray", max_concurrent=1)
+            gpu4 = timed(root, "gpu4", packed, backend="ray", max_concurrent=4)
     n = args.trials
     print(f"{n} trials, 5 epochs each, MLP on digits")
     print(f"optuna backend:            {optuna_s:7.1f} s   {3600 * n / optuna_s:7.0f} trials/h")
@@ -65,6 +74,12 @@ def main() -> None:
     print(f"ray backend, 2 at a time:  {ray2:7.1f} s   {3600 * n / ray2:7.0f} trials/h")
     print(f"ray x1 / optuna wall time: {ray1 / optuna_s:.2f}x (target <= 1.2x)")
     print(f"trials/hour, 2 workers / 1: {ray1 / ray2:.2f}x (target >= 1.8x)")
+    if not gpu:
+        print("GPU packing (1 vs 4 trials on one GPU): skipped, this machine has no CUDA GPU")
+        return
+    print(f"GPU, 1 trial at a time:    {gpu1:7.1f} s   {3600 * n / gpu1:7.0f} trials/h")
+    print(f"GPU, 4 packed (0.25 each): {gpu4:7.1f} s   {3600 * n / gpu4:7.0f} trials/h")
+    print(f"trials/hour, 4 packed / 1 on the GPU: {gpu1 / gpu4:.2f}x")
 
 
 if __name__ == "__main__":

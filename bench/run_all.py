@@ -15,7 +15,18 @@ from importlib.metadata import version
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["tracking_overhead.py", "distributed.py", "agents.py"]
+# the order: tracking, trial overhead, pruning, storage, ingestion, start-up,
+# scaling (distributed.py), then the 3-agent bookkeeping figure
+SCRIPTS = [
+    "tracking_overhead.py",
+    "trial_overhead.py",
+    "pruning.py",
+    "storage.py",
+    "ingestion.py",
+    "startup.py",
+    "distributed.py",
+    "agents.py",
+]
 LIBRARIES = ["torch", "lightning", "optuna", "mlflow", "ray"]
 
 
