@@ -37,7 +37,10 @@ def main() -> None:
     args = parser.parse_args()
     SPEC["train"]["max_epochs"] = args.epochs  # type: ignore[index]
     exp = spec_from_dict(SPEC)
+    import torch
     from lightning.pytorch.loggers import MLFlowLogger
+
+    torch.set_num_threads(1)  # as a trial of a sweep (one CPU each); steadier timings
 
     with tempfile.TemporaryDirectory() as tmp:
         store = Store.resolve(Path(tmp, "store"))
