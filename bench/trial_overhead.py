@@ -31,6 +31,7 @@ import lightning.pytorch as pl
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
+from tracking_overhead import SPEC  # the same spec: MLP 64-256-128-10 on digits
 
 from sweeplab.data.split import split
 from sweeplab.search.trial import NoHooks, run_trial
@@ -38,14 +39,6 @@ from sweeplab.spec import spec_from_dict
 from sweeplab.store import Store
 from sweeplab.tracking.tracker import Tracker
 from sweeplab.training.fit import fit, quiet_lightning
-
-SPEC = {
-    "name": "bench-trial",
-    "model": {"arch": "mlp", "hidden": [256, 128]},
-    "data": {"dataset": "digits"},
-    "train": {"optimizer": "adam", "lr": 1e-3, "batch_size": 64, "max_epochs": 20},
-    "objective": {"metric": "val_acc", "mode": "max"},
-}
 
 
 def plain_loop(exp: Any, epochs: int) -> float:
