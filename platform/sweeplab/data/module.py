@@ -57,8 +57,8 @@ class ArrayDataModule(pl.LightningDataModule):
         if self.trainer is not None and self.trainer.world_size > 1:  # Lightning shards the sampler
             return DataLoader(dataset, batch_size, shuffle=shuffle, generator=generator)
         # The same batches as DataLoader(dataset, batch_size, shuffle, generator), taken
-        # with one index per batch instead of one per row and a stack (a tenth of a
-        # small model's step).
+        # with one index per batch instead of one per row and a stack (a 20-epoch fit of
+        # bench/trial_overhead.py's MLP: 1.87 s -> 1.79 s).
         order: Sampler[int] = (
             RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
         )

@@ -102,8 +102,8 @@ class TrainableModule(pl.LightningModule):
 
         What ``self.log(name, value, on_epoch=True)`` does, without its cost per call
         (about a millisecond: Lightning moves its result holder to the value's device
-        on every call), which on a small model is a fifth of a step
-        (bench/trial_overhead.py).
+        on every call); a 20-epoch fit of bench/trial_overhead.py's MLP went from
+        2.17 s to 1.87 s.
         """
         total, seen = self._epoch_sums.get(name, (torch.zeros((), device=value.device), 0))
         self._epoch_sums[name] = (total + value.detach() * count, seen + count)

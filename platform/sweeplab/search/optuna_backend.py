@@ -197,8 +197,9 @@ def _write_ahead(engine: Any) -> None:
     """SQLite in write-ahead-log mode: readers (``status``, an agent counting trials) do not
     block the writer, and a commit appends to the log instead of syncing the whole file.
 
-    A third off each epoch's report and pruning decision (bench/pruning.py). A commit
-    survives a killed process; only a power cut may lose the last ones, never the file.
+    An epoch's report and pruning decision took 6.2 ms instead of 9.5 ms in one
+    measurement. A commit survives a killed process; only a power cut may lose the last
+    ones, never the file.
     """
     from sqlalchemy import event
 
