@@ -55,7 +55,10 @@ def _trial_runs(store: Store, experiment: str) -> list[Any]:
     return [r for r in runs if "sweeplab.trial_number" in r.data.tags]
 
 
-@pytest.mark.parametrize("backend", ["optuna", pytest.param("ray", marks=pytest.mark.distributed)])
+# The optuna case also runs in make test-distributed: make test has the five kills in a
+# row of test_reliability.py, which check the same and more.
+@pytest.mark.distributed
+@pytest.mark.parametrize("backend", ["optuna", "ray"])
 def test_kill_9_mid_trial_then_resume_loses_and_repeats_nothing(
     store: Store, write_spec: Any, backend: str
 ) -> None:

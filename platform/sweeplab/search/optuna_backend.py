@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import math
+import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -185,12 +186,37 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
     }
     if url.startswith("sqlite"):
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
-    with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        storage = optuna.storages.RDBStorage(url, **kwargs)
+    storage = _create_schema_once(url, kwargs)
     if url.startswith("sqlite"):
         _write_ahead(storage.engine)
     return storage
+
+
+def _create_schema_once(url: str, kwargs: dict[str, Any]) -> optuna.storages.RDBStorage:
+    """Optuna's RDBStorage, created again if another process was creating the same
+    database's tables at that moment.
+
+    Optuna creates its tables and stamps their version without a lock, so two processes
+    opening a new database together (a sweep and ``sweeplab status``, two agents) can
+    collide: one gets "UNIQUE constraint failed: alembic_version" or "table already
+    exists". The tables are complete once the other has committed, so opening it again
+    succeeds.
+    """
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    def create() -> optuna.storages.RDBStorage:
+        with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, **kwargs)
+
+    for attempt in range(4):
+        try:
+            return create()
+        except (IntegrityError, OperationalError) as exc:
+            if "alembic_version" not in str(exc) and "already exists" not in str(exc):
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    return create()
 
 
 def _write_ahead(engine: Any) -> None:

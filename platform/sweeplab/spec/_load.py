@@ -232,7 +232,7 @@ def _issues(
             text = e["msg"].removeprefix("Value error, ")
             text = text[0].lower() + text[1:] if text else text
             message = text if "but got" in text else f"{text}, but got {_show(value)}"
-        issues.append(SpecIssue(file, ".".join(loc), message))
+        issues.append(SpecIssue(file, ".".join(str(k) if k != "" else "''" for k in loc), message))
     return issues
 
 

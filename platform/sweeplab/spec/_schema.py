@@ -76,8 +76,10 @@ class DataConfig(_Section):
     @classmethod
     def _task_from_dataset(cls, raw: Any) -> Any:
         """A built-in dataset knows its task: fill ``task`` in when the spec leaves it out."""
-        if isinstance(raw, dict) and raw.get("task") is None and raw.get("dataset") in DATASETS:
-            known = DATASETS[raw["dataset"]].task
+        dataset = raw.get("dataset") if isinstance(raw, dict) else None
+        # a dataset that is not a name (a mapping, a list) is left to the field's check
+        if isinstance(dataset, str) and raw.get("task") is None and dataset in DATASETS:
+            known = DATASETS[dataset].task
             if known is not None:
                 raw = {**raw, "task": known}
         return raw
