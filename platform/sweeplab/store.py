@@ -95,9 +95,26 @@ class Store:
                 "reads; use sqlite:///..., postgresql://... or http(s)://server"
             )
 
+    def verify(self, storage: bool = True) -> None:
+        """Refuse a truncated or overwritten SQLite file before anything reads or writes it:
+        a clear error instead of SQLAlchemy's "database disk image is malformed".
+        ``storage=False``: the tracking database only (commands that read models)."""
+        urls = [self.tracking_uri, self.storage_url] if storage else [self.tracking_uri]
+        for url in urls:
+            if not url.startswith("sqlite:///"):
+                continue
+            path = Path(url.removeprefix("sqlite:///"))
+            problem = sqlite_problem(path)
+            if problem is not None:
+                raise StoreError(
+                    f"{path} {problem}. sweeplab changed nothing: restore the file from a "
+                    "backup, or move it aside to start a new store there"
+                )
+
     def prepare(self) -> None:
         """Check the URLs, then create the local folders they point into (before writing)."""
         self.check()
+        self.verify()
         try:
             for url in (self.tracking_uri, self.storage_url):
                 if url.startswith("sqlite:///"):
@@ -106,3 +123,35 @@ class Store:
                 self.artifact_root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create the store: {exc}") from None
+
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def sqlite_problem(path: Path) -> str | None:
+    """What is wrong with the SQLite file at ``path``, or None (also when it does not exist).
+
+    Reads the 100-byte header only, so it costs the same on a store of any size: the
+    magic string, then the size the header records against the file's (a copy cut short,
+    a disk that filled up). Damage further in is reported by SQLite when it is read.
+    """
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            header = f.read(100)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror})"
+    if size == 0:
+        return "is empty (truncated to 0 bytes)"
+    if len(header) < 100 or not header.startswith(SQLITE_MAGIC):
+        return "is not an SQLite database: its header is missing or overwritten"
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    # the recorded size is valid only while the change counter matches (SQLite >= 3.7.0)
+    valid = header[24:28] == header[92:96]
+    if valid and pages and size < pages * page_size:
+        return f"is truncated: its header records {pages * page_size} bytes, the file has {size}"
+    return None

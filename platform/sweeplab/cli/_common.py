@@ -73,12 +73,23 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
 
 
+def open_store(store: Any, tracking_uri: str | None = None, storage: str | None = None) -> Any:
+    """The Store the options name, its SQLite files checked (a truncated or overwritten
+    one stops the command with StoreError, exit 1, before anything reads it)."""
+    from sweeplab.store import Store
+
+    where = Store.resolve(store, tracking_uri, storage)
+    where.verify()
+    return where
+
+
 def tracking_store(store: Any, tracking_uri: str | None) -> Any:
     """The Store of a command that reads runs or models; exit 1 when it points at the
     default local tracking database and that does not exist yet (nothing is created)."""
     from sweeplab.store import Store
 
     where = Store.resolve(store, tracking_uri)
+    where.verify(storage=False)
     if tracking_uri is None and not (where.root / "mlflow.db").is_file():
         raise fail(
             f"no tracking database or model registry at {where.root / 'mlflow.db'}: "
@@ -114,10 +125,30 @@ def handle_errors(fn: F) -> F:
             raise fail(str(exc.args[0] if exc.args else exc)) from None
         except StoreError as exc:
             raise fail(str(exc)) from None
+        except Exception as exc:
+            if _is_database_damage(exc):  # damage past the header, found while reading
+                raise fail(
+                    f"the store's database cannot be read ({_damage_line(exc)}); it is "
+                    "corrupt: restore it from a backup, or move it aside"
+                ) from None
+            raise
         except KeyboardInterrupt:
             raise fail("interrupted", 130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+DAMAGE = ("database disk image is malformed", "file is not a database")
+
+
+def _is_database_damage(exc: BaseException) -> bool:
+    """SQLite's own words for a damaged file, however SQLAlchemy or MLflow wrapped them."""
+    return any(words in str(exc) for words in DAMAGE)
+
+
+def _damage_line(exc: BaseException) -> str:
+    lines = [line for line in str(exc).splitlines() if any(w in line for w in DAMAGE)]
+    return lines[0].strip() if lines else type(exc).__name__
 
 
 def num(value: object, missing: str = "—") -> str:

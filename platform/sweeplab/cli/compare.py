@@ -36,10 +36,9 @@ def compare(
 ) -> None:
     """Rank the trials of one or more sweeps; write optimization history, parallel
     coordinates, parameter importances, slices and the top trials' learning curves."""
-    from sweeplab.cli._common import quiet_libraries
-    from sweeplab.store import Store
+    from sweeplab.cli._common import open_store, quiet_libraries
 
-    where = Store.resolve(store, tracking_uri, storage)
+    where = open_store(store, tracking_uri, storage)
     if not where.storage_exists():
         raise fail(f"no sweeps yet: {where.storage_url} does not exist")
     quiet_libraries()

@@ -27,10 +27,10 @@ def _continue(
     quiet: bool,
     address: str | None = None,
 ) -> None:
+    from sweeplab.cli._common import open_store
     from sweeplab.cli.sweep import run_and_report
-    from sweeplab.store import Store
 
-    where = Store.resolve(store, tracking_uri, storage)
+    where = open_store(store, tracking_uri, storage)
     if not where.storage_exists():
         raise fail(f"no sweeps yet: {where.storage_url} does not exist")
     quiet_libraries()
@@ -74,9 +74,9 @@ def agent(
 ) -> None:
     """Join a running sweep as one more worker (shared PostgreSQL storage): agents
     together run exactly the sweep's trial count."""
-    from sweeplab.store import Store
+    from sweeplab.cli._common import open_store
 
-    where = Store.resolve(store, tracking_uri, storage)
+    where = open_store(store, tracking_uri, storage)
     if where.storage_url.startswith("sqlite"):
         raise fail(
             f"agents share a study through a database server, not the SQLite file "

@@ -55,11 +55,20 @@ def serve(
     from sweeplab.serving.app import LOOPBACK, create_app
     from sweeplab.serving.holder import Loaded, ModelHolder
 
+    said: list[str] = []  # the last reload error: each new one is printed once, not per poll
+
     def swapped(loaded: Loaded) -> None:
+        said.clear()
         err.print(f"{ref} moved: now serving version {loaded.version}")
 
     def reload_failed(exc: Exception) -> None:
-        err.print(f"warning: could not reload {ref} ({exc}); still serving the loaded version")
+        message = str(exc.args[0] if isinstance(exc, LookupError) and exc.args else exc)
+        if said[-1:] != [message]:
+            said.append(message)
+            err.print(
+                f"warning: could not reload {ref} ({message}); still serving version "
+                f"{holder.current.version}"
+            )
 
     holder = ModelHolder(where.tracking_uri, ref, on_swap=swapped)
     hosts = [*LOOPBACK, host, *(h.strip() for h in allowed_hosts.split(",") if h.strip())]

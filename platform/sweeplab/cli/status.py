@@ -18,9 +18,9 @@ def status(
     """Trials of a sweep: complete / pruned / failed / running, and the best so far."""
     from rich.table import Table
 
-    from sweeplab.store import Store
+    from sweeplab.cli._common import open_store
 
-    where = Store.resolve(store, storage=storage)
+    where = open_store(store, storage=storage)
     if not where.storage_exists():
         raise fail(f"no sweeps yet: {where.storage_url} does not exist")
     quiet_libraries()

@@ -18,6 +18,7 @@ from sweeplab.cli._common import (
     TRACKING_URI,
     err,
     handle_errors,
+    open_store,
     out,
     quiet_libraries,
 )
@@ -80,7 +81,7 @@ def sweep(
             "are Ray options: add --backend ray"
         )
     quiet_libraries()
-    where = Store.resolve(store, tracking_uri, storage)
+    where = open_store(store, tracking_uri, storage)
     if smoke:
         run_smoke(exp, quiet, where.tracking_uri)
     from sweeplab.search.sweep import run_sweep

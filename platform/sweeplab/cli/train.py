@@ -20,14 +20,14 @@ def train(
     ),
 ) -> None:
     """Train once with the spec's values (search space ignored), tracked in MLflow."""
+    from sweeplab.cli._common import open_store
     from sweeplab.spec import load_spec
-    from sweeplab.store import Store
 
     exp = load_spec(spec, set_)
     quiet_libraries()
     from sweeplab.search.single import train_once
 
-    where = Store.resolve(store, tracking_uri)
+    where = open_store(store, tracking_uri)
     out.print(
         f"training {exp.name}: {exp.model.arch} on {exp.data.dataset}, "
         f"{exp.train.max_epochs} epochs max ..."

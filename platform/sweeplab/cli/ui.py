@@ -40,6 +40,7 @@ def ui(
             "(--auth starts MLflow's basic-auth app, its users in STORE/basic_auth.db; the "
             "first start creates user admin with the password in MLFLOW_AUTH_ADMIN_PASSWORD)"
         )
+    _can_read(where.tracking_uri)
     command = [
         sys.executable,
         "-m",
@@ -68,6 +69,17 @@ def ui(
         raise typer.Exit(subprocess.call(command, env=env))
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
+
+
+def _can_read(tracking_uri: str) -> None:
+    """Read the tracking database once here: a damaged one stops with sweeplab's error
+    (handle_errors) instead of a traceback from the MLflow server's start-up."""
+    from sweeplab.cli._common import quiet_libraries
+
+    quiet_libraries()
+    from mlflow import MlflowClient
+
+    MlflowClient(tracking_uri).search_experiments(max_results=1)
 
 
 def _auth_env(root: Path) -> dict[str, str]:

@@ -151,10 +151,27 @@ def download(tracking_uri: str | None, version: ModelVersion, target: str | Path
     """The version's model folder (MLmodel, weights) copied into ``target``."""
     from mlflow.artifacts import download_artifacts
 
-    path = download_artifacts(
-        artifact_uri=version.source, dst_path=str(target), tracking_uri=tracking_uri
-    )
+    try:
+        path = download_artifacts(
+            artifact_uri=version.source, dst_path=str(target), tracking_uri=tracking_uri
+        )
+    except (MlflowException, OSError) as exc:
+        detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise MissingArtifacts(
+            f"the files of model {version.name} version {version.version} cannot be read "
+            f"from {version.source} ({detail}); restore them, or point the alias at another "
+            "version (sweeplab models promote)"
+        ) from None
+    if not Path(path, "MLmodel").is_file():
+        raise MissingArtifacts(
+            f"model {version.name} version {version.version} has no MLmodel file in "
+            f"{version.source}: its files are missing or incomplete"
+        )
     return Path(path)
+
+
+class MissingArtifacts(LookupError):
+    """A registered version whose files are gone from the artifact store (exit 1)."""
 
 
 def load_torch(tracking_uri: str, version: ModelVersion) -> Any:
