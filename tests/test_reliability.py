@@ -234,3 +234,76 @@ def test_a_served_alias_outlives_missing_files_and_a_deleted_version(served_stor
         out = sweeplab("serve", ref, "--store", root, "--port", str(free_port()))
         assert out.returncode == 1 and "does not exist" in out.stderr, out.stderr
         assert "Traceback" not in out.stderr
+
+
+# --- a full disk, a read-only store ------------------------------------------------------
+
+
+def test_a_full_disk_stops_the_sweep_with_its_state_saved_then_resume_finishes(
+    tmp_path: Path, write_spec: Any
+) -> None:
+    from tests.battery import fill, mount_tmpfs, popen, unmount, wait_for_study
+
+    disk = tmp_path / "disk"
+    mount_tmpfs(disk, "32m")
+    try:
+        store = Store.resolve(disk / "store")
+        spec = write_spec(killable_spec("full", trials=12, register=False))
+        refused = runner.invoke(app, ["sweep", str(spec), "--store", str(store.root), "-q"])
+        assert refused.exit_code == 1 and "a sweep needs at least 64 MB" in refused.output
+        assert not store.root.exists()  # refused before anything was created
+
+        os.environ["SWEEPLAB_MIN_FREE_MB"] = "0"  # inherited by the sweep process
+        try:
+            proc = popen("sweep", str(spec), "--store", str(store.root), "--no-smoke", "-q")
+        finally:
+            del os.environ["SWEEPLAB_MIN_FREE_MB"]
+        study = wait_for_study(store, "full", proc)
+        while sum(t.state.name == "COMPLETE" for t in study.get_trials(deepcopy=False)) < 2:
+            assert proc.poll() is None, proc.communicate()
+        filler = fill(disk)  # another program takes the rest of the disk
+        _, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == 1, stderr[-3000:]
+        assert "Traceback" not in stderr
+        assert "the disk holding the store is full" in stderr and "resume full" in stderr
+        trials = load(store, "full").trials
+        saved = {t.number: t.value for t in trials if t.state.name == "COMPLETE"}
+        assert len(saved) >= 2
+
+        filler.unlink()  # space again: resume finishes the sweep
+        env = {**os.environ, "SWEEPLAB_MIN_FREE_MB": "0"}
+        out = sweeplab("resume", "full", "--store", str(store.root), "-q", env=env)
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert_nothing_lost(store, "full", "full", 12)
+        for number, value in saved.items():  # the trials done before the disk filled stay
+            assert load(store, "full").trials[number].value == value
+    finally:
+        unmount(disk)
+
+
+def test_a_read_only_store_is_refused_before_anything_runs(tmp_path: Path, write_spec: Any) -> None:
+    from tests.battery import mount_tmpfs, remount, unmount
+
+    disk = tmp_path / "disk"
+    mount_tmpfs(disk, "100m")
+    try:
+        root = str(disk / "store")
+        spec = write_spec(killable_spec("ro", trials=1, epochs=1, register=False))
+        # in a process of its own: one that still holds the files open blocks the remount
+        made = sweeplab("sweep", str(spec), "--store", root, "--no-smoke", "-q")
+        assert made.returncode == 0, made.stderr
+        remount(disk, "ro")
+        cases = [
+            ["sweep", str(spec), "--store", root, "--no-smoke", "-q"],
+            ["sweep", str(spec), "--store", str(disk / "new"), "--no-smoke", "-q"],
+            ["resume", "ro", "--store", root, "-q"],
+        ]
+        for args in cases:
+            result = runner.invoke(app, args)
+            assert result.exit_code == 1, (args, result.output)
+            assert "cannot write to" in result.output, (args, result.output)
+        status = sweeplab("status", "ro", "--store", root)
+        assert "Traceback" not in status.stderr
+        assert status.returncode == 0 or "read-only" in status.stderr, status.stderr
+    finally:
+        unmount(disk)

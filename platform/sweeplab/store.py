@@ -21,8 +21,33 @@ from pathlib import Path
 DEFAULT_STORE = "sweeplab-store"
 
 
+MIN_FREE_MB = 64  # a sweep does not start on a disk with less free space than this
+
+
 class StoreError(Exception):
     """The store cannot be used: a malformed URL, an unknown database, an unwritable folder."""
+
+
+class DiskFull(StoreError):
+    """The disk holding the store filled up while a sweep ran; what was committed is kept."""
+
+
+def disk_full(exc: BaseException) -> str | None:
+    """How ``exc``, or an exception it was raised from, says the disk is full (OSError
+    ENOSPC/EDQUOT, SQLite's "database or disk is full", however wrapped); None if not."""
+    import errno
+
+    seen: BaseException | None = exc
+    for _ in range(12):  # a bounded walk down the chain of causes
+        if seen is None:
+            return None
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return os.strerror(seen.errno)
+        for words in ("database or disk is full", "No space left on device"):
+            if words in str(seen):
+                return words
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 @dataclass(frozen=True)
@@ -99,11 +124,10 @@ class Store:
         """Refuse a truncated or overwritten SQLite file before anything reads or writes it:
         a clear error instead of SQLAlchemy's "database disk image is malformed".
         ``storage=False``: the tracking database only (commands that read models)."""
-        urls = [self.tracking_uri, self.storage_url] if storage else [self.tracking_uri]
-        for url in urls:
-            if not url.startswith("sqlite:///"):
-                continue
-            path = Path(url.removeprefix("sqlite:///"))
+        paths = self._sqlite_paths()
+        if not storage:
+            paths = [p for p in paths if self.tracking_uri == f"sqlite:///{p}"]
+        for path in paths:
             problem = sqlite_problem(path)
             if problem is not None:
                 raise StoreError(
@@ -115,6 +139,7 @@ class Store:
         """Check the URLs, then create the local folders they point into (before writing)."""
         self.check()
         self.verify()
+        self.check_writable()
         try:
             for url in (self.tracking_uri, self.storage_url):
                 if url.startswith("sqlite:///"):
@@ -123,6 +148,35 @@ class Store:
                 self.artifact_root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create the store: {exc}") from None
+
+    def check_writable(self) -> None:
+        """Refuse to start on a read-only folder or a nearly full disk
+        (``SWEEPLAB_MIN_FREE_MB``, default 64)."""
+        import shutil
+
+        folders = {p.parent for p in self._sqlite_paths()}
+        if not self.tracking_server:
+            folders.add(self.artifact_root)
+        need = float(os.environ.get("SWEEPLAB_MIN_FREE_MB", MIN_FREE_MB))
+        for folder in sorted(folders):
+            while not folder.exists() and folder != folder.parent:  # not created yet
+                folder = folder.parent
+            if not os.access(folder, os.W_OK):  # also false on a read-only mount, for root
+                raise StoreError(f"cannot write to {folder}: put the store elsewhere with --store")
+            free = shutil.disk_usage(folder).free / 2**20
+            if free < need:
+                raise StoreError(
+                    f"only {free:.1f} MB free on the disk holding {folder}; a sweep needs at "
+                    f"least {need:g} MB (SWEEPLAB_MIN_FREE_MB). Free some space, or put the "
+                    "store elsewhere with --store"
+                )
+
+    def _sqlite_paths(self) -> list[Path]:
+        return [
+            Path(url.removeprefix("sqlite:///"))
+            for url in (self.tracking_uri, self.storage_url)
+            if url.startswith("sqlite:///")
+        ]
 
 
 SQLITE_MAGIC = b"SQLite format 3\x00"

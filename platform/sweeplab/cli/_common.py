@@ -68,6 +68,8 @@ def quiet_libraries() -> None:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     for name in ("mlflow", "alembic", "lightning", "lightning.pytorch"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    # it logs each failed write (a full disk) with its SQL; sweeplab reports it once
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
     warnings.filterwarnings("ignore", category=UserWarning, module="mlflow")
     warnings.filterwarnings("ignore", category=FutureWarning)
@@ -126,6 +128,20 @@ def handle_errors(fn: F) -> F:
         except StoreError as exc:
             raise fail(str(exc)) from None
         except Exception as exc:
+            from sweeplab.store import disk_full
+
+            full = disk_full(exc)
+            if full is not None:  # outside a trial: start-up, the end of a sweep
+                raise fail(
+                    f"the disk holding the store is full ({full}); what was saved before is "
+                    "kept. Free some space, then run the command again (a sweep: sweeplab "
+                    "resume NAME)"
+                ) from None
+            if "unable to open database file" in str(exc):
+                raise fail(
+                    "cannot open the store's database (unable to open database file): its "
+                    "folder is read-only or gone"
+                ) from None
             if _is_database_damage(exc):  # damage past the header, found while reading
                 raise fail(
                     f"the store's database cannot be read ({_damage_line(exc)}); it is "

@@ -33,6 +33,7 @@ def _continue(
     where = open_store(store, tracking_uri, storage)
     if not where.storage_exists():
         raise fail(f"no sweeps yet: {where.storage_url} does not exist")
+    where.check_writable()
     quiet_libraries()
     from sweeplab.search.status import sweep_result
     from sweeplab.search.sweep import continue_sweep

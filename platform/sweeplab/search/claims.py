@@ -98,11 +98,18 @@ class Recovery:
         stale = (
             set(storage._get_stale_trial_ids(self.study._study_id)) if _beats(storage) else set()
         )
+        # The Optuna backend creates a trial and records its owner under the claim lock,
+        # which Recovery also holds: a running trial with no owner seen here lost its
+        # worker in between (killed, or its disk full). Ray's driver records the owner
+        # outside the lock, so there only the heartbeat's grace period tells.
+        ownerless_dead = self.study.user_attrs.get("sweeplab.backend") != "ray"
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             who = str(t.user_attrs.get(ATTR_OWNER, ""))
             name, _, pid = who.rpartition(":")
             if name == host and pid.isdigit() and not _alive(int(pid)):
                 self._fail(t._trial_id, f"worker {who} died")
+            elif not who and ownerless_dead:
+                self._fail(t._trial_id, "its worker died before the trial started")
             elif t._trial_id in stale:
                 self._fail(t._trial_id, f"worker {who or '?'} died (no heartbeat)")
         return self._end_orphan_runs()

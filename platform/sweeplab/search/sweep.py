@@ -12,6 +12,7 @@ the parent run ends KILLED, and ``SweepInterrupted`` carries what was finished.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import warnings
@@ -44,7 +45,7 @@ from sweeplab.search.optuna_backend import (
 from sweeplab.search.trial import CHECKPOINT, TAG_STATE, TAG_SWEEP
 from sweeplab.spec import Experiment, SearchSpace, apply_params, spec_from_dict
 from sweeplab.spec._space import CategoricalDist, decode_choice
-from sweeplab.store import Store
+from sweeplab.store import DiskFull, Store, disk_full
 from sweeplab.tracking.plots import sweep_history
 from sweeplab.tracking.tracker import Tracker, flatten
 
@@ -206,12 +207,26 @@ def optimize(
                     trial = study.ask()
                 trial.set_user_attr(ATTR_OWNER, owner())
             report(run_one(study, trial, objective, exp.sweep.max_retries))
+    except DiskFull:
+        raise
+    except Exception as exc:
+        full = disk_full(exc)
+        if full is None:
+            raise
+        raise full_disk(study, full, "between trials") from None
     except KeyboardInterrupt:
         tracker.set_tags(parent, {TAG_STATE: "interrupted"})
         result = summarize(study, exp, tracker, parent)
         tracker.end_run(parent, "KILLED")
         raise SweepInterrupted(result) from None
     return finish(study, exp, tracker, parent, claims)
+
+
+def full_disk(study: optuna.Study, why: str, where: str) -> DiskFull:
+    return DiskFull(
+        f"the disk holding the store is full ({why}): the sweep stopped {where}; finished "
+        f"trials are saved. Free some space, then run: sweeplab resume {study.study_name}"
+    )
 
 
 def run_one(
@@ -230,7 +245,12 @@ def run_one(
         except KeyboardInterrupt:
             study.tell(trial, state=TrialState.FAIL)
             raise
-        except Exception:  # the objective recorded the reason on the trial
+        except Exception as exc:  # the objective recorded the reason on the trial
+            full = disk_full(exc)
+            if full is not None:  # every next trial would fail the same way: stop here
+                with contextlib.suppress(Exception):  # it needs a write, which may fail too
+                    study.tell(trial, state=TrialState.FAIL)
+                raise full_disk(study, full, f"in trial {trial.number}") from None
             retry(study, trial._trial_id, max_retries)
             return study.tell(trial, state=TrialState.FAIL)
     return study.tell(trial, value)
