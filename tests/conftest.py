@@ -241,14 +241,18 @@ def free_port() -> int:
 
 
 def start_server(
-    command: list[str], ready_url: str, *, env: Any = None, cwd: Any = None, seconds: float = 90
+    command: list[str],
+    ready_url: str,
+    *,
+    env: Any = None,
+    cwd: Any = None,
+    seconds: float = 90,
+    wait: bool = True,
 ) -> Any:
     """Start ``command`` in its own process group; return once ``ready_url`` answers at
-    all (a 4xx, e.g. a login prompt, counts). Its output is in the error if it exits."""
+    all (a 4xx, e.g. a login prompt, counts), or at once with ``wait=False`` (then call
+    ``wait_until_up``). Its output is in the error if it exits."""
     import subprocess
-    import time
-    import urllib.error
-    import urllib.request
 
     proc = subprocess.Popen(
         command,
@@ -259,15 +263,25 @@ def start_server(
         env=env,
         cwd=cwd,
     )
+    if wait:
+        wait_until_up(proc, ready_url, seconds)
+    return proc
+
+
+def wait_until_up(proc: Any, ready_url: str, seconds: float = 90) -> None:
+    import time
+    import urllib.error
+    import urllib.request
+
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"server exited: {proc.stdout.read() if proc.stdout else ''}")
         try:
             urllib.request.urlopen(ready_url, timeout=2).close()
-            return proc
+            return
         except urllib.error.HTTPError:  # it answers
-            return proc
+            return
         except OSError:
             time.sleep(0.3)
     stop_server(proc)

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import optuna
 from mlflow import MlflowClient
@@ -59,15 +60,25 @@ def test_compare_ranks_trials_and_logs_plots_to_the_parent_run(
     assert logged == PLOTS
 
 
+def _in_process(*args: str) -> Any:
+    """The CLI in this process (the subprocess cases above cover a user's shell): each
+    command saves the seconds of a fresh interpreter's imports."""
+    from typer.testing import CliRunner
+
+    from sweeplab.cli import app
+
+    return CliRunner().invoke(app, list(args))
+
+
 def test_compare_formats(finished: Finished) -> None:
     root = str(finished.store.root)
-    table = sweeplab("compare", finished.sweep, "--no-plots", "--store", root)
-    assert table.returncode == 0 and "val_acc" in table.stdout and "train.lr" in table.stdout
-    as_csv = sweeplab("compare", finished.sweep, "-f", "csv", "--no-plots", "--store", root)
+    table = _in_process("compare", finished.sweep, "--no-plots", "--store", root)
+    assert table.exit_code == 0 and "val_acc" in table.stdout and "train.lr" in table.stdout
+    as_csv = _in_process("compare", finished.sweep, "-f", "csv", "--no-plots", "--store", root)
     rows = list(csv.DictReader(io.StringIO(as_csv.stdout)))
     assert [r["rank"] for r in rows] == ["1", "2", "3"]
     assert set(rows[0]) >= {"trial", "state", "val_acc", "train.lr", "epochs", "param_count"}
-    md = sweeplab("compare", finished.sweep, "-f", "markdown", "--no-plots", "--store", root)
+    md = _in_process("compare", finished.sweep, "-f", "markdown", "--no-plots", "--store", root)
     lines = md.stdout.strip().splitlines()
     assert lines[0].startswith("| rank | trial | state | val_acc") and len(lines) == 5
 
@@ -113,8 +124,8 @@ def test_sweeps_of_other_objectives_cannot_be_compared(finished: Finished) -> No
         )
     )
     run_sweep(loss, finished.store, name="by-loss")
-    out = sweeplab("compare", "good", "by-loss", "--store", str(finished.store.root))
-    assert out.returncode == 2
+    out = _in_process("compare", "good", "by-loss", "--store", str(finished.store.root))
+    assert out.exit_code == 2, out.output
     assert "only sweeps of the same objective" in out.stderr and "val_loss" in out.stderr
-    missing = sweeplab("compare", "god", "--store", str(finished.store.root))
-    assert missing.returncode == 1 and "did you mean 'good'" in missing.stderr
+    missing = _in_process("compare", "god", "--store", str(finished.store.root))
+    assert missing.exit_code == 1 and "did you mean 'good'" in missing.stderr

@@ -20,7 +20,16 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import ROOT, Postgres, free_port, start_server, stop_server, sweeplab, tiny_spec
+from tests.conftest import (
+    ROOT,
+    Postgres,
+    free_port,
+    start_server,
+    stop_server,
+    sweeplab,
+    tiny_spec,
+    wait_until_up,
+)
 
 COMPOSE = ROOT / "docker-compose.yml"
 K8S = ROOT / "deploy" / "k8s"
@@ -50,7 +59,7 @@ def test_compose_has_the_team_services_and_no_secret_in_it() -> None:
     assert {"postgres", "minio", "mlflow", "ray-head", "ray-gpu-worker"} <= set(services)
     for name in ("postgres", "minio", "mlflow", "ray-head", "ray-gpu-worker"):
         assert "healthcheck" in services[name], name
-    assert set(compose["volumes"]) == {"postgres-data", "minio-data"}
+    assert set(compose["volumes"]) == {"postgres-data", "minio-data", "mlflow-auth"}
     gpu = services["ray-gpu-worker"]["deploy"]["resources"]["reservations"]["devices"][0]
     assert gpu["capabilities"] == ["gpu"] and gpu["driver"] == "nvidia"
     server = " ".join(services["mlflow"]["command"])
@@ -58,7 +67,13 @@ def test_compose_has_the_team_services_and_no_secret_in_it() -> None:
     assert "--artifacts-destination s3://" in server and "--allowed-hosts" in server
     text = COMPOSE.read_text()
     # every password comes from .env and is required: no default to fall back on
-    secrets_ = ("POSTGRES_PASSWORD", "MINIO_ROOT_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY")
+    secrets_ = (
+        "POSTGRES_PASSWORD",
+        "MINIO_ROOT_PASSWORD",
+        "MLFLOW_FLASK_SERVER_SECRET_KEY",
+        "MLFLOW_AUTH_ADMIN_PASSWORD",
+        "MLFLOW_TRACKING_PASSWORD",
+    )
     for secret in (*secrets_, "RAY_AUTH_TOKEN"):
         assert f"${{{secret}:?" in text
         assert not re.search(rf"\${{{secret}:-", text)
@@ -199,3 +214,81 @@ def test_the_compose_topology_as_local_processes_runs_a_sweep(
         _ray("stop", "--force", env=env)
         stop_server(server)
         shutil.rmtree(tmp_path / "artifacts", ignore_errors=True)
+
+
+def test_the_deployments_mlflow_login_accepts_no_default_password(tmp_path: Path) -> None:
+    """The compose file's MLflow server, started as a local process with the deployment's
+    auth settings: it will not start without a password, with MLflow's old default or a
+    short one; started with a real one, it refuses every request without it."""
+    import base64
+    import urllib.error
+    import urllib.request
+
+    mlflow = yaml.safe_load(COMPOSE.read_text())["services"]["mlflow"]
+    command = mlflow["command"]
+    assert command[:4] == ["mlflow", "server", "--app-name", "basic-auth"]
+    assert "${MLFLOW_AUTH_ADMIN_PASSWORD:?" in mlflow["environment"]["MLFLOW_AUTH_ADMIN_PASSWORD"]
+    ini_file = ROOT / "deploy" / "mlflow-auth.ini"
+    assert f"./deploy/{ini_file.name}:/etc/mlflow/auth.ini:ro" in mlflow["volumes"]
+    ini = ini_file.read_text()
+    assert not re.search(r"^admin_password", ini, re.M)  # only from the environment
+
+    def server(folder: Path, port: int, password: str | None) -> tuple[list[str], dict[str, str]]:
+        """The compose file's command with the deployment's auth settings, in ``folder``."""
+        folder.mkdir()
+        config = folder / "auth.ini"  # the same settings, the users' database in folder
+        config.write_text(ini.replace("sqlite:////mlflow-auth/", f"sqlite:///{folder}/"))
+        command = [str(BIN / "mlflow"), "server", "--app-name", "basic-auth"]
+        command += ["--host", "127.0.0.1", "--port", str(port)]
+        command += ["--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}"]
+        env = {**os.environ, "MLFLOW_AUTH_CONFIG_PATH": str(config)}
+        env["MLFLOW_FLASK_SERVER_SECRET_KEY"] = secrets.token_hex(32)
+        env.pop("MLFLOW_AUTH_ADMIN_PASSWORD", None)
+        if password is not None:
+            env["MLFLOW_AUTH_ADMIN_PASSWORD"] = password
+        return command, env
+
+    refused = [None, "password1234", "admin"]  # unset, MLflow's old default, too short
+    good = "a-Team-pass-" + secrets.token_hex(8)
+    port = free_port()
+    command, env = server(tmp_path / "served", port, good)
+    proc = start_server(command, f"http://127.0.0.1:{port}/health", env=env, wait=False)
+    procs = []  # started side by side with the good one: each start takes seconds
+    for i, pw in enumerate(refused):
+        command, env = server(tmp_path / f"refused{i}", free_port(), pw)
+        procs.append(
+            subprocess.Popen(
+                command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            )
+        )
+    for pw, refusing in zip(refused, procs, strict=True):
+        output, _ = refusing.communicate(timeout=120)
+        assert refusing.returncode != 0, f"started with password {pw!r}"
+        assert "admin" in output and "password" in output.lower(), output[-2000:]
+    wait_until_up(proc, f"http://127.0.0.1:{port}/health")
+    url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search?max_results=5"
+
+    def status(user: str | None, password: str = "") -> int:
+        request = urllib.request.Request(url)
+        if user is not None:
+            token = base64.b64encode(f"{user}:{password}".encode()).decode()
+            request.add_header("Authorization", f"Basic {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    try:
+        for user, password in [
+            (None, ""),
+            ("admin", "password1234"),
+            ("admin", ""),
+            ("admin", "admin"),
+            ("admin", good.upper()),
+            ("root", good),
+        ]:
+            assert status(user, password) == 401, (user, password)
+        assert status("admin", good) == 200
+    finally:
+        stop_server(proc)

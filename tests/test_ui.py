@@ -15,33 +15,77 @@ from typing import Any
 
 import pytest
 
-from sweeplab.store import Store
-from sweeplab.tracking.tracker import Tracker
 from tests.conftest import ROOT, Finished, free_port, start_server, stop_server
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 
 
-def test_ui_serves_the_store_on_localhost(store: Store) -> None:
-    store.prepare()
-    tracker = Tracker(store, "ui-check")
-    tracker.end_run(tracker.start_run("a-run"))
+def test_ui_serves_the_store_on_localhost_and_refuses_hostile_requests(
+    finished: Finished,
+) -> None:
+    """Bound to 127.0.0.1; with --allowed-hosts, a foreign Host header is refused (DNS
+    rebinding); artifact paths that try to leave the store are refused."""
     port = free_port()
-    proc = _ui(str(store.root), port)
+    base = f"http://127.0.0.1:{port}"
+    hosts = f"ui.example,127.0.0.1:{port}"
+    proc = _ui(str(finished.store.root), port, "--allowed-hosts", hosts)
     try:
-        url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search?max_results=10"
-        with urllib.request.urlopen(url, timeout=10) as response:
-            body = json.loads(response.read())
-        assert "ui-check" in [e["name"] for e in body["experiments"]]
+        url = f"{base}/api/2.0/mlflow/experiments/search?max_results=10"
+        status, body = _get(url)
+        assert status == 200 and "finished" in [e["name"] for e in json.loads(body)["experiments"]]
         # bound to loopback only: the port is not open on another local address
         others = [a for a in {socket.gethostbyname(socket.gethostname())} if a != "127.0.0.1"]
         for address in others:
             with socket.socket() as s:
                 s.settimeout(1)
                 assert s.connect_ex((address, port)) != 0
+        assert _get(url, {"Host": "ui.example"})[0] == 200
+        for foreign in ("attacker.example", "127.0.0.1.attacker.example", "localhost.evil"):
+            status, body = _get(url, {"Host": foreign})
+            assert status == 403 and b"Invalid Host header" in body, foreign
+        run = _a_trial_run(finished)
+        assert _get(f"{base}/get-artifact?path=learning_curve.png&run_uuid={run}")[0] == 200
+        for path in TRAVERSALS:  # the store's database, the system's passwords
+            for url in (
+                f"{base}/get-artifact?path={path}&run_uuid={run}",
+                f"{base}/ajax-api/2.0/mlflow/artifacts/list?run_id={run}&path={path}",
+                f"{base}/model-versions/get-artifact?path={path}&name=iris&version=1",
+                f"{base}/api/2.0/mlflow-artifacts/artifacts/{path}",
+            ):
+                status, body = _get(url)
+                assert status in (400, 403, 404), (url, status)
+                assert b"SQLite format" not in body and b"root:" not in body, url
     finally:
         stop_server(proc)
+
+
+TRAVERSALS = [
+    "../../../mlflow.db",
+    "%2e%2e/%2e%2e/%2e%2e/mlflow.db",
+    "..%2f..%2f..%2fmlflow.db",
+    "/etc/passwd",
+    "learning_curve.png/../../../../mlflow.db",
+]
+
+
+def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def _a_trial_run(finished: Finished) -> str:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(finished.store.tracking_uri)
+    exp = client.get_experiment_by_name(finished.experiment)
+    assert exp is not None
+    runs = client.search_runs([exp.experiment_id], "tags.`sweeplab.trial_number` = '0'")
+    return str(runs[0].info.run_id)
 
 
 def test_ui_without_a_store_says_so(tmp_path: Any) -> None:

@@ -179,33 +179,40 @@ class Store:
         ]
 
 
-SQLITE_MAGIC = b"SQLite format 3\x00"
-
-
 def sqlite_problem(path: Path) -> str | None:
     """What is wrong with the SQLite file at ``path``, or None (also when it does not exist).
 
-    Reads the 100-byte header only, so it costs the same on a store of any size: the
-    magic string, then the size the header records against the file's (a copy cut short,
-    a disk that filled up). Damage further in is reported by SQLite when it is read.
+    Asks SQLite itself, read-only, for the header's page size and count and compares them
+    with the file's size (a copy cut short, a disk that filled up), so the cost is the
+    same for a store of any size. Damage further in is reported by SQLite when it is read.
+    The file is never opened directly: closing a descriptor of a database drops the locks
+    that this process's SQLite connections hold on it (POSIX locks are per process), and
+    SQLite guards against that only for the descriptors it opens itself.
     """
+    import sqlite3
+
     try:
         size = path.stat().st_size
-        with path.open("rb") as f:
-            header = f.read(100)
     except FileNotFoundError:
         return None
-    except OSError as exc:
-        return f"cannot be read ({exc.strerror})"
     if size == 0:
         return "is empty (truncated to 0 bytes)"
-    if len(header) < 100 or not header.startswith(SQLITE_MAGIC):
-        return "is not an SQLite database: its header is missing or overwritten"
-    page_size = int.from_bytes(header[16:18], "big")
-    page_size = 65536 if page_size == 1 else page_size
-    pages = int.from_bytes(header[28:32], "big")
-    # the recorded size is valid only while the change counter matches (SQLite >= 3.7.0)
-    valid = header[24:28] == header[92:96]
-    if valid and pages and size < pages * page_size:
+    try:
+        connection = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+        try:
+            page_size = connection.execute("PRAGMA page_size").fetchone()[0]
+            pages = connection.execute("PRAGMA page_count").fetchone()[0]
+        finally:
+            connection.close()
+    except sqlite3.DatabaseError as exc:
+        if "not a database" in str(exc):
+            return "is not an SQLite database: its header is missing or overwritten"
+        if "malformed" in str(exc):
+            return "is corrupt: SQLite reads it as a malformed database"
+        return None  # cannot be opened read-only here (a read-only folder): checked elsewhere
+    wal = path.with_name(path.name + "-wal")
+    if wal.is_file() and wal.stat().st_size:  # pages not yet copied back: the count has them
+        return None
+    if size < pages * page_size:
         return f"is truncated: its header records {pages * page_size} bytes, the file has {size}"
     return None

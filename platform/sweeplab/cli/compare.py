@@ -47,7 +47,7 @@ def compare(
 
     comparison, studies = compare_sweeps(where, sweeps)
     if plots:
-        folder = out_dir or where.root / "compare" / "+".join(comparison.sweeps)
+        folder = out_dir or _inside(where.root / "compare", "+".join(comparison.sweeps))
         err.print(f"drawing plots into {folder} …")
         write_plots(comparison, studies, folder, top_k)
         for skipped in comparison.skipped:
@@ -117,3 +117,12 @@ def _markdown(rows: list[dict[str, Any]]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(str(row[k]) for k in head) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def _inside(base: Path, name: str) -> Path:
+    """``base / name``, refused if ``name`` (sweep names, from the study storage) would
+    lead out of ``base``: a study created outside sweeplab may have any name."""
+    folder = (base / name).resolve()
+    if folder.parent != base.resolve():
+        raise fail(f"sweep name {name!r} is not a folder name; use --out FOLDER for the plots", 2)
+    return folder

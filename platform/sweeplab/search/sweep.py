@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import time
 import warnings
 from collections.abc import Callable
@@ -43,7 +44,8 @@ from sweeplab.search.optuna_backend import (
     unique_name,
 )
 from sweeplab.search.trial import CHECKPOINT, TAG_STATE, TAG_SWEEP
-from sweeplab.spec import Experiment, SearchSpace, apply_params, spec_from_dict
+from sweeplab.spec import Experiment, InputError, SearchSpace, apply_params, spec_from_dict
+from sweeplab.spec._schema import NAME_PATTERN
 from sweeplab.spec._space import CategoricalDist, decode_choice
 from sweeplab.store import DiskFull, Store, disk_full
 from sweeplab.tracking.plots import sweep_history
@@ -117,6 +119,11 @@ def run_sweep(
     """
     from sweeplab.training.fit import check_inputs
 
+    if name is not None and not re.fullmatch(NAME_PATTERN, name):
+        raise InputError(
+            "a sweep name must start with a letter or digit and hold only letters, digits, "
+            f"'_', '.' and '-', but got {name!r}"
+        )
     sampler = build_sampler(exp)
     pruner = build_pruner(exp)  # a bad pruner option stops here, before anything is written
     if exp.sweep.backend == "ray":

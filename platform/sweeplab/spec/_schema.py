@@ -228,10 +228,15 @@ class TrackingConfig(_Section):
 # ------------------------------------------------------------------------ experiment
 
 
+# A sweep's name is also a folder name (Ray's results, compare's plots): no separator,
+# no leading dot, so no name can point outside the store.
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
 class Experiment(_Section):
     """A whole spec. ``search_space`` is resolved to a mapping by the loader."""
 
-    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+    name: Annotated[str, Field(min_length=1, pattern=NAME_PATTERN)]
     model: ModelConfig
     data: DataConfig
     train: TrainConfig = Field(default_factory=TrainConfig)
