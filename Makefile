@@ -11,13 +11,14 @@ PIP     := $(PY) -m pip
 SPEC    ?= experiments/mlp_digits.yaml
 PYTEST_ARGS ?=
 
-.PHONY: install dev sweep test test-slow test-distributed lint typecheck unit bench experiments clean-store help
+.PHONY: install dev sweep test test-slow test-distributed soak lint typecheck unit bench experiments clean-store help
 
 help:
 	@echo "make sweep      install (if needed) and run the default sweep ($(SPEC))"
 	@echo "make test       install dev extras (if needed), then lint + types + tests"
 	@echo "make test-slow  the long cases (quality figures of the experiments)"
 	@echo "make test-distributed  clusters, data-parallel trials, kill -9 on Ray (CI runs it too)"
+	@echo "make soak       the reliability battery's long cases: 25 kills in a row, 400 fuzzed specs, a killed agent"
 	@echo "make bench      the benchmarks in bench/ (appends to bench/RESULTS.md)"
 	@echo "make experiments  run the shipped experiments, print every trial (NAMES=cnn_digits ...)"
 
@@ -46,7 +47,7 @@ typecheck: dev
 	$(VENV)/bin/mypy
 
 unit: dev
-	$(VENV)/bin/pytest -m "not slow and not distributed" $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -m "not slow and not distributed and not soak" $(PYTEST_ARGS)
 
 test: lint typecheck unit
 
@@ -54,7 +55,10 @@ test-slow: dev
 	$(VENV)/bin/pytest -m slow $(PYTEST_ARGS)
 
 test-distributed: dev
-	$(VENV)/bin/pytest -m "distributed and not slow" $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -m "distributed and not slow and not soak" $(PYTEST_ARGS)
+
+soak: dev
+	$(VENV)/bin/pytest -m soak -s $(PYTEST_ARGS)
 
 bench: dev
 	$(PY) bench/run_all.py

@@ -308,3 +308,28 @@ def test_a_read_only_store_is_refused_before_anything_runs(tmp_path: Path, write
             assert "cannot write to" in result.output, (args, result.output)
     finally:
         unmount(disk)
+
+
+# --- paths from user input stay in the store ---------------------------------------
+
+
+def test_a_sweep_name_cannot_lead_out_of_the_store(tmp_path: Path, write_spec: Any) -> None:
+    import sqlite3
+
+    root = tmp_path / "area" / "store"
+    spec = write_spec(killable_spec("named", trials=1, epochs=1, register=False))
+    for name in ("../../escape", "a/../../escape", "/tmp/escape", ".hidden", "..", ""):
+        args = ["sweep", str(spec), "--name", name, "--store", str(root), "--no-smoke", "-q"]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, (name, result.output)
+        assert "sweep name must start with a letter or digit" in result.output, result.output
+        assert not root.exists()
+    # a study renamed in the database behind sweeplab's back cannot steer compare's plots out
+    made = runner.invoke(app, ["sweep", str(spec), "--store", str(root), "--no-smoke", "-q"])
+    assert made.exit_code == 0, made.output
+    with sqlite3.connect(root / "optuna.db") as db:
+        db.execute("UPDATE studies SET study_name = '../../escape' WHERE study_name = 'named'")
+    before = sorted(tmp_path.rglob("*"))
+    result = runner.invoke(app, ["compare", "../../escape", "--store", str(root)])
+    assert result.exit_code == 2 and "not a folder name" in result.output, result.output
+    assert sorted(tmp_path.rglob("*")) == before

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from typing import Any
 
@@ -15,19 +14,10 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 from sweeplab.store import Store
+from tests.battery import popen
 from tests.conftest import Postgres, sweeplab, tiny_spec
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-
-
-def _popen(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "sweeplab", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
 
 
 def _study(
@@ -71,7 +61,7 @@ def test_kill_9_mid_trial_then_resume_loses_and_repeats_nothing(
         )
     )
     args = ("--store", str(store.root), "--no-smoke", "-q", "--backend", backend)
-    proc = _popen("sweep", str(spec), *args)
+    proc = popen("sweep", str(spec), *args)
     study = _study(store, "killed", creator=proc)
     deadline = time.monotonic() + 180
     while True:  # two trials done and the third running: kill it mid-trial
@@ -136,9 +126,9 @@ def test_agents_on_postgresql_run_exactly_the_requested_trials(
             tracking={"experiment": "shared", "register_as": "shared-model"},
         )
     )
-    first = _popen("sweep", str(spec), "--no-smoke", *args)
+    first = popen("sweep", str(spec), "--no-smoke", *args)
     _study(store, "shared", creator=first)
-    agents = [_popen("agent", "shared", *args) for _ in range(3)]
+    agents = [popen("agent", "shared", *args) for _ in range(3)]
     outputs = [p.communicate(timeout=600) for p in [first, *agents]]
     for proc, (_stdout, stderr) in zip([first, *agents], outputs, strict=True):
         assert proc.returncode == 0, stderr

@@ -32,6 +32,7 @@ from sweeplab.training.catalog import LOSSES
 Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
 PositiveInt = Annotated[int, Field(ge=1)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
+Seed = Annotated[int, Field(ge=0, lt=2**32)]  # what numpy, torch and Optuna accept
 
 
 class _Section(BaseModel):
@@ -59,7 +60,7 @@ class DataConfig(_Section):
     folds: PositiveInt = 1  # k > 1: k-fold cross-validation on train + val
     val_fraction: Fraction = 0.15
     test_fraction: Fraction = 0.15
-    seed: int = 0
+    seed: Seed = 0
     n_samples: PositiveInt = 400  # generated sets only (xor, moons, circles)
     noise: Annotated[float, Field(ge=0.0)] = 0.1  # generated sets only
 
@@ -193,7 +194,7 @@ class TrainConfig(_Section):
     gradient_clip_val: Annotated[float, Field(gt=0.0)] | None = None
     mixed_precision: bool = False  # 16-bit mixed precision on a GPU; ignored on CPU
     early_stopping: EarlyStoppingConfig | None = None
-    seed: int = 0
+    seed: Seed = 0
 
 
 # ----------------------------------------------------------------- objective, sweep
@@ -216,7 +217,7 @@ class SweepConfig(_Section):
     max_retries: NonNegativeInt = 0  # a failed trial is run again this many times
     restarts: PositiveInt = 1
     restart_aggregate: Literal["best", "mean"] = "best"
-    seed: int = 0
+    seed: Seed = 0
     timeout: Annotated[float, Field(gt=0)] | None = None
 
 

@@ -1,0 +1,114 @@
+"""The reliability battery's long cases (`make soak`; not in make test): many kills in a
+row on both backends, hundreds of fuzzed specs, an agent killed on PostgreSQL.
+
+Counts print at the end of each case (run with -s to see them)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from sweeplab.store import Store
+from tests.battery import (
+    assert_nothing_lost,
+    fuzz_bases,
+    kill_and_resume,
+    killable_spec,
+    load,
+    mutations,
+    popen,
+    wait_for_study,
+)
+from tests.conftest import Postgres
+from tests.test_reliability import check_fuzzed
+
+pytestmark = pytest.mark.soak
+
+KILLS = int(os.environ.get("SWEEPLAB_SOAK_KILLS", "25"))
+FUZZ = int(os.environ.get("SWEEPLAB_SOAK_FUZZ", "400"))
+
+
+def test_many_kills_in_a_row_lose_nothing(store: Store, write_spec: Any) -> None:
+    trials = KILLS * 2 + 10
+    spec = write_spec(killable_spec("soaked", trials=trials))
+    kills = kill_and_resume(store, spec, "soaked", kills=KILLS, seed=2024, window=(2.0, 9.0))
+    assert kills.delivered == KILLS
+    assert_nothing_lost(store, "soaked", "soaked", trials)
+    print(
+        f"\nsoak: {kills.delivered} kills survived, {len(kills.killed_trials)} of them "
+        f"mid-trial; {trials} trials, none lost, none run twice"
+    )
+
+
+@pytest.mark.distributed
+def test_kills_in_a_row_on_the_ray_backend_lose_nothing(store: Store, write_spec: Any) -> None:
+    spec = write_spec(killable_spec("rayed", trials=14, register=False))
+    kills = kill_and_resume(
+        store, spec, "rayed", kills=5, seed=7, backend="ray", window=(12.0, 25.0)
+    )
+    assert kills.delivered == 5
+    assert_nothing_lost(store, "rayed", "rayed", 14)
+    print(f"\nsoak (ray): {kills.delivered} kills survived; 14 trials, none lost")
+
+
+FUZZ_TALLY = {"run": 0, "rejected": 0}
+
+
+@settings(
+    max_examples=FUZZ,
+    deadline=None,
+    database=None,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(steps=mutations(), which=st.integers(0, 1))
+def test_many_fuzzed_specs_run_or_are_rejected_with_a_path(steps: list[Any], which: int) -> None:
+    check_fuzzed(fuzz_bases()[which], steps, FUZZ_TALLY)
+
+
+def test_fuzz_tally() -> None:
+    print(f"\nsoak fuzz: {FUZZ_TALLY['run']} specs ran, {FUZZ_TALLY['rejected']} rejected")
+    assert FUZZ_TALLY["run"] and FUZZ_TALLY["rejected"]
+
+
+@pytest.mark.distributed
+def test_a_killed_agent_loses_nothing(postgres: Postgres, tmp_path: Any, write_spec: Any) -> None:
+    """Three agents on PostgreSQL; one is killed mid-trial. The others run the sweep to
+    exactly its trial count, and fail the dead agent's trial."""
+    storage = postgres.create("soak_optuna")
+    tracking = postgres.create("soak_mlflow")
+    store = Store.resolve(tmp_path / "store", tracking, storage)
+    args = ["--store", str(store.root), "--tracking-uri", tracking, "--storage", storage, "-q"]
+    spec = write_spec(killable_spec("agents", trials=16, epochs=40))
+    first = popen("sweep", str(spec), "--no-smoke", *args)
+    study = wait_for_study(store, "agents", first)
+    agents = [popen("agent", "agents", *args) for _ in range(2)]
+    victim = agents[0]
+    deadline = time.monotonic() + 300
+    while True:  # kill the first agent once it runs a trial of its own
+        mine = [
+            t
+            for t in study.get_trials(deepcopy=False)
+            if t.state.name == "RUNNING"
+            and str(t.user_attrs.get("sweeplab.owner", "")).endswith(f":{victim.pid}")
+        ]
+        if mine:
+            break
+        assert victim.poll() is None and time.monotonic() < deadline
+        time.sleep(0.1)
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait()
+    for proc in (first, agents[1]):
+        _, stderr = proc.communicate(timeout=600)
+        assert proc.returncode == 0, stderr[-3000:]
+    study = load(store, "agents")
+    dead = study.trials[mine[0].number]
+    assert dead.state.name == "FAIL" and "died" in dead.user_attrs["fail_reason"]
+    assert_nothing_lost(store, "agents", "agents", 16)
+    print("\nsoak: 1 agent killed mid-trial; 16 trials, none lost")
