@@ -112,3 +112,46 @@ def test_a_killed_agent_loses_nothing(postgres: Postgres, tmp_path: Any, write_s
     assert dead.state.name == "FAIL" and "died" in dead.user_attrs["fail_reason"]
     assert_nothing_lost(store, "agents", "agents", 16)
     print("\nsoak: 1 agent killed mid-trial; 16 trials, none lost")
+
+
+@pytest.mark.distributed
+def test_a_killed_ray_worker_fails_its_trial_and_the_sweep_goes_on(
+    store: Store, write_spec: Any
+) -> None:
+    """SIGKILL the Ray actor running a trial (the driver lives): Ray Tune records the
+    trial's error, sweeplab fails it with the reason, and the sweep runs the rest."""
+    spec = write_spec(killable_spec("worker", trials=6, epochs=60, register=False))
+    proc = popen("sweep", str(spec), "--backend", "ray", "--no-smoke", "--store", str(store.root))
+    study = wait_for_study(store, "worker", proc)
+    deadline = time.monotonic() + 300
+    victim = None
+    while victim is None:  # the actor process of the first running trial
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        running = [t for t in study.get_trials(deepcopy=False) if t.state.name == "RUNNING"]
+        if running:
+            victim = _ray_trial_actor()
+        time.sleep(0.2)
+    os.kill(victim, signal.SIGKILL)
+    _, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stderr[-3000:]
+    study = load(store, "worker")
+    failed = [t for t in study.trials if t.state.name == "FAIL"]
+    assert failed and all(t.user_attrs.get("fail_reason") for t in failed), failed
+    assert_nothing_lost(store, "worker", "worker", 6)
+    print(f"\nsoak: 1 Ray worker killed; trial(s) {[t.number for t in failed]} failed, 6 trials")
+
+
+def _ray_trial_actor() -> int | None:
+    """The pid of a process whose title Ray set to a trainable's ``ray::…train…``."""
+    from pathlib import Path
+
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:  # gone meanwhile
+            continue
+        if title.startswith("ray::") and "train" in title.lower():
+            return int(entry.name)
+    return None

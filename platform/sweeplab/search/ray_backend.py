@@ -146,6 +146,9 @@ def _define_by_run(space: SearchSpace, trial: optuna.Trial) -> None:
     suggest(trial, space)  # the Optuna backend's own suggest: same distributions
 
 
+WORKER_DIED = "its Ray worker died"
+
+
 class SweepSearch(OptunaSearch):
     """Ray's OptunaSearch on the sweep's study, telling PRUNED for stopped trials.
 
@@ -168,6 +171,10 @@ class SweepSearch(OptunaSearch):
     ) -> None:
         if result is not None and not result.get(FINAL):
             result = None  # stopped by the scheduler (or failed): no value to tell
+        trial = self._ot_trials.get(trial_id)
+        if error and trial is not None and ATTR_REASON not in trial.user_attrs:
+            # a worker that raised recorded why; one that was killed could not
+            trial.set_user_attr(ATTR_REASON, WORKER_DIED)
         super().on_trial_complete(trial_id, result, error)
 
 
@@ -336,10 +343,12 @@ class TrialEnd(tune.Callback):
         final = bool((trial.last_result or {}).get(FINAL))
         state = "failed" if error else "complete" if final else "pruned"
         reason = frozen.user_attrs.get(ATTR_REASON)
+        if state == "failed" and reason is None:  # killed: its worker could not say why
+            reason = WORKER_DIED
         run_id = frozen.user_attrs.get(ATTR_RUN)
         if run_id and tracker.client.get_run(run_id).info.status == "RUNNING":
             if state == "failed":
-                why = str(reason or "the trial's worker died")
+                why = str(reason)
                 tracker.set_tags(run_id, {TAG_STATE: "failed", TAG_REASON: why})
                 tracker.end_run(run_id, "FAILED")
             else:
