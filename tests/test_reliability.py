@@ -333,3 +333,22 @@ def test_a_sweep_name_cannot_lead_out_of_the_store(tmp_path: Path, write_spec: A
     result = runner.invoke(app, ["compare", "../../escape", "--store", str(root)])
     assert result.exit_code == 2 and "not a folder name" in result.output, result.output
     assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_the_sqlite_check_takes_relative_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    from sweeplab.store import StoreError
+
+    monkeypatch.chdir(tmp_path)
+    with sqlite3.connect("studies.db") as db:
+        db.execute("CREATE TABLE t (x BLOB)")
+        db.executemany("INSERT INTO t VALUES (?)", [(b"x" * 4000,)] * 20)
+    db.close()
+    where = Store.resolve(tmp_path / "store", storage="sqlite:///studies.db")
+    where.verify()  # a good file, named relative to the working directory
+    _damage(tmp_path / "studies.db", "truncated")
+    with pytest.raises(StoreError, match=r"studies\.db is (truncated|corrupt)"):
+        where.verify()

@@ -198,7 +198,7 @@ def sqlite_problem(path: Path) -> str | None:
     if size == 0:
         return "is empty (truncated to 0 bytes)"
     try:
-        connection = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+        connection = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
         try:
             page_size = connection.execute("PRAGMA page_size").fetchone()[0]
             pages = connection.execute("PRAGMA page_count").fetchone()[0]

@@ -34,7 +34,10 @@ def sweep(
     spec: Path = typer.Argument(..., help="Experiment spec (YAML)."),
     set_: list[str] = SET,
     name: str | None = typer.Option(
-        None, "--name", help="Sweep name [default: the spec's name, with -2, -3… if taken]."
+        None,
+        "--name",
+        help="Sweep name: letters, digits, '_', '.', '-' [default: the spec's name, with -2, "
+        "-3… if taken].",
     ),
     store: Path | None = STORE,
     tracking_uri: str | None = TRACKING_URI,
