@@ -193,7 +193,7 @@ def sqlite_problem(path: Path) -> str | None:
 
     try:
         size = path.stat().st_size
-    except FileNotFoundError:
+    except OSError:  # not there yet, or under a file: creating the store reports it
         return None
     if size == 0:
         return "is empty (truncated to 0 bytes)"
