@@ -172,9 +172,12 @@ class SweepSearch(OptunaSearch):
         if result is not None and not result.get(FINAL):
             result = None  # stopped by the scheduler (or failed): no value to tell
         trial = self._ot_trials.get(trial_id)
-        if error and trial is not None and ATTR_REASON not in trial.user_attrs:
-            # a worker that raised recorded why; one that was killed could not
-            trial.set_user_attr(ATTR_REASON, WORKER_DIED)
+        if error and trial is not None:
+            # a worker that raised recorded why (read from the storage: the trial object
+            # caches its attributes); one that was killed could not
+            storage = trial.study._storage
+            if ATTR_REASON not in storage.get_trial(trial._trial_id).user_attrs:
+                trial.set_user_attr(ATTR_REASON, WORKER_DIED)
         super().on_trial_complete(trial_id, result, error)
 
 
