@@ -232,6 +232,34 @@ def local_ray() -> Iterator[None]:
     ray.shutdown()
 
 
+def other_addresses() -> list[str]:
+    """This machine's IPv4 addresses other than loopback: the one its default route uses
+    (a UDP connect sends nothing) and the one its host name resolves to."""
+    import socket
+
+    found = set()
+    with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect(("10.255.255.255", 1))
+        found.add(s.getsockname()[0])
+    with contextlib.suppress(OSError):
+        found.add(socket.gethostbyname(socket.gethostname()))
+    return sorted(a for a in found if not a.startswith("127."))
+
+
+def assert_loopback_only(port: int) -> None:
+    """Nothing answers on ``port`` at any of this machine's other addresses."""
+    import socket
+    import warnings
+
+    addresses = other_addresses()
+    if not addresses:  # a machine with loopback only: nothing else could reach it anyway
+        warnings.warn("no address besides loopback: the binding was not checked", stacklevel=2)
+    for address in addresses:
+        with socket.socket() as s:
+            s.settimeout(1)
+            assert s.connect_ex((address, port)) != 0, f"port {port} is open on {address}"
+
+
 def free_port() -> int:
     import socket
 

@@ -18,7 +18,7 @@ from sweeplab.registry.evaluate import held_out, predict
 from sweeplab.registry.models import ModelRef, client_for, load_torch, resolve
 from sweeplab.registry.promote import promote
 from sweeplab.spec import spec_from_dict
-from tests.conftest import Finished, free_port, start_server, stop_server
+from tests.conftest import Finished, assert_loopback_only, free_port, start_server, stop_server
 
 
 def call(url: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> Any:
@@ -114,6 +114,7 @@ def test_wrong_routes_methods_and_hosts(served: tuple[str, Finished]) -> None:
     assert call(f"{base}/predict")[0] == 405  # GET
     assert call(f"{base}/health", headers={"Host": "attacker.example"})[0] == 400
     assert call(f"{base}/health", headers={"Host": "localhost"})[0] == 200
+    assert_loopback_only(int(base.rsplit(":", 1)[1]))  # served without --host
     # no route reads a file: paths that try to leave get the JSON 404, never a file
     for path in ("/../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd", "/predict/../../mlflow.db"):
         status, body = call(base + path)

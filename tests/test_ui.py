@@ -6,7 +6,6 @@ import base64
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -15,7 +14,14 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, Finished, free_port, start_server, stop_server
+from tests.conftest import (
+    ROOT,
+    Finished,
+    assert_loopback_only,
+    free_port,
+    start_server,
+    stop_server,
+)
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -34,12 +40,7 @@ def test_ui_serves_the_store_on_localhost_and_refuses_hostile_requests(
         url = f"{base}/api/2.0/mlflow/experiments/search?max_results=10"
         status, body = _get(url)
         assert status == 200 and "finished" in [e["name"] for e in json.loads(body)["experiments"]]
-        # bound to loopback only: the port is not open on another local address
-        others = [a for a in {socket.gethostbyname(socket.gethostname())} if a != "127.0.0.1"]
-        for address in others:
-            with socket.socket() as s:
-                s.settimeout(1)
-                assert s.connect_ex((address, port)) != 0
+        assert_loopback_only(port)  # the port is not open on this machine's other addresses
         assert _get(url, {"Host": "ui.example"})[0] == 200
         for foreign in ("attacker.example", "127.0.0.1.attacker.example", "localhost.evil"):
             status, body = _get(url, {"Host": foreign})
