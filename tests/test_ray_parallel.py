@@ -121,6 +121,11 @@ def test_early_stopping_and_a_scheduler_stop_every_rank_together(
 
 
 def test_a_dead_rank_fails_the_trial_and_the_sweep_goes_on(local_ray: Any, store: Store) -> None:
+    # imported here first: the killer thread and the sweep importing them at the same
+    # moment can meet a half-initialized module ("partially initialized module")
+    import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+    import sqlalchemy.engine  # noqa: F401
+
     spec = _one_trial("ddp-dead", train={"max_epochs": 300})
     killed: list[int] = []
 

@@ -171,7 +171,8 @@ def test_a_damaged_store_file_stops_each_command_with_a_clear_error(
         "optuna.db": [["status", "kept"], ["resume", "kept"], ["compare", "kept", "--no-plots"]],
         "mlflow.db": [["models", "list"], ["models", "show", "kept-model"], ["ui"]],
     }[which]
-    commands.append(["sweep", str(spec), "--no-smoke", "-q"])
+    if how != "emptied":  # SQLite creates an empty file first: a new sweep may fill it
+        commands.append(["sweep", str(spec), "--no-smoke", "-q"])
     for command in commands:
         result = runner.invoke(app, [*command, "--store", str(root)])
         said = result.output

@@ -120,15 +120,19 @@ class Store:
                 "reads; use sqlite:///..., postgresql://... or http(s)://server"
             )
 
-    def verify(self, storage: bool = True) -> None:
+    def verify(self, storage: bool = True, creating: bool = False) -> None:
         """Refuse a truncated or overwritten SQLite file before anything reads or writes it:
         a clear error instead of SQLAlchemy's "database disk image is malformed".
-        ``storage=False``: the tracking database only (commands that read models)."""
+        ``storage=False``: the tracking database only (commands that read models).
+        ``creating``: an empty file passes, as SQLite creates one before writing the
+        tables (another process may be creating the store at this moment)."""
         paths = self._sqlite_paths()
         if not storage:
             paths = [p for p in paths if self.tracking_uri == f"sqlite:///{p}"]
         for path in paths:
             problem = sqlite_problem(path)
+            if problem == EMPTY and creating:
+                continue
             if problem is not None:
                 raise StoreError(
                     f"{path} {problem}. sweeplab changed nothing: restore the file from a "
@@ -138,7 +142,7 @@ class Store:
     def prepare(self) -> None:
         """Check the URLs, then create the local folders they point into (before writing)."""
         self.check()
-        self.verify()
+        self.verify(creating=True)
         self.check_writable()
         try:
             for url in (self.tracking_uri, self.storage_url):
@@ -179,6 +183,9 @@ class Store:
         ]
 
 
+EMPTY = "is empty (0 bytes)"
+
+
 def sqlite_problem(path: Path) -> str | None:
     """What is wrong with the SQLite file at ``path``, or None (also when it does not exist).
 
@@ -196,7 +203,7 @@ def sqlite_problem(path: Path) -> str | None:
     except OSError:  # not there yet, or under a file: creating the store reports it
         return None
     if size == 0:
-        return "is empty (truncated to 0 bytes)"
+        return EMPTY
     try:
         connection = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
         try:
