@@ -50,11 +50,9 @@ def wait_for_study(store: Any, name: str, proc: subprocess.Popen[str], wait: flo
 
 @dataclass
 class Kills:
-    """What a kill-and-resume run did: each kill's moment and what the study held then."""
+    """What a kill-and-resume run did: the kills delivered, the trials they cut short."""
 
     delivered: int = 0
-    finished_at_kill: list[int] = field(default_factory=list)
-    running_at_kill: list[int] = field(default_factory=list)
     killed_trials: dict[int, str | None] = field(default_factory=dict)  # number: MLflow run
 
 
@@ -90,8 +88,6 @@ def kill_and_resume(
         proc.wait()
         done.delivered += 1
         trials = load(store, name).get_trials(deepcopy=False)
-        done.finished_at_kill.append(sum(t.state.name in FINISHED_STATES for t in trials))
-        done.running_at_kill.append(sum(t.state.name == "RUNNING" for t in trials))
         for t in trials:
             if t.state.name == "RUNNING":
                 done.killed_trials[t.number] = t.user_attrs.get("mlflow_run_id")

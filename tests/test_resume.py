@@ -4,37 +4,18 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 from typing import Any
 
-import optuna
 import pytest
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 from sweeplab.store import Store
-from tests.battery import popen
+from tests.battery import load, popen, wait_for_study
 from tests.conftest import Postgres, sweeplab, tiny_spec
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-
-
-def _study(
-    store: Store, name: str, wait: float = 120, creator: subprocess.Popen[str] | None = None
-) -> optuna.Study:
-    """The sweep's study, once ``creator`` (a sweep process) has created it."""
-    deadline = time.monotonic() + wait
-    while True:
-        try:
-            return optuna.load_study(study_name=name, storage=store.storage_url)
-        except Exception:  # not created yet (KeyError), or the database not yet there
-            if creator is not None and creator.poll() is not None:
-                _, stderr = creator.communicate()
-                raise AssertionError(f"the sweep exited {creator.returncode}: {stderr}") from None
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
 
 
 def _trial_runs(store: Store, experiment: str) -> list[Any]:
@@ -62,7 +43,7 @@ def test_kill_9_mid_trial_then_resume_loses_and_repeats_nothing(
     )
     args = ("--store", str(store.root), "--no-smoke", "-q", "--backend", backend)
     proc = popen("sweep", str(spec), *args)
-    study = _study(store, "killed", creator=proc)
+    study = wait_for_study(store, "killed", proc)
     deadline = time.monotonic() + 180
     while True:  # two trials done and the third running: kill it mid-trial
         trials = study.get_trials(deepcopy=False)
@@ -85,7 +66,7 @@ def test_kill_9_mid_trial_then_resume_loses_and_repeats_nothing(
 
     out = sweeplab("resume", "killed", "--store", str(store.root), "-q")
     assert out.returncode == 0, out.stderr
-    study = _study(store, "killed")
+    study = load(store, "killed")
     trials = study.get_trials()
     assert len(trials) == 6 and all(t.state in FINISHED for t in trials)
     assert [t.number for t in trials] == list(range(6))
@@ -105,7 +86,7 @@ def test_kill_9_mid_trial_then_resume_loses_and_repeats_nothing(
     assert statuses[parent] == "FINISHED"
     again = sweeplab("resume", "killed", "--store", str(store.root), "-q")
     assert again.returncode == 0 and "nothing to run" in again.stdout
-    assert len(_study(store, "killed").trials) == 6
+    assert len(load(store, "killed").trials) == 6
 
 
 @pytest.mark.distributed
@@ -127,13 +108,13 @@ def test_agents_on_postgresql_run_exactly_the_requested_trials(
         )
     )
     first = popen("sweep", str(spec), "--no-smoke", *args)
-    _study(store, "shared", creator=first)
+    wait_for_study(store, "shared", first)
     agents = [popen("agent", "shared", *args) for _ in range(3)]
     outputs = [p.communicate(timeout=600) for p in [first, *agents]]
     for proc, (_stdout, stderr) in zip([first, *agents], outputs, strict=True):
         assert proc.returncode == 0, stderr
         assert "database is locked" not in stderr and "deadlock" not in stderr.lower()
-    study = _study(store, "shared")
+    study = load(store, "shared")
     trials = study.get_trials()
     assert len(trials) == 12 and all(t.state in FINISHED for t in trials)
     assert sorted(t.number for t in trials) == list(range(12))

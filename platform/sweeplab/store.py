@@ -95,9 +95,8 @@ class Store:
 
     def storage_exists(self) -> bool:
         """False when the default SQLite study file has not been created yet."""
-        if self.storage_url.startswith("sqlite:///"):
-            return Path(self.storage_url.removeprefix("sqlite:///")).is_file()
-        return True
+        path = _sqlite_file(self.storage_url)
+        return path is None or path.is_file()
 
     def check(self) -> None:
         """Reject malformed URLs before anything is created (imports SQLAlchemy)."""
@@ -126,10 +125,7 @@ class Store:
         ``storage=False``: the tracking database only (commands that read models).
         ``creating``: an empty file passes, as SQLite creates one before writing the
         tables (another process may be creating the store at this moment)."""
-        paths = self._sqlite_paths()
-        if not storage:
-            paths = [p for p in paths if self.tracking_uri == f"sqlite:///{p}"]
-        for path in paths:
+        for path in self._sqlite_paths(storage):
             problem = sqlite_problem(path)
             if problem == EMPTY and creating:
                 continue
@@ -145,9 +141,8 @@ class Store:
         self.verify(creating=True)
         self.check_writable()
         try:
-            for url in (self.tracking_uri, self.storage_url):
-                if url.startswith("sqlite:///"):
-                    Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            for path in self._sqlite_paths():
+                path.parent.mkdir(parents=True, exist_ok=True)
             if not self.tracking_server:
                 self.artifact_root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -175,12 +170,15 @@ class Store:
                     "store elsewhere with --store"
                 )
 
-    def _sqlite_paths(self) -> list[Path]:
-        return [
-            Path(url.removeprefix("sqlite:///"))
-            for url in (self.tracking_uri, self.storage_url)
-            if url.startswith("sqlite:///")
-        ]
+    def _sqlite_paths(self, storage: bool = True) -> list[Path]:
+        """The SQLite files of the tracking database and (``storage``) the studies."""
+        urls = [self.tracking_uri, self.storage_url] if storage else [self.tracking_uri]
+        return [path for path in map(_sqlite_file, urls) if path is not None]
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The file of a ``sqlite:///`` URL; None for any other database."""
+    return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
 
 
 EMPTY = "is empty (0 bytes)"

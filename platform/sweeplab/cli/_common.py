@@ -75,13 +75,16 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
 
 
-def open_store(store: Any, tracking_uri: str | None = None, storage: str | None = None) -> Any:
+def open_store(
+    store: Any, tracking_uri: str | None = None, storage: str | None = None, creating: bool = False
+) -> Any:
     """The Store the options name, its SQLite files checked (a truncated or overwritten
-    one stops the command with StoreError, exit 1, before anything reads it)."""
+    one stops the command with StoreError, exit 1, before anything reads it). Commands
+    that create the store (``creating``) accept an empty file, as ``Store.prepare`` does."""
     from sweeplab.store import Store
 
     where = Store.resolve(store, tracking_uri, storage)
-    where.verify()
+    where.verify(creating=creating)
     return where
 
 

@@ -84,7 +84,7 @@ def sweep(
             "are Ray options: add --backend ray"
         )
     quiet_libraries()
-    where = open_store(store, tracking_uri, storage)
+    where = open_store(store, tracking_uri, storage, creating=True)
     if smoke:
         run_smoke(exp, quiet, where.tracking_uri)
     from sweeplab.search.sweep import run_sweep

@@ -27,7 +27,7 @@ def train(
     quiet_libraries()
     from sweeplab.search.single import train_once
 
-    where = open_store(store, tracking_uri)
+    where = open_store(store, tracking_uri, creating=True)
     out.print(
         f"training {exp.name}: {exp.model.arch} on {exp.data.dataset}, "
         f"{exp.train.max_epochs} epochs max ..."
