@@ -120,27 +120,38 @@ def test_early_stopping_and_a_scheduler_stop_every_rank_together(
     assert stopped.data.tags["sweeplab.state"] == "pruned"
 
 
-def test_a_dead_rank_fails_the_trial_and_the_sweep_goes_on(local_ray: Any, store: Store) -> None:
-    # imported here first: the killer thread and the sweep importing them at the same
-    # moment can meet a half-initialized module ("partially initialized module")
-    import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
-    import sqlalchemy.engine  # noqa: F401
+def _rank_1_pid(store: Store) -> int | None:
+    """Rank 1's pid once the trial has logged an epoch, read with SQLite read-only: the
+    poller opens no MLflow store, which would create the tables while the sweep does."""
+    import sqlite3
+    from contextlib import closing
 
+    uri = f"{(store.root / 'mlflow.db').as_uri()}?mode=ro"
+    query = (
+        "SELECT t.value FROM tags t JOIN metrics m ON m.run_uuid = t.run_uuid "
+        "WHERE t.key = ? AND m.key = 'val_acc' LIMIT 1"
+    )
+    try:
+        with closing(sqlite3.connect(uri, uri=True)) as db:
+            row = db.execute(query, (TAG_RANKS,)).fetchone()
+    except sqlite3.Error:  # not there yet, or its tables not yet created
+        return None
+    return int(row[0].split(",")[1].rsplit(":", 1)[1]) if row else None
+
+
+def test_a_dead_rank_fails_the_trial_and_the_sweep_goes_on(local_ray: Any, store: Store) -> None:
     spec = _one_trial("ddp-dead", train={"max_epochs": 300})
     killed: list[int] = []
 
     def kill_rank_1() -> None:
         """Once the trial has logged an epoch, SIGKILL its rank 1 process."""
-        client = MlflowClient(store.tracking_uri)
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and not killed:
             time.sleep(0.5)
-            for run in all_runs(store, "ddp-dead") if store.root.exists() else []:
-                ranks = run.data.tags.get(TAG_RANKS)
-                if ranks and client.get_metric_history(run.info.run_id, "val_acc"):
-                    pid = int(ranks.split(",")[1].rsplit(":", 1)[1])
-                    os.kill(pid, signal.SIGKILL)
-                    killed.append(pid)
+            pid = _rank_1_pid(store)
+            if pid is not None:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
 
     killer = threading.Thread(target=kill_rank_1, daemon=True)
     killer.start()

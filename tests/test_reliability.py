@@ -353,3 +353,35 @@ def test_the_sqlite_check_takes_relative_paths(
     _damage(tmp_path / "studies.db", "truncated")
     with pytest.raises(StoreError, match=r"studies\.db is (truncated|corrupt)"):
         where.verify()
+
+
+def test_the_sqlite_check_passes_a_file_that_grows_while_it_looks(tmp_path: Path) -> None:
+    """A sweep checks the store while another process may be writing it (an agent, the
+    MLflow UI creating its tables): a file that grows between two reads is not truncated."""
+    import sqlite3
+    import threading
+
+    from sweeplab.store import sqlite_problem
+
+    path = tmp_path / "mlflow.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE t (x BLOB)")
+    db.close()
+    done = threading.Event()
+
+    def grow() -> None:  # commits that extend the file, rollback-journal mode as MLflow's
+        writer = sqlite3.connect(path, isolation_level=None)
+        writer.execute("PRAGMA synchronous=OFF")  # no disk sync: many commits a second
+        while not done.is_set():
+            writer.execute("INSERT INTO t VALUES (?)", (b"x" * 20000,))
+        writer.close()
+
+    thread = threading.Thread(target=grow, daemon=True)
+    thread.start()
+    try:
+        problems = {sqlite_problem(path) for _ in range(100)}
+    finally:
+        done.set()
+        thread.join()
+    assert problems == {None}
+    assert path.stat().st_size > 100 * 4096  # it did grow while checked

@@ -203,10 +203,18 @@ def sqlite_problem(path: Path) -> str | None:
     if size == 0:
         return EMPTY
     try:
-        connection = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
+        uri = f"{path.absolute().as_uri()}?mode=ro"
+        connection = sqlite3.connect(uri, uri=True, isolation_level=None)
         try:
+            # the size is read inside the read transaction, after the count: a writer in
+            # another process (an agent, MLflow creating its tables) cannot commit between
+            # them, and a file that grew after the count is no truncated file
+            connection.execute("BEGIN")
             page_size = connection.execute("PRAGMA page_size").fetchone()[0]
             pages = connection.execute("PRAGMA page_count").fetchone()[0]
+            size = path.stat().st_size
+            wal = path.with_name(path.name + "-wal")
+            pending = wal.is_file() and wal.stat().st_size > 0
         finally:
             connection.close()
     except sqlite3.DatabaseError as exc:
@@ -215,8 +223,9 @@ def sqlite_problem(path: Path) -> str | None:
         if "malformed" in str(exc):
             return "is corrupt: SQLite reads it as a malformed database"
         return None  # cannot be opened read-only here (a read-only folder): checked elsewhere
-    wal = path.with_name(path.name + "-wal")
-    if wal.is_file() and wal.stat().st_size:  # pages not yet copied back: the count has them
+    except OSError:  # moved away meanwhile: creating or opening the store reports it
+        return None
+    if pending:  # pages not yet copied back from the write-ahead log: the count has them
         return None
     if size < pages * page_size:
         return f"is truncated: its header records {pages * page_size} bytes, the file has {size}"
