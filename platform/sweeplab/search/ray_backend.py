@@ -473,6 +473,9 @@ def tune_sweep(
         trainable, resources, at_once = parallel_trainable(sweep, options)
         if not exp.sweep.max_concurrent:
             searcher = ConcurrencyLimiter(searcher, max_concurrent=at_once)
+    # Tune's own CSV, JSON and TensorBoard files of every result: the trials are tracked in
+    # MLflow, and writing them cost the 20-trial bench about 3 s (bench/distributed.py)
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     tuner = tune.Tuner(
         tune.with_resources(trainable, resources),
         param_space=population(space) if pbt else None,
