@@ -258,3 +258,58 @@ def test_pbt_trains_on_from_copied_checkpoints_with_perturbed_values(
         final = t.user_attrs["pbt_params"]
         assert 1e-4 <= final["train.lr"] <= 1e-1 and 0.0 <= final["model.dropout"] <= 0.3
     assert copied >= 2  # the bottom half took other trials' checkpoints at least once
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "rank 1 died, rank 0 told first",
+        "rank 1 died",
+        "rank 1's health check failed",
+        "rank 0 raised",
+    ],
+)
+def test_a_failed_data_parallel_trial_keeps_the_reason_that_explains_it(
+    store: Store, case: str
+) -> None:
+    """Whether rank 0 records the error it met in a collective with a dead rank before
+    the Train run's failure arrives is a race: either way the dead rank is the reason,
+    on the trial and on its run. A rank 0 that raised on its own keeps its error."""
+    from ray.exceptions import ActorDiedError
+    from ray.train import WorkerGroupError
+
+    from sweeplab.search.optuna_backend import ATTR_REASON, ATTR_RUN, open_storage
+    from sweeplab.search.ray_parallel import _note_failure
+    from sweeplab.search.trial import TAG_REASON
+    from sweeplab.tracking.tracker import Tracker
+
+    store.prepare()
+    storage = open_storage(store.storage_url)
+    trial = optuna.create_study(study_name="ddp", storage=storage).ask()
+    tracker = Tracker(store, "ddp")
+    run_id = tracker.start_run("trial-0")
+    trial.set_user_attr(ATTR_RUN, run_id)
+    gloo = RuntimeError("[gloo/transport/tcp/pair.cc:537] Read error: Connection closed by peer")
+    own = ValueError("lr must be > 0, but got -1.")
+    failures: dict[int, Exception] = {0: gloo, 1: ActorDiedError()}
+    if case == "rank 0 raised":
+        failures = {0: own}
+    elif case == "rank 1's health check failed":  # how Ray Train's poll reports a death
+        from ray.train.v2._internal.exceptions import WorkerHealthCheckFailedError
+
+        failures[1] = WorkerHealthCheckFailedError("health check failed", ActorDiedError())
+    if case != "rank 1 died":  # what rank 0's run_trial records when its fit raises
+        first = f"{type(failures[0]).__name__}: {failures[0]}"
+        trial.set_user_attr(ATTR_REASON, first)
+        tracker.set_tags(run_id, {TAG_REASON: first})
+        tracker.end_run(run_id, "FAILED")
+
+    _note_failure(store, trial._trial_id, WorkerGroupError("training failed", failures))
+
+    reason = storage.get_trial(trial._trial_id).user_attrs[ATTR_REASON]
+    tag = MlflowClient(store.tracking_uri).get_run(run_id).data.tags.get(TAG_REASON)
+    if case == "rank 0 raised":
+        assert reason == tag == "ValueError: lr must be > 0, but got -1."
+    else:
+        assert reason == "data-parallel rank 1 died (its worker process ended)"
+        assert tag == reason

@@ -164,6 +164,7 @@ def test_a_dead_rank_fails_the_trial_and_the_sweep_goes_on(local_ray: Any, store
     assert trial.state == TrialState.FAIL
     assert "rank" in trial.user_attrs["fail_reason"]
     assert run.info.status == "FAILED" and run.data.tags["sweeplab.state"] == "failed"
+    assert run.data.tags["sweeplab.fail_reason"] == trial.user_attrs["fail_reason"]
     assert result.counts["failed"] == 1
     # the sweep did not wait on the dead rank, nor train on alone
     epochs = MlflowClient(store.tracking_uri).get_metric_history(run.info.run_id, "val_acc")

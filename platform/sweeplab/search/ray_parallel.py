@@ -35,7 +35,7 @@ from typing import Any
 
 import optuna
 
-from sweeplab.search.optuna_backend import ATTR_REASON, open_storage, resolve
+from sweeplab.search.optuna_backend import ATTR_REASON, ATTR_RUN, open_storage, resolve
 from sweeplab.search.ray_backend import (
     FINAL,
     TRIAL_ID,
@@ -44,7 +44,7 @@ from sweeplab.search.ray_backend import (
     report,
     run_ray_trial,
 )
-from sweeplab.search.trial import members
+from sweeplab.search.trial import TAG_REASON, members
 from sweeplab.spec import SearchSpace, spec_from_dict
 from sweeplab.store import Store
 from sweeplab.training.fit import fit
@@ -126,15 +126,53 @@ def _run_trial(config: dict[str, Any], *, sweep: Sweep, options: RayOptions) -> 
         raise
 
 
+def dead_ranks(exc: Exception) -> list[int]:
+    """The ranks of a failed Train run whose worker process died.
+
+    Ray Train's ``WorkerGroupError.worker_failures`` maps a rank to its error: Ray's
+    actor-died error itself, or a failed health check that holds it
+    (``health_check_failure``) or was caused by it.
+    """
+    from ray.exceptions import RayActorError
+
+    def died(error: BaseException | None) -> bool:
+        seen = 0
+        while error is not None and seen < 5:
+            if isinstance(error, RayActorError):
+                return True
+            inner = getattr(error, "health_check_failure", None)
+            error, seen = inner if isinstance(inner, BaseException) else error.__cause__, seen + 1
+        return False
+
+    failures: dict[int, Exception] = getattr(exc, "worker_failures", None) or {}
+    return sorted(rank for rank, error in failures.items() if died(error))
+
+
 def _note_failure(store: Store, trial_id: int, exc: Exception) -> None:
-    """Record why the Train run failed, unless rank 0 recorded the trial's own error."""
+    """Record why the Train run failed, on the trial and on its MLflow run.
+
+    A rank that died is the reason, also when rank 0 already recorded the error it met
+    in a collective with the dead rank ("Connection closed by peer"): which of the two
+    comes first is a race. Otherwise rank 0's own error, if it recorded one, stays.
+    """
     storage = open_storage(store.storage_url)
     trial = storage.get_trial(trial_id)
-    if ATTR_REASON in trial.user_attrs or trial.state.is_finished():
+    if trial.state.is_finished():
         return
-    cause = str(exc).strip().splitlines()
-    why = f"a data-parallel rank failed: {cause[0] if cause else type(exc).__name__}"
+    dead = dead_ranks(exc)
+    if dead:
+        why = f"data-parallel rank {', '.join(map(str, dead))} died (its worker process ended)"
+    elif ATTR_REASON in trial.user_attrs:
+        return
+    else:
+        cause = str(exc).strip().splitlines()
+        why = f"a data-parallel rank failed: {cause[0] if cause else type(exc).__name__}"
     storage.set_trial_user_attr(trial_id, ATTR_REASON, why[:1000])
+    run_id = trial.user_attrs.get(ATTR_RUN)
+    if dead and run_id:  # rank 0 may have ended its run with the collective's error
+        from mlflow import MlflowClient
+
+        MlflowClient(tracking_uri=store.tracking_uri).set_tag(run_id, TAG_REASON, why)
 
 
 def _worker(config: dict[str, Any], *, sweep: Sweep) -> None:
