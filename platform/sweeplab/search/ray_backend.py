@@ -388,7 +388,7 @@ def _pbt_trial(study: optuna.Study, tune_id: str, error: bool) -> optuna.trial.F
     if t is None or t.state.is_finished():
         return t
     if error and ATTR_REASON not in t.user_attrs:
-        study._storage.set_trial_user_attr(t._trial_id, ATTR_REASON, "the trial's worker died")
+        study._storage.set_trial_user_attr(t._trial_id, ATTR_REASON, WORKER_DIED)
     study.tell(t.number, state=TrialState.FAIL if error else TrialState.PRUNED)
     return study._storage.get_trial(t._trial_id)
 

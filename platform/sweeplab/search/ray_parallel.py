@@ -136,12 +136,13 @@ def dead_ranks(exc: Exception) -> list[int]:
     from ray.exceptions import RayActorError
 
     def died(error: BaseException | None) -> bool:
-        seen = 0
-        while error is not None and seen < 5:
+        for _ in range(5):  # the error, then what it holds or was caused by
+            if error is None:
+                return False
             if isinstance(error, RayActorError):
                 return True
             inner = getattr(error, "health_check_failure", None)
-            error, seen = inner if isinstance(inner, BaseException) else error.__cause__, seen + 1
+            error = inner if isinstance(inner, BaseException) else error.__cause__
         return False
 
     failures: dict[int, Exception] = getattr(exc, "worker_failures", None) or {}
