@@ -74,7 +74,7 @@ def run_worker(role: str, storage: str, tracking: str, root: str) -> None:
         return
 
     import sweeplab.search.trial as trial_module
-    from sweeplab.search.sweep import continue_sweep, run_sweep
+    from sweeplab.search import continue_sweep, run_sweep
     from sweeplab.spec import spec_from_dict
     from sweeplab.store import Store
 

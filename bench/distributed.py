@@ -28,10 +28,9 @@ from pathlib import Path
 import optuna
 from mlflow import MlflowClient
 
-from sweeplab.search.optuna_backend import ATTR_RUN
-from sweeplab.search.ray_backend import RayOptions, start_ray
-from sweeplab.search.sweep import run_sweep
-from sweeplab.search.trial import TAG_TRIAL
+from sweeplab.search import RayOptions, run_sweep
+from sweeplab.search.keys import ATTR_RUN, TAG_TRIAL
+from sweeplab.search.ray_backend.driver import start_ray
 from sweeplab.spec import spec_from_dict
 from sweeplab.store import Store
 
@@ -79,7 +78,7 @@ def timed(
         ray = RayOptions()
     store = Store.resolve(root / f"{label}-{epochs}")
     started = time.perf_counter()
-    result = run_sweep(exp, store, ray=ray)
+    result = run_sweep(exp, store, options=ray)
     seconds = time.perf_counter() - started
     assert result.counts["complete"] == exp.sweep.trials, result.counts
     return Timing(seconds, first_start(store, result.name))

@@ -21,7 +21,7 @@ from typing import Any
 
 import optuna
 
-from sweeplab.search.sweep import run_sweep
+from sweeplab.search import run_sweep
 from sweeplab.spec import spec_from_dict
 from sweeplab.store import Store
 

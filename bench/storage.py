@@ -36,8 +36,8 @@ def objective(trial: optuna.Trial) -> float:
 def worker(kind: str, url: str, study_name: str, total: int) -> None:
     """One process; prints {"ran": n, "errors": [...]} as JSON."""
     from sweeplab.search.claims import claim_lock, owner
-    from sweeplab.search.optuna_backend import open_storage
-    from sweeplab.search.sweep import counts, run_one, taken
+    from sweeplab.search.optuna_backend.worker import run_one
+    from sweeplab.search.study import counts, open_storage, taken
 
     optuna.logging.set_verbosity(optuna.logging.CRITICAL)
     warnings.simplefilter("ignore")
@@ -56,7 +56,8 @@ def worker(kind: str, url: str, study_name: str, total: int) -> None:
         except Exception as exc:  # a lock error outside a trial ends the process
             errors.append(f"{type(exc).__name__}: {exc}")
     else:
-        study = optuna.load_study(study_name=study_name, storage=open_storage(url))
+        storage = open_storage(url)
+        study = optuna.load_study(study_name=study_name, storage=storage)
         claims = claim_lock(url, study_name)
         while True:
             try:
@@ -65,7 +66,7 @@ def worker(kind: str, url: str, study_name: str, total: int) -> None:
                         break
                     trial = study.ask()
                     trial.set_user_attr("sweeplab.owner", owner())
-                run_one(study, trial, objective)
+                run_one(study, storage, trial, objective)
                 ran += 1
             except Exception as exc:
                 errors.append(f"{type(exc).__name__}: {exc}")

@@ -34,11 +34,12 @@ from torch.utils.data import DataLoader, TensorDataset
 from tracking_overhead import SPEC  # the same spec: MLP 64-256-128-10 on digits
 
 from sweeplab.data.split import split
+from sweeplab.logs import quiet_libraries
 from sweeplab.search.trial import NoHooks, run_trial
 from sweeplab.spec import spec_from_dict
 from sweeplab.store import Store
 from sweeplab.tracking.tracker import Tracker
-from sweeplab.training.fit import fit, quiet_lightning
+from sweeplab.training.fit import fit
 
 
 def plain_loop(exp: Any, epochs: int) -> float:
@@ -140,7 +141,7 @@ def main() -> None:
     SPEC["train"]["max_epochs"] = args.epochs  # type: ignore[index]
     exp = spec_from_dict(SPEC)
     torch.set_num_threads(1)  # as a trial of a sweep (one CPU each); steadier timings
-    quiet_lightning()
+    quiet_libraries(training=True)
     with tempfile.TemporaryDirectory() as tmp:
         store = Store.resolve(Path(tmp, "store"))
         store.prepare()

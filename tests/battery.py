@@ -266,8 +266,8 @@ def nudge(value: Any, index: int) -> Any:
     name from the catalogs (or a misspelt one), a list shortened or grown."""
     from sweeplab.data.catalog import DATASETS
     from sweeplab.models.catalog import ACTIVATIONS, NORMS
+    from sweeplab.optim.catalog import OPTIMIZERS, SCHEDULES
     from sweeplab.search.catalog import PRUNERS, SAMPLERS
-    from sweeplab.training.catalog import OPTIMIZERS, SCHEDULES
 
     if isinstance(value, bool):
         return not value

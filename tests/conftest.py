@@ -105,8 +105,7 @@ class Finished:
 @pytest.fixture(scope="session")
 def finished(tmp_path_factory: pytest.TempPathFactory) -> Finished:
     """Built once per session; tests that promote use their own alias names."""
-    from sweeplab.search.single import train_once
-    from sweeplab.search.sweep import run_sweep
+    from sweeplab.search import run_sweep, train_once
     from sweeplab.spec import spec_from_dict
     from sweeplab.store import Store
 

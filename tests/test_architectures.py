@@ -9,7 +9,7 @@ import pytest
 from mlflow import MlflowClient
 
 from sweeplab.data.split import split
-from sweeplab.search.sweep import run_sweep
+from sweeplab.search import run_sweep
 from sweeplab.spec import spec_from_dict
 from tests.conftest import all_runs, tiny_spec
 

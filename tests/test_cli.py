@@ -21,11 +21,29 @@ from tests.conftest import all_runs, tiny_spec
 runner = CliRunner()
 
 
+def _commands(group: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
+    """Every command of the app, sub-commands included (``models promote``)."""
+    found = [(path, group)]
+    if hasattr(group, "commands"):  # a group (Typer's own, or click's)
+        for name, command in group.commands.items():
+            found += _commands(command, (*path, name))
+    return found
+
+
 def test_help_on_every_command() -> None:
-    for command in ([], ["validate"], ["sweep"], ["train"], ["status"], ["ui"]):
-        result = runner.invoke(app, [*command, "--help"])
-        assert result.exit_code == 0, command
-        assert "Usage" in result.output
+    import typer.main
+
+    commands = _commands(typer.main.get_command(app))
+    names = {" ".join(path) for path, _ in commands}
+    assert {"validate", "sweep", "agent", "status", "resume", "train", "compare"} <= names
+    assert {"models list", "models show", "models promote", "serve", "ui"} <= names
+    for path, command in commands:
+        result = runner.invoke(app, [*path, "--help"])
+        assert result.exit_code == 0, path
+        assert f"Usage: sweeplab {' '.join(path)}".rstrip() in " ".join(result.output.split())
+        summary = (command.help or "").split("\n")[0].strip()
+        assert summary, f"{path} has no help text"
+        assert " ".join(summary.split()[:4]) in " ".join(result.output.split()), path
 
 
 def test_help_does_not_import_heavy_libraries() -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import optuna
 from mlflow import MlflowClient
 
-from sweeplab.search.compare import compare
+from sweeplab.search import compare
 from tests.conftest import Finished, sweeplab
 
 PLOTS = {
@@ -84,7 +84,7 @@ def test_compare_formats(finished: Finished) -> None:
 
 
 def test_two_sweeps_side_by_side(finished: Finished, tmp_path: Path) -> None:
-    from sweeplab.search.sweep import run_sweep
+    from sweeplab.search import run_sweep
     from sweeplab.spec import spec_from_dict
     from tests.conftest import tiny_spec
 
@@ -111,7 +111,7 @@ def test_two_sweeps_side_by_side(finished: Finished, tmp_path: Path) -> None:
 
 
 def test_sweeps_of_other_objectives_cannot_be_compared(finished: Finished) -> None:
-    from sweeplab.search.sweep import run_sweep
+    from sweeplab.search import run_sweep
     from sweeplab.spec import spec_from_dict
     from tests.conftest import tiny_spec
 

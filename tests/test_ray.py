@@ -14,8 +14,9 @@ import pytest
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
-from sweeplab.search.ray_backend import TAG_NODE, RayOptions
-from sweeplab.search.sweep import decoded_params, run_sweep
+from sweeplab.search import RayOptions, run_sweep
+from sweeplab.search.keys import TAG_NODE
+from sweeplab.search.study import decoded_params
 from sweeplab.spec import SearchSpace, spec_from_dict
 from sweeplab.store import Store
 from tests.conftest import all_runs, tiny_spec
@@ -66,7 +67,7 @@ def test_ray_backend_samples_like_optuna_and_tracks_every_trial(
         },
         tracking={"experiment": "ray", "register_as": "ray-best"},
     )
-    result = run_sweep(spec_from_dict(spec), store, name="on-ray", ray=RayOptions())
+    result = run_sweep(spec_from_dict(spec), store, name="on-ray", options=RayOptions())
     study = _study(store, "on-ray")
     assert len(study.trials) == 6
     runs = _check_runs(store, "ray", study)
@@ -102,7 +103,7 @@ def test_ray_retries_a_failing_trial_then_records_it_failed(local_ray: Any, stor
         tracking={"experiment": "ray-retry"},
     )
     exp = spec_from_dict(spec)
-    result = run_sweep(exp, store, ray=RayOptions())
+    result = run_sweep(exp, store, options=RayOptions())
     study = _study(store, result.name)
     space = SearchSpace.model_validate(exp.search_space)
     failed = [t for t in study.trials if t.state == TrialState.FAIL]
@@ -132,7 +133,7 @@ def test_a_sweep_on_a_two_node_cluster_runs_trials_on_both(store: Store) -> None
             tracking={"experiment": "cluster"},
         )
         options = RayOptions(address=cluster.address)
-        result = run_sweep(spec_from_dict(spec), store, ray=options)
+        result = run_sweep(spec_from_dict(spec), store, options=options)
         nodes = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
         assert len(nodes) == 2
         study = _study(store, result.name)
@@ -231,7 +232,7 @@ def test_pbt_trains_on_from_copied_checkpoints_with_perturbed_values(
         tracking={"experiment": "pbt", "register_as": "pbt-best"},
     )
     options = RayOptions(cpus_per_trial=0.5)  # the whole population at once on 2 CPUs
-    result = run_sweep(spec_from_dict(spec), store, name="pbt", ray=options)
+    result = run_sweep(spec_from_dict(spec), store, name="pbt", options=options)
     study = _study(store, "pbt")
     runs = _check_runs(store, "pbt", study)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 4  # PBT prunes none
@@ -278,9 +279,9 @@ def test_a_failed_data_parallel_trial_keeps_the_reason_that_explains_it(
     from ray.exceptions import ActorDiedError
     from ray.train import WorkerGroupError
 
-    from sweeplab.search.optuna_backend import ATTR_REASON, ATTR_RUN, open_storage
-    from sweeplab.search.ray_parallel import _note_failure
-    from sweeplab.search.trial import TAG_REASON
+    from sweeplab.search.keys import ATTR_REASON, ATTR_RUN, TAG_REASON
+    from sweeplab.search.ray_backend.parallel import _note_failure
+    from sweeplab.search.study import open_storage
     from sweeplab.tracking.tracker import Tracker
 
     store.prepare()

@@ -16,8 +16,8 @@ import pytest
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
-from sweeplab.search.ray_backend import TAG_RANKS, RayOptions
-from sweeplab.search.sweep import run_sweep
+from sweeplab.search import RayOptions, run_sweep
+from sweeplab.search.keys import TAG_RANKS
 from sweeplab.spec import spec_from_dict
 from sweeplab.store import Store
 from tests.conftest import all_runs, tiny_spec
@@ -56,8 +56,8 @@ def test_a_two_worker_trial_trains_on_both_ranks_and_is_tracked_like_one(
     local_ray: Any, store: Store
 ) -> None:
     spec = spec_from_dict(_one_trial("ddp", train={"max_epochs": 3}))
-    run_sweep(spec, store, name="two", ray=TWO)
-    run_sweep(spec, store, name="one", ray=RayOptions())
+    run_sweep(spec, store, name="two", options=TWO)
+    run_sweep(spec, store, name="one", options=RayOptions())
     two, two_run = _trial_run(store, "two")
     one, one_run = _trial_run(store, "one")
     assert two.state == one.state == TrialState.COMPLETE
@@ -86,7 +86,7 @@ def test_early_stopping_and_a_scheduler_stop_every_rank_together(
             "early_stopping": {"monitor": "val_loss", "patience": 1, "min_delta": 0.01},
         },
     )
-    run_sweep(spec_from_dict(stuck), store, name="early", ray=TWO)
+    run_sweep(spec_from_dict(stuck), store, name="early", options=TWO)
     trial, run = _trial_run(store, "early")
     assert trial.state == TrialState.COMPLETE
     assert trial.user_attrs["epochs"] == 2
@@ -108,7 +108,7 @@ def test_early_stopping_and_a_scheduler_stop_every_rank_together(
         },
         tracking={"experiment": "ddp-asha"},
     )
-    result = run_sweep(spec_from_dict(spec), store, name="asha", ray=TWO)
+    result = run_sweep(spec_from_dict(spec), store, name="asha", options=TWO)
     study = optuna.load_study(study_name="asha", storage=store.storage_url)
     assert study.trials[0].params["train.lr"] == 0.1
     assert sorted(t.state for t in study.trials) == [TrialState.COMPLETE, TrialState.PRUNED]
@@ -156,7 +156,7 @@ def test_a_dead_rank_fails_the_trial_and_the_sweep_goes_on(local_ray: Any, store
     killer = threading.Thread(target=kill_rank_1, daemon=True)
     killer.start()
     started = time.monotonic()
-    result = run_sweep(spec_from_dict(spec), store, name="dead", ray=TWO)
+    result = run_sweep(spec_from_dict(spec), store, name="dead", options=TWO)
     took = time.monotonic() - started
     killer.join()
     assert killed, "the trial never logged an epoch"

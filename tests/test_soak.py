@@ -57,24 +57,23 @@ def test_kills_in_a_row_on_the_ray_backend_lose_nothing(store: Store, write_spec
     print(f"\nsoak (ray): {kills.delivered} kills survived; 14 trials, none lost")
 
 
-FUZZ_TALLY = {"run": 0, "rejected": 0}
+def test_many_fuzzed_specs_run_or_are_rejected_with_a_path() -> None:
+    tally = {"run": 0, "rejected": 0}
 
+    @settings(
+        max_examples=FUZZ,
+        deadline=None,
+        database=None,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    @given(steps=mutations(), which=st.integers(0, 1))
+    def one(steps: list[Any], which: int) -> None:
+        check_fuzzed(fuzz_bases()[which], steps, tally)
 
-@settings(
-    max_examples=FUZZ,
-    deadline=None,
-    database=None,
-    phases=[Phase.explicit, Phase.generate],
-    suppress_health_check=[HealthCheck.too_slow],
-)
-@given(steps=mutations(), which=st.integers(0, 1))
-def test_many_fuzzed_specs_run_or_are_rejected_with_a_path(steps: list[Any], which: int) -> None:
-    check_fuzzed(fuzz_bases()[which], steps, FUZZ_TALLY)
-
-
-def test_fuzz_tally() -> None:
-    print(f"\nsoak fuzz: {FUZZ_TALLY['run']} specs ran, {FUZZ_TALLY['rejected']} rejected")
-    assert FUZZ_TALLY["run"] and FUZZ_TALLY["rejected"]
+    one()
+    print(f"\nsoak fuzz: {tally['run']} specs ran, {tally['rejected']} rejected")
+    assert tally["run"] and tally["rejected"]
 
 
 @pytest.mark.distributed

@@ -11,7 +11,8 @@ import pytest
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
-from sweeplab.search.sweep import run_sweep
+from sweeplab.search import run_sweep
+from sweeplab.search.study import decoded_params
 from sweeplab.spec import load_spec, spec_from_dict
 from tests.conftest import ROOT, all_runs, sweeplab, tiny_spec
 
@@ -227,3 +228,63 @@ def test_a_failing_trial_is_retried_max_retries_times_then_recorded_failed(
     status = sweeplab("status", result.name, "--store", str(store.root))
     assert f"(retried as #{diverging[1].number})" in status.stdout
     assert "1 complete, 0 pruned, 1 failed, 0 running of 2 requested (2 failed" in status.stdout
+
+
+def test_a_trial_validates_its_spec_once(store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sweep's spec and search space are checked when loaded; each trial's spec is the
+    sweep's with its params set, validated once, its search space not again."""
+    from sweeplab.spec import Experiment
+
+    space = {
+        "train.lr": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True},
+        "model.hidden": {"type": "categorical", "choices": [[8], [16, 8]]},
+        "model.activation": {"type": "categorical", "choices": ["relu", "tanh", "gelu"]},
+    }
+    exp = spec_from_dict(tiny_spec(search_space=space, sweep={"trials": 3}))
+    validations: list[dict[str, Any]] = []
+    original = Experiment.model_validate.__func__  # type: ignore[attr-defined]
+
+    def counted(cls: type[Experiment], obj: Any, *args: Any, **kwargs: Any) -> Experiment:
+        validations.append(obj)
+        return original(cls, obj, *args, **kwargs)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(Experiment, "model_validate", classmethod(counted))
+    result = run_sweep(exp, store)
+    assert result.counts["complete"] == 3
+    assert len(validations) == 3  # one per trial, whatever the search space's size
+    # ...and each is the trial's own configuration
+    drawn = [decoded_params(exp.space, t) for t in _study(store, result.name).trials]
+    seen = [
+        {"model.hidden": v["model"]["hidden"], "model.activation": v["model"]["activation"]}
+        for v in validations
+    ]
+    assert seen == [{k: d[k] for k in ("model.hidden", "model.activation")} for d in drawn]
+
+
+@pytest.mark.parametrize("pruner", ["median", "successive_halving", "hyperband", "none"])
+def test_each_pruner_as_configured_prunes_a_lagging_trial(pruner: str) -> None:
+    """No model: the spec's pruner (hyperband's resources from the spec's epochs) judges
+    curves reported step by step; a trial far behind the others is pruned, unless the
+    pruner is 'none'."""
+    from sweeplab.search.sampling import build_pruner
+
+    exp = spec_from_dict(tiny_spec(train={"max_epochs": 9}, sweep={"pruner": pruner}))
+    study = optuna.create_study(direction="maximize", pruner=build_pruner(exp))
+
+    def run(values: list[float]) -> TrialState:
+        trial = study.ask()
+        for step, value in enumerate(values):
+            trial.report(value, step)
+            if trial.should_prune():
+                study.tell(trial, state=TrialState.PRUNED)
+                return TrialState.PRUNED
+        study.tell(trial, values[-1])
+        return TrialState.COMPLETE
+
+    for i in range(16):  # good trials, each a little better than the last
+        run([0.8 + 0.01 * i + 0.001 * step for step in range(9)])
+    lagging = [run([0.1] * 9) for _ in range(3)]
+    if pruner == "none":
+        assert lagging == [TrialState.COMPLETE] * 3
+    else:
+        assert TrialState.PRUNED in lagging

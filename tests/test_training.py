@@ -12,7 +12,7 @@ from mlflow import MlflowClient
 
 from sweeplab.data.split import split
 from sweeplab.models.blocks import ToView
-from sweeplab.search.sweep import run_sweep
+from sweeplab.search import run_sweep
 from sweeplab.spec import DataConfig, spec_from_dict
 from sweeplab.tracking.logger import BatchedMlflowLogger
 from sweeplab.tracking.tracker import Tracker
@@ -97,8 +97,11 @@ def test_label_smoothing_raises_the_loss_of_a_confident_model() -> None:
 def test_mixed_precision_is_full_precision_where_the_hardware_lacks_it() -> None:
     exp = spec_from_dict(tiny_spec(train={"mixed_precision": True}))
     trainer = make_trainer(exp)
-    expected = "32-true" if not torch.cuda.is_available() else trainer.precision
+    expected = "32-true"
+    if torch.cuda.is_available():
+        expected = "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
     assert trainer.precision == expected
+    assert make_trainer(spec_from_dict(tiny_spec())).precision == "32-true"  # not asked for
     assert fit(exp).epochs == 3
 
 
@@ -143,3 +146,38 @@ def test_flops_count_recurrent_and_attention_layers() -> None:
     two = cost({"arch": "transformer", "d_model": 16, "heads": 2, "layers": 2})
     assert two["flops_per_sample"] > 1.5 * one["flops_per_sample"]
     assert two["param_count"] > one["param_count"]
+
+
+def test_fit_leaves_the_process_as_it_found_it() -> None:
+    """A library call: no warning filter, logger level, signal handler or environment
+    variable of the process is changed by training."""
+    import logging
+    import os
+    import signal
+    import warnings
+
+    # imports set loggers up (Lightning) and OpenMP variables (scikit-learn): before the look
+    import lightning.pytorch  # noqa: F401
+    import sklearn  # noqa: F401
+
+    exp = spec_from_dict(tiny_spec(train={"max_epochs": 2}))
+    names = ("lightning", "lightning.pytorch", "lightning.fabric", "mlflow", "optuna")
+    before = (
+        list(warnings.filters),
+        {name: logging.getLogger(name).level for name in names},
+        signal.getsignal(signal.SIGINT),
+        dict(os.environ),
+    )
+    result = fit(exp)
+    after = (
+        list(warnings.filters),
+        {name: logging.getLogger(name).level for name in names},
+        signal.getsignal(signal.SIGINT),
+        dict(os.environ),
+    )
+    assert result.epochs == 2
+    assert after[0] == before[0]
+    assert after[1] == before[1]
+    assert after[2] == before[2]
+    assert {k: v for k, v in after[3].items() if before[3].get(k) != v} == {}
+    assert set(before[3]) - set(after[3]) == set()

@@ -12,8 +12,7 @@ from typer.testing import CliRunner
 
 from sweeplab.cli import app
 from sweeplab.models.transfer import SourceError
-from sweeplab.search.single import train_once
-from sweeplab.search.sweep import run_sweep
+from sweeplab.search import run_sweep, train_once
 from sweeplab.spec import spec_from_dict
 from sweeplab.training.fit import fit, prepare
 from tests.conftest import tiny_spec
@@ -75,7 +74,7 @@ def test_each_mode_starts_from_the_registered_backbone_as_it_should(
 def test_the_backbone_sees_target_rows_standardized_as_the_source_was_trained(
     store: Any, registered: str
 ) -> None:
-    from sweeplab.models.transfer import load_source
+    from sweeplab.training.sources import load_source
 
     exp = spec_from_dict(target(registered, "finetune"))
     data, module = prepare(exp, tracking_uri=store.tracking_uri)
@@ -117,8 +116,20 @@ def test_sources_from_a_local_model_folder_and_a_torch_save_file(
 
     file = tmp_path / "source.pt"
     torch.save(mlflow.pytorch.load_model(folder), file)
+    _, from_registry = prepare(
+        spec_from_dict(target(registered, "feature_extraction")), tracking_uri=store.tracking_uri
+    )
+    expected = _backbone(from_registry)
     for source in (folder, str(file)):
-        assert fit(spec_from_dict(target(source, "finetune"))).epochs == 2
+        exp = spec_from_dict(target(source, "feature_extraction"))
+        _, fresh = prepare(exp)
+        start = _backbone(fresh)  # the same weights as the registered version's backbone
+        assert start.keys() == expected.keys()
+        assert all(torch.equal(start[k], expected[k]) for k in expected)
+        trained = fit(exp)
+        assert trained.epochs == 2
+        after = _backbone(trained.module)  # frozen: still the source's
+        assert all(torch.equal(after[k], expected[k]) for k in expected)
 
 
 def test_unusable_sources_fail_before_anything_is_created(

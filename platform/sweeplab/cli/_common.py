@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import functools
-import logging
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+
+from sweeplab.logs import quiet_libraries
+
+__all__ = ["quiet_libraries"]  # the entry points' process set-up, with the options
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -51,28 +54,6 @@ ADDRESS = typer.Option(
     help="Ray cluster to join (auto, ray://host:10001, host:6379) [default: start Ray here].",
 )
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress display; only the summary.")
-
-
-def quiet_libraries() -> None:
-    """Keep library chatter (MLflow migrations and download bars, Optuna's per-trial lines)
-    off the terminal: sweeplab shows its own progress. MLflow and Optuna set their
-    loggers up when imported, so they are imported (lazily, here) before being quieted.
-    """
-    import os
-    import warnings
-
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    import mlflow  # noqa: F401
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    for name in ("mlflow", "alembic", "lightning", "lightning.pytorch"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    # it logs each failed write (a full disk) with its SQL; sweeplab reports it once
-    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
-
-    warnings.filterwarnings("ignore", category=UserWarning, module="mlflow")
-    warnings.filterwarnings("ignore", category=FutureWarning)
 
 
 def open_store(

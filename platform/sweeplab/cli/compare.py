@@ -42,8 +42,8 @@ def compare(
     if not where.storage_exists():
         raise fail(f"no sweeps yet: {where.storage_url} does not exist")
     quiet_libraries()
-    from sweeplab.search.compare import compare as compare_sweeps
-    from sweeplab.search.compare import write_plots
+    from sweeplab.search import compare as compare_sweeps
+    from sweeplab.search import write_plots
 
     comparison, studies = compare_sweeps(where, sweeps)
     if plots:

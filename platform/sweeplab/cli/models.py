@@ -132,7 +132,7 @@ def promote(
         raise fail("give exactly one of --version N and --best-of SWEEP", 2)
     uri = _tracking(store, tracking_uri)
     if best_of is not None:
-        from sweeplab.search.sweep import register_sweep_best
+        from sweeplab.search import register_sweep_best
 
         err.print(f"registering the best trial of sweep {best_of} …")
         version = register_sweep_best(Store.resolve(store, tracking_uri, storage), best_of, name)

@@ -34,11 +34,10 @@ def _continue(
     if not where.storage_exists():
         raise fail(f"no sweeps yet: {where.storage_url} does not exist")
     where.check_writable()
-    quiet_libraries()
-    from sweeplab.search.status import sweep_result
-    from sweeplab.search.sweep import continue_sweep
+    quiet_libraries(training=True)
+    from sweeplab.search import continue_sweep, read_result
 
-    exp, before = sweep_result(where, name)
+    exp, before = read_result(where, name)
     c = before.counts
     if c["complete"] + c["pruned"] + c["failed"] >= exp.sweep.trials and not c["running"]:
         out.print(f"sweep {name} has all its {exp.sweep.trials} trials; nothing to run")

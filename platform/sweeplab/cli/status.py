@@ -24,7 +24,7 @@ def status(
     if not where.storage_exists():
         raise fail(f"no sweeps yet: {where.storage_url} does not exist")
     quiet_libraries()
-    from sweeplab.search.status import list_sweeps, sweep_status
+    from sweeplab.search import list_sweeps, sweep_status
 
     if name is None:
         table = Table("sweep", "trials", "complete", "pruned", "failed", "running", "best")

@@ -26,7 +26,7 @@ from sweeplab.cli.validate import run_smoke
 from sweeplab.store import DEFAULT_STORE, Store
 
 if TYPE_CHECKING:
-    from sweeplab.search.sweep import SweepResult, TrialEvent
+    from sweeplab.search import SweepResult, TrialEvent
 
 
 @handle_errors
@@ -74,7 +74,7 @@ def sweep(
     exp = load_spec(spec, overrides)
     ray = None
     if exp.sweep.backend == "ray":
-        from sweeplab.search.ray_backend import RayOptions
+        from sweeplab.search import RayOptions
 
         ray = RayOptions(address, cpus_per_trial, gpus_per_trial, workers_per_trial)
         ray.check()
@@ -83,17 +83,17 @@ def sweep(
             "--address, --cpus-per-trial, --gpus-per-trial and --workers-per-trial "
             "are Ray options: add --backend ray"
         )
-    quiet_libraries()
+    quiet_libraries(training=True)
     where = open_store(store, tracking_uri, storage, creating=True)
     if smoke:
         run_smoke(exp, quiet, where.tracking_uri)
-    from sweeplab.search.sweep import run_sweep
+    from sweeplab.search import run_sweep
 
     run_and_report(
         exp.sweep.trials,
         exp.objective.metric,
         quiet,
-        lambda cb: run_sweep(exp, where, name=name, on_trial=cb, ray=ray),
+        lambda cb: run_sweep(exp, where, name=name, on_trial=cb, options=ray),
     )
 
 
@@ -104,7 +104,7 @@ def run_and_report(
     run: Callable[[Callable[[TrialEvent], None] | None], SweepResult],
 ) -> None:
     """Run a sweep (with a progress bar unless ``quiet``), then print its summary."""
-    from sweeplab.search.sweep import SweepInterrupted
+    from sweeplab.search import SweepInterrupted
 
     started = time.monotonic()
     try:

@@ -24,8 +24,8 @@ def train(
     from sweeplab.spec import load_spec
 
     exp = load_spec(spec, set_)
-    quiet_libraries()
-    from sweeplab.search.single import train_once
+    quiet_libraries(training=True)
+    from sweeplab.search import train_once
 
     where = open_store(store, tracking_uri, creating=True)
     out.print(

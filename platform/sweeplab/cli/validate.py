@@ -51,7 +51,7 @@ def validate(
     also loads a transfer source from the store's model registry.
     """
     from sweeplab.data.catalog import DATASETS
-    from sweeplab.spec import SearchSpace, load_spec
+    from sweeplab.spec import load_spec
 
     exp = load_spec(spec, set_)
     if DATASETS[exp.data.dataset].from_path:
@@ -62,9 +62,9 @@ def validate(
         from sweeplab.cli._common import quiet_libraries
         from sweeplab.store import Store
 
-        quiet_libraries()
+        quiet_libraries(training=True)
         run_smoke(exp, tracking_uri=Store.resolve(store, tracking_uri).tracking_uri)
-    space = SearchSpace.model_validate(exp.search_space)
+    space = exp.space
     sweep = exp.sweep
     how = f"{sweep.sampler}/{sweep.pruner}"
     if sweep.backend == "ray":

@@ -94,32 +94,7 @@ def _split(cfg_json: str, fold: int) -> Split:
     task = cfg.resolved_task
     x, y = arrays.x, arrays.y
     classify = task == "classification"
-    keep = np.arange(len(x))
-    if cfg.classes is not None:
-        keep = np.flatnonzero(np.isin(y, cfg.classes))
-    labels = y if classify else None
-    strata = arrays.strata if arrays.strata is not None else labels
-    if cfg.limit is not None and cfg.limit < len(keep):
-        keep, _ = _stratified(keep, len(keep) - cfg.limit, cfg.seed, strata)
-    n = len(keep)
-    n_test = max(round(cfg.test_fraction * n), 1)
-    n_val = max(round(cfg.val_fraction * n), 1)
-    # Whole counts (not fractions of what is left), so equal strata stay equal in every split.
-    if arrays.ordered:  # the past trains, the most recent years validate and test
-        first_val, first_test = n - n_val - n_test, n - n_test
-        train, val, test = keep[:first_val], keep[first_val:first_test], keep[first_test:]
-    else:
-        rest, test = _stratified(keep, n_test, cfg.seed, strata)
-        if cfg.folds > 1:
-            train, val = _fold(rest, cfg.folds, fold, cfg.seed, strata)
-        else:
-            train, val = _stratified(rest, n_val, cfg.seed, strata)
-    if cfg.holdout_classes:
-        train = train[~np.isin(y[train], cfg.holdout_classes)]
-    if cfg.label_fraction < 1.0:
-        size = len(train) - max(math.ceil(cfg.label_fraction * len(train)), 1)
-        if size > 0:
-            train, _ = _stratified(train, size, cfg.seed, strata)
+    keep, train, val, test = _indices(cfg, arrays, fold)
 
     mean = x[train].mean(axis=0)
     std = x[train].std(axis=0)
@@ -149,15 +124,7 @@ def _split(cfg_json: str, fold: int) -> Split:
             return ((y[i] - t_mean) / t_std).astype(np.float32)
         return (y[i] if labels_of is None else labels_of[y[i]]).astype(np.int64)
 
-    baselines: tuple[tuple[str, float], ...] = ()
-    if arrays.baseline is not None:
-        baselines = tuple(
-            (
-                f"{stage}_rmse_{arrays.baseline_name}",
-                float(np.sqrt(np.mean((arrays.baseline[i] - y[i]) ** 2))),
-            )
-            for stage, i in (("val", val), ("test", test))
-        )
+    baselines = _baselines(arrays, val, test)
     return Split(
         task,
         arrays.shape,
@@ -175,6 +142,53 @@ def _split(cfg_json: str, fold: int) -> Split:
         holdout,
         baselines,
     )
+
+
+def _baselines(arrays: Arrays, val: np.ndarray, test: np.ndarray) -> tuple[tuple[str, float], ...]:
+    """A series' naive forecast scored on the validation and test rows (RMSE)."""
+    if arrays.baseline is None:
+        return ()
+    return tuple(
+        (
+            f"{stage}_rmse_{arrays.baseline_name}",
+            float(np.sqrt(np.mean((arrays.baseline[i] - arrays.y[i]) ** 2))),
+        )
+        for stage, i in (("val", val), ("test", test))
+    )
+
+
+def _indices(
+    cfg: DataConfig, arrays: Arrays, fold: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The rows kept (class filter, limit), and the train, validation and test rows."""
+    x, y = arrays.x, arrays.y
+    keep = np.arange(len(x))
+    if cfg.classes is not None:
+        keep = np.flatnonzero(np.isin(y, cfg.classes))
+    labels = y if cfg.resolved_task == "classification" else None
+    strata = arrays.strata if arrays.strata is not None else labels
+    if cfg.limit is not None and cfg.limit < len(keep):
+        keep, _ = _stratified(keep, len(keep) - cfg.limit, cfg.seed, strata)
+    n = len(keep)
+    n_test = max(round(cfg.test_fraction * n), 1)
+    n_val = max(round(cfg.val_fraction * n), 1)
+    # Whole counts (not fractions of what is left), so equal strata stay equal in every split.
+    if arrays.ordered:  # the past trains, the most recent years validate and test
+        first_val, first_test = n - n_val - n_test, n - n_test
+        train, val, test = keep[:first_val], keep[first_val:first_test], keep[first_test:]
+    else:
+        rest, test = _stratified(keep, n_test, cfg.seed, strata)
+        if cfg.folds > 1:
+            train, val = _fold(rest, cfg.folds, fold, cfg.seed, strata)
+        else:
+            train, val = _stratified(rest, n_val, cfg.seed, strata)
+    if cfg.holdout_classes:
+        train = train[~np.isin(y[train], cfg.holdout_classes)]
+    if cfg.label_fraction < 1.0:
+        size = len(train) - max(math.ceil(cfg.label_fraction * len(train)), 1)
+        if size > 0:
+            train, _ = _stratified(train, size, cfg.seed, strata)
+    return keep, train, val, test
 
 
 def _fold(

@@ -20,9 +20,9 @@ from torch import nn
 
 from sweeplab.data.split import Split
 from sweeplab.models.blocks import ToView
+from sweeplab.optim.optimizers import build_optimizer
+from sweeplab.optim.schedules import build_scheduler
 from sweeplab.spec import Experiment
-from sweeplab.training.optim import build_optimizer
-from sweeplab.training.schedules import build_scheduler
 
 
 class InferenceModel(nn.Module):

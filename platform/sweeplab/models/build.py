@@ -3,45 +3,32 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from torch import nn
 
 from sweeplab.data.split import Split
-from sweeplab.models.autoencoder import Autoencoder
 from sweeplab.models.base import InferenceModel, TrainableModule
 from sweeplab.models.blocks import ToView
-from sweeplab.models.cnn import CNN
-from sweeplab.models.custom import ViewThen, build_custom
-from sweeplab.models.gan import GAN
-from sweeplab.models.mlp import MLP
-from sweeplab.models.recurrent import Recurrent
-from sweeplab.models.transfer import Transfer
-from sweeplab.models.transformer import Transformer
-from sweeplab.spec import Experiment
-
-ARCHITECTURES: dict[str, Callable[..., pl.LightningModule]] = {
-    "mlp": MLP,
-    "cnn": CNN,
-    "rnn": Recurrent,
-    "lstm": Recurrent,
-    "gru": Recurrent,
-    "transformer": Transformer,
-    "autoencoder": Autoencoder,
-    "gan": GAN,
-    "transfer": Transfer,
-    "custom": build_custom,
-}
+from sweeplab.models.custom import ViewThen
+from sweeplab.spec import ARCHITECTURES, Experiment
 
 
 def build_model(
-    exp: Experiment, split: Split, tracking_uri: str | None = None
+    exp: Experiment, split: Split, source: nn.Module | None = None
 ) -> pl.LightningModule:
-    """The module of ``exp`` for ``split``; ``tracking_uri`` finds a transfer source."""
-    if exp.model.arch == "transfer":
-        return Transfer(exp, split, tracking_uri=tracking_uri)
-    return ARCHITECTURES[exp.model.arch](exp, split)
+    """The module of ``exp`` for ``split``, from the spec's architecture table.
+
+    ``source``: the loaded model a transfer architecture takes its backbone from.
+    """
+    module_name, _, name = ARCHITECTURES[exp.model.arch].module.partition(":")
+    build: Any = getattr(importlib.import_module(module_name), name)
+    if source is not None:
+        return build(exp, split, source=source)
+    return build(exp, split)
 
 
 def batch_view(exp: Experiment, split: Split) -> ToView | None:

@@ -38,18 +38,3 @@ INITS: dict[str, str | None] = {
 # first layer reshapes it. "sequence" is one step per pixel (or value), "rows"
 # one step (token) per image row.
 VIEWS = ("flat", "image", "sequence", "rows")
-
-# The views each architecture accepts; the first is what data.view: auto picks.
-ARCH_VIEWS: dict[str, tuple[str, ...]] = {
-    "mlp": ("flat",),
-    "cnn": ("image",),
-    "rnn": ("sequence", "rows"),
-    "lstm": ("sequence", "rows"),
-    "gru": ("sequence", "rows"),
-    "transformer": ("rows", "sequence"),
-    "autoencoder": ("flat", "image"),  # dense / conv
-    "gan": ("flat",),
-    # a sweeplab source brings its own view; a torchvision backbone takes images
-    "transfer": ("image", "flat", "sequence", "rows"),
-    "custom": ("flat", "image", "sequence", "rows"),
-}

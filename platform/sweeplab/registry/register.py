@@ -1,41 +1,17 @@
-"""Log a trained model as an MLflow pytorch model (signature, input example) and register it."""
+"""Log a model as an MLflow pytorch model (signature, input example) and register a version."""
 
 from __future__ import annotations
 
-import math
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sweeplab.data.split import Split
 from sweeplab.models.base import InferenceModel
-from sweeplab.registry.lineage import TAG_OUTPUT, lineage_tags
-from sweeplab.spec import Experiment
+from sweeplab.registry.lineage import TAG_OUTPUT
 from sweeplab.tracking.tracker import Tracker
 
 MODEL_PATH = "model"
-
-
-def log_trained_model(
-    tracker: Tracker, run_id: str, module: Any, exp: Experiment, split: Split
-) -> str:
-    """Wrap a trained module for serving (its split's standardization inside) and log it.
-
-    The input example is five raw test rows, as a client would send them (five
-    latent vectors for a generator).
-    """
-    import torch
-
-    from sweeplab.models.build import example_input, inference_model
-
-    model = inference_model(module, exp, split).eval()
-    if model.output == "samples":
-        latent = example_input(module, split).shape[1]
-        example = torch.randn(5, latent, generator=torch.Generator().manual_seed(0)).numpy()
-    else:
-        example = split.raw(split.x_test[:5])
-    return log_model(tracker, run_id, model, example)
 
 
 def log_model(tracker: Tracker, run_id: str, model: InferenceModel, example: Any) -> str:
@@ -68,32 +44,6 @@ def log_model(tracker: Tracker, run_id: str, model: InferenceModel, example: Any
         tracker.client.log_artifacts(run_id, str(path), MODEL_PATH)
     artifact_uri: str = tracker.client.get_run(run_id).info.artifact_uri
     return f"{artifact_uri}/{MODEL_PATH}"
-
-
-def version_tags(
-    module: Any,
-    exp: Experiment,
-    split: Split,
-    run_id: str,
-    *,
-    sweep: str | None = None,
-    trial: int | None = None,
-) -> dict[str, str]:
-    """Lineage tags for a version of ``module``, with its score on the held-out test split."""
-    from sweeplab.models.build import inference_model
-    from sweeplab.registry.evaluate import held_out, score
-
-    model = inference_model(module, exp, split)
-    test = held_out(exp)
-    result = score(model, test)
-    return lineage_tags(
-        spec=exp.model_dump(mode="json"),
-        run_id=run_id,
-        test=(test.hash, result.metric, result.value) if result else (test.hash, "", math.nan),
-        output=model.output,
-        sweep=sweep,
-        trial=trial,
-    )
 
 
 def register(tracker: Tracker, name: str, source: str, run_id: str, tags: Mapping[str, Any]) -> int:

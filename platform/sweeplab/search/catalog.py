@@ -6,7 +6,7 @@ Strings, not classes, so that validating a spec never imports Optuna.
 SAMPLERS: dict[str, str] = {
     "tpe": "optuna.samplers:TPESampler",
     "random": "optuna.samplers:RandomSampler",
-    "grid": "sweeplab.search.optuna_backend:GridSampler",
+    "grid": "sweeplab.search.sampling:GridSampler",
     "cmaes": "optuna.samplers:CmaEsSampler",
 }
 
@@ -42,7 +42,12 @@ PBT_MUTABLE = (
     "model.lr_d",
 )
 
-BACKENDS = ("optuna", "ray")
+# sweep.backend -> the class that runs its trials (search.lifecycle.Backend), imported only
+# when a sweep uses it
+BACKENDS: dict[str, str] = {
+    "optuna": "sweeplab.search.optuna_backend:OptunaBackend",
+    "ray": "sweeplab.search.ray_backend.driver:RayBackend",
+}
 
 
 # Set by sweeplab from the spec, not by scheduler_options.

@@ -22,16 +22,25 @@ from typing import Any
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
+
+# Private module: Optuna exports no name for "a storage that records heartbeats"; the
+# class is what its own fail_stale_trials checks (tests/test_library_contracts.py)
 from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import TrialState
 
 from sweeplab.locks import DatabaseLock
-from sweeplab.search.optuna_backend import ATTR_REASON, ATTR_RUN, HEARTBEAT_SECONDS, retry
-from sweeplab.search.trial import TAG_REASON, TAG_STATE
-from sweeplab.tracking.tracker import Tracker
-
-ATTR_OWNER = "sweeplab.owner"
-ATTR_CLOSED = "sweeplab.runs_closed"  # a failed trial whose MLflow runs were checked
+from sweeplab.search.keys import (
+    ATTR_ATTEMPT,
+    ATTR_OWNER,
+    ATTR_OWNERS_LOCKED,
+    ATTR_REASON,
+    ATTR_RETRIED,
+    ATTR_RETRY_OF,
+    ATTR_RUN,
+    TAG_REASON,
+    TAG_STATE,
+)
+from sweeplab.search.study import HEARTBEAT_SECONDS, Sweep
 
 
 def owner() -> str:
@@ -47,9 +56,13 @@ def claim_lock(storage_url: str, study_name: str) -> DatabaseLock:
 
 @contextlib.contextmanager
 def heartbeat(storage: Any, trial: optuna.Trial) -> Iterator[None]:
-    """Record Optuna heartbeats for ``trial`` until the block ends (a daemon thread)."""
+    """Record Optuna heartbeats for ``trial`` until the block ends (a daemon thread).
+
+    Optuna records them itself only inside ``Study.optimize``, which sweeplab's workers
+    do not use (they take trials under the claim lock).
+    """
     stop = threading.Event()
-    trial_id = trial._trial_id  # Optuna's own heartbeat thread uses the same id
+    trial_id = trial._trial_id  # private: the storage's id, which Optuna's own thread uses
 
     def beat() -> None:
         while not stop.wait(HEARTBEAT_SECONDS):
@@ -83,26 +96,29 @@ class Recovery:
     runs are looked at once per worker (``checked``), not again before every trial.
     """
 
-    def __init__(self, study: optuna.Study, tracker: Tracker, max_retries: int = 0) -> None:
-        self.study = study
-        self.tracker = tracker
-        self.max_retries = max_retries
+    def __init__(self, sweep: Sweep) -> None:
+        self.study = sweep.study
+        self.storage: Any = sweep.storage
+        self.tracker = sweep.tracker
+        self.max_retries = sweep.exp.sweep.max_retries
         self.checked: set[int] = set()
 
     def run(self) -> list[int]:
         """Fail dead workers' trials; end the runs left RUNNING. Returns those trials' numbers."""
-        storage: Any = self.study._storage
+        storage = self.storage
         host = socket.gethostname()
         # Optuna's fail_stale_trials fails them without a reason, and a finished trial
-        # cannot take one afterwards: the reason goes first, so its stale-trial query is used
-        stale = (
-            set(storage._get_stale_trial_ids(self.study._study_id)) if _beats(storage) else set()
-        )
+        # cannot take one afterwards: the reason goes first, so its stale-trial query
+        # (private, the only way to ask which trials missed their heartbeats) is used
+        study_id = self.study._study_id  # private: the id that query takes
+        stale = set(storage._get_stale_trial_ids(study_id)) if _beats(storage) else set()
         # The Optuna backend creates a trial and records its owner under the claim lock,
         # which Recovery also holds: a running trial with no owner seen here lost its
         # worker in between (killed, or its disk full). Ray's driver records the owner
         # outside the lock, so there only the heartbeat's grace period tells.
-        ownerless_dead = self.study.user_attrs.get("sweeplab.backend") != "ray"
+        ownerless_dead = bool(self.study.user_attrs.get(ATTR_OWNERS_LOCKED, True))
+        # FrozenTrial._trial_id (private): the storage's calls take that id, and Optuna
+        # offers it publicly only through one more query per trial
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             who = str(t.user_attrs.get(ATTR_OWNER, ""))
             name, _, pid = who.rpartition(":")
@@ -119,11 +135,11 @@ class Recovery:
 
         Workers call ``run()`` under the claim lock, so one dead trial is failed (and
         retried) once, not by every worker that sees it."""
-        storage: Any = self.study._storage
+        storage = self.storage
         with contextlib.suppress(UpdateFinishedTrialError):
             storage.set_trial_user_attr(trial_id, ATTR_REASON, reason)
             if storage.get_trial(trial_id).state == TrialState.RUNNING:
-                retry(self.study, trial_id, self.max_retries)
+                retry(self.study, storage, trial_id, self.max_retries)
             storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
 
     def _end_orphan_runs(self) -> list[int]:
@@ -150,3 +166,24 @@ class Recovery:
 
 def _beats(storage: Any) -> bool:
     return isinstance(storage, BaseHeartbeat) and storage.get_heartbeat_interval() is not None
+
+
+def retry(study: optuna.Study, storage: Any, trial_id: int, max_retries: int) -> bool:
+    """Queue a failed (or failing) trial's params again if it has retries left.
+
+    The failed trial is marked (``sweeplab.retried_as``) and no longer counts towards
+    the sweep's trials; the retry is a WAITING trial that the next ``ask`` takes.
+    Call before the trial is told FAIL: Optuna refuses attributes on finished trials.
+    """
+    failed = storage.get_trial(trial_id)
+    attempt = int(failed.user_attrs.get(ATTR_ATTEMPT, 0))
+    if attempt >= max_retries:
+        return False
+    study.enqueue_trial(
+        failed.params,
+        user_attrs={ATTR_ATTEMPT: attempt + 1, ATTR_RETRY_OF: failed.number},
+        skip_if_exists=False,
+    )
+    queued = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))[-1]
+    storage.set_trial_user_attr(trial_id, ATTR_RETRIED, queued.number)
+    return True

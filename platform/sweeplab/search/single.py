@@ -6,7 +6,9 @@ from dataclasses import dataclass
 
 import yaml
 
-from sweeplab.registry.register import log_trained_model, register, version_tags
+from sweeplab.registry.register import register
+from sweeplab.search.keys import TAG_KIND
+from sweeplab.search.publish import log_trained_model, version_tags
 from sweeplab.search.trial import NoHooks, TrialOutcome, run_trial
 from sweeplab.spec import Experiment
 from sweeplab.store import Store
@@ -38,7 +40,7 @@ def train_once(exp: Experiment, store: Store, *, register_as: str | None = None)
         params=params,
         parent=None,
         hooks=NoHooks(),
-        tags={"sweeplab.kind": "train"},
+        tags={TAG_KIND: "train"},
     )
     tracker.log_text(outcome.run_id, yaml.safe_dump(spec, sort_keys=False), "spec.yaml")
     best = outcome.best

@@ -14,36 +14,43 @@ A trial's value: restarts are aggregated per fold (``sweep.restart_aggregate``),
 then folds by their mean.
 
 A backend passes ``TrialHooks``: its Lightning callbacks (pruning, reporting),
-which exceptions mean "pruned", and where to note the MLflow run id.
+which exceptions mean "pruned", and where to note the MLflow run id. ``sweep_trial``
+runs one trial of a sweep on its Optuna trial, for every backend: the trial's spec
+(validated once), its run, and what the Optuna trial keeps (reason, spread, epochs).
 """
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import tempfile
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import optuna
 from lightning.pytorch.callbacks import Callback
 
+from sweeplab.search.keys import (
+    ATTR_EPOCHS,
+    ATTR_REASON,
+    ATTR_RESTARTS,
+    ATTR_STD,
+    TAG_FOLD,
+    TAG_REASON,
+    TAG_RESTART,
+    TAG_STATE,
+    TAG_SWEEP,
+    TAG_TRIAL,
+)
+from sweeplab.search.study import Sweep
 from sweeplab.spec import Experiment
 from sweeplab.tracking.logger import BatchedMlflowLogger
 from sweeplab.tracking.plots import learning_curves
 from sweeplab.tracking.tracker import Tracker
 from sweeplab.training.fit import FitResult, fit
-
-CHECKPOINT = "checkpoint/model_state.pt"
-
-# Tags on every trial run, read back by status/compare and by the registry.
-TAG_SWEEP = "sweeplab.sweep"
-TAG_TRIAL = "sweeplab.trial_number"
-TAG_STATE = "sweeplab.state"
-TAG_REASON = "sweeplab.fail_reason"
-TAG_RESTART = "sweeplab.restart"
-TAG_FOLD = "sweeplab.fold"
 
 
 class TrialHooks(Protocol):
@@ -133,7 +140,7 @@ def run_trial(
     tags: Mapping[str, Any] | None = None,
     resume: tuple[str, str] | None = None,
 ) -> TrialOutcome:
-    """Train ``exp`` ``sweep.restarts`` times and track it under one run.
+    """Train ``exp`` ``sweep.restarts`` times (on each fold) and track it under one run.
 
     ``resume``: (run id, Lightning checkpoint) of a trial that goes on from the checkpoint,
     in its run (PBT; one fit only).
@@ -141,63 +148,88 @@ def run_trial(
     Raises what the fit raised (after ending the runs with the right state): the
     backend's pruned exception, TrainingDiverged, KeyboardInterrupt, ...
     """
-    fits = members(exp)
-    nested = len(fits) > 1
     if resume is None:
         run_id, ckpt_path = tracker.start_run(name, parent=parent, tags=tags, params=params), None
     else:
         run_id, ckpt_path = resume
     hooks.on_run(run_id)
-    results: list[FitResult] = []
-    curves: dict[str, dict[str, list[float]]] = {}
+    fits = _Fits(exp, tracker, run_id, name, tags or {}, hooks)
     try:
-        for index, (label, fold, restart) in enumerate(fits):
-            sub_id = run_id
-            if nested:
-                sub_tags = {**(tags or {}), TAG_RESTART: restart, TAG_FOLD: fold}
-                sub_id = tracker.start_run(f"{name}-{label}", parent=run_id, tags=sub_tags)
-            logger = BatchedMlflowLogger(tracker.client, sub_id)
-            if ckpt_path is not None:
-                logger.load_history(_curve_keys(exp))
-            try:
-                result = fit(
-                    exp,
-                    seed=exp.train.seed + restart,
-                    fold=fold,
-                    logger=logger,
-                    callbacks=hooks.callbacks(index),
-                    tracking_uri=tracker.store.tracking_uri,
-                    trainer_options=hooks.trainer_options(),
-                    ckpt_path=ckpt_path,
-                )
-            except BaseException as exc:
-                if not isinstance(exc, hooks.paused):  # paused: its process ends right away
-                    _plot(tracker, sub_id, {label: _curves(logger, exp)}, exp)
-                if nested:
-                    _end(tracker, sub_id, exc, hooks)
-                raise
-            curves[label] = _curves(logger, exp)
-            if nested:
-                _plot(tracker, sub_id, {"": curves[label]}, exp)
-                tracker.set_tags(sub_id, {TAG_STATE: "complete"})
-                tracker.end_run(sub_id)
-            results.append(result)
+        for index, (label, fold, restart) in enumerate(members(exp)):
+            fits.run(index, label, fold, restart, ckpt_path)
     except BaseException as exc:
-        if curves and nested:
-            _plot(tracker, run_id, curves, exp)
+        if fits.curves and fits.nested:
+            _plot(tracker, run_id, fits.curves, exp)
         _end(tracker, run_id, exc, hooks)
         raise
+    return _close(exp, tracker, run_id, fits)
 
+
+class _Fits:
+    """The fits of one trial, each in its own nested run when there are several."""
+
+    def __init__(
+        self,
+        exp: Experiment,
+        tracker: Tracker,
+        run_id: str,
+        name: str,
+        tags: Mapping[str, Any],
+        hooks: TrialHooks,
+    ) -> None:
+        self.exp, self.tracker, self.run_id, self.name = exp, tracker, run_id, name
+        self.tags, self.hooks = tags, hooks
+        self.nested = len(members(exp)) > 1
+        self.results: list[FitResult] = []
+        self.curves: dict[str, dict[str, list[float]]] = {}
+
+    def run(self, index: int, label: str, fold: int, restart: int, ckpt: str | None) -> None:
+        exp, tracker = self.exp, self.tracker
+        sub_id = self.run_id
+        if self.nested:
+            sub_tags = {**self.tags, TAG_RESTART: restart, TAG_FOLD: fold}
+            sub_id = tracker.start_run(f"{self.name}-{label}", parent=self.run_id, tags=sub_tags)
+        logger = BatchedMlflowLogger(tracker.client, sub_id)
+        if ckpt is not None:
+            logger.load_history(_curve_keys(exp))
+        try:
+            result = fit(
+                exp,
+                seed=exp.train.seed + restart,
+                fold=fold,
+                logger=logger,
+                callbacks=self.hooks.callbacks(index),
+                tracking_uri=tracker.store.tracking_uri,
+                trainer_options=self.hooks.trainer_options(),
+                ckpt_path=ckpt,
+            )
+        except BaseException as exc:
+            if not isinstance(exc, self.hooks.paused):  # paused: its process ends right away
+                _plot(tracker, sub_id, {label: _curves(logger, exp)}, exp)
+            if self.nested:
+                _end(tracker, sub_id, exc, self.hooks)
+            raise
+        self.curves[label] = _curves(logger, exp)
+        if self.nested:
+            _plot(tracker, sub_id, {"": self.curves[label]}, exp)
+            tracker.set_tags(sub_id, {TAG_STATE: "complete"})
+            tracker.end_run(sub_id)
+        self.results.append(result)
+
+
+def _close(exp: Experiment, tracker: Tracker, run_id: str, fits: _Fits) -> TrialOutcome:
+    """A trial whose fits all ended: its value, summary metrics, curve and checkpoint."""
+    results = fits.results
     values = [r.value for r in results]
     value = trial_value(exp, values)
     best = results[values.index(aggregate(values, "best", exp.objective.mode))]
     std = statistics.pstdev(values) if len(values) > 1 else 0.0
     summary = {"value": value, "value_std": std, "epochs": float(best.epochs)}
-    if nested:
+    if fits.nested:
         summary.update(best.test)  # nested runs hold their own; the trial shows the best's
         summary.update(best.cost)
     tracker.log_metrics(run_id, summary)
-    _plot(tracker, run_id, curves, exp)
+    _plot(tracker, run_id, fits.curves, exp)
     _save_checkpoint(tracker, run_id, best)
     tracker.set_tags(run_id, {TAG_STATE: "complete"})
     tracker.end_run(run_id)
@@ -250,3 +282,59 @@ def _end(tracker: Tracker, run_id: str, exc: BaseException, hooks: TrialHooks) -
 def describe(exc: BaseException) -> str:
     """One line for a failed trial: the reason recorded with it."""
     return f"{type(exc).__name__}: {exc}"
+
+
+# ------------------------------------------------------------------ a trial of a sweep
+
+
+def sweep_trial(
+    sweep: Sweep,
+    trial: optuna.Trial,
+    params: dict[str, Any],
+    hooks: TrialHooks,
+    resume: tuple[str, str] | None = None,
+) -> TrialOutcome:
+    """Trial ``trial`` of ``sweep`` with ``params`` (the spec values of its sampled
+    paths): its spec, its run under the sweep's parent run, and on the Optuna trial why
+    it failed or what it keeps. Every backend runs its trials through here."""
+    with reason_noted(trial):
+        exp = sweep.exp.with_params(params)
+        outcome = run_trial(
+            exp,
+            tracker=sweep.tracker,
+            name=f"trial-{trial.number}",
+            params=params,
+            parent=sweep.parent,
+            hooks=hooks,
+            tags={TAG_SWEEP: sweep.name, TAG_TRIAL: trial.number},
+            resume=resume,
+        )
+    record(trial, outcome)
+    return outcome
+
+
+@contextlib.contextmanager
+def reason_noted(trial: optuna.Trial) -> Iterator[None]:
+    """Record on ``trial`` why its run failed or was interrupted; the exception goes on.
+
+    Pruning (optuna.TrialPruned) and a Ray stop or PBT pause (SystemExit) are no failure.
+    """
+    try:
+        yield
+    except optuna.TrialPruned:
+        raise
+    except KeyboardInterrupt:
+        trial.set_user_attr(ATTR_REASON, "interrupted (Ctrl-C)")
+        raise
+    except Exception as exc:
+        trial.set_user_attr(ATTR_REASON, describe(exc))
+        raise
+
+
+def record(trial: optuna.Trial, outcome: TrialOutcome) -> None:
+    """What a finished trial keeps besides its value: spread, epochs, test metrics."""
+    trial.set_user_attr(ATTR_STD, outcome.std)
+    trial.set_user_attr(ATTR_RESTARTS, outcome.values)
+    trial.set_user_attr(ATTR_EPOCHS, outcome.epochs)
+    for key, value in outcome.test.items():
+        trial.set_user_attr(key, value)

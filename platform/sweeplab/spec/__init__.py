@@ -4,9 +4,14 @@ Nothing here imports torch, MLflow, Optuna or Ray: every mistake in a spec is
 caught before a database, an MLflow experiment or a file is created.
 """
 
+from sweeplab.spec._data import DataConfig
 from sweeplab.spec._errors import InputError, SpecError, SpecIssue
 from sweeplab.spec._load import load_spec, parse_overrides, spec_from_dict
 from sweeplab.spec._models import (
+    ARCHITECTURES,
+    MODEL_CONFIGS,
+    ArchConfig,
+    Architecture,
     AutoencoderConfig,
     CNNConfig,
     CustomConfig,
@@ -18,7 +23,7 @@ from sweeplab.spec._models import (
 )
 from sweeplab.spec._paths import get_path, set_path
 from sweeplab.spec._schema import (
-    DataConfig,
+    NAME_PATTERN,
     EarlyStoppingConfig,
     Experiment,
     ObjectiveConfig,
@@ -37,6 +42,11 @@ from sweeplab.spec._space import (
 )
 
 __all__ = [
+    "ARCHITECTURES",
+    "MODEL_CONFIGS",
+    "NAME_PATTERN",
+    "ArchConfig",
+    "Architecture",
     "AutoencoderConfig",
     "CNNConfig",
     "CategoricalDist",

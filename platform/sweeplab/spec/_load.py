@@ -6,18 +6,16 @@ raises SpecError listing every issue; nothing is created.
 
 from __future__ import annotations
 
-import math
 import re
-import typing
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
-from sweeplab.spec._errors import SpecError, SpecIssue, did_you_mean, one_of
-from sweeplab.spec._models import MODEL_CONFIGS
+from sweeplab.spec._convert import issues_of
+from sweeplab.spec._errors import SpecError, SpecIssue, did_you_mean
 from sweeplab.spec._paths import get_path, has_path, leaf_paths, set_path
 from sweeplab.spec._schema import Experiment
 from sweeplab.spec._space import CategoricalDist, FloatDist, IntDist, SearchSpace, apply_params
@@ -96,7 +94,7 @@ def spec_from_dict(
     try:
         exp = Experiment.model_validate(raw)
     except ValidationError as err:
-        raise SpecError(_issues(err, file, Experiment)) from None
+        raise SpecError(issues_of(err, file, Experiment)) from None
     issues = [SpecIssue(file, path, message) for path, message in exp.problems()]
     issues += check_space(exp, space_file or file)
     if issues:
@@ -112,7 +110,7 @@ def check_space(exp: Experiment, file: str | None) -> list[SpecIssue]:
     try:
         space = SearchSpace.model_validate(exp.search_space)
     except ValidationError as err:
-        return _issues(err, file, None)
+        return issues_of(err, file, None)
     tree = exp.model_dump(mode="json")
     searchable = [
         p for p in leaf_paths(tree) if p.split(".")[0] in SEARCHABLE_SECTIONS and "." in p
@@ -177,106 +175,4 @@ def _check_fit(
             reasons = "; ".join(i.message for i in err.issues)
             what = "choice" if isinstance(dist, CategoricalDist) else "bound"
             return [SpecIssue(file, key, f"{what} {value!r} makes the spec invalid: {reasons}")]
-    return []
-
-
-# ------------------------------------------------------------- pydantic → SpecIssue
-
-
-def _issues(
-    err: ValidationError, file: str | None, root: type[BaseModel] | None
-) -> list[SpecIssue]:
-    issues = []
-    for e in err.errors():
-        loc = [str(part) for part in e["loc"]]
-        kind = e["type"]
-        value = e.get("input")
-        if root is None and len(loc) >= 2 and loc[1] in ("float", "int", "categorical"):
-            # search-space errors: (key, tag, field) → key.field
-            loc = [loc[0], *loc[2:]]
-        model_cls = None
-        if root is not None and loc[:1] == ["model"]:
-            if len(loc) >= 2 and loc[1] in MODEL_CONFIGS:
-                # model errors: (model, arch, field) → model.field, checked against that arch
-                model_cls, loc = MODEL_CONFIGS[loc[1]], ["model", *loc[2:]]
-            elif kind in ("union_tag_invalid", "union_tag_not_found"):
-                archs = list(MODEL_CONFIGS)
-                tag = value.get("arch") if isinstance(value, dict) else None
-                message = f"{tag!r} is not allowed{did_you_mean(str(tag), archs)}; allowed: "
-                if kind == "union_tag_not_found":
-                    message = "an architecture is required; allowed: "
-                issues.append(SpecIssue(file, "model.arch", message + ", ".join(archs)))
-                continue
-        if kind == "extra_forbidden":
-            allowed = _fields_at(root, loc[:-1]) if root else []
-            if model_cls is not None and len(loc) == 2:
-                allowed = _model_fields(model_cls)
-            if root is None and len(loc) >= 2:
-                allowed = _dist_fields(loc[0], err)
-            message = f"unknown key '{loc[-1]}'{did_you_mean(loc[-1], allowed)}"
-            if allowed:
-                message += f"; allowed keys: {', '.join(allowed)}"
-        elif kind == "missing":
-            message = "is required but missing"
-        elif kind == "literal_error":
-            options = re.findall(r"'([^']*)'", e.get("ctx", {}).get("expected", ""))
-            message = f"{value!r} is not allowed{did_you_mean(value, options)}; allowed: "
-            message += one_of(options)
-        elif kind == "union_tag_invalid" or kind == "union_tag_not_found":
-            message = f"'type' must be one of: float, int, categorical, but got {value!r}"
-            if kind == "union_tag_not_found":
-                message = "a distribution needs 'type': one of float, int, categorical"
-        elif kind in ("int_type", "int_from_float") and root is None:
-            message = f"int distribution bounds must be integers, but got {value!r}"
-        else:
-            text = e["msg"].removeprefix("Value error, ")
-            text = text[0].lower() + text[1:] if text else text
-            message = text if "but got" in text else f"{text}, but got {_show(value)}"
-        issues.append(SpecIssue(file, ".".join(str(k) if k != "" else "''" for k in loc), message))
-    return issues
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return "a mapping"
-    return repr(value)
-
-
-def _fields_at(root: type[BaseModel], loc: list[str]) -> list[str]:
-    """The keys allowed at ``loc`` of the model ``root`` (for 'did you mean')."""
-    cls: Any = root
-    for part in loc:
-        fields = getattr(cls, "model_fields", None)
-        if not fields or part not in fields:
-            return []
-        cls = _model_class(fields[part].annotation)
-    return list(getattr(cls, "model_fields", {}))
-
-
-def _model_fields(cls: type[BaseModel]) -> list[str]:
-    """The keys a spec writes for ``cls`` (aliases such as ``class`` where set)."""
-    return [f.alias or name for name, f in cls.model_fields.items()]
-
-
-def _model_class(annotation: Any) -> Any:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in typing.get_args(annotation):
-        found = _model_class(arg)
-        if found is not None:
-            return found
-    return None
-
-
-def _dist_fields(key: str, err: ValidationError) -> list[str]:
-    for e in err.errors():
-        loc = e["loc"]
-        if len(loc) >= 2 and str(loc[0]) == key:
-            cls = {"float": FloatDist, "int": IntDist, "categorical": CategoricalDist}.get(
-                str(loc[1])
-            )
-            if cls is not None:
-                return list(getattr(cls, "model_fields", {}))
     return []

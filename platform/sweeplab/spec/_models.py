@@ -12,22 +12,21 @@ import importlib
 import inspect
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from sweeplab.spec._data import DataConfig
 from sweeplab.spec._names import ActivationName, InitName, Norm2dName, NormName
-
-if TYPE_CHECKING:
-    from sweeplab.spec._schema import DataConfig
 
 PositiveInt = Annotated[int, Field(ge=1)]
 Dropout = Annotated[float, Field(ge=0.0, lt=1.0)]
 Problems = list[tuple[str, str]]
 
 
-class _Model(BaseModel):
+class ArchConfig(BaseModel):
     """What every architecture's config has: metrics it logs, cross-section checks."""
 
     model_config = ConfigDict(
@@ -52,7 +51,7 @@ class _Model(BaseModel):
         return True
 
 
-class MLPConfig(_Model):
+class MLPConfig(ArchConfig):
     """A feed-forward network: ``hidden`` widths (``[]`` = no hidden layer)."""
 
     arch: Literal["mlp"] = "mlp"
@@ -63,7 +62,7 @@ class MLPConfig(_Model):
     init: InitName = "default"
 
 
-class CNNConfig(_Model):
+class CNNConfig(ArchConfig):
     """Conv blocks (conv → norm → activation → pool → dropout), then a dense head."""
 
     arch: Literal["cnn"] = "cnn"
@@ -79,7 +78,7 @@ class CNNConfig(_Model):
     init: InitName = "default"
 
 
-class RecurrentConfig(_Model):
+class RecurrentConfig(ArchConfig):
     """A recurrent classifier or forecaster over a sequence (``data.view``)."""
 
     arch: Literal["rnn", "lstm", "gru"] = "lstm"
@@ -90,7 +89,7 @@ class RecurrentConfig(_Model):
     pool: Literal["last", "mean"] = "last"  # the last step's output, or the mean over steps
 
 
-class TransformerConfig(_Model):
+class TransformerConfig(ArchConfig):
     """A Transformer encoder over tokens (image rows or sequence steps) with a class head."""
 
     arch: Literal["transformer"] = "transformer"
@@ -116,7 +115,7 @@ class TransformerConfig(_Model):
         return []
 
 
-class AutoencoderConfig(_Model):
+class AutoencoderConfig(ArchConfig):
     """Dense or convolutional autoencoder; ``noise`` > 0 makes it denoising.
 
     With ``data.holdout_classes``, those classes are left out of training and the
@@ -142,7 +141,7 @@ class AutoencoderConfig(_Model):
         return False
 
 
-class GANConfig(_Model):
+class GANConfig(ArchConfig):
     """Generator + discriminator (dense), trained with two Adam optimizers.
 
     Sample quality is measured each epoch with a classifier trained on the real
@@ -185,7 +184,7 @@ class GANConfig(_Model):
         return False
 
 
-class TransferConfig(_Model):
+class TransferConfig(ArchConfig):
     """A pretrained backbone with a new head.
 
     ``source``: ``models:/name@alias``, ``models:/name/3`` (the MLflow registry),
@@ -216,7 +215,7 @@ class TransferConfig(_Model):
         return []
 
 
-class CustomConfig(_Model):
+class CustomConfig(ArchConfig):
     """Your own LightningModule by import path: ``class: package.module:ClassName``.
 
     The contract (see the README): ``__init__`` takes keyword arguments
@@ -292,30 +291,51 @@ def signature_problems(cls: Any, kwargs: dict[str, Any]) -> list[str]:
     return problems
 
 
-ModelConfig = Annotated[
-    MLPConfig
-    | CNNConfig
-    | RecurrentConfig
-    | TransformerConfig
-    | AutoencoderConfig
-    | GANConfig
-    | TransferConfig
-    | CustomConfig,
-    Field(discriminator="arch"),
-]
+@dataclass(frozen=True)
+class Architecture:
+    """One row of the architecture table: what a spec's ``model.arch`` names."""
 
-# arch name → its config class (the discriminator's table, for error messages)
-MODEL_CONFIGS: dict[str, type[_Model]] = {
-    arch: cls
-    for cls in (
-        MLPConfig,
-        CNNConfig,
-        RecurrentConfig,
-        TransformerConfig,
-        AutoencoderConfig,
-        GANConfig,
-        TransferConfig,
-        CustomConfig,
-    )
-    for arch in cls.model_fields["arch"].annotation.__args__  # type: ignore[union-attr]
+    config: type[ArchConfig]  # the ``model`` section's class (its ``arch`` Literal names it)
+    module: str  # "package.module:Name": built as Name(exp, split); imported when built
+    views: tuple[str, ...]  # the data views it takes; the first is what data.view: auto picks
+
+
+_RECURRENT = ("sequence", "rows")
+
+# arch name -> its row. The spec's model union and MODEL_CONFIGS below are made from it,
+# so a new architecture is its config class above, its module, and one line here.
+ARCHITECTURES: dict[str, Architecture] = {
+    "mlp": Architecture(MLPConfig, "sweeplab.models.mlp:MLP", ("flat",)),
+    "cnn": Architecture(CNNConfig, "sweeplab.models.cnn:CNN", ("image",)),
+    "rnn": Architecture(RecurrentConfig, "sweeplab.models.recurrent:Recurrent", _RECURRENT),
+    "lstm": Architecture(RecurrentConfig, "sweeplab.models.recurrent:Recurrent", _RECURRENT),
+    "gru": Architecture(RecurrentConfig, "sweeplab.models.recurrent:Recurrent", _RECURRENT),
+    "transformer": Architecture(
+        TransformerConfig, "sweeplab.models.transformer:Transformer", ("rows", "sequence")
+    ),
+    # dense / conv
+    "autoencoder": Architecture(
+        AutoencoderConfig, "sweeplab.models.autoencoder:Autoencoder", ("flat", "image")
+    ),
+    "gan": Architecture(GANConfig, "sweeplab.models.gan:GAN", ("flat",)),
+    # a sweeplab source brings its own view; a torchvision backbone takes images
+    "transfer": Architecture(
+        TransferConfig, "sweeplab.models.transfer:Transfer", ("image", "flat", "sequence", "rows")
+    ),
+    "custom": Architecture(
+        CustomConfig, "sweeplab.models.custom:build_custom", ("flat", "image", "sequence", "rows")
+    ),
 }
+
+# arch name -> its config class (the discriminator's table, for error messages)
+MODEL_CONFIGS: dict[str, type[ArchConfig]] = {
+    arch: row.config for arch, row in ARCHITECTURES.items()
+}
+
+if TYPE_CHECKING:  # mypy cannot read a union built at run time: the base class stands in
+    ModelConfig = ArchConfig
+else:
+    ModelConfig = Annotated[
+        Union[tuple(dict.fromkeys(MODEL_CONFIGS.values()))],  # noqa: UP007
+        Field(discriminator="arch"),
+    ]

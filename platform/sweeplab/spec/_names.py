@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Literal
 
 from sweeplab.data.catalog import DATASETS
 from sweeplab.models.catalog import ACTIVATIONS, INITS, NORMS, NORMS_2D, VIEWS
+from sweeplab.optim.catalog import LOSSES, OPTIMIZERS, SCHEDULES
 from sweeplab.search.catalog import BACKENDS, PRUNERS, SAMPLERS, SCHEDULERS
-from sweeplab.training.catalog import LOSSES, OPTIMIZERS, SCHEDULES
 
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -41,6 +41,6 @@ else:
     SamplerName = Literal[tuple(SAMPLERS)]
     PrunerName = Literal[tuple(PRUNERS)]
     SchedulerName = Literal[tuple(SCHEDULERS)]
-    BackendName = Literal[BACKENDS]
+    BackendName = Literal[tuple(BACKENDS)]
     ScheduleName = Literal[tuple(SCHEDULES)]
     ViewName = Literal[("auto", *VIEWS)]

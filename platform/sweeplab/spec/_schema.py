@@ -7,158 +7,44 @@ rejected with the list of valid ones and a new entry is one line there.
 
 from __future__ import annotations
 
-from pathlib import Path
+import functools
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 
-from sweeplab.data.catalog import DATASETS, KIND_VIEWS, Task
-from sweeplab.models.catalog import ARCH_VIEWS
-from sweeplab.spec._errors import did_you_mean
-from sweeplab.spec._models import AutoencoderConfig, GANConfig, ModelConfig
+from sweeplab.data.catalog import KIND_VIEWS, Task
+from sweeplab.optim.catalog import LOSSES
+from sweeplab.search.catalog import PBT_MUTABLE, pruner_parameters, scheduler_parameters
+from sweeplab.spec._convert import issues_of
+from sweeplab.spec._data import DataConfig, PositiveInt, Section, Seed
+from sweeplab.spec._errors import SpecError, SpecIssue, did_you_mean
+from sweeplab.spec._models import ARCHITECTURES, AutoencoderConfig, GANConfig, ModelConfig
 from sweeplab.spec._names import (
     BackendName,
-    DatasetName,
     LossName,
     OptimizerName,
     PrunerName,
     SamplerName,
     ScheduleName,
     SchedulerName,
-    ViewName,
 )
-from sweeplab.training.catalog import LOSSES
+from sweeplab.spec._space import SearchSpace, apply_params
 
-Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
-PositiveInt = Annotated[int, Field(ge=1)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
-Seed = Annotated[int, Field(ge=0, lt=2**32)]  # what numpy, torch and Optuna accept
-
-
-class _Section(BaseModel):
-    """A spec section: unknown keys are errors, values are checked on assignment too."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-# ------------------------------------------------------------------------------ data
-
-
-class DataConfig(_Section):
-    dataset: DatasetName
-    path: str | None = None  # file datasets: the folder or file to read
-    download: bool = False  # file datasets: fetch the published files when missing (online)
-    target: str | None = None  # csv: the target column
-    task: Task | None = None  # csv: classification or regression
-    view: ViewName = "auto"  # how a model sees an example; auto: the architecture's choice
-    window: Annotated[int, Field(ge=2)] = 12  # series: past values in each example
-    image_size: Annotated[list[PositiveInt], Field(min_length=2, max_length=2)] | None = None
-    limit: PositiveInt | None = None  # keep at most this many examples (stratified)
-    classes: Annotated[list[int], Field(min_length=2)] | None = None  # keep only these
-    holdout_classes: list[int] = Field(default_factory=list)  # left out of training
-    label_fraction: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0  # of the training split
-    folds: PositiveInt = 1  # k > 1: k-fold cross-validation on train + val
-    val_fraction: Fraction = 0.15
-    test_fraction: Fraction = 0.15
-    seed: Seed = 0
-    n_samples: PositiveInt = 400  # generated sets only (xor, moons, circles)
-    noise: Annotated[float, Field(ge=0.0)] = 0.1  # generated sets only
-
-    @model_validator(mode="after")
-    def _fractions_leave_training_data(self) -> DataConfig:
-        if self.val_fraction + self.test_fraction >= 0.9:
-            raise ValueError(
-                "val_fraction + test_fraction must be < 0.9, "
-                f"but got {self.val_fraction} + {self.test_fraction}"
-            )
-        return self
-
-    @model_validator(mode="before")
-    @classmethod
-    def _task_from_dataset(cls, raw: Any) -> Any:
-        """A built-in dataset knows its task: fill ``task`` in when the spec leaves it out."""
-        dataset = raw.get("dataset") if isinstance(raw, dict) else None
-        # a dataset that is not a name (a mapping, a list) is left to the field's check
-        if isinstance(dataset, str) and raw.get("task") is None and dataset in DATASETS:
-            known = DATASETS[dataset].task
-            if known is not None:
-                raw = {**raw, "task": known}
-        return raw
-
-    @property
-    def resolved_task(self) -> Task:
-        return self.task or "classification"
-
-    @property
-    def kind(self) -> str:
-        return DATASETS[self.dataset].kind
-
-    def problems(self) -> list[tuple[str, str]]:
-        info = DATASETS[self.dataset]
-        problems = []
-        if info.from_path and self.path is None:
-            problems.append(
-                ("data.path", f"is required for dataset '{self.dataset}' ({info.description})")
-            )
-        if not info.from_path and self.path is not None:
-            problems.append(
-                ("data.path", f"dataset '{self.dataset}' is built in and reads no path")
-            )
-        if self.path is not None and not self.download and not Path(self.path).exists():
-            problems.append(
-                ("data.path", f"{self.path!r} does not exist (set data.download: true to fetch)")
-            )
-        if self.dataset == "csv":
-            if self.target is None:
-                problems.append(("data.target", "is required for a csv dataset: a column name"))
-            if self.task is None:
-                problems.append(
-                    ("data.task", "is required for a csv dataset: classification or regression")
-                )
-        elif self.task != info.task:
-            problems.append(
-                (
-                    "data.task",
-                    f"dataset '{self.dataset}' is {info.task}, but got {self.task!r}; "
-                    "leave data.task out",
-                )
-            )
-        if self.view != "auto" and self.view not in KIND_VIEWS[self.kind]:
-            problems.append(
-                (
-                    "data.view",
-                    f"'{self.view}' does not apply to {self.kind} dataset '{self.dataset}'; "
-                    f"allowed: auto, {', '.join(KIND_VIEWS[self.kind])}",
-                )
-            )
-        labelled = self.classes is not None or self.holdout_classes
-        if labelled and self.resolved_task != "classification":
-            problems.append(
-                (
-                    "data.classes",
-                    f"class filters need a classification dataset, not {self.resolved_task}",
-                )
-            )
-        if self.folds > 1 and self.kind == "series":
-            problems.append(
-                ("data.folds", "k-fold splits would mix past and future of a series; use 1")
-            )
-        if self.image_size is not None and self.dataset != "image_folder":
-            problems.append(("data.image_size", "only applies to dataset 'image_folder'"))
-        return problems
 
 
 # ----------------------------------------------------------------------------- train
 
 
-class EarlyStoppingConfig(_Section):
+class EarlyStoppingConfig(Section):
     monitor: str = "val_loss"
     patience: PositiveInt = 5
     mode: Literal["min", "max"] = "min"
     min_delta: Annotated[float, Field(ge=0.0)] = 0.0
 
 
-class ScheduleConfig(_Section):
+class ScheduleConfig(Section):
     """A learning-rate schedule, stepped per epoch (one-cycle per batch), after a warm-up."""
 
     name: ScheduleName = "none"
@@ -179,7 +65,7 @@ class ScheduleConfig(_Section):
         return self
 
 
-class TrainConfig(_Section):
+class TrainConfig(Section):
     optimizer: OptimizerName = "adam"
     lr: Annotated[float, Field(gt=0.0, allow_inf_nan=False)] = 1e-3
     momentum: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.9  # sgd and rmsprop
@@ -200,12 +86,12 @@ class TrainConfig(_Section):
 # ----------------------------------------------------------------- objective, sweep
 
 
-class ObjectiveConfig(_Section):
+class ObjectiveConfig(Section):
     metric: str = "val_loss"
     mode: Literal["min", "max"] = "min"
 
 
-class SweepConfig(_Section):
+class SweepConfig(Section):
     trials: PositiveInt = 20
     sampler: SamplerName = "tpe"
     pruner: PrunerName = "none"
@@ -221,7 +107,7 @@ class SweepConfig(_Section):
     timeout: Annotated[float, Field(gt=0)] | None = None
 
 
-class TrackingConfig(_Section):
+class TrackingConfig(Section):
     experiment: str | None = None  # default: the spec's name
     register_as: str | None = None  # register the best model under this name
 
@@ -234,7 +120,7 @@ class TrackingConfig(_Section):
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 
-class Experiment(_Section):
+class Experiment(Section):
     """A whole spec. ``search_space`` is resolved to a mapping by the loader."""
 
     name: Annotated[str, Field(min_length=1, pattern=NAME_PATTERN)]
@@ -255,10 +141,41 @@ class Experiment(_Section):
         """How the model sees one example: ``data.view``, or the architecture's first choice."""
         if self.data.view != "auto":
             return str(self.data.view)
-        allowed = [v for v in ARCH_VIEWS[self.model.arch] if v in KIND_VIEWS[self.data.kind]]
+        allowed = [
+            v for v in ARCHITECTURES[self.model.arch].views if v in KIND_VIEWS[self.data.kind]
+        ]
         if isinstance(self.model, AutoencoderConfig) and self.model.kind == "conv":
             return "image"
-        return allowed[0] if allowed else ARCH_VIEWS[self.model.arch][0]
+        return allowed[0] if allowed else ARCHITECTURES[self.model.arch].views[0]
+
+    def with_params(self, params: Mapping[str, Any]) -> Experiment:
+        """This spec with each dotted path of ``params`` set: one trial's configuration.
+
+        Validated once, fields and cross-section checks; the search space is not checked
+        again (it was, with the sweep's spec, at every corner). Raises SpecError.
+        """
+        tree = apply_params(self.model_dump(mode="json", by_alias=True), dict(params))
+        try:
+            exp = Experiment.model_validate(tree)
+        except ValidationError as err:
+            raise SpecError(issues_of(err, None, Experiment)) from None
+        problems = exp.problems()
+        if problems:
+            raise SpecError([SpecIssue(None, path, message) for path, message in problems])
+        return exp
+
+    @functools.cached_property
+    def space(self) -> SearchSpace:
+        """The search space, parsed once (the loader checked it against the spec)."""
+        return SearchSpace.model_validate(self.search_space)
+
+    @property
+    def most_epochs(self) -> int:
+        """The most epochs a trial may train (the search space's bound, if searched)."""
+        dist = self.search_space.get("train.max_epochs")
+        if isinstance(dist, dict) and "high" in dist:
+            return int(dist["high"])
+        return self.train.max_epochs
 
     @property
     def experiment_name(self) -> str:
@@ -278,6 +195,25 @@ class Experiment(_Section):
         """Checks across sections, as (dotted path, message) pairs; empty when valid."""
         problems = [*self.data.problems(), *self.model.problems(self.data)]
         problems += self._view_problems()
+        problems += self._metric_problems()
+        problems += self._train_problems()
+        problems += self._backend_problems()
+        if self.sweep.pruner_options:
+            allowed = pruner_parameters(self.sweep.pruner)
+            for key in self.sweep.pruner_options:
+                if key not in allowed:
+                    problems.append(
+                        (
+                            f"sweep.pruner_options.{key}",
+                            f"unknown option of pruner '{self.sweep.pruner}'"
+                            f"{did_you_mean(key, allowed)}; allowed: {', '.join(allowed)}",
+                        )
+                    )
+        return problems
+
+    def _metric_problems(self) -> list[tuple[str, str]]:
+        """The objective and early stopping must name a metric the model logs."""
+        problems = []
         metrics = self.metrics()
         if self.objective.metric not in metrics:
             problems.append(
@@ -295,6 +231,11 @@ class Experiment(_Section):
                     f"'{es.monitor}' is never logged; allowed: {', '.join(metrics)}",
                 )
             )
+        return problems
+
+    def _train_problems(self) -> list[tuple[str, str]]:
+        """Training settings that do not fit the model, the data or each other."""
+        problems = []
         if (
             self.model.supervised
             and self.train.loss != "auto"
@@ -343,20 +284,6 @@ class Experiment(_Section):
                     f"a '{self.model.arch}' model would meet unseen labels in validation",
                 )
             )
-        problems += self._backend_problems()
-        if self.sweep.pruner_options:
-            from sweeplab.search.catalog import pruner_parameters
-
-            allowed = pruner_parameters(self.sweep.pruner)
-            for key in self.sweep.pruner_options:
-                if key not in allowed:
-                    problems.append(
-                        (
-                            f"sweep.pruner_options.{key}",
-                            f"unknown option of pruner '{self.sweep.pruner}'"
-                            f"{did_you_mean(key, allowed)}; allowed: {', '.join(allowed)}",
-                        )
-                    )
         return problems
 
     def _backend_problems(self) -> list[tuple[str, str]]:
@@ -388,8 +315,6 @@ class Experiment(_Section):
                 )
             )
         if sweep.scheduler == "pbt":
-            from sweeplab.search.catalog import PBT_MUTABLE
-
             for path in self.search_space:
                 if path not in PBT_MUTABLE:
                     problems.append(
@@ -400,8 +325,6 @@ class Experiment(_Section):
                         )
                     )
         if sweep.scheduler_options:
-            from sweeplab.search.catalog import scheduler_parameters
-
             allowed = scheduler_parameters(sweep.scheduler)
             for key in sweep.scheduler_options:
                 if key not in allowed:
@@ -416,24 +339,24 @@ class Experiment(_Section):
 
     def _view_problems(self) -> list[tuple[str, str]]:
         arch, kind = self.model.arch, self.data.kind
-        view = self.view
+        view, views = self.view, ARCHITECTURES[self.model.arch].views
         if view not in KIND_VIEWS[kind]:
             if self.data.view == "auto":
                 allowed = ", ".join(KIND_VIEWS[kind])
                 return [
                     (
                         "model.arch",
-                        f"a '{arch}' model needs a {' or '.join(ARCH_VIEWS[arch])} view, but "
+                        f"a '{arch}' model needs a {' or '.join(views)} view, but "
                         f"{kind} dataset '{self.data.dataset}' has only: {allowed}",
                     )
                 ]
             return []  # DataConfig.problems names the view that does not fit the dataset
-        if view not in ARCH_VIEWS[arch]:
+        if view not in views:
             return [
                 (
                     "data.view",
                     f"a '{arch}' model does not take the '{view}' view; "
-                    f"allowed: auto, {', '.join(ARCH_VIEWS[arch])}",
+                    f"allowed: auto, {', '.join(views)}",
                 )
             ]
         if isinstance(self.model, AutoencoderConfig):

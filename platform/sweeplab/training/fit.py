@@ -7,10 +7,11 @@ this module imports neither Optuna nor Ray.
 
 from __future__ import annotations
 
-import logging
+import contextlib
+import os
 import signal
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import lightning.pytorch as pl
@@ -20,10 +21,12 @@ from lightning.pytorch.loggers import Logger
 from lightning.pytorch.trainer.states import TrainerStatus
 
 from sweeplab.data.module import ArrayDataModule
+from sweeplab.logs import LIGHTNING_NOISE
 from sweeplab.models.build import batch_view, build_model
-from sweeplab.spec import Experiment
+from sweeplab.spec import Experiment, TransferConfig
 from sweeplab.training.callbacks import EpochTimer, KeepBestWeights, SpecOptimizerSettings
 from sweeplab.training.cost import model_cost
+from sweeplab.training.sources import load_source
 
 
 class TrainingDiverged(RuntimeError):
@@ -42,18 +45,6 @@ class FitResult:
     stopped: str | None = None  # why early stopping ended the fit, if it did
 
 
-def quiet_lightning() -> None:
-    """Silence Lightning's start-up chatter and the warnings that do not apply here."""
-    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-    warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
-    warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
-    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-    # a data-parallel trial tests on every rank's shard; metrics are reduced over ranks
-    warnings.filterwarnings("ignore", message=".*it is recommended to use `Trainer\\(devices=1.*")
-
-
 def make_trainer(
     exp: Experiment,
     callbacks: Sequence[Callback] = (),
@@ -61,7 +52,6 @@ def make_trainer(
     **overrides: object,
 ) -> pl.Trainer:
     """A Trainer with nothing sweeplab does not need: no checkpoints, bar or summary."""
-    quiet_lightning()
     kwargs: dict[str, object] = {
         "max_epochs": exp.train.max_epochs,
         "accelerator": "auto",
@@ -104,7 +94,19 @@ def prepare(
     """The data module and the freshly built model of ``exp`` (shared with the smoke test)."""
     data = ArrayDataModule(exp.data, exp.train.batch_size, seed=seed, fold=fold)
     data.view = batch_view(exp, data.split)
-    return data, build_model(exp, data.split, tracking_uri)
+    source = None
+    if isinstance(exp.model, TransferConfig):
+        source = load_source(exp.model.source, tracking_uri)
+    return data, build_model(exp, data.split, source)
+
+
+@contextlib.contextmanager
+def lightning_advice_ignored() -> Iterator[None]:
+    """Lightning's warnings that do not apply to sweeplab's fits, silenced in the block only."""
+    with warnings.catch_warnings():
+        for message in LIGHTNING_NOISE:
+            warnings.filterwarnings("ignore", message=message)
+        yield
 
 
 def _fit_or_interrupt(
@@ -117,15 +119,19 @@ def _fit_or_interrupt(
 
     Lightning turns Ctrl-C into ``sys.exit(1)`` after ignoring SIGINT; a sweep
     must see the interrupt to mark the trial and end its runs, so it is raised
-    again as KeyboardInterrupt and the SIGINT handler is put back. Any other
-    SystemExit (Ray Tune stopping a trial from its reporting thread) goes through.
+    again as KeyboardInterrupt and the SIGINT handler the process had is put back.
+    Any other SystemExit (Ray Tune stopping a trial from its reporting thread) goes
+    through. Lightning's advice that does not apply here is silenced for this fit only.
     """
+    handler = signal.getsignal(signal.SIGINT)
     try:
-        trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+        with lightning_advice_ignored():
+            trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
     except SystemExit as exc:
         ctrl_c = isinstance(exc.__context__, KeyboardInterrupt)
         if ctrl_c and trainer.state.status == TrainerStatus.INTERRUPTED:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+            if handler is not None and signal.getsignal(signal.SIGINT) != handler:
+                signal.signal(signal.SIGINT, handler)
             raise KeyboardInterrupt from exc
         raise
 
@@ -150,35 +156,24 @@ def fit(
     optimizer settings of ``exp``.
     """
     seed = exp.train.seed if seed is None else seed
-    pl.seed_everything(seed, workers=False, verbose=False)
-    data, module = prepare(exp, seed, fold, tracking_uri)
-    cost = model_cost(module, exp, data.split)
-    if logger is not None and ckpt_path is None:
-        logger.log_metrics(cost, step=0)
-    best = KeepBestWeights(exp.objective.metric, exp.objective.mode)
-    stoppers = _stoppers(exp)
-    all_callbacks: list[Callback] = [best, EpochTimer(), *stoppers, *callbacks]
-    if ckpt_path is not None:
-        all_callbacks.append(SpecOptimizerSettings())
-    trainer = make_trainer(exp, all_callbacks, logger, **(trainer_options or {}))
-    _fit_or_interrupt(trainer, module, data, ckpt_path)
-    for es in stoppers:
-        if es.stopping_reason == EarlyStoppingReason.NON_FINITE_METRIC:
-            raise TrainingDiverged(
-                f"{es.monitor} became {trainer.callback_metrics.get(es.monitor)} at epoch "
-                f"{trainer.current_epoch}: {es.stopping_reason_message}"
-            )
-    if best.best is None:
-        raise TrainingDiverged(f"{exp.objective.metric} was never finite")
-    best.restore(module)
-    results: dict[str, float] = {}
-    if test:
-        out = trainer.test(module, datamodule=data, verbose=False)
-        results = {k: float(v) for k, v in (out[0] if out else {}).items()}
-        results.update(data.split.baselines)
+    with _seeded(seed):
+        data, module = prepare(exp, seed, fold, tracking_uri)
+        cost = model_cost(module, exp, data.split)
+        if logger is not None and ckpt_path is None:
+            logger.log_metrics(cost, step=0)
+        best = KeepBestWeights(exp.objective.metric, exp.objective.mode)
+        stoppers = _stoppers(exp)
+        all_callbacks: list[Callback] = [best, EpochTimer(), *stoppers, *callbacks]
+        if ckpt_path is not None:
+            all_callbacks.append(SpecOptimizerSettings())
+        trainer = make_trainer(exp, all_callbacks, logger, **(trainer_options or {}))
+        _fit_or_interrupt(trainer, module, data, ckpt_path)
+        _check_finite(exp, trainer, stoppers, best)
+        best.restore(module)
+        results = _tested(trainer, module, data) if test else {}
     stopped = next((es.stopping_reason_message for es in stoppers if es.stopped_epoch), None)
     return FitResult(
-        value=best.best,
+        value=float(best.best or 0.0),
         best_epoch=best.best_epoch,
         epochs=best.epochs,
         test=results,
@@ -187,6 +182,52 @@ def fit(
         cost=cost,
         stopped=stopped,
     )
+
+
+def _check_finite(
+    exp: Experiment, trainer: pl.Trainer, stoppers: list[EarlyStopping], best: KeepBestWeights
+) -> None:
+    """TrainingDiverged if the loss became NaN or inf, or the objective never was finite."""
+    for es in stoppers:
+        if es.stopping_reason == EarlyStoppingReason.NON_FINITE_METRIC:
+            raise TrainingDiverged(
+                f"{es.monitor} became {trainer.callback_metrics.get(es.monitor)} at epoch "
+                f"{trainer.current_epoch}: {es.stopping_reason_message}"
+            )
+    if best.best is None:
+        raise TrainingDiverged(f"{exp.objective.metric} was never finite")
+
+
+# What Lightning's seed_everything writes to the environment (for DDP ranks and loader
+# workers): set for the fit, then taken back
+_SEED_VARIABLES = ("PL_GLOBAL_SEED", "PL_SEED_WORKERS")
+
+
+@contextlib.contextmanager
+def _seeded(seed: int) -> Iterator[None]:
+    """Python's, NumPy's and torch's generators seeded for one fit (Lightning's
+    seed_everything); the environment variables it sets last for the fit only."""
+    saved = {key: os.environ.get(key) for key in _SEED_VARIABLES}
+    pl.seed_everything(seed, workers=False, verbose=False)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _tested(
+    trainer: pl.Trainer, module: pl.LightningModule, data: ArrayDataModule
+) -> dict[str, float]:
+    """The test metrics of ``module``'s best weights, and the data's baselines."""
+    with lightning_advice_ignored():
+        out = trainer.test(module, datamodule=data, verbose=False)
+    results = {k: float(v) for k, v in (out[0] if out else {}).items()}
+    results.update(data.split.baselines)
+    return results
 
 
 def _stoppers(exp: Experiment) -> list[EarlyStopping]:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sweeplab.spec import Experiment, SearchSpace, apply_params, spec_from_dict
+from sweeplab.spec import Experiment
 
 
 @dataclass
@@ -21,7 +21,7 @@ class SmokeFailure:
 
 
 def corners(exp: Experiment) -> list[dict[str, Any]]:
-    space = SearchSpace.model_validate(exp.search_space)
+    space = exp.space
     configs: list[dict[str, Any]] = [{}]
     if len(space):
         configs.append({k: d.corners()[0] for k, d in space.items()})
@@ -48,12 +48,11 @@ def smoke(
     from sweeplab.training.fit import _fit_or_interrupt, make_trainer, prepare
 
     failures = []
-    base = exp.model_dump(mode="json")
     for params in corners(exp):
         if on_config is not None:
             on_config(params)
         try:
-            resolved = spec_from_dict(apply_params(base, params))
+            resolved = exp.with_params(params)
             data, module = prepare(resolved, tracking_uri=tracking_uri)
             trainer = make_trainer(resolved, fast_dev_run=1, max_epochs=1)
             _fit_or_interrupt(trainer, module, data)

@@ -15,7 +15,7 @@ LOSSES: dict[str, str] = {
     "huber": "regression",
 }
 
-# schedule name -> the torch.optim.lr_scheduler class behind it (see training.schedules)
+# schedule name -> the torch.optim.lr_scheduler class behind it (see optim.schedules)
 SCHEDULES: dict[str, str | None] = {
     "none": None,
     "step": "StepLR",

@@ -39,18 +39,28 @@ from optuna.distributions import (
 from optuna.trial import TrialState
 from ray import tune
 
-from sweeplab.search.claims import ATTR_OWNER
-from sweeplab.search.optuna_backend import ATTR_RUN, open_storage, reason_noted, record
-from sweeplab.search.ray_backend import ATTR_TUNE, FINAL, RayHooks, report, tune_trial
-from sweeplab.search.sweep import ATTR_FINAL_PARAMS
-from sweeplab.search.trial import TAG_SWEEP, TAG_TRIAL, run_trial
-from sweeplab.spec import CategoricalDist, FloatDist, IntDist, SearchSpace, spec_from_dict
-from sweeplab.spec._space import apply_params, choice_key, choice_keys, decode_choice
-from sweeplab.store import Store
+from sweeplab.logs import quiet_libraries
+from sweeplab.search.keys import (
+    ATTR_FINAL_PARAMS,
+    ATTR_OWNER,
+    ATTR_REASON,
+    ATTR_RUN,
+    ATTR_TUNE,
+    TAG_STATE,
+)
+from sweeplab.search.ray_backend.searcher import FINAL, WORKER_DIED
+from sweeplab.search.ray_backend.worker import RayHooks, RaySweep, report
+from sweeplab.search.study import Sweep
+from sweeplab.search.trial import sweep_trial
+from sweeplab.spec import CategoricalDist, FloatDist, IntDist, SearchSpace
+from sweeplab.spec._space import choice_key, choice_keys, decode_choice
 from sweeplab.tracking.logger import BatchedMlflowLogger
 from sweeplab.tracking.tracker import Tracker
 from sweeplab.training.callbacks import val_loss_diverged
 
+# Optuna's ``_trial_id`` and ``_study_id`` (private) below: the storage's own calls take
+# these ids, and a PBT trial is created and told through the storage
+# (tests/test_library_contracts.py)
 TIME = "sweeplab_pbt_epoch"  # PBT's time_attr: in the reports after which it may exploit
 CKPT = "fit.ckpt"
 ORIGIN = "origin.json"  # in a checkpoint: {"trial": number, "epoch": epochs trained}
@@ -113,11 +123,34 @@ def _distribution(dist: FloatDist | IntDist | CategoricalDist) -> BaseDistributi
     return FloatDistribution(dist.low, dist.high, log=dist.log, step=dist.step)
 
 
-def optuna_trial(
-    study: optuna.Study, space: SearchSpace, params: dict[str, Any], tune_id: str, driver: str
-) -> optuna.Trial:
+def tune_trial(
+    study: optuna.Study, tune_id: str, states: tuple[TrialState, ...] | None = None
+) -> optuna.trial.FrozenTrial | None:
+    """The Optuna trial of PBT's Tune trial ``tune_id`` (tagged ``ATTR_TUNE``), if any."""
+    for t in study.get_trials(deepcopy=False, states=states):
+        if t.user_attrs.get(ATTR_TUNE) == tune_id:
+            return t
+    return None
+
+
+def pbt_trial_ended(sweep: Sweep, tune_id: str, error: bool) -> optuna.trial.FrozenTrial | None:
+    """The Optuna trial of PBT's Tune trial ``tune_id``, told FAIL (error) or PRUNED
+    (stopped) if its worker did not tell it COMPLETE. No searcher tells the study about a
+    PBT trial: the driver's TrialEnd calls this."""
+    study, storage = sweep.study, sweep.storage
+    t = tune_trial(study, tune_id)
+    if t is None or t.state.is_finished():
+        return t
+    if error and ATTR_REASON not in t.user_attrs:
+        storage.set_trial_user_attr(t._trial_id, ATTR_REASON, WORKER_DIED)
+    study.tell(t.number, state=TrialState.FAIL if error else TrialState.PRUNED)
+    return storage.get_trial(t._trial_id)
+
+
+def optuna_trial(sweep: Sweep, params: dict[str, Any], tune_id: str, driver: str) -> optuna.Trial:
     """The Optuna trial of Tune trial ``tune_id``: created RUNNING with ``params`` on its
     first start, found again when PBT restarts it."""
+    study, space = sweep.study, sweep.exp.space
     found = tune_trial(study, tune_id, (TrialState.RUNNING,))
     if found is not None:
         return optuna.Trial(study, found._trial_id)
@@ -128,7 +161,9 @@ def optuna_trial(
         # the driver owns it: if the driver dies, `resume` fails the trial
         user_attrs={ATTR_TUNE: tune_id, ATTR_OWNER: driver},
     )
-    return optuna.Trial(study, study._storage.create_new_trial(study._study_id, template))
+    # private: the study's id, which the storage's public create_new_trial takes; Optuna's
+    # own add_trial would create the trial finished, and ask() would sample it
+    return optuna.Trial(study, sweep.storage.create_new_trial(study._study_id, template))
 
 
 class PbtReport(Callback):
@@ -224,59 +259,34 @@ class PbtHooks(RayHooks):
         self.tracker.log_metrics(run_id, values, step=epoch)
 
 
-def run_pbt_trial(
-    config: dict[str, Any],
-    *,
-    spec: dict[str, Any],
-    store: Store,
-    sweep: str,
-    parent: str,
-    driver: str,
-) -> None:
+def run_pbt_trial(config: dict[str, Any], *, sweep: RaySweep, driver: str) -> None:
     """One start of a PBT trial in a Ray worker (the first, or after PBT paused it)."""
-    from sweeplab.cli._common import quiet_libraries
-
-    quiet_libraries()
-    space = SearchSpace.model_validate(spec["search_space"])
-    params = params_of(space, config)
-    exp = spec_from_dict(apply_params(spec, params))
-    study = optuna.load_study(study_name=sweep, storage=open_storage(store.storage_url))
-    tune_id = tune.get_context().get_trial_id()
-    trial = optuna_trial(study, space, params, tune_id, driver)
-    tracker = Tracker(store, exp.experiment_name)
+    quiet_libraries(training=True)  # a Ray worker's start is an entry point
+    opened = sweep.open()
+    params = params_of(sweep.exp.space, config)
+    trial = optuna_trial(opened, params, tune.get_context().get_trial_id(), driver)
     checkpoint = tune.get_checkpoint()
     run_id = trial.user_attrs.get(ATTR_RUN)
     with tempfile.TemporaryDirectory() as tmp:
         resume, start = None, None
         if checkpoint is not None and run_id is not None:
             checkpoint.to_directory(tmp)
-            resume, start = (
-                (run_id, str(Path(tmp, CKPT))),
-                json.loads(Path(tmp, ORIGIN).read_text()),
-            )
-        hooks = PbtHooks(trial, exp.objective.metric, tracker, params, exp.train.max_epochs, start)
-        with reason_noted(trial):  # a PBT pause (SystemExit) goes through: not a failure
-            outcome = run_trial(
-                exp,
-                tracker=tracker,
-                name=f"trial-{trial.number}",
-                params=params,
-                parent=parent,
-                hooks=hooks,
-                tags={TAG_SWEEP: sweep, TAG_TRIAL: trial.number},
-                resume=resume,
-            )
-    record(trial, outcome)
+            resume = (run_id, str(Path(tmp, CKPT)))
+            start = json.loads(Path(tmp, ORIGIN).read_text())
+        metric = sweep.exp.objective.metric
+        # PBT never searches max_epochs (PBT_MUTABLE): the spec's own holds for every trial
+        max_epochs = sweep.exp.train.max_epochs
+        hooks = PbtHooks(trial, metric, opened.tracker, params, max_epochs, start)
+        # a PBT pause (SystemExit) goes through sweep_trial: not a failure
+        outcome = sweep_trial(opened, trial, params, hooks, resume=resume)
     trial.set_user_attr(ATTR_FINAL_PARAMS, params)
-    study.tell(trial, outcome.value)
-    report({exp.objective.metric: outcome.value, "epoch": outcome.epochs, FINAL: 1}, False)
+    opened.study.tell(trial, outcome.value)
+    report({metric: outcome.value, "epoch": outcome.epochs, FINAL: 1}, False)
 
 
 def settle(study: optuna.Study, tracker: Tracker, driver: str) -> None:
     """After Tune: a trial of this driver still running (paused when the time budget ran
     out) ends as pruned, with its run."""
-    from sweeplab.search.trial import TAG_STATE
-
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if ATTR_TUNE not in t.user_attrs or t.user_attrs.get(ATTR_OWNER) != driver:
             continue

@@ -29,23 +29,16 @@ import functools
 import os
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import optuna
-
-from sweeplab.search.optuna_backend import ATTR_REASON, ATTR_RUN, open_storage, resolve
-from sweeplab.search.ray_backend import (
-    FINAL,
-    TRIAL_ID,
-    FitHooks,
-    RayOptions,
-    report,
-    run_ray_trial,
-)
-from sweeplab.search.trial import TAG_REASON, members
-from sweeplab.spec import SearchSpace, spec_from_dict
+from sweeplab.logs import quiet_libraries
+from sweeplab.search.keys import ATTR_REASON, ATTR_RUN, TAG_REASON
+from sweeplab.search.ray_backend.options import RayOptions
+from sweeplab.search.ray_backend.searcher import FINAL, TRIAL_ID
+from sweeplab.search.ray_backend.worker import FitHooks, RaySweep, report, run_ray_trial
+from sweeplab.search.study import open_storage
+from sweeplab.search.trial import members
 from sweeplab.store import Store
 from sweeplab.training.fit import fit
 
@@ -53,29 +46,8 @@ RANK_TIMEOUT_S = 300  # a collective (gradient all-reduce, report) waiting longe
 CONTROLLER_RETRIES = 5  # Ray Train waits 60 s per try to place a trial's workers
 
 
-def ddp_options() -> dict[str, Any]:
-    """Trainer options of one fit on a rank of a Ray Train worker group."""
-    from ray.train.lightning import RayDDPStrategy, RayLightningEnvironment
-
-    return {
-        "strategy": RayDDPStrategy(),
-        "plugins": [RayLightningEnvironment()],
-        "devices": "auto",
-    }
-
-
-@dataclass(frozen=True)
-class Sweep:
-    """What every rank of every trial needs to know (picklable)."""
-
-    spec: dict[str, Any]
-    store: Store
-    name: str
-    parent: str
-
-
 def parallel_trainable(
-    sweep: Sweep, options: RayOptions
+    sweep: RaySweep, options: RayOptions
 ) -> tuple[Callable[[dict[str, Any]], None], dict[str, float], int]:
     """The Tune trainable of a data-parallel sweep, its resources, and how many such
     trials the cluster holds at once (their Train workers hold the resources)."""
@@ -92,7 +64,7 @@ def parallel_trainable(
     return trainable, resources, max(1, int(at_once))
 
 
-def _run_trial(config: dict[str, Any], *, sweep: Sweep, options: RayOptions) -> None:
+def _run_trial(config: dict[str, Any], *, sweep: RaySweep, options: RayOptions) -> None:
     """One data-parallel trial: its Train run on N workers, reporting to this Tune trial."""
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -176,7 +148,7 @@ def _note_failure(store: Store, trial_id: int, exc: Exception) -> None:
         MlflowClient(tracking_uri=store.tracking_uri).set_tag(run_id, TAG_REASON, why)
 
 
-def _worker(config: dict[str, Any], *, sweep: Sweep) -> None:
+def _worker(config: dict[str, Any], *, sweep: RaySweep) -> None:
     """One rank: rank 0 runs and tracks the trial, the others train alongside."""
     import ray.train
     import torch.distributed as dist
@@ -185,29 +157,16 @@ def _worker(config: dict[str, Any], *, sweep: Sweep) -> None:
     ranks: list[Any] = [None] * context.get_world_size()
     dist.all_gather_object(ranks, f"{socket.gethostname()}:{os.getpid()}")
     if context.get_world_rank() == 0:
-        run_ray_trial(
-            config,
-            spec=sweep.spec,
-            store=sweep.store,
-            sweep=sweep.name,
-            parent=sweep.parent,
-            ranks=ranks,
-        )
+        run_ray_trial(config, sweep=sweep, ranks=ranks)
     else:
         _follow(config, sweep)
 
 
-def _follow(config: dict[str, Any], sweep: Sweep) -> None:
+def _follow(config: dict[str, Any], sweep: RaySweep) -> None:
     """A rank other than 0: the same fits as rank 0 (same params, seeds and callbacks,
     hence the same collectives), with nothing logged."""
-    from sweeplab.cli._common import quiet_libraries
-
-    quiet_libraries()
-    exp = spec_from_dict(sweep.spec)
-    storage = open_storage(sweep.store.storage_url)
-    study = optuna.load_study(study_name=sweep.name, storage=storage)
-    trial = optuna.Trial(study, int(config[TRIAL_ID]))
-    _, resolved = resolve(trial, SearchSpace.model_validate(exp.search_space), sweep.spec)
+    quiet_libraries(training=True)  # a Ray worker's start is an entry point
+    resolved = sweep.exp.with_params(sweep.params(config))
     hooks = FitHooks(resolved.objective.metric, parallel=True)  # as rank 0's RayHooks
     for index, (_, fold, restart) in enumerate(members(resolved)):
         fit(

@@ -16,8 +16,9 @@ from typing import Any
 
 import optuna
 
-from sweeplab.search.optuna_backend import ATTR_PARENT
-from sweeplab.search.status import load_study, trial_rows
+from sweeplab.search.analysis.status import trial_rows
+from sweeplab.search.keys import ATTR_PARENT, TAG_SWEEP
+from sweeplab.search.study import load_study
 from sweeplab.spec import Experiment, InputError
 from sweeplab.store import Store
 from sweeplab.tracking.tracker import Tracker
@@ -74,7 +75,7 @@ def compare(store: Store, names: list[str]) -> tuple[Comparison, list[_Sweep]]:
     rows: list[Row] = []
     metric = mode = ""
     for name in dict.fromkeys(names):
-        study, exp = load_study(store, name)
+        study, exp, _ = load_study(store, name)
         objective = (exp.objective.metric, exp.objective.mode)
         if metric and objective != (metric, mode):
             raise CompareError(
@@ -101,8 +102,6 @@ def compare(store: Store, names: list[str]) -> tuple[Comparison, list[_Sweep]]:
 def _rows(name: str, study: optuna.Study, exp: Experiment, tracker: Tracker) -> list[Row]:
     """The sweep's trial rows (as ``sweeplab status`` reads them) with each run's
     parameter count from MLflow."""
-    from sweeplab.search.trial import TAG_SWEEP
-
     runs = tracker.client.search_runs(
         [tracker.experiment_id], f"tags.`{TAG_SWEEP}` = '{name}'", max_results=5000
     )

@@ -7,8 +7,8 @@ from typing import Any
 
 import torch
 
+from sweeplab.optim.catalog import OPTIMIZERS
 from sweeplab.spec import TrainConfig
-from sweeplab.training.catalog import OPTIMIZERS
 
 
 def build_optimizer(cfg: TrainConfig, params: Iterable[Any]) -> torch.optim.Optimizer:

@@ -2,28 +2,25 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial
 
-from sweeplab.search.optuna_backend import (
-    ATTR_EXPERIMENT,
-    ATTR_PARENT,
-    ATTR_REASON,
-    ATTR_RETRIED,
-    ATTR_RUN,
-    ATTR_SPEC,
+from sweeplab.search.keys import ATTR_EPOCHS, ATTR_REASON, ATTR_RETRIED, ATTR_RUN
+from sweeplab.search.study import (
     STATE_NAMES,
+    SweepResult,
     counts,
+    decoded_params,
+    load_study,
     open_storage,
+    open_study,
     study_names,
+    sweep_result,
 )
-from sweeplab.search.sweep import SweepResult, decoded_params, fill_best
-from sweeplab.spec import Experiment, SearchSpace
-from sweeplab.spec._errors import did_you_mean
+from sweeplab.spec import Experiment
 from sweeplab.store import Store
 
 
@@ -50,24 +47,6 @@ class SweepStatus:
     rows: list[TrialRow] = field(default_factory=list)
 
 
-def load_study(store: Store, name: str) -> tuple[optuna.Study, Experiment]:
-    """The study of sweep ``name`` and its spec; LookupError naming the sweeps that exist."""
-    storage = open_storage(store.storage_url)
-    names = study_names(storage)
-    if name not in names:
-        known = ", ".join(names) if names else "none"
-        raise LookupError(
-            f"no sweep named '{name}'{did_you_mean(name, names)} in "
-            f"{store.storage_url}; sweeps: {known}"
-        )
-    return _open(storage, name)
-
-
-def _open(storage: optuna.storages.BaseStorage, name: str) -> tuple[optuna.Study, Experiment]:
-    study = optuna.load_study(study_name=name, storage=storage)
-    return study, Experiment.model_validate(json.loads(study.user_attrs[ATTR_SPEC]))
-
-
 def _report(study: optuna.Study, exp: Experiment, rows: list[TrialRow]) -> SweepStatus:
     report = SweepStatus(
         study.study_name, exp.objective.metric, exp.sweep.trials, counts(study), rows=rows
@@ -80,17 +59,17 @@ def _report(study: optuna.Study, exp: Experiment, rows: list[TrialRow]) -> Sweep
 
 def sweep_status(store: Store, name: str) -> SweepStatus:
     """A sweep's counts, best trial, and one row per trial."""
-    study, exp = load_study(store, name)
+    study, exp, _ = load_study(store, name)
     return _report(study, exp, trial_rows(study, exp))
 
 
 def trial_rows(study: optuna.Study, exp: Experiment) -> list[TrialRow]:
     """One row per trial. Epochs: as recorded, or the last reported epoch of a trial that
     did not complete (pruned, failed, running)."""
-    space = SearchSpace.model_validate(exp.search_space)
+    space = exp.space
     rows = []
     for t in study.get_trials(deepcopy=False):
-        epochs = t.user_attrs.get("epochs")
+        epochs = t.user_attrs.get(ATTR_EPOCHS)
         if epochs is None and t.last_step is not None:
             epochs = t.last_step + 1
         rows.append(
@@ -118,20 +97,10 @@ def _reason(t: FrozenTrial) -> str | None:
 def list_sweeps(store: Store) -> list[SweepStatus]:
     """Every sweep in the storage, with counts and best value (no trial rows)."""
     storage = open_storage(store.storage_url)
-    return [_report(*_open(storage, name), rows=[]) for name in study_names(storage)]
+    return [_report(*open_study(storage, name), rows=[]) for name in study_names(storage)]
 
 
-def sweep_result(store: Store, name: str) -> tuple[Experiment, SweepResult]:
+def read_result(store: Store, name: str) -> tuple[Experiment, SweepResult]:
     """Sweep ``name`` read back as ``run_sweep`` returned it (best trial, its run, parent)."""
-    study, exp = load_study(store, name)
-    result = SweepResult(
-        name,
-        store,
-        exp.experiment_name,
-        str(study.user_attrs.get(ATTR_EXPERIMENT, "")),
-        str(study.user_attrs.get(ATTR_PARENT, "")),
-        counts(study),
-    )
-    if result.counts["complete"]:
-        fill_best(result, study, exp)
-    return exp, result
+    study, exp, _ = load_study(store, name)
+    return exp, sweep_result(study, exp, store)

@@ -1,0 +1,83 @@
+"""Process-wide set-up: library loggers, warning filters and environment defaults.
+
+Called only at entry points (a CLI command, a Ray worker's start), never from a
+library function: ``fit()`` or ``run_sweep()`` called from Python leave the
+process's loggers, warning filters and environment as they found them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import warnings
+from collections.abc import Iterator
+
+# Libraries whose own FutureWarnings (about their internals, not about sweeplab's calls)
+# are kept off the terminal; a FutureWarning raised at sweeplab's own call still shows.
+_LIBRARIES = r"(mlflow|ray|optuna|optuna_integration|lightning|torch|sklearn|pydantic)(\.|$)"
+
+# Lightning's advice that does not apply to sweeplab's fits
+LIGHTNING_NOISE = (
+    ".*does not have many workers.*",  # data are in-memory tensors: workers would slow it
+    ".*GPU available but not used.*",
+    ".*smaller than the logging interval.*",  # per-epoch metrics only
+    ".*LeafSpec.*",
+    # a data-parallel trial tests on every rank's shard; metrics are reduced over ranks
+    ".*it is recommended to use `Trainer\\(devices=1.*",
+)
+
+
+def quiet_libraries(training: bool = False) -> None:
+    """Keep library chatter (MLflow migrations and download bars, Optuna's per-trial lines,
+    Lightning's start-up lines) off the terminal: sweeplab shows its own progress.
+
+    MLflow, Optuna and Lightning set their loggers up when imported, so they are imported
+    here before being quieted; Lightning (seconds to import) only for a process that
+    trains (``training``).
+    """
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    import mlflow  # noqa: F401
+    import optuna
+
+    if training:
+        import lightning.pytorch  # noqa: F401
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    for name in ("mlflow", "alembic", "lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    # it logs each failed write (a full disk) with its SQL; sweeplab reports it once
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
+
+    warnings.filterwarnings("ignore", category=UserWarning, module="mlflow")
+    warnings.filterwarnings("ignore", category=FutureWarning, module=_LIBRARIES)
+    for message in LIGHTNING_NOISE:
+        warnings.filterwarnings("ignore", message=message)
+
+
+def ray_environment() -> dict[str, str]:
+    """Environment defaults for a Ray driver while it runs a sweep (``scoped_environ``)."""
+    return {
+        "RAY_DEDUP_LOGS": "0",
+        "RAY_AIR_NEW_OUTPUT": "0",  # sweeplab shows its own progress
+        # PBT checkpoints every epoch, which Tune warns about; sweeplab means to
+        "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+        # Tune's own CSV, JSON and TensorBoard files of every result: the trials are
+        # tracked in MLflow, and writing them cost the 20-trial bench about 3 s
+        # (bench/distributed.py)
+        "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
+    }
+
+
+@contextlib.contextmanager
+def scoped_environ(values: dict[str, str]) -> Iterator[None]:
+    """Set environment defaults (a variable the user set wins) for the block, then put
+    the environment back as it was: for a library call that starts Ray or Tune, which
+    read their settings from the environment only."""
+    added = {key: value for key, value in values.items() if key not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for key in added:
+            os.environ.pop(key, None)

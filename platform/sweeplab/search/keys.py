@@ -1,0 +1,47 @@
+"""Every name sweeplab writes beside Optuna's and MLflow's own data, in one place.
+
+Study attributes let an agent, ``resume`` or ``status`` find everything from the study's
+name; trial attributes carry what a trial is (its run, owner, reason, retries); run tags
+let status, compare and the registry read a trial back from MLflow.
+"""
+
+# ------------------------------------------------------------- on the study (user attrs)
+ATTR_SPEC = "sweeplab.spec"  # the sweep's spec, as JSON
+ATTR_PARENT = "sweeplab.parent_run_id"  # the sweep's MLflow parent run
+ATTR_EXPERIMENT = "sweeplab.experiment_id"  # its MLflow experiment
+ATTR_BACKEND = "sweeplab.backend"  # which backend runs its trials (catalog.BACKENDS)
+ATTR_BACKEND_OPTIONS = "sweeplab.ray_options"  # what a resumed sweep runs with again
+# True when a trial's owner is recorded under the claim lock, as the trial is created:
+# a running trial without one then lost its worker (claims.Recovery)
+ATTR_OWNERS_LOCKED = "sweeplab.owners_locked"
+
+# ------------------------------------------------------------- on a trial (user attrs)
+ATTR_RUN = "mlflow_run_id"  # the trial's MLflow run
+ATTR_REASON = "fail_reason"  # why it failed
+ATTR_OWNER = "sweeplab.owner"  # host:pid of the worker (or Ray driver) that runs it
+ATTR_ATTEMPT = "sweeplab.attempt"  # 0 for a first try, n for the n-th retry
+ATTR_RETRY_OF = "sweeplab.retry_of"  # the trial number a retry repeats
+ATTR_RETRIED = "sweeplab.retried_as"  # on a failed trial: the number of its retry
+ATTR_EPOCHS = "epochs"  # epochs trained (the best restart's)
+ATTR_STD = "value_std"  # the spread of its restarts' values
+ATTR_RESTARTS = "restart_values"  # one value per fit (fold × restart)
+ATTR_FINAL_PARAMS = "pbt_params"  # a complete PBT trial: the values it ended with
+ATTR_TUNE = "sweeplab.ray_trial"  # a PBT trial: its Tune trial id
+
+# ---------------------------------------------------------------------- on MLflow runs
+TAG_KIND = "sweeplab.kind"  # sweep (a parent run) or train (sweeplab train)
+TAG_SWEEP = "sweeplab.sweep"
+TAG_TRIAL = "sweeplab.trial_number"
+TAG_STATE = "sweeplab.state"  # running, complete, pruned, failed, interrupted
+TAG_REASON = "sweeplab.fail_reason"
+TAG_RESTART = "sweeplab.restart"  # a nested run: which restart and fold it is
+TAG_FOLD = "sweeplab.fold"
+TAG_NODE = "sweeplab.ray_node"  # a Ray trial: the node and host that ran it
+TAG_HOST = "sweeplab.host"
+TAG_RANKS = "sweeplab.ranks"  # a data-parallel trial: host:pid of each rank, rank 0 first
+TAG_BEST_TRIAL = "sweeplab.best_trial"  # on the parent run, once finished
+TAG_BEST_RUN = "sweeplab.best_run_id"
+TAG_REGISTERED = "sweeplab.registered"  # on the parent run: name/version of its best model
+TAG_VALUE = "sweeplab.value"  # on a model version: the trial's objective value
+
+CHECKPOINT = "checkpoint/model_state.pt"  # a trial's best weights, in its run's artifacts

@@ -1,0 +1,67 @@
+"""A trial of the Optuna backend: its params asked of Optuna, pruned by Optuna's pruner
+through optuna-integration's Lightning callback."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import optuna
+from lightning.pytorch.callbacks import Callback
+
+from sweeplab.search.keys import ATTR_RUN
+from sweeplab.search.sampling import suggest
+from sweeplab.search.study import Sweep
+from sweeplab.search.trial import sweep_trial
+from sweeplab.training.callbacks import val_loss_diverged
+
+
+def _pruning_callback(trial: optuna.Trial, monitor: str) -> Callback:
+    """optuna-integration's pruning callback, silent on an epoch whose val_loss is NaN/inf
+    (``val_loss_diverged``: the trial then fails with its reason, not pruned)."""
+    from optuna_integration import PyTorchLightningPruningCallback
+
+    class FinitePruningCallback(PyTorchLightningPruningCallback):
+        def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+            if val_loss_diverged(trainer):
+                return
+            super().on_validation_end(trainer, pl_module)
+
+    return FinitePruningCallback(trial, monitor=monitor)
+
+
+class OptunaHooks:
+    """Pruning through optuna-integration's Lightning callback, on the first restart only.
+
+    Later restarts of the same configuration would report the same epochs again,
+    which Optuna ignores; the first restart's curve decides.
+    """
+
+    pruned: tuple[type[BaseException], ...] = (optuna.TrialPruned,)
+    paused: tuple[type[BaseException], ...] = ()
+
+    def __init__(self, trial: optuna.Trial, monitor: str) -> None:
+        self.trial = trial
+        self.monitor = monitor
+
+    def callbacks(self, restart: int) -> Sequence[Callback]:
+        if restart > 0:
+            return []
+        return [_pruning_callback(self.trial, self.monitor)]
+
+    def on_run(self, run_id: str) -> None:
+        self.trial.set_user_attr(ATTR_RUN, run_id)
+
+    def trainer_options(self) -> dict[str, Any]:
+        return {}
+
+
+def objective_for(sweep: Sweep) -> Callable[[optuna.Trial], float]:
+    """The objective of the sweep's trials: sample the params, run the trial (value)."""
+    space, metric = sweep.exp.space, sweep.exp.objective.metric
+
+    def objective(trial: optuna.Trial) -> float:
+        params = suggest(trial, space)
+        return sweep_trial(sweep, trial, params, OptunaHooks(trial, metric)).value
+
+    return objective

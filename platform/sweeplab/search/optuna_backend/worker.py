@@ -1,0 +1,110 @@
+"""The Optuna backend's worker loop: take a trial under the claim lock, run it with
+heartbeats, tell the study how it ended; until the study holds ``sweep.trials``."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from sweeplab.search.claims import Recovery, claim_lock, heartbeat, owner, retry
+from sweeplab.search.keys import ATTR_OWNER
+from sweeplab.search.optuna_backend.objective import objective_for
+from sweeplab.search.study import Sweep, TrialEvent, counts, taken, trial_event
+from sweeplab.spec import Experiment
+from sweeplab.store import DiskFull, disk_full
+
+
+class OptunaBackend:
+    """Trials in this process (and in agents that join the sweep), one at a time."""
+
+    owners_locked = True  # a trial's owner is recorded under the claim lock
+
+    @classmethod
+    def create(cls, options: Any = None, address: str | None = None, kept: Any = None) -> Any:
+        return cls()
+
+    def check(self, exp: Experiment) -> None:
+        """Nothing beyond the sampler and pruner, which every sweep checks."""
+
+    def kept(self) -> dict[str, Any]:
+        return {}
+
+    def run(self, sweep: Sweep, on_trial: Callable[[TrialEvent], None] | None) -> None:
+        take_trials(sweep, on_trial)
+
+
+def take_trials(sweep: Sweep, on_trial: Callable[[TrialEvent], None] | None) -> None:
+    """Take trials (under the claim lock) until the study has ``sweep.trials``.
+
+    Several processes may run this on one study (``sweeplab agent``): together they run
+    exactly ``sweep.trials`` trials.
+    """
+    study, exp = sweep.study, sweep.exp
+    objective = objective_for(sweep)
+    total = exp.sweep.trials
+    claims = claim_lock(sweep.tracker.store.storage_url, study.study_name)
+    recovery = Recovery(sweep)
+    deadline = None if exp.sweep.timeout is None else time.monotonic() + exp.sweep.timeout
+    try:
+        while deadline is None or time.monotonic() < deadline:
+            with claims.held():
+                recovery.run()
+                c = counts(study)
+                if taken(c) >= total and not c["waiting"]:  # a queued retry still runs
+                    break
+                with warnings.catch_warnings():  # heartbeats are recorded by run_one
+                    warnings.filterwarnings("ignore", message="Heartbeat of storage")
+                    trial = study.ask()
+                trial.set_user_attr(ATTR_OWNER, owner())
+            frozen = run_one(study, sweep.storage, trial, objective, exp.sweep.max_retries)
+            if on_trial is not None:
+                on_trial(trial_event(study, frozen, total))
+    except DiskFull:
+        raise
+    except Exception as exc:
+        full = disk_full(exc)
+        if full is None:
+            raise
+        raise full_disk(study, full, "between trials") from None
+
+
+def full_disk(study: optuna.Study, why: str, where: str) -> DiskFull:
+    return DiskFull(
+        f"the disk holding the store is full ({why}): the sweep stopped {where}; finished "
+        f"trials are saved. Free some space, then run: sweeplab resume {study.study_name}"
+    )
+
+
+def run_one(
+    study: optuna.Study,
+    storage: Any,
+    trial: optuna.Trial,
+    objective: Callable[[optuna.Trial], float],
+    max_retries: int = 0,
+) -> FrozenTrial:
+    """Run ``objective`` on ``trial`` with heartbeats and tell the study how it ended;
+    a trial that raised is queued again while it has retries left."""
+    with heartbeat(storage, trial):
+        try:
+            value = objective(trial)
+        except optuna.TrialPruned:
+            return study.tell(trial, state=TrialState.PRUNED)
+        except KeyboardInterrupt:
+            study.tell(trial, state=TrialState.FAIL)
+            raise
+        except Exception as exc:  # the objective recorded the reason on the trial
+            full = disk_full(exc)
+            if full is not None:  # every next trial would fail the same way: stop here
+                with contextlib.suppress(Exception):  # it needs a write, which may fail too
+                    study.tell(trial, state=TrialState.FAIL)
+                raise full_disk(study, full, f"in trial {trial.number}") from None
+            # Trial._trial_id (private): the storage's calls take it (see claims.heartbeat)
+            retry(study, storage, trial._trial_id, max_retries)
+            return study.tell(trial, state=TrialState.FAIL)
+    return study.tell(trial, value)

@@ -1,0 +1,101 @@
+"""Publish a trained model: log it (with its split's standardization inside) and register
+a version with its lineage, for a sweep's best trial or a ``sweeplab train`` run."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from sweeplab.data.split import Split
+from sweeplab.models.build import example_input, inference_model
+from sweeplab.registry.evaluate import held_out, score
+from sweeplab.registry.lineage import lineage_tags
+from sweeplab.registry.register import log_model, register
+from sweeplab.search.keys import CHECKPOINT, TAG_REGISTERED, TAG_VALUE
+from sweeplab.search.study import SweepResult, load_study, sweep_result
+from sweeplab.spec import Experiment
+from sweeplab.store import Store
+from sweeplab.tracking.tracker import Tracker
+
+
+def log_trained_model(
+    tracker: Tracker, run_id: str, module: Any, exp: Experiment, split: Split
+) -> str:
+    """Wrap a trained module for serving (its split's standardization inside) and log it.
+
+    The input example is five raw test rows, as a client would send them (five
+    latent vectors for a generator).
+    """
+    import torch
+
+    model = inference_model(module, exp, split).eval()
+    if model.output == "samples":
+        latent = example_input(module, split).shape[1]
+        example = torch.randn(5, latent, generator=torch.Generator().manual_seed(0)).numpy()
+    else:
+        example = split.raw(split.x_test[:5])
+    return log_model(tracker, run_id, model, example)
+
+
+def version_tags(
+    module: Any,
+    exp: Experiment,
+    split: Split,
+    run_id: str,
+    *,
+    sweep: str | None = None,
+    trial: int | None = None,
+) -> dict[str, str]:
+    """Lineage tags for a version of ``module``, with its score on the held-out test split."""
+    model = inference_model(module, exp, split)
+    test = held_out(exp)
+    result = score(model, test)
+    return lineage_tags(
+        spec=exp.model_dump(mode="json"),
+        run_id=run_id,
+        test=(test.hash, result.metric, result.value) if result else (test.hash, "", math.nan),
+        output=model.output,
+        sweep=sweep,
+        trial=trial,
+    )
+
+
+def register_best(
+    exp: Experiment, tracker: Tracker, result: SweepResult, name: str | None = None
+) -> tuple[str, int]:
+    """Rebuild the best trial's model from its checkpoint, log it, register a new version
+    of ``name`` (default ``tracking.register_as``) with its lineage."""
+    import torch
+
+    from sweeplab.training.fit import prepare
+
+    if result.best_run_id is None or result.best_trial is None:
+        raise LookupError(f"sweep {result.name!r} has no completed trial to register")
+    name = name or str(exp.tracking.register_as)
+    resolved = exp.with_params(result.best_params)
+    data, module = prepare(resolved, tracking_uri=tracker.store.tracking_uri)
+    state = torch.load(tracker.download(result.best_run_id, CHECKPOINT), weights_only=True)
+    module.load_state_dict(state)
+    source = log_trained_model(tracker, result.best_run_id, module, resolved, data.split)
+    lineage = version_tags(
+        module, resolved, data.split, result.best_run_id, sweep=result.name, trial=result.best_trial
+    )
+    tags = {**lineage, TAG_VALUE: result.best_value, **result.test}
+    version = register(tracker, name, source, result.best_run_id, tags)
+    tracker.set_tags(result.parent_run_id, {TAG_REGISTERED: f"{name}/{version}"})
+    return name, version
+
+
+def register_sweep_best(store: Store, sweep: str, name: str) -> int:
+    """The version of ``name`` holding sweep ``sweep``'s best trial, registered if not yet."""
+    from sweeplab.registry.models import client_for
+
+    study, exp, _ = load_study(store, sweep)
+    result = sweep_result(study, exp, store)
+    client = client_for(store.tracking_uri)
+    if result.best_run_id is not None:
+        for version in client.search_model_versions(f"run_id = '{result.best_run_id}'"):
+            if version.name == name:
+                return int(version.version)
+    tracker = Tracker(store, exp.experiment_name)
+    return register_best(exp, tracker, result, name)[1]

@@ -1,0 +1,44 @@
+"""Where and with what a Ray sweep runs: the command-line options (not in the spec)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sweeplab.spec import InputError
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """Where and with what a Ray sweep runs (command-line options, not the spec)."""
+
+    address: str | None = None  # None: start Ray here with this machine's cores
+    cpus_per_trial: float = 1.0  # with workers_per_trial > 1: per worker
+    gpus_per_trial: float = 0.0
+    workers_per_trial: int = 1  # > 1: data-parallel trials on Ray Train (ray_parallel.py)
+
+    def check(self, scheduler: str = "none") -> None:
+        if self.workers_per_trial > 1 and scheduler == "pbt":
+            raise InputError(
+                "--workers-per-trial above 1 cannot be used with sweep.scheduler 'pbt', "
+                f"but got {self.workers_per_trial}; use asha, hyperband, median or none."
+            )
+        if self.workers_per_trial < 1:
+            raise InputError(f"--workers-per-trial must be >= 1, but got {self.workers_per_trial}.")
+        if not self.cpus_per_trial > 0:
+            raise InputError(f"--cpus-per-trial must be > 0, but got {self.cpus_per_trial}.")
+        if self.gpus_per_trial < 0:
+            raise InputError(f"--gpus-per-trial must be >= 0, but got {self.gpus_per_trial}.")
+        if 1 < self.gpus_per_trial != int(self.gpus_per_trial):
+            raise InputError(
+                "--gpus-per-trial above 1 must be a whole number of GPUs, "
+                f"but got {self.gpus_per_trial}."
+            )
+
+    def kept(self) -> dict[str, Any]:
+        """What a resumed sweep runs with again (the address may change)."""
+        return {
+            "cpus_per_trial": self.cpus_per_trial,
+            "gpus_per_trial": self.gpus_per_trial,
+            "workers_per_trial": self.workers_per_trial,
+        }

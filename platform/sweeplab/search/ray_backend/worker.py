@@ -1,0 +1,144 @@
+"""A trial in a Ray worker process: the config Tune gives it, ``sweep_trial``, and
+a report to Tune after each epoch and at the end."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from lightning.pytorch import Callback, LightningModule, Trainer
+from ray import tune
+
+from sweeplab.logs import quiet_libraries
+from sweeplab.search.keys import ATTR_RUN, TAG_HOST, TAG_NODE, TAG_RANKS
+from sweeplab.search.ray_backend.searcher import FINAL, TRIAL_ID
+from sweeplab.search.study import Sweep, open_storage
+from sweeplab.search.trial import sweep_trial
+from sweeplab.spec import Experiment
+from sweeplab.store import Store
+from sweeplab.tracking.tracker import Tracker
+from sweeplab.training.callbacks import val_loss_diverged
+
+
+@dataclass(frozen=True)
+class RaySweep:
+    """What every Ray worker of a sweep needs (picklable); ``open`` connects to it."""
+
+    exp: Experiment
+    store: Store
+    name: str
+    parent: str
+
+    def open(self) -> Sweep:
+        storage = open_storage(self.store.storage_url)
+        study = optuna.load_study(study_name=self.name, storage=storage)
+        tracker = Tracker(self.store, self.exp.experiment_name)
+        return Sweep(study, storage, self.exp, tracker, self.parent)
+
+    def params(self, config: dict[str, Any]) -> dict[str, Any]:
+        """The spec values of a trial's config (Tune's, as the searcher drew them)."""
+        return {path: config[path] for path, _ in self.exp.space.items() if path in config}
+
+
+def report(metrics: dict[str, Any], parallel: bool) -> None:
+    """Report to Tune: from the trial's own process, or from every rank of a
+    data-parallel trial (Ray Train's report is collective; rank 0's metrics reach Tune)."""
+    if parallel:
+        import ray.train
+
+        ray.train.report(metrics)
+    else:
+        tune.report(metrics)
+
+
+class TuneReport(Callback):
+    """Reports the objective metric to Ray Tune after each validation epoch, except an
+    epoch whose val_loss diverged (``val_loss_diverged``, as Optuna's pruning callback)."""
+
+    def __init__(self, metric: str, parallel: bool = False) -> None:
+        self.metric = metric
+        self.parallel = parallel
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.sanity_checking or self.metric not in trainer.callback_metrics:
+            return
+        if val_loss_diverged(trainer):
+            return
+        value = float(trainer.callback_metrics[self.metric])
+        report({self.metric: value, "epoch": trainer.current_epoch + 1}, self.parallel)
+
+
+def ddp_options() -> dict[str, Any]:
+    """Trainer options of one fit on a rank of a Ray Train worker group."""
+    from ray.train.lightning import RayDDPStrategy, RayLightningEnvironment
+
+    return {
+        "strategy": RayDDPStrategy(),
+        "plugins": [RayLightningEnvironment()],
+        "devices": "auto",
+    }
+
+
+class FitHooks:
+    """What each fit of a Ray trial trains with: a report to Tune each epoch (first
+    restart only) and, on every rank of a data-parallel trial, the DDP strategy.
+
+    Every rank of a data-parallel trial takes these from here, so that all ranks run
+    the same collectives.
+    """
+
+    def __init__(self, metric: str, parallel: bool = False) -> None:
+        self.metric = metric
+        self.parallel = parallel
+
+    def callbacks(self, restart: int) -> Sequence[Callback]:
+        return [TuneReport(self.metric, self.parallel)] if restart == 0 else []
+
+    def trainer_options(self) -> dict[str, Any]:
+        return ddp_options() if self.parallel else {}
+
+
+class RayHooks(FitHooks):
+    """A trial under Ray; a scheduler's stop reaches the worker as SystemExit at a
+    report, and ends the trial as pruned.
+
+    ``ranks`` (host:pid of each rank) makes it rank 0 of a data-parallel trial.
+    """
+
+    pruned: tuple[type[BaseException], ...] = (SystemExit,)
+    paused: tuple[type[BaseException], ...] = ()
+
+    def __init__(
+        self, trial: optuna.Trial, metric: str, tracker: Tracker, ranks: list[str] | None = None
+    ) -> None:
+        super().__init__(metric, parallel=bool(ranks))
+        self.trial = trial
+        self.tracker = tracker
+        self.ranks = ranks
+
+    def on_run(self, run_id: str) -> None:
+        import ray
+
+        self.trial.set_user_attr(ATTR_RUN, run_id)
+        node = ray.get_runtime_context().get_node_id()
+        tags = {TAG_NODE: node, TAG_HOST: socket.gethostname()}
+        if self.ranks:
+            tags[TAG_RANKS] = ",".join(self.ranks)
+        self.tracker.set_tags(run_id, tags)
+
+
+def run_ray_trial(
+    config: dict[str, Any], *, sweep: RaySweep, ranks: list[str] | None = None
+) -> None:
+    """One trial in a Ray worker process (or rank 0 of a data-parallel trial, ``ranks``):
+    the config's params on the trial the searcher created, reported to Tune."""
+    quiet_libraries(training=True)  # a Ray worker's start is an entry point
+    opened = sweep.open()
+    trial = optuna.Trial(opened.study, int(config[TRIAL_ID]))
+    metric = sweep.exp.objective.metric
+    hooks = RayHooks(trial, metric, opened.tracker, ranks)
+    outcome = sweep_trial(opened, trial, sweep.params(config), hooks)
+    report({metric: outcome.value, "epoch": outcome.epochs, FINAL: 1}, bool(ranks))

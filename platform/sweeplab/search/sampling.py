@@ -1,0 +1,92 @@
+"""How a sweep's configurations are drawn and judged: Optuna's samplers and pruners,
+configured from the spec, and the search space asked of an Optuna trial.
+
+Both backends sample through here: the Optuna backend's workers, and Ray's
+``OptunaSearch`` on the same study (same sampler, same distributions).
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from typing import Any
+
+import optuna
+
+from sweeplab.search.catalog import PRUNERS, SAMPLERS
+from sweeplab.spec import CategoricalDist, Experiment, FloatDist, IntDist, SearchSpace, SpecError
+from sweeplab.spec._space import choice_keys, decode_choice
+
+
+def load(target: str) -> Any:
+    """``package.module:Name`` of a catalog entry → the class."""
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+class GridSampler(optuna.samplers.GridSampler):
+    """Optuna's grid sampler without its ``study.stop()`` once the grid is visited.
+
+    ``stop()`` works only inside ``study.optimize``; sweeplab's workers take trials
+    with ask/tell under a claim lock and stop on the trial count instead.
+    """
+
+    def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+        return None
+
+
+def grid_of(space: SearchSpace) -> dict[str, list[Any]]:
+    """Every value of each distribution (a float range needs its step)."""
+    grid: dict[str, list[Any]] = {}
+    for key, dist in space.items():
+        if isinstance(dist, CategoricalDist):
+            grid[key] = choice_keys(dist.choices)
+        elif isinstance(dist, IntDist):
+            grid[key] = list(range(dist.low, dist.high + 1, dist.step))
+        else:
+            step = dist.step or (dist.high - dist.low)
+            count = math.floor((dist.high - dist.low) / step + 1e-9) + 1
+            grid[key] = [dist.low + i * step for i in range(count)]
+    return grid
+
+
+def build_sampler(exp: Experiment) -> optuna.samplers.BaseSampler:
+    """The spec's sampler, seeded with ``sweep.seed``."""
+    name, seed = exp.sweep.sampler, exp.sweep.seed
+    cls = load(SAMPLERS[name])
+    if name == "grid":
+        return cls(grid_of(exp.space), seed=seed)
+    if name == "cmaes":
+        return cls(seed=seed, warn_independent_sampling=False)
+    return cls(seed=seed)
+
+
+def build_pruner(exp: Experiment) -> optuna.pruners.BasePruner:
+    """The spec's pruner with its options; a bad option is a SpecError (before any side effect)."""
+    name, options = exp.sweep.pruner, dict(exp.sweep.pruner_options)
+    if name == "hyperband":
+        options.setdefault("min_resource", 1)
+        options.setdefault("max_resource", exp.most_epochs)
+    try:
+        return load(PRUNERS[name])(**options)
+    except (TypeError, ValueError) as exc:
+        raise SpecError.single(
+            None, "sweep.pruner_options", f"invalid for pruner '{name}': {exc}"
+        ) from None
+
+
+def suggest(trial: optuna.Trial, space: SearchSpace) -> dict[str, Any]:
+    """Ask the trial for a value of every distribution; categorical keys decoded back."""
+    params: dict[str, Any] = {}
+    for key, dist in space.items():
+        if isinstance(dist, FloatDist):
+            params[key] = trial.suggest_float(
+                key, dist.low, dist.high, log=dist.log, step=dist.step
+            )
+        elif isinstance(dist, IntDist):
+            params[key] = trial.suggest_int(key, dist.low, dist.high, log=dist.log, step=dist.step)
+        else:
+            params[key] = decode_choice(
+                dist, trial.suggest_categorical(key, choice_keys(dist.choices))
+            )
+    return params

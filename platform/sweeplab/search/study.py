@@ -1,0 +1,267 @@
+"""A sweep's study: its storage, how its trials are counted, and its result read back.
+
+A sweep is one Optuna study in RDB storage (SQLite by default, PostgreSQL for teams)
+and one MLflow parent run; the study's attributes (``keys``) lead from one to the other.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from sweeplab.search import keys
+from sweeplab.spec import CategoricalDist, Experiment, SearchSpace
+from sweeplab.spec._errors import did_you_mean
+from sweeplab.spec._space import decode_choice
+from sweeplab.store import Store
+from sweeplab.tracking.tracker import Tracker
+
+HEARTBEAT_SECONDS = 5  # a running trial's heartbeat; dead after GRACE_SECONDS without one
+GRACE_SECONDS = 30
+
+STATE_NAMES = {
+    TrialState.COMPLETE: "complete",
+    TrialState.PRUNED: "pruned",
+    TrialState.FAIL: "failed",
+    TrialState.RUNNING: "running",
+    TrialState.WAITING: "waiting",
+}
+
+
+# ------------------------------------------------------------------------- storage
+
+
+def open_storage(url: str) -> optuna.storages.RDBStorage:
+    """Optuna's RDB storage at ``url``, with heartbeats (SQLite: write-ahead log)."""
+    kwargs: dict[str, Any] = {
+        "heartbeat_interval": HEARTBEAT_SECONDS,
+        "grace_period": GRACE_SECONDS,
+    }
+    if url.startswith("sqlite"):
+        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
+    storage = _create_schema_once(url, kwargs)
+    if url.startswith("sqlite"):
+        _write_ahead(storage.engine)
+    return storage
+
+
+def _create_schema_once(url: str, kwargs: dict[str, Any]) -> optuna.storages.RDBStorage:
+    """Optuna's RDBStorage, created again if another process was creating the same
+    database's tables at that moment.
+
+    Optuna creates its tables and stamps their version without a lock, so two processes
+    opening a new database together (a sweep and ``sweeplab status``, two agents) can
+    collide: one gets "UNIQUE constraint failed: alembic_version" or "table already
+    exists". The tables are complete once the other has committed, so opening it again
+    succeeds.
+    """
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    def create() -> optuna.storages.RDBStorage:
+        with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, **kwargs)
+
+    for attempt in range(4):
+        try:
+            return create()
+        except (IntegrityError, OperationalError) as exc:
+            if "alembic_version" not in str(exc) and "already exists" not in str(exc):
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    return create()
+
+
+def _write_ahead(engine: Any) -> None:
+    """SQLite in write-ahead-log mode: readers (``status``, an agent counting trials) do not
+    block the writer, and a commit appends to the log instead of syncing the whole file.
+
+    An epoch's report and pruning decision took 6.2 ms instead of 9.5 ms in one
+    measurement. A commit survives a killed process; only a power cut may lose the last
+    ones, never the file.
+    """
+    from sqlalchemy import event
+
+    def pragmas(connection: Any, _: Any) -> None:
+        cursor = connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    event.listen(engine, "connect", pragmas)
+    engine.dispose()  # the connections Optuna opened to create its tables lack them
+
+
+def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
+    return [s.study_name for s in storage.get_all_studies()]
+
+
+def unique_name(storage: optuna.storages.BaseStorage, base: str) -> str:
+    """``base``, or ``base-2``, ``base-3``… when a study of that name exists."""
+    taken = set(study_names(storage))
+    if base not in taken:
+        return base
+    n = 2
+    while f"{base}-{n}" in taken:
+        n += 1
+    return f"{base}-{n}"
+
+
+# -------------------------------------------------------------------- an open sweep
+
+
+@dataclass
+class Sweep:
+    """An open sweep: its study (and the storage it was opened on), spec and parent run."""
+
+    study: optuna.Study
+    storage: optuna.storages.RDBStorage
+    exp: Experiment
+    tracker: Tracker
+    parent: str  # the MLflow parent run's id
+
+    @property
+    def name(self) -> str:
+        return self.study.study_name
+
+
+def load_study(
+    store: Store, name: str
+) -> tuple[optuna.Study, Experiment, optuna.storages.RDBStorage]:
+    """The study of sweep ``name``, its spec and storage; LookupError naming the sweeps
+    that exist."""
+    storage = open_storage(store.storage_url)
+    names = study_names(storage)
+    if name not in names:
+        known = ", ".join(names) if names else "none"
+        raise LookupError(
+            f"no sweep named '{name}'{did_you_mean(name, names)} in "
+            f"{store.storage_url}; sweeps: {known}"
+        )
+    study, exp = open_study(storage, name)
+    return study, exp, storage
+
+
+def open_study(storage: optuna.storages.BaseStorage, name: str) -> tuple[optuna.Study, Experiment]:
+    """Study ``name`` in ``storage`` and the spec it was created with."""
+    study = optuna.load_study(study_name=name, storage=storage)
+    return study, Experiment.model_validate(json.loads(study.user_attrs[keys.ATTR_SPEC]))
+
+
+def open_sweep(store: Store, name: str) -> Sweep:
+    """Sweep ``name`` opened for more trials or for finishing (its MLflow experiment too)."""
+    study, exp, storage = load_study(store, name)
+    tracker = Tracker(store, exp.experiment_name)
+    return Sweep(study, storage, exp, tracker, str(study.user_attrs[keys.ATTR_PARENT]))
+
+
+# ------------------------------------------------------------------------- counting
+
+
+def counts(study: optuna.Study) -> dict[str, int]:
+    """How many trials are in each state (every state present, zeros included); a failed
+    trial that was run again counts as ``retried``, not ``failed``."""
+    out = dict.fromkeys([*STATE_NAMES.values(), "retried"], 0)
+    for t in study.get_trials(deepcopy=False):
+        retried = t.state == TrialState.FAIL and keys.ATTR_RETRIED in t.user_attrs
+        out["retried" if retried else STATE_NAMES[t.state]] += 1
+    return out
+
+
+def taken(c: dict[str, int]) -> int:
+    """Of ``counts``: the trials that count towards ``sweep.trials`` (finished and not
+    retried, or running); a queued retry (waiting) takes the place of its failed try."""
+    return c["complete"] + c["pruned"] + c["failed"] + c["running"]
+
+
+def best_value(study: optuna.Study) -> float | None:
+    """The best value so far (None before a trial completed)."""
+    try:
+        return float(study.best_value)
+    except ValueError:
+        return None
+
+
+# ------------------------------------------------------------------- result, events
+
+
+@dataclass
+class TrialEvent:
+    """Sent to ``on_trial`` after each trial, for progress displays."""
+
+    number: int
+    state: str
+    value: float | None
+    reason: str | None
+    counts: dict[str, int]
+    best_value: float | None
+    total: int
+
+
+@dataclass
+class SweepResult:
+    name: str
+    store: Store
+    experiment: str
+    experiment_id: str
+    parent_run_id: str
+    counts: dict[str, int]
+    best_trial: int | None = None
+    best_value: float | None = None
+    best_params: dict[str, Any] = field(default_factory=dict)
+    best_run_id: str | None = None
+    test: dict[str, float] = field(default_factory=dict)
+    registered: tuple[str, int] | None = None
+
+
+def decoded_params(space: SearchSpace, trial: FrozenTrial) -> dict[str, Any]:
+    """A trial's params as spec values (categorical keys mapped back to their YAML values)."""
+    out = {}
+    for key, dist in space.items():
+        if key in trial.params:
+            value = trial.params[key]
+            out[key] = decode_choice(dist, value) if isinstance(dist, CategoricalDist) else value
+    return out
+
+
+def sweep_result(study: optuna.Study, exp: Experiment, store: Store) -> SweepResult:
+    """The sweep's counts and best trial so far (nothing written)."""
+    result = SweepResult(
+        study.study_name,
+        store,
+        exp.experiment_name,
+        str(study.user_attrs.get(keys.ATTR_EXPERIMENT, "")),
+        str(study.user_attrs.get(keys.ATTR_PARENT, "")),
+        counts(study),
+    )
+    if not result.counts["complete"]:
+        return result
+    best = study.best_trial
+    result.best_trial = best.number
+    result.best_value = best.value
+    # a PBT trial ends with other values than it started with: its model was trained by those
+    result.best_params = best.user_attrs.get(keys.ATTR_FINAL_PARAMS) or decoded_params(
+        exp.space, best
+    )
+    result.best_run_id = best.user_attrs.get(keys.ATTR_RUN)
+    result.test = {k: v for k, v in best.user_attrs.items() if k.startswith("test_")}
+    return result
+
+
+def trial_event(study: optuna.Study, trial: FrozenTrial, total: int) -> TrialEvent:
+    """The progress event of a trial that just ended."""
+    return TrialEvent(
+        trial.number,
+        STATE_NAMES[trial.state],
+        trial.value,
+        trial.user_attrs.get(keys.ATTR_REASON),
+        counts(study),
+        best_value(study),
+        total,
+    )

@@ -1,0 +1,128 @@
+"""The ``data`` section of a spec: which dataset, how it is split and seen."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from sweeplab.data.catalog import DATASETS, KIND_VIEWS, Task
+from sweeplab.spec._names import DatasetName, ViewName
+
+Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
+PositiveInt = Annotated[int, Field(ge=1)]
+Seed = Annotated[int, Field(ge=0, lt=2**32)]  # what numpy, torch and Optuna accept
+
+
+class Section(BaseModel):
+    """A spec section: unknown keys are errors, values are checked on assignment too."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# ------------------------------------------------------------------------------ data
+
+
+class DataConfig(Section):
+    dataset: DatasetName
+    path: str | None = None  # file datasets: the folder or file to read
+    download: bool = False  # file datasets: fetch the published files when missing (online)
+    target: str | None = None  # csv: the target column
+    task: Task | None = None  # csv: classification or regression
+    view: ViewName = "auto"  # how a model sees an example; auto: the architecture's choice
+    window: Annotated[int, Field(ge=2)] = 12  # series: past values in each example
+    image_size: Annotated[list[PositiveInt], Field(min_length=2, max_length=2)] | None = None
+    limit: PositiveInt | None = None  # keep at most this many examples (stratified)
+    classes: Annotated[list[int], Field(min_length=2)] | None = None  # keep only these
+    holdout_classes: list[int] = Field(default_factory=list)  # left out of training
+    label_fraction: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0  # of the training split
+    folds: PositiveInt = 1  # k > 1: k-fold cross-validation on train + val
+    val_fraction: Fraction = 0.15
+    test_fraction: Fraction = 0.15
+    seed: Seed = 0
+    n_samples: PositiveInt = 400  # generated sets only (xor, moons, circles)
+    noise: Annotated[float, Field(ge=0.0)] = 0.1  # generated sets only
+
+    @model_validator(mode="after")
+    def _fractions_leave_training_data(self) -> DataConfig:
+        if self.val_fraction + self.test_fraction >= 0.9:
+            raise ValueError(
+                "val_fraction + test_fraction must be < 0.9, "
+                f"but got {self.val_fraction} + {self.test_fraction}"
+            )
+        return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _task_from_dataset(cls, raw: Any) -> Any:
+        """A built-in dataset knows its task: fill ``task`` in when the spec leaves it out."""
+        dataset = raw.get("dataset") if isinstance(raw, dict) else None
+        # a dataset that is not a name (a mapping, a list) is left to the field's check
+        if isinstance(dataset, str) and raw.get("task") is None and dataset in DATASETS:
+            known = DATASETS[dataset].task
+            if known is not None:
+                raw = {**raw, "task": known}
+        return raw
+
+    @property
+    def resolved_task(self) -> Task:
+        return self.task or "classification"
+
+    @property
+    def kind(self) -> str:
+        return DATASETS[self.dataset].kind
+
+    def problems(self) -> list[tuple[str, str]]:
+        info = DATASETS[self.dataset]
+        problems = []
+        if info.from_path and self.path is None:
+            problems.append(
+                ("data.path", f"is required for dataset '{self.dataset}' ({info.description})")
+            )
+        if not info.from_path and self.path is not None:
+            problems.append(
+                ("data.path", f"dataset '{self.dataset}' is built in and reads no path")
+            )
+        if self.path is not None and not self.download and not Path(self.path).exists():
+            problems.append(
+                ("data.path", f"{self.path!r} does not exist (set data.download: true to fetch)")
+            )
+        if self.dataset == "csv":
+            if self.target is None:
+                problems.append(("data.target", "is required for a csv dataset: a column name"))
+            if self.task is None:
+                problems.append(
+                    ("data.task", "is required for a csv dataset: classification or regression")
+                )
+        elif self.task != info.task:
+            problems.append(
+                (
+                    "data.task",
+                    f"dataset '{self.dataset}' is {info.task}, but got {self.task!r}; "
+                    "leave data.task out",
+                )
+            )
+        if self.view != "auto" and self.view not in KIND_VIEWS[self.kind]:
+            problems.append(
+                (
+                    "data.view",
+                    f"'{self.view}' does not apply to {self.kind} dataset '{self.dataset}'; "
+                    f"allowed: auto, {', '.join(KIND_VIEWS[self.kind])}",
+                )
+            )
+        labelled = self.classes is not None or self.holdout_classes
+        if labelled and self.resolved_task != "classification":
+            problems.append(
+                (
+                    "data.classes",
+                    f"class filters need a classification dataset, not {self.resolved_task}",
+                )
+            )
+        if self.folds > 1 and self.kind == "series":
+            problems.append(
+                ("data.folds", "k-fold splits would mix past and future of a series; use 1")
+            )
+        if self.image_size is not None and self.dataset != "image_folder":
+            problems.append(("data.image_size", "only applies to dataset 'image_folder'"))
+        return problems
