@@ -44,15 +44,17 @@ def test_five_kills_in_a_row_then_resume_lose_nothing(store: Store, write_spec: 
 
     client = MlflowClient(store.tracking_uri, registry_uri=store.tracking_uri)
     study = load(store, "battered")
-    for number, run_id in kills.killed_trials.items():  # failed as dead, its run KILLED
-        trial = study.trials[number]
+    for number, run_id in kills.killed_trials.items():  # failed as dead, its run KILLED,
+        trial = study.trials[number]  # and its configuration run again
         assert trial.state.name == "FAIL" and "died" in trial.user_attrs["fail_reason"]
+        retry = study.trials[trial.user_attrs["sweeplab.retried_as"]]
+        assert retry.params == trial.params
         if run_id is not None:
             assert client.get_run(run_id).info.status == "KILLED"
     assert len(client.search_model_versions("name = 'battered-model'")) == 1
     again = sweeplab("resume", "battered", "--store", str(store.root), "-q")
     assert again.returncode == 0 and "nothing to run" in again.stdout
-    assert len(load(store, "battered").trials) == 12
+    assert len(load(store, "battered").trials) == 12 + len(kills.killed_trials)
 
 
 # A path in an error line: "error: FILE: dotted.path: message" (or the --set / --name

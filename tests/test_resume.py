@@ -68,14 +68,20 @@ def test_kill_9_mid_trial_then_resume_loses_and_repeats_nothing(
     assert out.returncode == 0, out.stderr
     study = load(store, "killed")
     trials = study.get_trials()
-    assert len(trials) == 6 and all(t.state in FINISHED for t in trials)
-    assert [t.number for t in trials] == list(range(6))
+    # the dead worker's trial failed, and its configuration ran again: 6 results, 7 tries
+    assert len(trials) == 7 and all(t.state in FINISHED for t in trials)
+    assert [t.number for t in trials] == list(range(7))
     dead = trials[killed.number]
     assert dead.state == TrialState.FAIL and "died" in dead.user_attrs["fail_reason"]
+    retry = trials[dead.user_attrs["sweeplab.retried_as"]]
+    assert retry.params == dead.params and retry.state != TrialState.FAIL
+    results = [t for t in trials if t.number != dead.number]
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in results)
+    assert len({tuple(sorted(t.params.items())) for t in results}) == 6  # no replayed draws
     for number, run_id in before.items():  # finished trials were not run again
         assert trials[number].user_attrs["mlflow_run_id"] == run_id
     runs = _trial_runs(store, "killed")
-    assert sorted(int(r.data.tags["sweeplab.trial_number"]) for r in runs) == list(range(6))
+    assert sorted(int(r.data.tags["sweeplab.trial_number"]) for r in runs) == list(range(7))
     client = MlflowClient(store.tracking_uri)
     exp = client.get_experiment_by_name("killed")
     assert exp is not None
@@ -86,7 +92,7 @@ def test_kill_9_mid_trial_then_resume_loses_and_repeats_nothing(
     assert statuses[parent] == "FINISHED"
     again = sweeplab("resume", "killed", "--store", str(store.root), "-q")
     assert again.returncode == 0 and "nothing to run" in again.stdout
-    assert len(load(store, "killed").trials) == 6
+    assert len(load(store, "killed").trials) == 7
 
 
 @pytest.mark.distributed

@@ -288,3 +288,95 @@ def test_each_pruner_as_configured_prunes_a_lagging_trial(pruner: str) -> None:
         assert lagging == [TrialState.COMPLETE] * 3
     else:
         assert TrialState.PRUNED in lagging
+
+
+@pytest.mark.parametrize("sampler", ["random", "tpe"])
+def test_a_resumed_sweep_draws_new_configurations(store: Any, sampler: str) -> None:
+    """A sweep stopped after 3 of its trials, then resumed: the resumed worker's sampler
+    does not replay the first process's draws (random, and TPE's random start-up), while
+    a one-process sweep with the same seed draws the same again."""
+    import json
+
+    from sweeplab.search import continue_sweep
+    from sweeplab.search.keys import ATTR_SPEC
+
+    space = {
+        "train.lr": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True},
+        "train.batch_size": {"type": "int", "low": 16, "high": 64, "step": 16},
+        "model.activation": {"type": "categorical", "choices": ["relu", "tanh", "gelu"]},
+    }
+    spec = tiny_spec(search_space=space, sweep={"trials": 3, "sampler": sampler, "seed": 5})
+    first = run_sweep(spec_from_dict(spec), store)
+    study = _study(store, first.name)
+    stored = json.loads(study.user_attrs[ATTR_SPEC])  # as if 6 were asked for, and its
+    stored["sweep"]["trials"] = 6  # process had stopped after 3
+    study.set_user_attr(ATTR_SPEC, json.dumps(stored))
+    continue_sweep(store, first.name)
+    trials = _study(store, first.name).trials
+    assert len(trials) == 6
+    assert len({tuple(sorted(t.params.items())) for t in trials}) == 6
+    again = run_sweep(spec_from_dict(spec), store)
+    assert [t.params for t in _study(store, again.name).trials] == [t.params for t in trials[:3]]
+
+
+def test_a_configuration_the_sampler_draws_again_is_said(store: Any) -> None:
+    from sweeplab.search import sweep_status
+
+    space = {"model.activation": {"type": "categorical", "choices": ["relu", "tanh"]}}
+    exp = spec_from_dict(
+        tiny_spec(search_space=space, sweep={"trials": 4}, tracking={"experiment": "again"})
+    )
+    result = run_sweep(exp, store)
+    rows = sweep_status(store, result.name).rows
+    distinct = {r.params["model.activation"] for r in rows}
+    repeats = [r for r in rows if r.reason and "same params as #" in r.reason]
+    assert len(repeats) == 4 - len(distinct) >= 2
+    runs = {
+        r.data.tags["sweeplab.trial_number"]: r
+        for r in all_runs(store, "again")
+        if "sweeplab.trial_number" in r.data.tags
+    }
+    for row in repeats:
+        earlier = int(row.reason.split("#")[1].split(",")[0])
+        assert rows[earlier].params == row.params and earlier < row.number
+        assert runs[str(row.number)].data.tags["sweeplab.same_as"] == str(earlier)
+    assert all(r.state == "complete" for r in rows)  # said, not refused
+
+
+@pytest.mark.parametrize("deaths_before", [0, 2])
+def test_a_dead_workers_trial_runs_again_up_to_death_retries(
+    store: Any, deaths_before: int
+) -> None:
+    """A trial left RUNNING by a worker that died: resume fails it with the reason and
+    runs its configuration again, so the sweep keeps its count; a configuration that
+    already lost its worker ``sweep.death_retries`` (2) times is not run again."""
+    import json
+    import socket
+
+    from sweeplab.search import continue_sweep, sweep_status
+    from sweeplab.search.keys import ATTR_SPEC
+
+    exp = spec_from_dict(tiny_spec(sweep={"trials": 2, "sampler": "random"}))
+    first = run_sweep(exp, store)
+    study = _study(store, first.name)
+    stored = json.loads(study.user_attrs[ATTR_SPEC])
+    stored["sweep"]["trials"] = 3
+    study.set_user_attr(ATTR_SPEC, json.dumps(stored))
+    dead = study.ask({"train.lr": optuna.distributions.FloatDistribution(1e-3, 1e-1, log=True)})
+    dead.set_user_attr("sweeplab.owner", f"{socket.gethostname()}:999999999")  # no such pid
+    dead.set_user_attr("sweeplab.deaths", deaths_before)
+
+    continue_sweep(store, first.name)
+    trials = _study(store, first.name).trials
+    failed = trials[dead.number]
+    assert failed.state == TrialState.FAIL
+    assert "died" in failed.user_attrs["fail_reason"]
+    report = sweep_status(store, first.name)
+    if deaths_before == 0:
+        again = trials[failed.user_attrs["sweeplab.retried_as"]]
+        assert again.params == failed.params and again.state == TrialState.COMPLETE
+        assert again.user_attrs["sweeplab.deaths"] == 1
+        assert report.counts["complete"] == 3 and report.counts["retried"] == 1
+    else:
+        assert "sweeplab.retried_as" not in failed.user_attrs
+        assert report.counts["complete"] == 2 and report.counts["failed"] == 1

@@ -31,6 +31,7 @@ from optuna.trial import TrialState
 from sweeplab.locks import DatabaseLock
 from sweeplab.search.keys import (
     ATTR_ATTEMPT,
+    ATTR_DEATHS,
     ATTR_OWNER,
     ATTR_OWNERS_LOCKED,
     ATTR_REASON,
@@ -101,6 +102,7 @@ class Recovery:
         self.storage: Any = sweep.storage
         self.tracker = sweep.tracker
         self.max_retries = sweep.exp.sweep.max_retries
+        self.death_retries = sweep.exp.sweep.death_retries
         self.checked: set[int] = set()
 
     def run(self) -> list[int]:
@@ -131,7 +133,8 @@ class Recovery:
         return self._end_orphan_runs()
 
     def _fail(self, trial_id: int, reason: str) -> None:
-        """Record why (and queue a retry if it has one left), then fail the trial.
+        """Record why (and queue its params again, up to ``sweep.death_retries``: the
+        worker died, not the configuration), then fail the trial.
 
         Workers call ``run()`` under the claim lock, so one dead trial is failed (and
         retried) once, not by every worker that sees it."""
@@ -139,7 +142,7 @@ class Recovery:
         with contextlib.suppress(UpdateFinishedTrialError):
             storage.set_trial_user_attr(trial_id, ATTR_REASON, reason)
             if storage.get_trial(trial_id).state == TrialState.RUNNING:
-                retry(self.study, storage, trial_id, self.max_retries)
+                retry(self.study, storage, trial_id, self.death_retries, died=True)
             storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
 
     def _end_orphan_runs(self) -> list[int]:
@@ -168,8 +171,10 @@ def _beats(storage: Any) -> bool:
     return isinstance(storage, BaseHeartbeat) and storage.get_heartbeat_interval() is not None
 
 
-def retry(study: optuna.Study, storage: Any, trial_id: int, max_retries: int) -> bool:
-    """Queue a failed (or failing) trial's params again if it has retries left.
+def retry(study: optuna.Study, storage: Any, trial_id: int, limit: int, died: bool = False) -> bool:
+    """Queue a failed (or failing) trial's params again if it has retries left: ``limit``
+    tries that raised (``sweep.max_retries``), or, when its worker ``died``, ``limit``
+    deaths (``sweep.death_retries``), each counted on its own.
 
     The failed trial is marked (``sweeplab.retried_as``) and no longer counts towards
     the sweep's trials; the retry is a WAITING trial that the next ``ask`` takes.
@@ -177,11 +182,16 @@ def retry(study: optuna.Study, storage: Any, trial_id: int, max_retries: int) ->
     """
     failed = storage.get_trial(trial_id)
     attempt = int(failed.user_attrs.get(ATTR_ATTEMPT, 0))
-    if attempt >= max_retries:
+    deaths = int(failed.user_attrs.get(ATTR_DEATHS, 0))
+    if (deaths if died else attempt) >= limit:
         return False
     study.enqueue_trial(
         failed.params,
-        user_attrs={ATTR_ATTEMPT: attempt + 1, ATTR_RETRY_OF: failed.number},
+        user_attrs={
+            ATTR_ATTEMPT: attempt + (not died),
+            ATTR_DEATHS: deaths + died,
+            ATTR_RETRY_OF: failed.number,
+        },
         skip_if_exists=False,
     )
     queued = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))[-1]

@@ -22,11 +22,13 @@ ATTR_OWNER = "sweeplab.owner"  # host:pid of the worker (or Ray driver) that run
 ATTR_ATTEMPT = "sweeplab.attempt"  # 0 for a first try, n for the n-th retry
 ATTR_RETRY_OF = "sweeplab.retry_of"  # the trial number a retry repeats
 ATTR_RETRIED = "sweeplab.retried_as"  # on a failed trial: the number of its retry
+ATTR_DEATHS = "sweeplab.deaths"  # how many earlier tries of these params lost their worker
 ATTR_EPOCHS = "epochs"  # epochs trained (the best restart's)
 ATTR_STD = "value_std"  # the spread of its restarts' values
 ATTR_RESTARTS = "restart_values"  # one value per fit (fold × restart)
 ATTR_FINAL_PARAMS = "pbt_params"  # a complete PBT trial: the values it ended with
 ATTR_TUNE = "sweeplab.ray_trial"  # a PBT trial: its Tune trial id
+ATTR_SAME_AS = "sweeplab.same_as"  # drawn again by the sampler: the earlier trial's number
 
 # ---------------------------------------------------------------------- on MLflow runs
 TAG_KIND = "sweeplab.kind"  # sweep (a parent run) or train (sweeplab train)
@@ -42,6 +44,7 @@ TAG_RANKS = "sweeplab.ranks"  # a data-parallel trial: host:pid of each rank, ra
 TAG_BEST_TRIAL = "sweeplab.best_trial"  # on the parent run, once finished
 TAG_BEST_RUN = "sweeplab.best_run_id"
 TAG_REGISTERED = "sweeplab.registered"  # on the parent run: name/version of its best model
+TAG_SAME_AS = "sweeplab.same_as"  # a trial's run: the earlier trial with the same params
 TAG_VALUE = "sweeplab.value"  # on a model version: the trial's objective value
 
 CHECKPOINT = "checkpoint/model_state.pt"  # a trial's best weights, in its run's artifacts

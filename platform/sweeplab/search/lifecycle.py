@@ -27,7 +27,7 @@ from optuna.trial import TrialState
 
 from sweeplab.search import keys
 from sweeplab.search.catalog import BACKENDS
-from sweeplab.search.claims import Recovery, claim_lock
+from sweeplab.search.claims import Recovery, claim_lock, owner
 from sweeplab.search.publish import register_best
 from sweeplab.search.sampling import build_pruner, build_sampler, load
 from sweeplab.search.study import (
@@ -155,7 +155,8 @@ def continue_sweep(
     """
     sweep = open_sweep(store, name)
     study, tracker = sweep.study, sweep.tracker
-    study.sampler = build_sampler(sweep.exp)
+    # a stream of its own: the sampler's first stream would draw its first trials again
+    study.sampler = build_sampler(sweep.exp, stream=f"{owner()}:{len(study.trials)}")
     study.pruner = build_pruner(sweep.exp)
     if tracker.client.get_run(sweep.parent).data.tags.get(keys.TAG_STATE) != "complete":
         tracker.client.update_run(sweep.parent, status="RUNNING")

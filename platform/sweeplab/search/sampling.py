@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import zlib
 from typing import Any
 
 import optuna
@@ -50,9 +51,16 @@ def grid_of(space: SearchSpace) -> dict[str, list[Any]]:
     return grid
 
 
-def build_sampler(exp: Experiment) -> optuna.samplers.BaseSampler:
-    """The spec's sampler, seeded with ``sweep.seed``."""
+def build_sampler(exp: Experiment, stream: str | None = None) -> optuna.samplers.BaseSampler:
+    """The spec's sampler, seeded with ``sweep.seed``: the sweep's own stream of draws.
+
+    ``stream`` names another stream of the same sweep (a resumed or joining worker): its
+    seed is derived from ``sweep.seed`` and the name, so it does not replay the draws the
+    sweep's first process made, while a one-process sweep stays reproducible.
+    """
     name, seed = exp.sweep.sampler, exp.sweep.seed
+    if stream is not None:
+        seed = zlib.crc32(f"{seed}:{stream}".encode())
     cls = load(SAMPLERS[name])
     if name == "grid":
         return cls(grid_of(exp.space), seed=seed)

@@ -37,10 +37,13 @@ from sweeplab.search.keys import (
     ATTR_EPOCHS,
     ATTR_REASON,
     ATTR_RESTARTS,
+    ATTR_RETRY_OF,
+    ATTR_SAME_AS,
     ATTR_STD,
     TAG_FOLD,
     TAG_REASON,
     TAG_RESTART,
+    TAG_SAME_AS,
     TAG_STATE,
     TAG_SWEEP,
     TAG_TRIAL,
@@ -297,6 +300,11 @@ def sweep_trial(
     """Trial ``trial`` of ``sweep`` with ``params`` (the spec values of its sampled
     paths): its spec, its run under the sweep's parent run, and on the Optuna trial why
     it failed or what it keeps. Every backend runs its trials through here."""
+    tags: dict[str, Any] = {TAG_SWEEP: sweep.name, TAG_TRIAL: trial.number}
+    same = same_as(sweep.study, trial) if resume is None else None
+    if same is not None:
+        trial.set_user_attr(ATTR_SAME_AS, same)
+        tags[TAG_SAME_AS] = same
     with reason_noted(trial):
         exp = sweep.exp.with_params(params)
         outcome = run_trial(
@@ -306,11 +314,24 @@ def sweep_trial(
             params=params,
             parent=sweep.parent,
             hooks=hooks,
-            tags={TAG_SWEEP: sweep.name, TAG_TRIAL: trial.number},
+            tags=tags,
             resume=resume,
         )
     record(trial, outcome)
     return outcome
+
+
+def same_as(study: optuna.Study, trial: optuna.Trial) -> int | None:
+    """The earlier trial whose params the sampler drew again, if any (a grid run out, a
+    space of few choices). A retry repeats its failed try on purpose: not counted."""
+    if ATTR_RETRY_OF in trial.user_attrs:
+        return None
+    for t in study.get_trials(deepcopy=False):
+        if t.number >= trial.number:
+            break
+        if t.params == trial.params and ATTR_RETRY_OF not in t.user_attrs:
+            return t.number
+    return None
 
 
 @contextlib.contextmanager

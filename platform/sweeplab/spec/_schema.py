@@ -100,7 +100,10 @@ class SweepConfig(Section):
     scheduler: SchedulerName = "none"  # Ray Tune's trial scheduler (backend: ray)
     scheduler_options: dict[str, float | int | str | bool] = Field(default_factory=dict)
     max_concurrent: PositiveInt | None = None  # trials at once [default: what fits]
-    max_retries: NonNegativeInt = 0  # a failed trial is run again this many times
+    max_retries: NonNegativeInt = 0  # a trial that raised is run again this many times
+    # a trial whose worker died (killed, Ctrl-C, lost) is run again this many times: the
+    # configuration is not to blame, and the sweep keeps its trial count
+    death_retries: NonNegativeInt = 2
     restarts: PositiveInt = 1
     restart_aggregate: Literal["best", "mean"] = "best"
     seed: Seed = 0

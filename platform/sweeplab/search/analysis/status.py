@@ -8,7 +8,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial
 
-from sweeplab.search.keys import ATTR_EPOCHS, ATTR_REASON, ATTR_RETRIED, ATTR_RUN
+from sweeplab.search.keys import ATTR_EPOCHS, ATTR_REASON, ATTR_RETRIED, ATTR_RUN, ATTR_SAME_AS
 from sweeplab.search.study import (
     STATE_NAMES,
     SweepResult,
@@ -88,10 +88,14 @@ def trial_rows(study: optuna.Study, exp: Experiment) -> list[TrialRow]:
 
 
 def _reason(t: FrozenTrial) -> str | None:
+    """Why it failed (and its retry), or that the sampler drew its params before."""
     reason = t.user_attrs.get(ATTR_REASON)
+    notes = [] if reason is None else [str(reason)]
     if ATTR_RETRIED in t.user_attrs:
-        return f"{reason} (retried as #{t.user_attrs[ATTR_RETRIED]})"
-    return None if reason is None else str(reason)
+        notes = [f"{reason} (retried as #{t.user_attrs[ATTR_RETRIED]})"]
+    if ATTR_SAME_AS in t.user_attrs:
+        notes.append(f"same params as #{t.user_attrs[ATTR_SAME_AS]}, drawn again by the sampler")
+    return "; ".join(notes) or None
 
 
 def list_sweeps(store: Store) -> list[SweepStatus]:

@@ -62,7 +62,8 @@ def take_trials(sweep: Sweep, on_trial: Callable[[TrialEvent], None] | None) -> 
                     warnings.filterwarnings("ignore", message="Heartbeat of storage")
                     trial = study.ask()
                 trial.set_user_attr(ATTR_OWNER, owner())
-            frozen = run_one(study, sweep.storage, trial, objective, exp.sweep.max_retries)
+            retries = (exp.sweep.max_retries, exp.sweep.death_retries)
+            frozen = run_one(study, sweep.storage, trial, objective, *retries)
             if on_trial is not None:
                 on_trial(trial_event(study, frozen, total))
     except DiskFull:
@@ -87,15 +88,19 @@ def run_one(
     trial: optuna.Trial,
     objective: Callable[[optuna.Trial], float],
     max_retries: int = 0,
+    death_retries: int = 0,
 ) -> FrozenTrial:
     """Run ``objective`` on ``trial`` with heartbeats and tell the study how it ended;
-    a trial that raised is queued again while it has retries left."""
+    a trial that raised is queued again while it has retries left, and so is one that
+    Ctrl-C interrupted (``resume`` then runs it)."""
     with heartbeat(storage, trial):
         try:
             value = objective(trial)
         except optuna.TrialPruned:
             return study.tell(trial, state=TrialState.PRUNED)
         except KeyboardInterrupt:
+            with contextlib.suppress(Exception):  # a failed write must not keep it from the tell
+                retry(study, storage, trial._trial_id, death_retries, died=True)
             study.tell(trial, state=TrialState.FAIL)
             raise
         except Exception as exc:  # the objective recorded the reason on the trial

@@ -23,7 +23,6 @@ from sweeplab.search.ray_backend.schedulers import build_scheduler
 from sweeplab.search.ray_backend.searcher import FINAL, TRIAL_ID, WORKER_DIED, SweepSearch
 from sweeplab.search.ray_backend.searcher import define_by_run as _define_by_run
 from sweeplab.search.ray_backend.worker import RaySweep, run_ray_trial
-from sweeplab.search.sampling import build_sampler
 from sweeplab.search.study import Sweep, TrialEvent, best_value, counts, open_storage, taken
 from sweeplab.spec import Experiment, InputError
 from sweeplab.store import Store
@@ -116,7 +115,7 @@ def _tuner(sweep: Sweep, on_trial: OnTrial | None, options: RayOptions) -> tune.
             space=functools.partial(_define_by_run, exp.space),
             metric=exp.objective.metric,
             mode=exp.objective.mode,
-            sampler=build_sampler(exp),
+            sampler=sweep.study.sampler,  # the sweep's stream (a resumed sweep: a new one)
             study_name=study.study_name,
             storage=sweep.storage,
         )
