@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from sweeplab.cli import app
-from tests.conftest import all_runs, tiny_spec
+from tests.conftest import ROOT, all_runs, tiny_spec
 
 runner = CliRunner()
 
@@ -199,3 +199,17 @@ def test_bad_store_locations_fail_clearly_and_create_nothing(
     assert under_file.exit_code == 1, under_file.output
     assert "cannot create the store" in under_file.output
     assert set(tmp_path.rglob("*")) == before | {blocker}
+
+
+def test_the_default_spec_is_valid_on_both_backends() -> None:
+    for backend in ("optuna", "ray"):
+        result = runner.invoke(
+            app,
+            [
+                "validate",
+                str(ROOT / "experiments" / "mlp_digits.yaml"),
+                "--set",
+                f"sweep.backend={backend}",
+            ],
+        )
+        assert result.exit_code == 0, result.output

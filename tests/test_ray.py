@@ -148,7 +148,12 @@ def test_a_sweep_on_a_two_node_cluster_runs_trials_on_both(store: Store) -> None
 @pytest.mark.parametrize(
     ("sweep", "args", "message"),
     [
-        ({"pruner": "median"}, ["--backend", "ray"], "sweep.pruner"),
+        ({"pruner": "median", "scheduler": "asha"}, ["--backend", "ray"], "sweep.pruner"),
+        (
+            {"pruner": "median"},
+            ["--backend", "ray", "--workers-per-trial", "2"],
+            "cannot be used with sweep.pruner 'median'",
+        ),
         ({"scheduler": "asha"}, [], "sweep.scheduler"),
         ({"scheduler": "asha", "scheduler_options": {"grace": 1}}, ["--backend", "ray"], "grace"),
         (
@@ -314,3 +319,77 @@ def test_a_failed_data_parallel_trial_keeps_the_reason_that_explains_it(
     else:
         assert reason == "data-parallel rank 1 died (its worker process ended)"
         assert tag == reason
+
+
+def test_the_specs_optuna_pruner_prunes_ray_trials(local_ray: Any, store: Store) -> None:
+    """One spec, both backends: sweep.pruner judges each Ray trial as a trial of the same
+    study, from the worker, epoch by epoch."""
+    spec = tiny_spec(
+        train={"max_epochs": 8},
+        search_space={"train.lr": {"type": "float", "low": 1e-5, "high": 1e-1, "log": True}},
+        sweep={
+            "trials": 8,
+            "sampler": "random",
+            "seed": 0,
+            "pruner": "median",
+            "pruner_options": {"n_startup_trials": 2, "n_warmup_steps": 1},
+            "backend": "ray",
+            "max_concurrent": 1,
+        },
+        tracking={"experiment": "ray-pruned"},
+    )
+    result = run_sweep(spec_from_dict(spec), store, name="ray-pruned", options=RayOptions())
+    study = _study(store, "ray-pruned")
+    states = [t.state for t in study.trials]
+    assert TrialState.PRUNED in states and TrialState.COMPLETE in states, states
+    runs = _check_runs(store, "ray-pruned", study)
+    for t in study.trials:
+        steps = sorted(t.intermediate_values)
+        assert steps == list(range(len(steps)))  # one value per epoch, from the worker
+        if t.state == TrialState.PRUNED:
+            assert runs[t.number].data.tags["sweeplab.state"] == "pruned"
+            assert len(steps) < 8
+    assert result.counts["pruned"] == states.count(TrialState.PRUNED)
+
+
+def test_the_teams_ray_address_does_not_stop_a_plain_sweep(tmp_path: Path, write_spec: Any) -> None:
+    """deploy/README.md exports SWEEPLAB_RAY_ADDRESS; a sweep on the Optuna backend runs
+    (the variable is read for Ray sweeps only), while --address without Ray is refused."""
+    from typer.testing import CliRunner
+
+    from sweeplab.cli import app
+
+    spec = write_spec(tiny_spec(sweep={"trials": 1}))
+    store = str(tmp_path / "store")
+    env = {"SWEEPLAB_RAY_ADDRESS": "ray://head:10001"}
+    args = ["sweep", str(spec), "--store", store, "--no-smoke", "-q"]
+    result = CliRunner().invoke(app, args, env=env)
+    assert result.exit_code == 0, result.output
+    assert "1 trials (1 complete" in result.output
+
+
+@pytest.mark.distributed
+def test_the_default_spec_runs_on_ray_unchanged_and_prunes(tmp_path: Path) -> None:
+    """experiments/mlp_digits.yaml with --backend ray: its hyperband pruner judges the
+    Ray trials (8 of its trials, one seed each, to keep the test short)."""
+    from tests.conftest import ROOT, sweeplab
+
+    store = tmp_path / "store"
+    out = sweeplab(
+        "sweep",
+        str(ROOT / "experiments" / "mlp_digits.yaml"),
+        "--backend",
+        "ray",
+        "--set",
+        "sweep.trials=8",
+        "--set",
+        "sweep.restarts=1",
+        "--store",
+        str(store),
+        "--no-smoke",
+        "-q",
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    study = optuna.load_study(study_name="mlp-digits", storage=f"sqlite:///{store / 'optuna.db'}")
+    states = [t.state for t in study.trials]
+    assert len(states) == 8 and TrialState.PRUNED in states and TrialState.COMPLETE in states

@@ -401,3 +401,22 @@ def test_overrides_reach_the_spec(write_spec: Any) -> None:
     assert exp.train.early_stopping is not None and exp.train.early_stopping.patience == 2
     assert exp.tracking.register_as == "m"
     assert os.fspath(path).endswith("spec.yaml")
+
+
+def test_a_mistake_outside_the_search_space_is_reported_once(write_spec: Any) -> None:
+    """Not blamed on every search-space entry (each corner would inherit it)."""
+    spec = write_spec(
+        tiny_spec(
+            sweep={"pruner": "none", "pruner_options": {"n_startup_trials": 2}},
+            search_space={
+                "train.lr": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True},
+                "model.dropout": {"type": "float", "low": 0.0, "high": 0.5},
+                "model.activation": {"type": "categorical", "choices": ["relu", "tanh"]},
+            },
+        )
+    )
+    result = runner.invoke(app, ["validate", str(spec)])
+    assert result.exit_code == 2
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.output
+    assert "sweep.pruner_options.n_startup_trials" in errors[0]

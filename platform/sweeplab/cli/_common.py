@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -50,9 +51,17 @@ STORAGE = typer.Option(
 ADDRESS = typer.Option(
     None,
     "--address",
-    envvar="SWEEPLAB_RAY_ADDRESS",
-    help="Ray cluster to join (auto, ray://host:10001, host:6379) [default: start Ray here].",
+    help="Ray cluster to join (auto, ray://host:10001, host:6379) [default: "
+    "$SWEEPLAB_RAY_ADDRESS for a Ray sweep, else start Ray here].",
 )
+
+
+def ray_address(address: str | None) -> str | None:
+    """--address, or the team's SWEEPLAB_RAY_ADDRESS: read for Ray sweeps only, so the
+    variable set for a cluster does not stop a sweep on the Optuna backend."""
+    return address or os.environ.get("SWEEPLAB_RAY_ADDRESS") or None
+
+
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress display; only the summary.")
 
 

@@ -16,6 +16,7 @@ from sweeplab.cli._common import (
     handle_errors,
     out,
     quiet_libraries,
+    ray_address,
 )
 
 
@@ -45,7 +46,7 @@ def _continue(
         exp.sweep.trials,
         exp.objective.metric,
         quiet,
-        lambda cb: continue_sweep(where, name, on_trial=cb, address=address),
+        lambda cb: continue_sweep(where, name, on_trial=cb, address=ray_address(address)),
     )
 
 

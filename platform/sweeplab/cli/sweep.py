@@ -21,6 +21,7 @@ from sweeplab.cli._common import (
     open_store,
     out,
     quiet_libraries,
+    ray_address,
 )
 from sweeplab.cli.validate import run_smoke
 from sweeplab.store import DEFAULT_STORE, Store
@@ -76,7 +77,7 @@ def sweep(
     if exp.sweep.backend == "ray":
         from sweeplab.search import RayOptions
 
-        ray = RayOptions(address, cpus_per_trial, gpus_per_trial, workers_per_trial)
+        ray = RayOptions(ray_address(address), cpus_per_trial, gpus_per_trial, workers_per_trial)
         ray.check()
     elif address or cpus_per_trial != 1.0 or gpus_per_trial or workers_per_trial != 1:
         raise InputError(

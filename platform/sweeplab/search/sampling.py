@@ -83,6 +83,24 @@ def build_pruner(exp: Experiment) -> optuna.pruners.BasePruner:
         ) from None
 
 
+def pruning_callback(trial: optuna.Trial, monitor: str) -> Any:
+    """optuna-integration's Lightning pruning callback: reports ``monitor`` each epoch
+    and raises optuna.TrialPruned when the study's pruner says so; silent on an epoch
+    whose val_loss is NaN/inf (``val_loss_diverged``: the trial then fails with its
+    reason, not pruned)."""
+    from optuna_integration import PyTorchLightningPruningCallback
+
+    from sweeplab.training.callbacks import val_loss_diverged
+
+    class FinitePruningCallback(PyTorchLightningPruningCallback):
+        def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+            if val_loss_diverged(trainer):
+                return
+            super().on_validation_end(trainer, pl_module)
+
+    return FinitePruningCallback(trial, monitor=monitor)
+
+
 def suggest(trial: optuna.Trial, space: SearchSpace) -> dict[str, Any]:
     """Ask the trial for a value of every distribution; categorical keys decoded back."""
     params: dict[str, Any] = {}

@@ -290,7 +290,8 @@ class Experiment(Section):
         return problems
 
     def _backend_problems(self) -> list[tuple[str, str]]:
-        """Pruners belong to the Optuna backend, schedulers to Ray Tune."""
+        """Schedulers belong to Ray Tune; an Optuna pruner judges the trials of both
+        backends (a Ray trial is a trial of the same study), but not with a scheduler."""
         sweep = self.sweep
         problems = []
         if sweep.backend == "optuna" and sweep.scheduler != "none":
@@ -301,12 +302,13 @@ class Experiment(Section):
                     "(or use sweep.pruner with the Optuna backend)",
                 )
             )
-        if sweep.backend == "ray" and sweep.pruner != "none":
+        if sweep.backend == "ray" and sweep.pruner != "none" and sweep.scheduler != "none":
             problems.append(
                 (
                     "sweep.pruner",
-                    f"'{sweep.pruner}' is an Optuna pruner, used by the Optuna backend; with "
-                    "--backend ray use sweep.scheduler: asha, hyperband, median or pbt",
+                    f"'{sweep.pruner}' (Optuna's pruner) and sweep.scheduler "
+                    f"'{sweep.scheduler}' (Ray Tune's) would both stop trials: keep one, and "
+                    "set the other to none",
                 )
             )
         if sweep.scheduler == "pbt" and (sweep.restarts > 1 or self.data.folds > 1):

@@ -10,24 +10,9 @@ import optuna
 from lightning.pytorch.callbacks import Callback
 
 from sweeplab.search.keys import ATTR_RUN
-from sweeplab.search.sampling import suggest
+from sweeplab.search.sampling import pruning_callback, suggest
 from sweeplab.search.study import Sweep
 from sweeplab.search.trial import sweep_trial
-from sweeplab.training.callbacks import val_loss_diverged
-
-
-def _pruning_callback(trial: optuna.Trial, monitor: str) -> Callback:
-    """optuna-integration's pruning callback, silent on an epoch whose val_loss is NaN/inf
-    (``val_loss_diverged``: the trial then fails with its reason, not pruned)."""
-    from optuna_integration import PyTorchLightningPruningCallback
-
-    class FinitePruningCallback(PyTorchLightningPruningCallback):
-        def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
-            if val_loss_diverged(trainer):
-                return
-            super().on_validation_end(trainer, pl_module)
-
-    return FinitePruningCallback(trial, monitor=monitor)
 
 
 class OptunaHooks:
@@ -47,7 +32,7 @@ class OptunaHooks:
     def callbacks(self, restart: int) -> Sequence[Callback]:
         if restart > 0:
             return []
-        return [_pruning_callback(self.trial, self.monitor)]
+        return [pruning_callback(self.trial, self.monitor)]
 
     def on_run(self, run_id: str) -> None:
         self.trial.set_user_attr(ATTR_RUN, run_id)

@@ -50,6 +50,12 @@ class RayBackend:
     def check(self, exp: Experiment) -> None:
         """The Ray options against the spec, and the scheduler's options (SpecError)."""
         self.options.check(exp.sweep.scheduler)
+        if self.options.workers_per_trial > 1 and exp.sweep.pruner != "none":
+            raise InputError(
+                "--workers-per-trial above 1 cannot be used with sweep.pruner "
+                f"'{exp.sweep.pruner}' (rank 0 alone would stop): use sweep.scheduler: asha, "
+                "hyperband or median, and sweep.pruner: none"
+            )
         build_scheduler(exp)
 
     def kept(self) -> dict[str, Any]:
@@ -119,6 +125,7 @@ def _tuner(sweep: Sweep, on_trial: OnTrial | None, options: RayOptions) -> tune.
             study_name=study.study_name,
             storage=sweep.storage,
         )
+        searcher.workers_report = exp.sweep.pruner != "none"
         if exp.sweep.max_concurrent:
             searcher = ConcurrencyLimiter(searcher, max_concurrent=exp.sweep.max_concurrent)
         trainable = functools.partial(run_ray_trial, sweep=ray_sweep)

@@ -28,7 +28,17 @@ class SweepSearch(OptunaSearch):
 
     OptunaSearch tells COMPLETE with the last reported value when a scheduler stops a
     trial; a trial is complete here only when its worker sent the final report.
+
+    ``workers_report``: the spec's Optuna pruner runs in the workers, which report each
+    epoch to the trial themselves; the driver then does not report Tune's results too
+    (one step would hold two epochs' values, whichever came first).
     """
+
+    workers_report = False
+
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        if not self.workers_report:
+            super().on_trial_result(trial_id, result)
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         config = super().suggest(trial_id)

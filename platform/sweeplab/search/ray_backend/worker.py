@@ -15,6 +15,7 @@ from ray import tune
 from sweeplab.logs import quiet_libraries
 from sweeplab.search.keys import ATTR_RUN, TAG_HOST, TAG_NODE, TAG_RANKS
 from sweeplab.search.ray_backend.searcher import FINAL, TRIAL_ID
+from sweeplab.search.sampling import build_pruner, pruning_callback
 from sweeplab.search.study import Sweep, open_storage
 from sweeplab.search.trial import sweep_trial
 from sweeplab.spec import Experiment
@@ -34,7 +35,10 @@ class RaySweep:
 
     def open(self) -> Sweep:
         storage = open_storage(self.store.storage_url)
-        study = optuna.load_study(study_name=self.name, storage=storage)
+        # the spec's pruner judges this worker's trial against the study's others
+        study = optuna.load_study(
+            study_name=self.name, storage=storage, pruner=build_pruner(self.exp)
+        )
         tracker = Tracker(self.store, self.exp.experiment_name)
         return Sweep(study, storage, self.exp, tracker, self.parent)
 
@@ -103,12 +107,13 @@ class FitHooks:
 
 class RayHooks(FitHooks):
     """A trial under Ray; a scheduler's stop reaches the worker as SystemExit at a
-    report, and ends the trial as pruned.
+    report, and ends the trial as pruned; so does the spec's Optuna pruner (``prune``),
+    as on the Optuna backend.
 
     ``ranks`` (host:pid of each rank) makes it rank 0 of a data-parallel trial.
     """
 
-    pruned: tuple[type[BaseException], ...] = (SystemExit,)
+    pruned: tuple[type[BaseException], ...] = (SystemExit, optuna.TrialPruned)
     paused: tuple[type[BaseException], ...] = ()
 
     def __init__(
@@ -118,6 +123,11 @@ class RayHooks(FitHooks):
         self.trial = trial
         self.tracker = tracker
         self.ranks = ranks
+        self.prune = False
+
+    def callbacks(self, restart: int) -> Sequence[Callback]:
+        pruning = [pruning_callback(self.trial, self.metric)] if self.prune and restart == 0 else []
+        return [*super().callbacks(restart), *pruning]
 
     def on_run(self, run_id: str) -> None:
         import ray
@@ -140,5 +150,9 @@ def run_ray_trial(
     trial = optuna.Trial(opened.study, int(config[TRIAL_ID]))
     metric = sweep.exp.objective.metric
     hooks = RayHooks(trial, metric, opened.tracker, ranks)
-    outcome = sweep_trial(opened, trial, sweep.params(config), hooks)
+    hooks.prune = sweep.exp.sweep.pruner != "none"
+    try:
+        outcome = sweep_trial(opened, trial, sweep.params(config), hooks)
+    except optuna.TrialPruned:
+        return  # its last report has no FINAL: the searcher tells the study PRUNED
     report({metric: outcome.value, "epoch": outcome.epochs, FINAL: 1}, bool(ranks))
