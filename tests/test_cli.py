@@ -161,8 +161,10 @@ def test_ctrl_c_keeps_finished_trials_and_leaves_nothing_running(
     assert "interrupted" in output and "Traceback" not in output
 
     study = optuna.load_study(study_name="long", storage=store.storage_url)
-    assert [t.state for t in study.trials] == [TrialState.FAIL]
+    # the interrupted trial failed, and its configuration waits for `sweeplab resume`
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.WAITING]
     assert "interrupted" in study.trials[0].user_attrs["fail_reason"]
+    assert study.trials[1].params == study.trials[0].params
     runs = all_runs(store, "sigint")
     assert runs and all(r.info.status != "RUNNING" for r in runs)
     killed = [r for r in runs if r.info.status == "KILLED"]
