@@ -26,6 +26,7 @@ SCRIPTS = [
     "startup.py",
     "distributed.py",
     "agents.py",
+    "workers.py",
 ]
 LIBRARIES = ["torch", "lightning", "optuna", "mlflow", "ray"]
 

@@ -164,7 +164,7 @@ def test_ctrl_c_keeps_finished_trials_and_leaves_nothing_running(
     # the interrupted trial failed, and its configuration waits for `sweeplab resume`
     assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.WAITING]
     assert "interrupted" in study.trials[0].user_attrs["fail_reason"]
-    assert study.trials[1].params == study.trials[0].params
+    assert study.trials[1].user_attrs["sweeplab.retry_of"] == 0
     runs = all_runs(store, "sigint")
     assert runs and all(r.info.status != "RUNNING" for r in runs)
     killed = [r for r in runs if r.info.status == "KILLED"]

@@ -12,7 +12,7 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 from sweeplab.store import Store
-from tests.battery import load, popen, wait_for_study
+from tests.battery import assert_nothing_lost, killable_spec, load, popen, wait_for_study
 from tests.conftest import Postgres, sweeplab, tiny_spec
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
@@ -138,3 +138,70 @@ def test_an_agent_on_the_sqlite_file_is_refused(store: Store) -> None:
     out = sweeplab("agent", "any", "--store", str(store.root))
     assert out.returncode == 2 and "postgresql" in out.stderr and "resume" in out.stderr
     assert not store.root.exists()
+
+
+def test_local_workers_share_a_sqlite_sweep(store: Store) -> None:
+    """--workers 2 on the embedded store: two worker processes, exactly the sweep's
+    trials, every trial's params distinct, one progress event per trial."""
+    import os as _os
+
+    from sweeplab.search import LocalWorkers, run_sweep
+    from sweeplab.spec import spec_from_dict
+
+    exp = spec_from_dict(
+        tiny_spec(sweep={"trials": 6, "sampler": "random"}, tracking={"experiment": "pool"})
+    )
+    events: list[Any] = []
+    result = run_sweep(exp, store, options=LocalWorkers(2), on_trial=events.append)
+    trials = load(store, result.name).trials
+    assert len(trials) == 6 and all(t.state == TrialState.COMPLETE for t in trials)
+    owners = {t.user_attrs["sweeplab.owner"].rsplit(":", 1)[1] for t in trials}
+    assert len(owners) == 2 and str(_os.getpid()) not in owners  # both workers ran trials
+    assert len({tuple(sorted(t.params.items())) for t in trials}) == 6
+    assert sorted(e.number for e in events) == list(range(6))
+    assert result.counts["complete"] == 6 and result.best_trial is not None
+
+
+@pytest.mark.distributed
+def test_a_killed_local_worker_loses_nothing(store: Store, write_spec: Any) -> None:
+    """sweeplab sweep --workers 2; one worker is killed with SIGKILL mid-trial: the other
+    fails its trial, runs its configuration again, and the sweep ends with exactly its
+    trials."""
+    spec = write_spec(killable_spec("pooled", trials=8, register=False))
+    proc = popen("sweep", str(spec), "--store", str(store.root), "--no-smoke", "-q", "-w", "2")
+    study = wait_for_study(store, "pooled", proc)
+    deadline = time.monotonic() + 180
+    running: dict[int, int] = {}
+    while len(running) < 2:  # both workers in a trial: kill the one started last
+        running = {
+            int(str(t.user_attrs["sweeplab.owner"]).rsplit(":", 1)[1]): t.number
+            for t in study.get_trials(deepcopy=False)
+            if t.state == TrialState.RUNNING and "mlflow_run_id" in t.user_attrs
+        }
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the workers never ran trials together"
+        time.sleep(0.05)
+    pid = max(running)
+    victim = (running[pid], pid)
+    os.kill(pid, signal.SIGKILL)
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, output
+    assert_nothing_lost(store, "pooled", "pooled", 8)
+    dead = load(store, "pooled").trials[victim[0]]
+    assert dead.state == TrialState.FAIL and "died" in dead.user_attrs["fail_reason"]
+    assert "sweeplab.retried_as" in dead.user_attrs
+
+
+def test_a_zombie_worker_counts_as_dead() -> None:
+    """A worker killed but not yet reaped by its parent is a zombie: its trial is failed
+    at once, not left to the heartbeat's grace period."""
+    import subprocess
+
+    from sweeplab.search.claims import _alive
+
+    child = subprocess.Popen(["sleep", "0.1"])
+    time.sleep(0.5)  # ended, not yet waited for
+    assert not _alive(child.pid)
+    assert _alive(os.getpid())
+    child.wait()
+    assert not _alive(child.pid)

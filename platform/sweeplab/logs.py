@@ -70,14 +70,20 @@ def ray_environment() -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def scoped_environ(values: dict[str, str]) -> Iterator[None]:
-    """Set environment defaults (a variable the user set wins) for the block, then put
-    the environment back as it was: for a library call that starts Ray or Tune, which
-    read their settings from the environment only."""
-    added = {key: value for key, value in values.items() if key not in os.environ}
-    os.environ.update(added)
+def scoped_environ(values: dict[str, str], override: bool = False) -> Iterator[None]:
+    """Set environment variables for the block, then put the environment back as it was:
+    for a library call that starts Ray or Tune (which read their settings from the
+    environment only) or a process (which takes it as it is). Defaults, unless
+    ``override``: a variable the user set wins."""
+    before = {key: os.environ.get(key) for key in values}
+    os.environ.update(
+        {key: value for key, value in values.items() if override or before[key] is None}
+    )
     try:
         yield
     finally:
-        for key in added:
-            os.environ.pop(key, None)
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

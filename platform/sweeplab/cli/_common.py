@@ -62,6 +62,33 @@ def ray_address(address: str | None) -> str | None:
     return address or os.environ.get("SWEEPLAB_RAY_ADDRESS") or None
 
 
+WORKERS = typer.Option(
+    1,
+    "--workers",
+    "-w",
+    help="Optuna backend: run the trials in this many worker processes on this machine "
+    "(each with its share of the cores, and its own GPU where there are several).",
+)
+GPUS = typer.Option(
+    None,
+    "--gpus",
+    metavar="IDS",
+    help="CUDA devices for the workers, round-robin, e.g. 0,1 [default: every visible one].",
+)
+
+
+def gpu_ids(gpus: str | None) -> tuple[str, ...] | None:
+    """``"0,1"`` → ("0", "1"); an InputError names a list that is not of device ids."""
+    from sweeplab.spec import InputError
+
+    if gpus is None:
+        return None
+    ids = tuple(part.strip() for part in gpus.split(",") if part.strip())
+    if not ids or not all(i.isdigit() for i in ids):
+        raise InputError(f"--gpus takes CUDA device ids such as 0,1, but got {gpus!r}.")
+    return ids
+
+
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress display; only the summary.")
 
 

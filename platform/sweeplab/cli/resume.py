@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from sweeplab.cli._common import (
     ADDRESS,
+    GPUS,
     QUIET,
     STORAGE,
     STORE,
     TRACKING_URI,
+    WORKERS,
     fail,
+    gpu_ids,
     handle_errors,
     out,
     quiet_libraries,
@@ -27,6 +31,7 @@ def _continue(
     storage: str | None,
     quiet: bool,
     address: str | None = None,
+    options: Any = None,
 ) -> None:
     from sweeplab.cli._common import open_store
     from sweeplab.cli.sweep import run_and_report
@@ -46,7 +51,9 @@ def _continue(
         exp.sweep.trials,
         exp.objective.metric,
         quiet,
-        lambda cb: continue_sweep(where, name, on_trial=cb, address=ray_address(address)),
+        lambda cb: continue_sweep(
+            where, name, on_trial=cb, address=ray_address(address), options=options
+        ),
     )
 
 
@@ -58,11 +65,18 @@ def resume(
     storage: str | None = STORAGE,
     quiet: bool = QUIET,
     address: str | None = ADDRESS,
+    workers: int = WORKERS,
+    gpus: str | None = GPUS,
 ) -> None:
     """Continue a sweep after a crash, kill -9 or Ctrl-C: the dead workers' trials are
-    marked failed, finished trials are kept, and the sweep runs to its trial count
-    (a Ray sweep, on Ray)."""
-    _continue(name, store, tracking_uri, storage, quiet, address)
+    marked failed and their configurations queued again, finished trials are kept, and
+    the sweep runs to its trial count (a Ray sweep, on Ray)."""
+    from sweeplab.search import LocalWorkers
+
+    if workers < 1:
+        raise fail(f"--workers must be >= 1, but got {workers}.", 2)
+    options = LocalWorkers(workers, gpu_ids(gpus))
+    _continue(name, store, tracking_uri, storage, quiet, address, options)
 
 
 @handle_errors
@@ -72,10 +86,19 @@ def agent(
     tracking_uri: str | None = TRACKING_URI,
     storage: str | None = STORAGE,
     quiet: bool = QUIET,
+    gpus: str | None = typer.Option(
+        None, "--gpus", metavar="IDS", help="CUDA devices this agent trains on, e.g. 1."
+    ),
 ) -> None:
     """Join a running sweep as one more worker (shared PostgreSQL storage): agents
     together run exactly the sweep's trial count."""
+    import os
+
     from sweeplab.cli._common import open_store
+
+    ids = gpu_ids(gpus)
+    if ids is not None:  # before torch is imported: it reads the variable once
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(ids)
 
     where = open_store(store, tracking_uri, storage)
     if where.storage_url.startswith("sqlite"):

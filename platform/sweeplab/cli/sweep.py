@@ -5,18 +5,21 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from sweeplab.cli._common import (
     ADDRESS,
+    GPUS,
     QUIET,
     SET,
     STORAGE,
     STORE,
     TRACKING_URI,
+    WORKERS,
     err,
+    gpu_ids,
     handle_errors,
     open_store,
     out,
@@ -67,23 +70,38 @@ def sweep(
         "--workers-per-trial",
         help="Ray: train each trial data-parallel on this many Ray Train workers (DDP).",
     ),
+    workers: int = WORKERS,
+    gpus: str | None = GPUS,
 ) -> None:
     """Run a hyperparameter sweep: an Optuna study, one MLflow run per trial."""
     from sweeplab.spec import InputError, load_spec
 
     overrides = [*set_, f"sweep.backend={backend}"] if backend else set_
     exp = load_spec(spec, overrides)
-    ray = None
+    options: Any = None
     if exp.sweep.backend == "ray":
         from sweeplab.search import RayOptions
 
-        ray = RayOptions(ray_address(address), cpus_per_trial, gpus_per_trial, workers_per_trial)
-        ray.check()
+        if workers != 1 or gpus is not None:
+            raise InputError(
+                "--workers and --gpus are for the Optuna backend; on Ray, trials run at once "
+                "as resources allow (--cpus-per-trial, --gpus-per-trial)"
+            )
+        options = RayOptions(
+            ray_address(address), cpus_per_trial, gpus_per_trial, workers_per_trial
+        )
+        options.check()
     elif address or cpus_per_trial != 1.0 or gpus_per_trial or workers_per_trial != 1:
         raise InputError(
             "--address, --cpus-per-trial, --gpus-per-trial and --workers-per-trial "
             "are Ray options: add --backend ray"
         )
+    else:
+        from sweeplab.search import LocalWorkers
+
+        if workers < 1:
+            raise InputError(f"--workers must be >= 1, but got {workers}.")
+        options = LocalWorkers(workers, gpu_ids(gpus))
     quiet_libraries(training=True)
     where = open_store(store, tracking_uri, storage, creating=True)
     if smoke:
@@ -94,7 +112,7 @@ def sweep(
         exp.sweep.trials,
         exp.objective.metric,
         quiet,
-        lambda cb: run_sweep(exp, where, name=name, on_trial=cb, options=ray),
+        lambda cb: run_sweep(exp, where, name=name, on_trial=cb, options=options),
     )
 
 

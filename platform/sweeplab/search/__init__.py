@@ -35,6 +35,7 @@ if TYPE_CHECKING:
         sweep_status,
     )
     from sweeplab.search.lifecycle import SweepInterrupted, continue_sweep, run_sweep
+    from sweeplab.search.optuna_backend import LocalWorkers
     from sweeplab.search.publish import register_sweep_best
     from sweeplab.search.ray_backend import RayOptions
     from sweeplab.search.single import TrainResult, train_once
@@ -47,6 +48,7 @@ _PUBLIC = {
     "SweepResult": "study",
     "TrialEvent": "study",
     "RayOptions": "ray_backend",
+    "LocalWorkers": "optuna_backend",
     "train_once": "single",
     "TrainResult": "single",
     "register_sweep_best": "publish",
@@ -62,6 +64,7 @@ _PUBLIC = {
 
 __all__ = [
     "Comparison",
+    "LocalWorkers",
     "RayOptions",
     "SweepInterrupted",
     "SweepResult",

@@ -45,7 +45,7 @@ PBT_MUTABLE = (
 # sweep.backend -> the class that runs its trials (search.lifecycle.Backend), imported only
 # when a sweep uses it
 BACKENDS: dict[str, str] = {
-    "optuna": "sweeplab.search.optuna_backend:OptunaBackend",
+    "optuna": "sweeplab.search.optuna_backend.backend:OptunaBackend",
     "ray": "sweeplab.search.ray_backend.driver:RayBackend",
 }
 

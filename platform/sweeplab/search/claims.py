@@ -18,6 +18,7 @@ import os
 import socket
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -81,13 +82,19 @@ def heartbeat(storage: Any, trial: optuna.Trial) -> Iterator[None]:
 
 
 def _alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host runs; a zombie (dead, not yet reaped by its
+    parent) does not."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:  # Linux: the state is the field after the command's closing parenthesis
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
 
 
 class Recovery:

@@ -146,6 +146,7 @@ def continue_sweep(
     name: str,
     on_trial: OnTrial | None = None,
     address: str | None = None,
+    options: Any = None,
 ) -> SweepResult:
     """Resume sweep ``name`` (after a crash, kill -9 or Ctrl-C), or join it as one more
     worker: dead workers' trials are failed, then trials are taken until there are enough.
@@ -163,6 +164,7 @@ def continue_sweep(
         tracker.set_tags(sweep.parent, {keys.TAG_STATE: "running"})
     backend = backend_for(
         str(study.user_attrs.get(keys.ATTR_BACKEND, "optuna")),
+        options,
         address=address,
         kept=study.user_attrs.get(keys.ATTR_BACKEND_OPTIONS, {}),
     )

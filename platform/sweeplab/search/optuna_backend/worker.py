@@ -16,27 +16,7 @@ from sweeplab.search.claims import Recovery, claim_lock, heartbeat, owner, retry
 from sweeplab.search.keys import ATTR_OWNER
 from sweeplab.search.optuna_backend.objective import objective_for
 from sweeplab.search.study import Sweep, TrialEvent, counts, taken, trial_event
-from sweeplab.spec import Experiment
 from sweeplab.store import DiskFull, disk_full
-
-
-class OptunaBackend:
-    """Trials in this process (and in agents that join the sweep), one at a time."""
-
-    owners_locked = True  # a trial's owner is recorded under the claim lock
-
-    @classmethod
-    def create(cls, options: Any = None, address: str | None = None, kept: Any = None) -> Any:
-        return cls()
-
-    def check(self, exp: Experiment) -> None:
-        """Nothing beyond the sampler and pruner, which every sweep checks."""
-
-    def kept(self) -> dict[str, Any]:
-        return {}
-
-    def run(self, sweep: Sweep, on_trial: Callable[[TrialEvent], None] | None) -> None:
-        take_trials(sweep, on_trial)
 
 
 def take_trials(sweep: Sweep, on_trial: Callable[[TrialEvent], None] | None) -> None:

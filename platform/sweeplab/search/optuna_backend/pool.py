@@ -1,0 +1,129 @@
+"""Local workers: ``sweeplab sweep SPEC --workers N`` runs N worker processes on this
+machine over the sweep's store (the embedded SQLite one too), under the claim lock.
+
+    this process (the pool)                 worker i (a spawned process)
+    -----------------------                 ----------------------------
+    start N workers, each with its share    its GPU (CUDA_VISIBLE_DEVICES), its torch
+      of the cores and, where CUDA GPUs       threads; take_trials until the study holds
+      are given, its own GPU (round-robin)    sweep.trials (as an agent would)
+    every 0.5 s: one progress event per     a worker killed: the others fail its trial
+      trial that ended, for all workers       (claims.Recovery) and run its params again
+    Ctrl-C: every worker stops cleanly      Ctrl-C: its trial is failed and queued again
+      (its trial queued again), then the      for resume, then it exits
+      sweep is reported interrupted
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sweeplab.logs import scoped_environ
+from sweeplab.search.optuna_backend.options import LocalWorkers
+from sweeplab.search.study import STATE_NAMES, Sweep, TrialEvent, open_sweep, trial_event
+from sweeplab.store import Store
+
+POLL_SECONDS = 0.5
+
+
+def visible_gpus() -> int:
+    """How many CUDA GPUs this process sees (0 without torch's CUDA)."""
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def run_workers(
+    sweep: Sweep, options: LocalWorkers, on_trial: Callable[[TrialEvent], None] | None
+) -> None:
+    """Start the workers, report each trial as it ends, wait for them all."""
+    threads = max(1, (os.cpu_count() or 1) // options.workers)
+    gpus = visible_gpus() if options.gpus is None else len(options.gpus)
+    context = multiprocessing.get_context("spawn")
+    store, name = sweep.tracker.store, sweep.name
+    processes = []
+    for index in range(options.workers):
+        env = {"OMP_NUM_THREADS": str(threads)}
+        gpu = options.gpu_of(index, gpus)
+        if gpu is not None:
+            env["CUDA_VISIBLE_DEVICES"] = gpu
+        # a spawned process takes this process's environment as it is at its start
+        with scoped_environ(env, override=True):
+            process = context.Process(
+                target=_work, args=(store, name, threads), name=f"sweeplab-worker-{index}"
+            )
+            process.start()
+        processes.append(process)
+    progress = _Progress(sweep, on_trial)
+    try:
+        # every worker asked each time (not any(), which stops at the first alive): asking
+        # reaps a dead one, which until then is a zombie that looks alive to the others
+        while sum([p.is_alive() for p in processes]):
+            progress.report()
+            time.sleep(POLL_SECONDS)
+    except KeyboardInterrupt:
+        _stop(processes)
+        raise
+    progress.report()
+
+
+def _stop(processes: list[Any]) -> None:
+    """Ctrl-C: each worker fails its trial as interrupted (and queues it again) and exits;
+    one that does not within a minute is terminated."""
+    for p in processes:  # a terminal's Ctrl-C reached the workers too: give them a moment
+        p.join(2)
+    for p in processes:  # a SIGINT sent to this process alone did not
+        if p.is_alive() and p.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p.pid, signal.SIGINT)
+    deadline = time.monotonic() + 60
+    for p in processes:
+        p.join(max(0.0, deadline - time.monotonic()))
+        if p.is_alive():
+            p.terminate()
+
+
+@dataclass
+class _Progress:
+    """One progress event per trial that ended, whichever worker ran it."""
+
+    sweep: Sweep
+    on_trial: Callable[[TrialEvent], None] | None
+    seen: set[int] = field(default_factory=set)
+
+    def report(self) -> None:
+        if self.on_trial is None:
+            return
+        total = self.sweep.exp.sweep.trials
+        for t in self.sweep.study.get_trials(deepcopy=False):
+            if t.number not in self.seen and t.state.is_finished() and t.state in STATE_NAMES:
+                self.seen.add(t.number)
+                self.on_trial(trial_event(self.sweep.study, t, total))
+
+
+def _work(store: Store, name: str, threads: int) -> None:
+    """One worker process: its share of the cores, then trials until there are enough."""
+    from sweeplab.logs import quiet_libraries
+
+    quiet_libraries(training=True)  # a worker's start is an entry point
+    import torch
+
+    torch.set_num_threads(threads)
+    from sweeplab.search.optuna_backend.worker import take_trials
+    from sweeplab.search.sampling import build_pruner, build_sampler
+
+    sweep = open_sweep(store, name)
+    stream = f"worker:{os.getpid()}:{len(sweep.study.trials)}"
+    sweep.study.sampler = build_sampler(sweep.exp, stream=stream)
+    sweep.study.pruner = build_pruner(sweep.exp)
+    try:
+        take_trials(sweep, None)
+    except KeyboardInterrupt:
+        sys.exit(130)
