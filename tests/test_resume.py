@@ -126,6 +126,8 @@ def test_agents_on_postgresql_run_exactly_the_requested_trials(
     assert sorted(t.number for t in trials) == list(range(12))
     owners = {t.user_attrs["sweeplab.owner"] for t in trials}
     assert len(owners) >= 2, owners  # the work was shared
+    # each agent samples from a stream of its own: no agent replays TPE's start-up draws
+    assert len({tuple(sorted(t.params.items())) for t in trials}) == 12
     runs = _trial_runs(store, "shared")
     assert sorted(int(r.data.tags["sweeplab.trial_number"]) for r in runs) == list(range(12))
     client = MlflowClient(tracking, registry_uri=tracking)
@@ -205,3 +207,54 @@ def test_a_zombie_worker_counts_as_dead() -> None:
     assert _alive(os.getpid())
     child.wait()
     assert not _alive(child.pid)
+
+
+@pytest.mark.distributed
+@pytest.mark.parametrize("sampler", ["random", "tpe"])
+def test_agents_then_a_kill_and_resume_draw_distinct_params_and_keep_the_count(
+    postgres: Postgres, tmp_path: Any, write_spec: Any, sampler: str
+) -> None:
+    """A sweep and 3 agents on PostgreSQL; one agent is killed mid-trial, then resume:
+    every trial's params are distinct, and exactly sweep.trials trials are COMPLETE or
+    PRUNED (the killed agent's configuration ran again)."""
+    storage = postgres.create(f"kill_{sampler}_optuna")
+    tracking = postgres.create(f"kill_{sampler}_mlflow")
+    store = Store.resolve(tmp_path / "store", tracking, storage)
+    args = ["--store", str(store.root), "--tracking-uri", tracking, "--storage", storage, "-q"]
+    spec = write_spec(
+        tiny_spec(
+            name="killed",
+            train={"max_epochs": 30},
+            sweep={"trials": 12, "sampler": sampler, "seed": 0},
+            tracking={"experiment": "killed"},
+        )
+    )
+    first = popen("sweep", str(spec), "--no-smoke", *args)
+    study = wait_for_study(store, "killed", first)
+    agents = [popen("agent", "killed", *args) for _ in range(3)]
+    victim, deadline = agents[0], time.monotonic() + 300
+    while True:  # kill the first agent once it runs a trial of its own
+        mine = [
+            t
+            for t in study.get_trials(deepcopy=False)
+            if t.state == TrialState.RUNNING
+            and str(t.user_attrs.get("sweeplab.owner", "")).endswith(f":{victim.pid}")
+        ]
+        if mine:
+            break
+        assert victim.poll() is None and time.monotonic() < deadline, victim.communicate()
+        time.sleep(0.05)
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait()
+    for proc in (first, *agents[1:]):
+        _, stderr = proc.communicate(timeout=600)
+        assert proc.returncode == 0, stderr[-3000:]
+    out = sweeplab("resume", "killed", *args)
+    assert out.returncode == 0, out.stderr[-3000:]
+    trials = load(store, "killed").get_trials()
+    dead = trials[mine[0].number]
+    assert dead.state == TrialState.FAIL and "died" in dead.user_attrs["fail_reason"]
+    counted = [t for t in trials if "sweeplab.retried_as" not in t.user_attrs]
+    assert len(counted) == 12
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in counted)
+    assert len({tuple(sorted(t.params.items())) for t in counted}) == 12
