@@ -91,24 +91,30 @@ def check_fuzzed(base: dict[str, Any], steps: list[Any], tally: dict[str, int]) 
             assert sorted(p.name for p in folder.iterdir()) == ["spec.yaml"], what
 
 
-def test_fuzzed_specs_run_or_are_rejected_with_a_path() -> None:
-    """Each fuzzed spec runs or is refused with its path; together they reach both
-    outcomes (counted within this test, whatever else runs before or after it)."""
+def fuzz(examples: int, **options: Any) -> dict[str, int]:
+    """Run ``examples`` fuzzed specs through ``check_fuzzed``; how many ran and how many
+    were rejected (counted here, whatever else runs before or after)."""
     tally = {"run": 0, "rejected": 0}
 
     @settings(
-        max_examples=int(os.environ.get("SWEEPLAB_FUZZ_EXAMPLES", "30")),
+        max_examples=examples,
         deadline=None,
-        derandomize=True,
         # no shrinking: a failure prints its mutations, and shrinking a sweep takes minutes
         phases=[Phase.explicit, Phase.generate],
         suppress_health_check=[HealthCheck.too_slow],
+        **options,
     )
     @given(steps=mutations(), which=st.integers(0, 1))
     def one(steps: list[Any], which: int) -> None:
         check_fuzzed(fuzz_bases()[which], steps, tally)
 
     one()
+    return tally
+
+
+def test_fuzzed_specs_run_or_are_rejected_with_a_path() -> None:
+    """Each fuzzed spec runs or is refused with its path; together they reach both."""
+    tally = fuzz(int(os.environ.get("SWEEPLAB_FUZZ_EXAMPLES", "30")), derandomize=True)
     assert tally["run"] >= 1 and tally["rejected"] >= 1, tally
 
 

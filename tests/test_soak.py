@@ -11,22 +11,18 @@ import time
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
-from hypothesis import strategies as st
 
 from sweeplab.store import Store
 from tests.battery import (
     assert_nothing_lost,
-    fuzz_bases,
     kill_and_resume,
     killable_spec,
     load,
-    mutations,
     popen,
     wait_for_study,
 )
 from tests.conftest import Postgres
-from tests.test_reliability import check_fuzzed
+from tests.test_reliability import fuzz
 
 pytestmark = pytest.mark.soak
 
@@ -58,20 +54,7 @@ def test_kills_in_a_row_on_the_ray_backend_lose_nothing(store: Store, write_spec
 
 
 def test_many_fuzzed_specs_run_or_are_rejected_with_a_path() -> None:
-    tally = {"run": 0, "rejected": 0}
-
-    @settings(
-        max_examples=FUZZ,
-        deadline=None,
-        database=None,
-        phases=[Phase.explicit, Phase.generate],
-        suppress_health_check=[HealthCheck.too_slow],
-    )
-    @given(steps=mutations(), which=st.integers(0, 1))
-    def one(steps: list[Any], which: int) -> None:
-        check_fuzzed(fuzz_bases()[which], steps, tally)
-
-    one()
+    tally = fuzz(FUZZ, database=None)
     print(f"\nsoak fuzz: {tally['run']} specs ran, {tally['rejected']} rejected")
     assert tally["run"] and tally["rejected"]
 

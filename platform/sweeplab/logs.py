@@ -11,7 +11,7 @@ import contextlib
 import logging
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 # Libraries whose own FutureWarnings (about their internals, not about sweeplab's calls)
 # are kept off the terminal; a FutureWarning raised at sweeplab's own call still shows.
@@ -70,15 +70,10 @@ def ray_environment() -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def scoped_environ(values: dict[str, str], override: bool = False) -> Iterator[None]:
-    """Set environment variables for the block, then put the environment back as it was:
-    for a library call that starts Ray or Tune (which read their settings from the
-    environment only) or a process (which takes it as it is). Defaults, unless
-    ``override``: a variable the user set wins."""
-    before = {key: os.environ.get(key) for key in values}
-    os.environ.update(
-        {key: value for key, value in values.items() if override or before[key] is None}
-    )
+def environ_kept(keys: Iterable[str]) -> Iterator[None]:
+    """The environment variables ``keys`` as they are now, put back after the block
+    (set again, or removed if they were not set)."""
+    before = {key: os.environ.get(key) for key in keys}
     try:
         yield
     finally:
@@ -87,3 +82,16 @@ def scoped_environ(values: dict[str, str], override: bool = False) -> Iterator[N
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@contextlib.contextmanager
+def scoped_environ(values: dict[str, str], override: bool = False) -> Iterator[None]:
+    """Set environment variables for the block, then put the environment back as it was:
+    for a library call that starts Ray or Tune (which read their settings from the
+    environment only) or a process (which takes it as it is). Defaults, unless
+    ``override``: a variable the user set wins."""
+    with environ_kept(values):
+        os.environ.update(
+            {key: value for key, value in values.items() if override or key not in os.environ}
+        )
+        yield

@@ -203,15 +203,9 @@ class Experiment(Section):
         problems += self._backend_problems()
         if self.sweep.pruner_options:
             allowed = pruner_parameters(self.sweep.pruner)
-            for key in self.sweep.pruner_options:
-                if key not in allowed:
-                    problems.append(
-                        (
-                            f"sweep.pruner_options.{key}",
-                            f"unknown option of pruner '{self.sweep.pruner}'"
-                            f"{did_you_mean(key, allowed)}; allowed: {', '.join(allowed)}",
-                        )
-                    )
+            problems += _unknown_options(
+                "pruner", self.sweep.pruner, self.sweep.pruner_options, allowed
+            )
         return problems
 
     def _metric_problems(self) -> list[tuple[str, str]]:
@@ -331,15 +325,9 @@ class Experiment(Section):
                     )
         if sweep.scheduler_options:
             allowed = scheduler_parameters(sweep.scheduler)
-            for key in sweep.scheduler_options:
-                if key not in allowed:
-                    problems.append(
-                        (
-                            f"sweep.scheduler_options.{key}",
-                            f"unknown option of scheduler '{sweep.scheduler}'"
-                            f"{did_you_mean(key, allowed)}; allowed: {', '.join(allowed)}",
-                        )
-                    )
+            problems += _unknown_options(
+                "scheduler", sweep.scheduler, sweep.scheduler_options, allowed
+            )
         return problems
 
     def _view_problems(self) -> list[tuple[str, str]]:
@@ -369,3 +357,18 @@ class Experiment(Section):
             if view != want:
                 return [("data.view", f"a {self.model.kind} autoencoder takes '{want}' input")]
         return []
+
+
+def _unknown_options(
+    kind: str, name: str, options: Mapping[str, Any], allowed: list[str]
+) -> list[tuple[str, str]]:
+    """``sweep.<kind>_options`` keys the library's class does not take, with the list."""
+    return [
+        (
+            f"sweep.{kind}_options.{key}",
+            f"unknown option of {kind} '{name}'{did_you_mean(key, allowed)}; "
+            f"allowed: {', '.join(allowed)}",
+        )
+        for key in options
+        if key not in allowed
+    ]

@@ -8,7 +8,6 @@ this module imports neither Optuna nor Ray.
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -21,7 +20,7 @@ from lightning.pytorch.loggers import Logger
 from lightning.pytorch.trainer.states import TrainerStatus
 
 from sweeplab.data.module import ArrayDataModule
-from sweeplab.logs import LIGHTNING_NOISE
+from sweeplab.logs import LIGHTNING_NOISE, environ_kept
 from sweeplab.models.build import batch_view, build_model
 from sweeplab.spec import Experiment, TransferConfig
 from sweeplab.training.callbacks import EpochTimer, KeepBestWeights, SpecOptimizerSettings
@@ -207,16 +206,9 @@ _SEED_VARIABLES = ("PL_GLOBAL_SEED", "PL_SEED_WORKERS")
 def _seeded(seed: int) -> Iterator[None]:
     """Python's, NumPy's and torch's generators seeded for one fit (Lightning's
     seed_everything); the environment variables it sets last for the fit only."""
-    saved = {key: os.environ.get(key) for key in _SEED_VARIABLES}
-    pl.seed_everything(seed, workers=False, verbose=False)
-    try:
+    with environ_kept(_SEED_VARIABLES):
+        pl.seed_everything(seed, workers=False, verbose=False)
         yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def _tested(
