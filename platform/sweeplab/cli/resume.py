@@ -73,9 +73,7 @@ def resume(
     the sweep runs to its trial count (a Ray sweep, on Ray)."""
     from sweeplab.search import LocalWorkers
 
-    if workers < 1:
-        raise fail(f"--workers must be >= 1, but got {workers}.", 2)
-    options = LocalWorkers(workers, gpu_ids(gpus))
+    options = LocalWorkers(workers, gpu_ids(gpus))  # continue_sweep checks them
     _continue(name, store, tracking_uri, storage, quiet, address, options)
 
 

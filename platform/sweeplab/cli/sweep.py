@@ -99,9 +99,7 @@ def sweep(
     else:
         from sweeplab.search import LocalWorkers
 
-        if workers < 1:
-            raise InputError(f"--workers must be >= 1, but got {workers}.")
-        options = LocalWorkers(workers, gpu_ids(gpus))
+        options = LocalWorkers(workers, gpu_ids(gpus))  # run_sweep checks them
     quiet_libraries(training=True)
     where = open_store(store, tracking_uri, storage, creating=True)
     if smoke:

@@ -154,20 +154,18 @@ def continue_sweep(
     A Ray sweep continues on Ray (the cluster at ``address``, or a local one) with the
     trials it still lacks.
     """
-    sweep = open_sweep(store, name)
+    sweep = open_sweep(store, name, owner())
     study, tracker = sweep.study, sweep.tracker
-    # a stream of its own: the sampler's first stream would draw its first trials again
-    study.sampler = build_sampler(sweep.exp, stream=f"{owner()}:{len(study.trials)}")
-    study.pruner = build_pruner(sweep.exp)
-    if tracker.client.get_run(sweep.parent).data.tags.get(keys.TAG_STATE) != "complete":
-        tracker.client.update_run(sweep.parent, status="RUNNING")
-        tracker.set_tags(sweep.parent, {keys.TAG_STATE: "running"})
     backend = backend_for(
         str(study.user_attrs.get(keys.ATTR_BACKEND, "optuna")),
         options,
         address=address,
         kept=study.user_attrs.get(keys.ATTR_BACKEND_OPTIONS, {}),
     )
+    backend.check(sweep.exp)  # its options (--workers), before the parent run is touched
+    if tracker.client.get_run(sweep.parent).data.tags.get(keys.TAG_STATE) != "complete":
+        tracker.client.update_run(sweep.parent, status="RUNNING")
+        tracker.set_tags(sweep.parent, {keys.TAG_STATE: "running"})
     with claim_lock(store.storage_url, name).held():
         Recovery(sweep).run()  # the trials of dead workers (or of a dead Ray driver)
     return _run(sweep, backend, on_trial)

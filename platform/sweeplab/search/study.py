@@ -16,6 +16,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from sweeplab.search import keys
+from sweeplab.search.sampling import build_pruner, build_sampler
 from sweeplab.spec import CategoricalDist, Experiment, SearchSpace
 from sweeplab.spec._errors import did_you_mean
 from sweeplab.spec._space import decode_choice
@@ -154,9 +155,13 @@ def open_study(storage: optuna.storages.BaseStorage, name: str) -> tuple[optuna.
     return study, Experiment.model_validate(json.loads(study.user_attrs[keys.ATTR_SPEC]))
 
 
-def open_sweep(store: Store, name: str) -> Sweep:
-    """Sweep ``name`` opened for more trials or for finishing (its MLflow experiment too)."""
+def open_sweep(store: Store, name: str, worker: str) -> Sweep:
+    """Sweep ``name`` opened by ``worker`` (host:pid) for more trials or for finishing:
+    its MLflow experiment, the spec's pruner, and a sampler on a stream of its own, so
+    that it does not draw the first process's configurations again."""
     study, exp, storage = load_study(store, name)
+    study.sampler = build_sampler(exp, stream=f"{worker}:{len(study.trials)}")
+    study.pruner = build_pruner(exp)
     tracker = Tracker(store, exp.experiment_name)
     return Sweep(study, storage, exp, tracker, str(study.user_attrs[keys.ATTR_PARENT]))
 

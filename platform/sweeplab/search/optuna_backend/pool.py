@@ -116,13 +116,10 @@ def _work(store: Store, name: str, threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
+    from sweeplab.search.claims import owner
     from sweeplab.search.optuna_backend.worker import take_trials
-    from sweeplab.search.sampling import build_pruner, build_sampler
 
-    sweep = open_sweep(store, name)
-    stream = f"worker:{os.getpid()}:{len(sweep.study.trials)}"
-    sweep.study.sampler = build_sampler(sweep.exp, stream=stream)
-    sweep.study.pruner = build_pruner(sweep.exp)
+    sweep = open_sweep(store, name, owner())
     try:
         take_trials(sweep, None)
     except KeyboardInterrupt:

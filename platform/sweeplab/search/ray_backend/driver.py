@@ -49,13 +49,7 @@ class RayBackend:
 
     def check(self, exp: Experiment) -> None:
         """The Ray options against the spec, and the scheduler's options (SpecError)."""
-        self.options.check(exp.sweep.scheduler)
-        if self.options.workers_per_trial > 1 and exp.sweep.pruner != "none":
-            raise InputError(
-                "--workers-per-trial above 1 cannot be used with sweep.pruner "
-                f"'{exp.sweep.pruner}' (rank 0 alone would stop): use sweep.scheduler: asha, "
-                "hyperband or median, and sweep.pruner: none"
-            )
+        self.options.check(exp.sweep.scheduler, exp.sweep.pruner)
         build_scheduler(exp)
 
     def kept(self) -> dict[str, Any]:

@@ -17,7 +17,13 @@ class RayOptions:
     gpus_per_trial: float = 0.0
     workers_per_trial: int = 1  # > 1: data-parallel trials on Ray Train (ray_parallel.py)
 
-    def check(self, scheduler: str = "none") -> None:
+    def check(self, scheduler: str = "none", pruner: str = "none") -> None:
+        if self.workers_per_trial > 1 and pruner != "none":
+            raise InputError(
+                "--workers-per-trial above 1 cannot be used with sweep.pruner "
+                f"'{pruner}' (rank 0 alone would stop): use sweep.scheduler: asha, "
+                "hyperband or median, and sweep.pruner: none"
+            )
         if self.workers_per_trial > 1 and scheduler == "pbt":
             raise InputError(
                 "--workers-per-trial above 1 cannot be used with sweep.scheduler 'pbt', "
