@@ -141,6 +141,33 @@ def assert_nothing_lost(store: Any, name: str, experiment: str, trials: int) -> 
     assert parent.info.status == "FINISHED" and parent.data.tags["sweeplab.state"] == "complete"
 
 
+def heartbeats(storage_url: str) -> dict[int, Any]:
+    """Optuna's last heartbeat of each trial (by the storage's trial id), read from its
+    table: Optuna has no public call that returns one."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(storage_url)
+    try:
+        with engine.connect() as db:
+            rows = db.execute(sqlalchemy.text("SELECT trial_id, heartbeat FROM trial_heartbeats"))
+            return {int(trial_id): beat for trial_id, beat in rows}
+    finally:
+        engine.dispose()
+
+
+def age_heartbeats(storage_url: str) -> None:
+    """Make every recorded heartbeat stale: what a lost host's trials look like once the
+    grace period has passed, without waiting it out."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(storage_url)
+    try:
+        with engine.begin() as db:
+            db.execute(sqlalchemy.text("UPDATE trial_heartbeats SET heartbeat = '2000-01-01'"))
+    finally:
+        engine.dispose()
+
+
 def killable_spec(name: str, trials: int, epochs: int = 30, register: bool = True) -> Any:
     """A sweep whose trials last about a second each: long enough to be killed mid-trial."""
     tracking: dict[str, Any] = {"experiment": name}

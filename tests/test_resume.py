@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+import warnings
 from typing import Any
 
 import pytest
@@ -12,7 +13,15 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 from sweeplab.store import Store
-from tests.battery import assert_nothing_lost, killable_spec, load, popen, wait_for_study
+from tests.battery import (
+    age_heartbeats,
+    assert_nothing_lost,
+    heartbeats,
+    killable_spec,
+    load,
+    popen,
+    wait_for_study,
+)
 from tests.conftest import Postgres, sweeplab, tiny_spec
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
@@ -207,6 +216,76 @@ def test_a_zombie_worker_counts_as_dead() -> None:
     assert _alive(os.getpid())
     child.wait()
     assert not _alive(child.pid)
+
+
+def test_a_trial_owned_on_another_host_is_failed_once_its_heartbeats_stop(store: Store) -> None:
+    """A Ray driver's trial whose owner is on another host: left alone while its heartbeat
+    is fresh (that driver may live), failed and queued again once the heartbeat is stale."""
+    from sweeplab.search import run_sweep
+    from sweeplab.search.claims import Recovery, owner
+    from sweeplab.search.keys import ATTR_OWNER, ATTR_OWNERS_LOCKED
+    from sweeplab.search.study import open_sweep
+    from sweeplab.spec import spec_from_dict
+
+    exp = spec_from_dict(
+        tiny_spec(sweep={"trials": 1, "sampler": "random"}, tracking={"experiment": "far"})
+    )
+    run_sweep(exp, store, name="far")
+    sweep = open_sweep(store, "far", owner())
+    sweep.study.set_user_attr(ATTR_OWNERS_LOCKED, False)  # as a Ray sweep's
+    with warnings.catch_warnings():  # Optuna's note: heartbeats belong to Study.optimize
+        warnings.filterwarnings("ignore", message="Heartbeat of storage")
+        lost = sweep.study.ask()
+    lost.set_user_attr(ATTR_OWNER, "lost-host.invalid:4242")
+    sweep.storage.record_heartbeat(lost._trial_id)
+    assert Recovery(sweep).run() == []
+    assert sweep.storage.get_trial(lost._trial_id).state == TrialState.RUNNING
+    age_heartbeats(store.storage_url)
+    Recovery(sweep).run()
+    failed = sweep.storage.get_trial(lost._trial_id)
+    assert failed.state == TrialState.FAIL
+    assert failed.user_attrs["fail_reason"] == "worker lost-host.invalid:4242 died (no heartbeat)"
+    queued = sweep.study.trials[failed.user_attrs["sweeplab.retried_as"]]
+    assert queued.state == TrialState.WAITING and queued.params == failed.params
+
+
+@pytest.mark.distributed
+def test_a_ray_driver_lost_on_another_host_leaves_no_trial_running(
+    store: Store, write_spec: Any
+) -> None:
+    """A Ray sweep's driver records heartbeats for its trials; killed, and its trials'
+    owner moved to another host name (where no pid can be checked), `resume` fails them
+    once their heartbeats are stale, runs their configurations again, and finishes."""
+    spec = write_spec(killable_spec("faraway", trials=4, epochs=60, register=False))
+    args = ("--store", str(store.root), "-q")
+    proc = popen("sweep", str(spec), "--backend", "ray", "--no-smoke", *args)
+    study = wait_for_study(store, "faraway", proc)
+    deadline, first = time.monotonic() + 240, None
+    while True:  # a running trial's heartbeat, recorded twice by the driver
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        beats = heartbeats(store.storage_url)
+        ids = [t._trial_id for t in running if t._trial_id in beats]
+        if ids and first is None:
+            first = (ids[0], beats[ids[0]])
+        elif first is not None and first[0] in ids and beats[first[0]] != first[1]:
+            break
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    lost = load(store, "faraway").get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    assert lost
+    storage = load(store, "faraway")._storage
+    for t in lost:  # the driver's host is now another one: only heartbeats can tell
+        storage.set_trial_user_attr(t._trial_id, "sweeplab.owner", "lost-host.invalid:4242")
+    age_heartbeats(store.storage_url)
+    out = sweeplab("resume", "faraway", *args)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert_nothing_lost(store, "faraway", "faraway", 4)
+    for t in lost:
+        dead = load(store, "faraway").trials[t.number]
+        assert dead.user_attrs["fail_reason"] == "worker lost-host.invalid:4242 died (no heartbeat)"
+        assert "sweeplab.retried_as" in dead.user_attrs
 
 
 @pytest.mark.distributed

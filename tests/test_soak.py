@@ -119,6 +119,9 @@ def test_a_killed_ray_worker_fails_its_trial_and_the_sweep_goes_on(
     study = load(store, "worker")
     failed = [t for t in study.trials if t.state.name == "FAIL"]
     assert failed and all(t.user_attrs.get("fail_reason") for t in failed), failed
+    for t in failed:  # its configuration ran again: a dead worker is no fault of it
+        again = study.trials[t.user_attrs["sweeplab.retried_as"]]
+        assert again.params == t.params and again.user_attrs["sweeplab.deaths"] == 1
     assert_nothing_lost(store, "worker", "worker", 6)
     print(f"\nsoak: 1 Ray worker killed; trial(s) {[t.number for t in failed]} failed, 6 trials")
 

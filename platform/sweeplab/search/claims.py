@@ -5,7 +5,8 @@ asked for; so a worker takes a trial only under the study's **claim lock** (a
 PostgreSQL advisory lock, or a file lock beside a SQLite file), after counting the
 trials already finished or running. Optuna has no such lock of its own.
 
-While a trial runs, a thread records Optuna heartbeats, and the trial carries its
+While a trial runs, a thread records Optuna heartbeats (the Optuna backend's worker
+for its trial, a Ray driver for all the trials it started), and the trial carries its
 owner (``host:pid``). ``Recovery`` fails the trials of dead workers: at once when the
 owner is a dead process on this host, after the heartbeat's grace period otherwise;
 their MLflow runs (and nested runs) end KILLED with the reason.
@@ -17,7 +18,7 @@ import contextlib
 import os
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,16 +64,40 @@ def heartbeat(storage: Any, trial: optuna.Trial) -> Iterator[None]:
     Optuna records them itself only inside ``Study.optimize``, which sweeplab's workers
     do not use (they take trials under the claim lock).
     """
-    stop = threading.Event()
     trial_id = trial._trial_id  # private: the storage's id, which Optuna's own thread uses
+    storage.record_heartbeat(trial_id)
+    with _beating(lambda: storage.record_heartbeat(trial_id)):
+        yield
+
+
+@contextlib.contextmanager
+def owned_heartbeats(storage: Any, study: optuna.Study, who: str) -> Iterator[None]:
+    """Record heartbeats for every running trial of ``study`` that ``who`` owns, until
+    the block ends: a Ray driver's, whose trials run in worker processes, perhaps on
+    other hosts. If the driver's host is lost, the beats stop, and ``Recovery`` (in
+    ``resume`` or a joining worker, on any host) fails its trials after the grace period.
+    """
 
     def beat() -> None:
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if t.user_attrs.get(ATTR_OWNER) == who:
+                storage.record_heartbeat(t._trial_id)  # private, as in Recovery.run
+
+    with _beating(beat):
+        yield
+
+
+@contextlib.contextmanager
+def _beating(beat: Callable[[], None]) -> Iterator[None]:
+    """Call ``beat`` every ``HEARTBEAT_SECONDS`` in a daemon thread until the block ends."""
+    stop = threading.Event()
+
+    def loop() -> None:
         while not stop.wait(HEARTBEAT_SECONDS):
             with contextlib.suppress(Exception):  # a lost beat only delays nothing
-                storage.record_heartbeat(trial_id)
+                beat()
 
-    storage.record_heartbeat(trial_id)
-    thread = threading.Thread(target=beat, name="sweeplab-heartbeat", daemon=True)
+    thread = threading.Thread(target=loop, name="sweeplab-heartbeat", daemon=True)
     thread.start()
     try:
         yield

@@ -15,12 +15,18 @@ import optuna
 from ray import tune
 
 from sweeplab.logs import ray_environment, scoped_environ
-from sweeplab.search.claims import owner
+from sweeplab.search.claims import owned_heartbeats, owner
 from sweeplab.search.keys import ATTR_REASON, ATTR_RUN, TAG_REASON, TAG_STATE
 from sweeplab.search.ray_backend.options import RayOptions
 from sweeplab.search.ray_backend.pbt import pbt_trial_ended, population, run_pbt_trial, settle
 from sweeplab.search.ray_backend.schedulers import build_scheduler
-from sweeplab.search.ray_backend.searcher import FINAL, TRIAL_ID, WORKER_DIED, SweepSearch
+from sweeplab.search.ray_backend.searcher import (
+    FINAL,
+    TRIAL_ID,
+    WORKER_DIED,
+    Budget,
+    SweepSearch,
+)
 from sweeplab.search.ray_backend.searcher import define_by_run as _define_by_run
 from sweeplab.search.ray_backend.worker import RaySweep, run_ray_trial
 from sweeplab.search.study import Sweep, TrialEvent, best_value, counts, open_storage, taken
@@ -59,7 +65,7 @@ class RayBackend:
         with scoped_environ(ray_environment()):
             start_ray(self.options)
             tuner = _tuner(sweep, on_trial, self.options)
-            with _library_notes_ignored():
+            with _library_notes_ignored(), owned_heartbeats(sweep.storage, sweep.study, owner()):
                 tuner.fit()
         if sweep.exp.sweep.scheduler == "pbt":
             settle(sweep.study, sweep.tracker, owner())
@@ -120,6 +126,9 @@ def _tuner(sweep: Sweep, on_trial: OnTrial | None, options: RayOptions) -> tune.
             storage=sweep.storage,
         )
         searcher.workers_report = exp.sweep.pruner != "none"
+        searcher.budget = Budget(
+            study, exp.sweep.trials, exp.sweep.max_retries, exp.sweep.death_retries
+        )
         if exp.sweep.max_concurrent:
             searcher = ConcurrencyLimiter(searcher, max_concurrent=exp.sweep.max_concurrent)
         trainable = functools.partial(run_ray_trial, sweep=ray_sweep)
@@ -136,7 +145,7 @@ def _tuner(sweep: Sweep, on_trial: OnTrial | None, options: RayOptions) -> tune.
         tune_config=tune.TuneConfig(
             search_alg=searcher,
             scheduler=build_scheduler(exp),
-            num_samples=exp.sweep.trials - taken(counts(study)),  # resumed: those it lacks
+            num_samples=_samples(exp, study),
             time_budget_s=exp.sweep.timeout,
             # a new worker process costs seconds of imports per trial; but a data-parallel
             # trial's actor owns its Train run, which must end with it when Tune stops it
@@ -146,10 +155,21 @@ def _tuner(sweep: Sweep, on_trial: OnTrial | None, options: RayOptions) -> tune.
             name=study.study_name,
             storage_path=str(Path(store.root, "ray").absolute()),
             verbose=0,
-            failure_config=tune.FailureConfig(max_failures=exp.sweep.max_retries),
+            # PBT's trials are restarted by Tune; others are queued again by the searcher
+            failure_config=tune.FailureConfig(max_failures=exp.sweep.max_retries if pbt else 0),
             callbacks=[TrialEnd(store, study.study_name, exp, on_trial)],
         ),
     )
+
+
+def _samples(exp: Experiment, study: optuna.Study) -> int:
+    """Tune's ``num_samples``: the trials the sweep lacks (all of them, unless resumed);
+    with a searcher, which stops Tune itself when the study has them, as many as their
+    retries could take."""
+    lacking = exp.sweep.trials - taken(counts(study))
+    if exp.sweep.scheduler == "pbt":
+        return lacking
+    return lacking * (1 + exp.sweep.max_retries + exp.sweep.death_retries)
 
 
 class TrialEnd(tune.Callback):
