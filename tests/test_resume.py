@@ -159,15 +159,20 @@ def test_local_workers_share_a_sqlite_sweep(store: Store) -> None:
     from sweeplab.search import LocalWorkers, run_sweep
     from sweeplab.spec import spec_from_dict
 
-    exp = spec_from_dict(
-        tiny_spec(sweep={"trials": 6, "sampler": "random"}, tracking={"experiment": "pool"})
+    exp = spec_from_dict(  # trials long enough that the spawned worker is up before the end
+        tiny_spec(
+            train={"max_epochs": 150},
+            sweep={"trials": 6, "sampler": "random"},
+            tracking={"experiment": "pool"},
+        )
     )
     events: list[Any] = []
     result = run_sweep(exp, store, options=LocalWorkers(2), on_trial=events.append)
     trials = load(store, result.name).trials
     assert len(trials) == 6 and all(t.state == TrialState.COMPLETE for t in trials)
     owners = {t.user_attrs["sweeplab.owner"].rsplit(":", 1)[1] for t in trials}
-    assert len(owners) == 2 and str(_os.getpid()) not in owners  # both workers ran trials
+    # both workers ran trials: this process (worker 0 on CPUs) and the spawned one
+    assert str(_os.getpid()) in owners and len(owners) == 2
     assert len({tuple(sorted(t.params.items())) for t in trials}) == 6
     assert sorted(e.number for e in events) == list(range(6))
     assert result.counts["complete"] == 6 and result.best_trial is not None
@@ -178,7 +183,7 @@ def test_a_killed_local_worker_loses_nothing(store: Store, write_spec: Any) -> N
     """sweeplab sweep --workers 2; one worker is killed with SIGKILL mid-trial: the other
     fails its trial, runs its configuration again, and the sweep ends with exactly its
     trials."""
-    spec = write_spec(killable_spec("pooled", trials=8, register=False))
+    spec = write_spec(killable_spec("pooled", trials=8, epochs=120, register=False))
     proc = popen("sweep", str(spec), "--store", str(store.root), "--no-smoke", "-q", "-w", "2")
     study = wait_for_study(store, "pooled", proc)
     deadline = time.monotonic() + 180
@@ -201,6 +206,45 @@ def test_a_killed_local_worker_loses_nothing(store: Store, write_spec: Any) -> N
     dead = load(store, "pooled").trials[victim[0]]
     assert dead.state == TrialState.FAIL and "died" in dead.user_attrs["fail_reason"]
     assert "sweeplab.retried_as" in dead.user_attrs
+
+
+@pytest.mark.distributed
+def test_ctrl_c_stops_every_local_worker_and_resume_runs_what_they_had(
+    store: Store, write_spec: Any
+) -> None:
+    """A terminal's Ctrl-C (SIGINT to the process group) during --workers 2: exit 130,
+    each worker's trial failed as interrupted and queued again, no run left RUNNING;
+    resume then ends with exactly the sweep's trials."""
+    spec = write_spec(killable_spec("stopped", trials=4, epochs=300, register=False))
+    proc = popen("sweep", str(spec), "--store", str(store.root), "--no-smoke", "-w", "2")
+    study = wait_for_study(store, "stopped", proc)
+    deadline = time.monotonic() + 180
+    while True:  # both workers in a trial
+        running = [
+            t
+            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if "mlflow_run_id" in t.user_attrs
+        ]
+        if len(running) == 2:
+            break
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    output, errors = proc.communicate(timeout=120)
+    assert proc.returncode == 130, output + errors
+    assert "interrupted" in output + errors and "Traceback" not in output + errors
+    trials = load(store, "stopped").get_trials(deepcopy=False)
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    for t in running:
+        stopped = trials[t.number]
+        assert stopped.state == TrialState.FAIL
+        assert "interrupted" in stopped.user_attrs["fail_reason"]
+        assert trials[stopped.user_attrs["sweeplab.retried_as"]].state == TrialState.WAITING
+    runs = _trial_runs(store, "stopped")
+    assert runs and not [r for r in runs if r.info.status == "RUNNING"]
+    out = sweeplab("resume", "stopped", "--store", str(store.root), "-q")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert_nothing_lost(store, "stopped", "stopped", 4)
 
 
 def test_a_zombie_worker_counts_as_dead() -> None:

@@ -3,9 +3,10 @@ machine over the sweep's store (the embedded SQLite one too), under the claim lo
 
     this process (the pool)                 worker i (a spawned process)
     -----------------------                 ----------------------------
-    start N workers, each with its share    its GPU (CUDA_VISIBLE_DEVICES), its torch
-      of the cores and, where CUDA GPUs       threads; take_trials until the study holds
-      are given, its own GPU (round-robin)    sweep.trials (as an agent would)
+    start N workers (N-1 on CPUs, where     its GPU (CUDA_VISIBLE_DEVICES), its torch
+      this process is worker 0), each with    threads; take_trials until the study holds
+      its share of the cores and, where       sweep.trials (as an agent would)
+      CUDA GPUs are given, its own GPU
     every 0.5 s: one progress event per     a worker killed: the others fail its trial
       trial that ended, for all workers       (claims.Recovery) and run its params again
     Ctrl-C: every worker stops cleanly      Ctrl-C: its trial is failed and queued again
@@ -20,13 +21,15 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from sweeplab.logs import scoped_environ
 from sweeplab.search.optuna_backend.options import LocalWorkers
+from sweeplab.search.optuna_backend.worker import take_trials
 from sweeplab.search.study import STATE_NAMES, Sweep, TrialEvent, open_sweep, trial_event
 from sweeplab.store import Store
 
@@ -43,13 +46,44 @@ def visible_gpus() -> int:
 def run_workers(
     sweep: Sweep, options: LocalWorkers, on_trial: Callable[[TrialEvent], None] | None
 ) -> None:
-    """Start the workers, report each trial as it ends, wait for them all."""
+    """Start the workers, report each trial as it ends, wait for them all.
+
+    Without GPUs this process is worker 0: it has imported torch already and trains at
+    once, while the spawned workers import theirs on the other cores.
+    With GPUs every worker is spawned, each with its own ``CUDA_VISIBLE_DEVICES``.
+    """
     threads = max(1, (os.cpu_count() or 1) // options.workers)
     gpus = visible_gpus() if options.gpus is None else len(options.gpus)
+    here = options.gpu_of(0, gpus) is None
+    processes = _spawn(sweep, options, range(1 if here else 0, options.workers), threads, gpus)
+    progress = _Progress(sweep, on_trial)
+    try:
+        if here:
+            with _Reporting(progress), _torch_threads(threads):
+                take_trials(sweep, None)
+        # every worker asked each time (not any(), which stops at the first alive): asking
+        # reaps a dead one, which until then is a zombie that looks alive to the others
+        while sum([p.is_alive() for p in processes]):
+            progress.report()
+            time.sleep(POLL_SECONDS)
+        if here and any(p.exitcode for p in processes):
+            # a worker died after this one had taken its last trial: its trial is failed
+            # and run again here (Recovery in take_trials), not left to `resume`
+            with _torch_threads(threads):
+                take_trials(sweep, None)
+    except KeyboardInterrupt:
+        _stop(processes)
+        raise
+    progress.report()
+
+
+def _spawn(
+    sweep: Sweep, options: LocalWorkers, indices: range, threads: int, gpus: int
+) -> list[Any]:
     context = multiprocessing.get_context("spawn")
     store, name = sweep.tracker.store, sweep.name
     processes = []
-    for index in range(options.workers):
+    for index in indices:
         env = {"OMP_NUM_THREADS": str(threads)}
         gpu = options.gpu_of(index, gpus)
         if gpu is not None:
@@ -61,17 +95,40 @@ def run_workers(
             )
             process.start()
         processes.append(process)
-    progress = _Progress(sweep, on_trial)
+    return processes
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int) -> Iterator[None]:
+    """This process's torch threads set to its share of the cores for the block."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
     try:
-        # every worker asked each time (not any(), which stops at the first alive): asking
-        # reaps a dead one, which until then is a zombie that looks alive to the others
-        while sum([p.is_alive() for p in processes]):
-            progress.report()
-            time.sleep(POLL_SECONDS)
-    except KeyboardInterrupt:
-        _stop(processes)
-        raise
-    progress.report()
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+class _Reporting:
+    """Progress events from a thread while this process trains as worker 0."""
+
+    def __init__(self, progress: _Progress) -> None:
+        self.progress = progress
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="sweeplab-progress", daemon=True)
+
+    def _loop(self) -> None:
+        while not self.stop.wait(POLL_SECONDS):
+            self.progress.report()
+
+    def __enter__(self) -> None:
+        self.thread.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
 
 
 def _stop(processes: list[Any]) -> None:
@@ -117,7 +174,6 @@ def _work(store: Store, name: str, threads: int) -> None:
 
     torch.set_num_threads(threads)
     from sweeplab.search.claims import owner
-    from sweeplab.search.optuna_backend.worker import take_trials
 
     sweep = open_sweep(store, name, owner())
     try:
