@@ -14,6 +14,10 @@ from tests.conftest import tiny_spec
 
 runner = CliRunner()
 
+OPTIMIZERS = {"train.optimizer": {"type": "categorical", "choices": ["sgd", "adam"]}}
+MOMENTUM = {"type": "float", "low": 0.5, "high": 0.95}
+LR = {"type": "float", "low": 1e-3, "high": 1e-1, "log": True}
+
 
 def _files(folder: Path) -> set[Path]:
     return {p for p in folder.rglob("*")}
@@ -287,6 +291,88 @@ CASES: list[tuple[str, dict[str, Any], str, list[str]]] = [
         {"model": {"arch": "custom", "class": "tests.custom_modules:NeedsVocab"}},
         "model.class",
         ["needs vocab", "model.kwargs"],
+    ),
+    # conditions (when) and layers entries: each mistake names the entry
+    (
+        "condition on an unknown entry",
+        {
+            "search_space": {
+                **OPTIMIZERS,
+                "train.momentum": MOMENTUM | {"when": {"train.optimzer": "sgd"}},
+            }
+        },
+        "train.momentum.when",
+        ["'train.optimzer' is not an entry of the space", "did you mean 'train.optimizer'"],
+    ),
+    (
+        "condition on a value the entry never takes",
+        {
+            "search_space": {
+                **OPTIMIZERS,
+                "train.momentum": MOMENTUM | {"when": {"train.optimizer": ["sgd", "sdg"]}},
+            }
+        },
+        "train.momentum.when",
+        ["never takes 'sdg'", "its choices are sgd, adam"],
+    ),
+    (
+        "condition on a float entry",
+        {
+            "search_space": {
+                "train.momentum": MOMENTUM | {"when": {"train.lr": 0.01}},
+                "train.lr": LR,
+            }
+        },
+        "train.momentum.when",
+        ["'train.lr' is a float entry", "categorical or int"],
+    ),
+    (
+        "circle of conditions",
+        {
+            "search_space": {
+                "train.optimizer": {
+                    "type": "categorical",
+                    "choices": ["sgd", "adam"],
+                    "when": {"train.batch_size": 8},
+                },
+                "train.batch_size": {
+                    "type": "categorical",
+                    "choices": [8, 16],
+                    "when": {"train.optimizer": "sgd"},
+                },
+            }
+        },
+        "train.optimizer.when",
+        ["circle", "train.optimizer → train.batch_size → train.optimizer"],
+    ),
+    (
+        "layers on a number",
+        {
+            "search_space": {
+                "train.lr": {
+                    "type": "layers",
+                    "depth": {"low": 1, "high": 2},
+                    "width": {"low": 4, "high": 8},
+                }
+            }
+        },
+        "train.lr",
+        ["a layers distribution gives a list of layer widths", "0.01"],
+    ),
+    (
+        "layers with the grid sampler",
+        {
+            "sweep": {"sampler": "grid"},
+            "search_space": {
+                "model.hidden": {
+                    "type": "layers",
+                    "depth": {"low": 1, "high": 2},
+                    "width": {"low": 4, "high": 8},
+                }
+            },
+        },
+        "model.hidden",
+        ["the grid sampler takes no conditional or layers entries"],
     ),
 ]
 
