@@ -6,6 +6,7 @@ second, 2-node cluster (ray.cluster_utils) for the last test.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -356,6 +357,30 @@ def test_the_specs_optuna_pruner_prunes_ray_trials(local_ray: Any, store: Store)
             assert runs[t.number].data.tags["sweeplab.state"] == "pruned"
             assert len(steps) < 8
     assert result.counts["pruned"] == states.count(TrialState.PRUNED)
+
+
+def test_ray_takes_conditional_and_layers_entries(local_ray: Any, store: Store) -> None:
+    """The define-by-run space on Ray: an entry only where its condition holds, a layers
+    entry as one list, in each trial's run as on the Optuna backend."""
+    from tests.test_space_structure import CONDITIONAL, LAYERS
+
+    spec = tiny_spec(
+        train={"max_epochs": 1},
+        search_space={k: v for k, v in CONDITIONAL.items() if k != "train.nesterov"} | LAYERS,
+        sweep={"trials": 6, "sampler": "random", "seed": 2, "backend": "ray"},
+        tracking={"experiment": "ray-structured"},
+    )
+    run_sweep(spec_from_dict(spec), store, name="ray-structured", options=RayOptions())
+    study = _study(store, "ray-structured")
+    runs = _check_runs(store, "ray-structured", study)
+    optimizers = set()
+    for t in study.trials:
+        assert t.state == TrialState.COMPLETE
+        params = runs[t.number].data.params
+        optimizers.add(params["train.optimizer"])
+        assert ("train.momentum" in params) == (params["train.optimizer"] != "adam")
+        assert len(json.loads(params["model.hidden"])) == t.params["model.hidden.depth"]
+    assert len(optimizers) > 1
 
 
 def test_the_teams_ray_address_does_not_stop_a_plain_sweep(tmp_path: Path, write_spec: Any) -> None:

@@ -15,7 +15,15 @@ from typing import Any
 import optuna
 
 from sweeplab.search.catalog import PRUNERS, SAMPLERS
-from sweeplab.spec import CategoricalDist, Experiment, FloatDist, IntDist, SearchSpace, SpecError
+from sweeplab.spec import (
+    CategoricalDist,
+    Experiment,
+    FloatDist,
+    IntDist,
+    LayersDist,
+    SearchSpace,
+    SpecError,
+)
 from sweeplab.spec._space import choice_keys, decode_choice
 
 
@@ -102,17 +110,26 @@ def pruning_callback(trial: optuna.Trial, monitor: str) -> Any:
 
 
 def suggest(trial: optuna.Trial, space: SearchSpace) -> dict[str, Any]:
-    """Ask the trial for a value of every distribution; categorical keys decoded back."""
+    """Ask the trial for a value of every entry whose conditions hold (``when``), in
+    sampling order; categorical keys decoded back, a layers entry's parts made a list.
+    An entry not sampled is absent (from the trial, its params and its run)."""
     params: dict[str, Any] = {}
-    for key, dist in space.items():
-        if isinstance(dist, FloatDist):
-            params[key] = trial.suggest_float(
-                key, dist.low, dist.high, log=dist.log, step=dist.step
-            )
-        elif isinstance(dist, IntDist):
-            params[key] = trial.suggest_int(key, dist.low, dist.high, log=dist.log, step=dist.step)
-        else:
-            params[key] = decode_choice(
-                dist, trial.suggest_categorical(key, choice_keys(dist.choices))
-            )
+    for key, dist in space.ordered():
+        if space.holds(key, params):
+            params[key] = _suggest_one(trial, key, dist)
     return params
+
+
+def _suggest_one(trial: optuna.Trial, key: str, dist: Any) -> Any:
+    if isinstance(dist, FloatDist):
+        return trial.suggest_float(key, dist.low, dist.high, log=dist.log, step=dist.step)
+    if isinstance(dist, IntDist):
+        return trial.suggest_int(key, dist.low, dist.high, log=dist.log, step=dist.step)
+    if isinstance(dist, LayersDist):  # the depth, then each layer's width on its own
+        depth = trial.suggest_int(f"{key}.depth", dist.depth.low, dist.depth.high)
+        w = dist.width
+        return [
+            trial.suggest_int(f"{key}.{i}", w.low, w.high, log=w.log, step=w.step)
+            for i in range(depth)
+        ]
+    return decode_choice(dist, trial.suggest_categorical(key, choice_keys(dist.choices)))

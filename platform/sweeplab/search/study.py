@@ -17,7 +17,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sweeplab.search import keys
 from sweeplab.search.sampling import build_pruner, build_sampler
-from sweeplab.spec import CategoricalDist, Experiment, SearchSpace
+from sweeplab.spec import CategoricalDist, Experiment, LayersDist, SearchSpace
 from sweeplab.spec._errors import did_you_mean
 from sweeplab.spec._space import decode_choice
 from sweeplab.store import Store
@@ -226,10 +226,15 @@ class SweepResult:
 
 
 def decoded_params(space: SearchSpace, trial: FrozenTrial) -> dict[str, Any]:
-    """A trial's params as spec values (categorical keys mapped back to their YAML values)."""
-    out = {}
+    """A trial's params as spec values (categorical keys mapped back to their YAML values,
+    a layers entry's depth and widths as one list); an entry not sampled is absent."""
+    out: dict[str, Any] = {}
     for key, dist in space.items():
-        if key in trial.params:
+        if isinstance(dist, LayersDist):
+            depth = trial.params.get(f"{key}.depth")
+            if depth is not None:
+                out[key] = [trial.params[f"{key}.{i}"] for i in range(int(depth))]
+        elif key in trial.params:
             value = trial.params[key]
             out[key] = decode_choice(dist, value) if isinstance(dist, CategoricalDist) else value
     return out

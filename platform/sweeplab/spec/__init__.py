@@ -37,6 +37,7 @@ from sweeplab.spec._space import (
     Distribution,
     FloatDist,
     IntDist,
+    LayersDist,
     SearchSpace,
     apply_params,
 )
@@ -59,6 +60,7 @@ __all__ = [
     "GANConfig",
     "InputError",
     "IntDist",
+    "LayersDist",
     "MLPConfig",
     "ObjectiveConfig",
     "RecurrentConfig",

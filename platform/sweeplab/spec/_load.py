@@ -18,7 +18,15 @@ from sweeplab.spec._convert import issues_of
 from sweeplab.spec._errors import SpecError, SpecIssue, did_you_mean
 from sweeplab.spec._paths import get_path, has_path, leaf_paths, set_path
 from sweeplab.spec._schema import Experiment
-from sweeplab.spec._space import CategoricalDist, FloatDist, IntDist, SearchSpace, apply_params
+from sweeplab.spec._space import (
+    CategoricalDist,
+    FloatDist,
+    IntDist,
+    LayersDist,
+    SearchSpace,
+    apply_params,
+)
+from sweeplab.spec._structure import structure_issues
 
 # Only these sections hold hyperparameters; searching `sweep.trials` makes no sense.
 SEARCHABLE_SECTIONS = ("model", "data", "train")
@@ -66,7 +74,11 @@ def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> Experiment:
     raw = _read_yaml(path, "spec")
     if not isinstance(raw, dict):
         raise SpecError.single(file, "", f"a spec must be a mapping, but got {type(raw).__name__}")
+    into_space = []
     for key, value in parse_overrides(overrides):
+        if key.startswith(SPACE_PREFIX):
+            into_space.append((key, value))
+            continue
         try:
             set_path(raw, key, value)
         except KeyError as exc:
@@ -84,7 +96,44 @@ def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> Experiment:
         raw["search_space"] = {}
     if not isinstance(raw["search_space"], dict):
         raise SpecError.single(space_file, "search_space", "a search space must be a mapping")
+    for key, value in into_space:
+        set_in_space(raw["search_space"], key, value)
     return spec_from_dict(raw, file=file, space_file=space_file)
+
+
+SPACE_PREFIX = "search_space."
+
+
+def set_in_space(space: dict[str, Any], key: str, value: Any) -> None:
+    """``--set search_space.ENTRY.FIELD=value`` (``search_space.train.lr.high=0.1``), or a
+    whole entry (``search_space.ENTRY={type: …}``; null removes it). An entry's name
+    holds dots itself: the longest entry that the key starts with is the one meant."""
+    rest = key[len(SPACE_PREFIX) :]
+    entry = max((k for k in space if rest == k or rest.startswith(f"{k}.")), key=len, default=None)
+    if entry is None or entry == rest:
+        if value is None:
+            space.pop(rest, None)
+        elif isinstance(value, dict):
+            space[rest] = value
+        else:
+            meant = rest.rpartition(".")[0] or rest  # ENTRY.FIELD: the entry it names
+            raise SpecError.single(
+                "--set",
+                key,
+                f"{meant!r} is not an entry of the search space{did_you_mean(meant, space)} "
+                f"(entries: {', '.join(space) or 'none'}); set a field of an entry "
+                "(search_space.train.lr.high=0.1) or a whole entry "
+                "(search_space.train.lr={type: float, low: 0.0001, high: 0.1, log: true})",
+            )
+        return
+    if not isinstance(space[entry], dict):
+        raise SpecError.single("--set", key, f"the entry {entry!r} is not a mapping")
+    try:
+        set_path(space[entry], rest[len(entry) + 1 :], value)
+    except KeyError as exc:
+        raise SpecError.single(
+            "--set", key, f"--set cannot go through {exc.args[0]!r}, which is not a mapping"
+        ) from None
 
 
 def spec_from_dict(
@@ -131,7 +180,10 @@ def check_space(exp: Experiment, file: str | None, corners: bool = True) -> list
                 )
             )
             continue
-        issues += _check_fit(exp, tree, key, dist, file, corners)
+        issues += _check_fit(space, tree, key, dist, file, corners)
+    structure = structure_issues(space, exp, file)
+    if structure:  # corners of a space whose conditions are wrong prove nothing
+        return [i for i in issues if "makes the spec invalid" not in i.message] + structure
     if exp.sweep.sampler == "grid":
         for key, dist in space.items():
             if isinstance(dist, FloatDist) and dist.step is None:
@@ -147,10 +199,25 @@ def check_space(exp: Experiment, file: str | None, corners: bool = True) -> list
 
 
 def _check_fit(
-    exp: Experiment, tree: dict[str, Any], key: str, dist: Any, file: str | None, corners: bool
+    space: SearchSpace,
+    tree: dict[str, Any],
+    key: str,
+    dist: Any,
+    file: str | None,
+    corners: bool,
 ) -> list[SpecIssue]:
-    """Does every value the distribution can give make a valid spec?"""
+    """Does every value the distribution can give make a valid spec (with the values
+    that its conditions need)?"""
     current = get_path(tree, key)
+    if isinstance(dist, LayersDist) and not isinstance(current, list):
+        return [
+            SpecIssue(
+                file,
+                key,
+                f"a layers distribution gives a list of layer widths, but the field's "
+                f"value is {current!r}",
+            )
+        ]
     if isinstance(dist, FloatDist | IntDist):
         if isinstance(current, bool) or not isinstance(current, int | float):
             return [
@@ -173,11 +240,12 @@ def _check_fit(
     if not corners:
         return []
     bare = {**tree, "search_space": {}}
+    needs = space.branch(key) if dist.when else {}
     for value in dist.corners():
         try:
-            spec_from_dict(apply_params(bare, {key: value}))
+            spec_from_dict(apply_params(bare, {**needs, key: value}))
         except SpecError as err:
             reasons = "; ".join(i.message for i in err.issues)
-            what = "choice" if isinstance(dist, CategoricalDist) else "bound"
+            what = "choice" if isinstance(dist, CategoricalDist | LayersDist) else "bound"
             return [SpecIssue(file, key, f"{what} {value!r} makes the spec invalid: {reasons}")]
     return []

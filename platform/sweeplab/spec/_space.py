@@ -4,6 +4,12 @@ The distributions mirror Optuna's (float, int, categorical) but are plain
 pydantic models, so a space is validated without importing Optuna. A
 categorical choice may be any YAML value (a list of widths, say); the backend
 hands Optuna a string key for it and maps it back (see ``choice_keys``).
+
+Two kinds of structure: an entry with ``when: {other.entry: value or [values]}`` is
+sampled only in trials where the other entries it names took one of those values
+(``SearchSpace.ordered`` puts it after them); a ``layers`` entry samples a depth and
+each layer's width as parameters of their own (``LayersDist.parts``) and gives the
+spec one list.
 """
 
 from __future__ import annotations
@@ -12,11 +18,29 @@ import json
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel, StrictInt, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    RootModel,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
 
 
 class _Dist(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # {entry: allowed values}: sampled only when every named entry took one of them
+    when: dict[str, list[Any]] | None = None
+
+    @field_validator("when", mode="before")
+    @classmethod
+    def _listed(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: v if isinstance(v, list) else [v] for k, v in value.items()}
+        return value
 
 
 class FloatDist(_Dist):
@@ -70,17 +94,101 @@ class CategoricalDist(_Dist):
         return list(self.choices)
 
 
-Distribution = Annotated[FloatDist | IntDist | CategoricalDist, Field(discriminator="type")]
+class _Range(BaseModel):
+    """``low`` to ``high``, both included (equal: that one value)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    low: StrictInt
+    high: StrictInt
+
+    @model_validator(mode="after")
+    def _check(self) -> _Range:
+        if self.high < self.low:
+            raise ValueError(f"high must be >= low, but got low={self.low}, high={self.high}")
+        return self
+
+
+class DepthRange(_Range):
+    low: Annotated[StrictInt, Field(ge=0)]
+    high: Annotated[StrictInt, Field(ge=1, le=64)]
+
+
+class WidthRange(_Range):
+    low: Annotated[StrictInt, Field(ge=1)]
+    log: bool = False
+    step: Annotated[StrictInt, Field(ge=1)] = 1
+
+    @model_validator(mode="after")
+    def _no_log_step(self) -> WidthRange:
+        if self.log and self.step != 1:
+            raise ValueError("log and step cannot be used together")
+        return self
+
+
+class LayersDist(_Dist):
+    """A list of layer widths: its length (``depth``) and each width sampled on their own,
+    as parameters ``KEY.depth`` and ``KEY.0``, ``KEY.1``… (a width only while the depth
+    reaches it)."""
+
+    type: Literal["layers"]
+    depth: DepthRange
+    width: WidthRange
+
+    def corners(self) -> list[Any]:
+        w = self.width
+        top = w.high - (w.high - w.low) % w.step
+        return [[w.low] * self.depth.low, [top] * self.depth.high]
+
+
+Distribution = Annotated[
+    FloatDist | IntDist | CategoricalDist | LayersDist, Field(discriminator="type")
+]
 
 
 class SearchSpace(RootModel[dict[str, Distribution]]):
-    """``{dotted.path: distribution}``; order is kept (it is the sampling order)."""
+    """``{dotted.path: distribution}``; order is kept (it is the sampling order, except
+    that an entry with ``when`` comes after the entries it names)."""
 
     def items(self) -> Any:
         return self.root.items()
 
     def __len__(self) -> int:
         return len(self.root)
+
+    def ordered(self) -> list[tuple[str, Any]]:
+        """The entries in sampling order: each after the entries its ``when`` names, the
+        file's order otherwise. (The loader refused unknown names and circles.)"""
+        done: dict[str, Any] = {}
+
+        def visit(key: str, seen: tuple[str, ...]) -> None:
+            if key in done or key in seen or key not in self.root:
+                return
+            for other in self.root[key].when or {}:
+                visit(other, (*seen, key))
+            done[key] = self.root[key]
+
+        for key in self.root:
+            visit(key, ())
+        return list(done.items())
+
+    def holds(self, key: str, params: dict[str, Any]) -> bool:
+        """Whether entry ``key`` is sampled, given the spec values sampled before it."""
+        when = self.root[key].when or {}
+        return all(
+            path in params and choice_key(params[path]) in choice_keys(values)
+            for path, values in when.items()
+        )
+
+    def branch(self, key: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
+        """Values of the entries that ``key`` depends on (the first each allows), so that
+        ``key`` is sampled: for checking and smoke-testing a conditional entry."""
+        out: dict[str, Any] = {}
+        for path, values in (self.root[key].when or {}).items():
+            if path in self.root and path not in (*seen, key):
+                out |= self.branch(path, (*seen, key))
+                out[path] = values[0]
+        return out
 
 
 def _check_bounds(low: float, high: float, log: bool) -> None:

@@ -2,7 +2,9 @@
 
 Catches shape, dtype and memory errors in seconds instead of mid-sweep. The
 corners are: the spec as written; every distribution at its low end; every one
-at its high end; and each categorical choice in turn (the rest as written).
+at its high end (each time those whose conditions hold); each categorical choice in
+turn (the rest as written); and each conditional or layers entry at both ends, with
+the values its conditions need.
 """
 
 from __future__ import annotations
@@ -24,16 +26,27 @@ def corners(exp: Experiment) -> list[dict[str, Any]]:
     space = exp.space
     configs: list[dict[str, Any]] = [{}]
     if len(space):
-        configs.append({k: d.corners()[0] for k, d in space.items()})
-        configs.append({k: d.corners()[-1] for k, d in space.items()})
+        configs += [_ends(exp, 0), _ends(exp, -1)]
     for key, dist in space.items():
+        needs = space.branch(key)  # the values that its conditions (when) need
         if dist.type == "categorical":
-            configs += [{key: choice} for choice in dist.choices]
+            configs += [{**needs, key: choice} for choice in dist.choices]
+        elif dist.when or dist.type == "layers":  # each branch and each layers end
+            configs += [{**needs, key: value} for value in dist.corners()]
     unique: list[dict[str, Any]] = []
     for config in configs:
         if config not in unique:
             unique.append(config)
     return unique
+
+
+def _ends(exp: Experiment, end: int) -> dict[str, Any]:
+    """Every entry at its low (``end`` 0) or high (-1) end, those whose conditions hold."""
+    params: dict[str, Any] = {}
+    for key, dist in exp.space.ordered():
+        if exp.space.holds(key, params):
+            params[key] = dist.corners()[end]
+    return params
 
 
 def smoke(
