@@ -359,6 +359,7 @@ def test_the_specs_optuna_pruner_prunes_ray_trials(local_ray: Any, store: Store)
     assert result.counts["pruned"] == states.count(TrialState.PRUNED)
 
 
+@pytest.mark.distributed
 def test_ray_takes_conditional_and_layers_entries(local_ray: Any, store: Store) -> None:
     """The define-by-run space on Ray: an entry only where its condition holds, a layers
     entry as one list, in each trial's run as on the Optuna backend."""
@@ -381,6 +382,26 @@ def test_ray_takes_conditional_and_layers_entries(local_ray: Any, store: Store) 
         assert ("train.momentum" in params) == (params["train.optimizer"] != "adam")
         assert len(json.loads(params["model.hidden"])) == t.params["model.hidden.depth"]
     assert len(optimizers) > 1
+
+
+@pytest.mark.distributed
+def test_ray_runs_a_multi_objective_sweep(local_ray: Any, store: Store) -> None:
+    """OptunaSearch with several metrics: each trial tells the study every objective."""
+    from tests.test_multi_objective import OBJECTIVES, SPACE
+
+    spec = tiny_spec(
+        objective=OBJECTIVES,
+        train={"max_epochs": 1},
+        search_space=SPACE,
+        sweep={"trials": 4, "sampler": "random", "seed": 3, "backend": "ray"},
+        tracking={"experiment": "ray-pareto"},
+    )
+    result = run_sweep(spec_from_dict(spec), store, name="ray-pareto", options=RayOptions())
+    study = _study(store, "ray-pareto")
+    assert len(study.directions) == 2 and result.counts["complete"] == 4
+    for t in study.trials:
+        assert len(t.values) == 2 and t.values[1] > 0  # its network's parameter count
+    assert study.best_trials and result.best_trial is not None
 
 
 def test_the_teams_ray_address_does_not_stop_a_plain_sweep(tmp_path: Path, write_spec: Any) -> None:

@@ -115,6 +115,16 @@ def promote(
         metavar="SWEEP",
         help="Register (if needed) and promote this sweep's best trial.",
     ),
+    within: float | None = typer.Option(
+        None,
+        "--within",
+        metavar="TOL",
+        help="With --best-of on a multi-objective sweep: of the Pareto front's trials "
+        "within TOL of the best first objective, the one best on the second.",
+    ),
+    trial: int | None = typer.Option(
+        None, "--trial", min=0, help="With --best-of: promote this trial of the sweep."
+    ),
     force: bool = typer.Option(
         False, "--force", help="Promote even if worse than the alias's holder (recorded)."
     ),
@@ -130,12 +140,18 @@ def promote(
 
     if (version is None) == (best_of is None):
         raise fail("give exactly one of --version N and --best-of SWEEP", 2)
+    if best_of is None and (within is not None or trial is not None):
+        raise fail("--within and --trial pick a trial of a sweep: use them with --best-of", 2)
+    if within is not None and trial is not None:
+        raise fail("give one of --within TOL and --trial N", 2)
     uri = _tracking(store, tracking_uri)
     if best_of is not None:
         from sweeplab.search import register_sweep_best
 
-        err.print(f"registering the best trial of sweep {best_of} …")
-        version = register_sweep_best(Store.resolve(store, tracking_uri, storage), best_of, name)
+        which = f"trial #{trial}" if trial is not None else "the best trial"
+        err.print(f"registering {which} of sweep {best_of} …")
+        where = Store.resolve(store, tracking_uri, storage)
+        version = register_sweep_best(where, best_of, name, within, trial)
     if version is None:  # only --best-of could leave it unset, and it returns a number
         raise fail("no version to promote")
     err.print(f"scoring {name} version {version} against @{alias} on its test split …")

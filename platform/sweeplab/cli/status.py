@@ -43,10 +43,13 @@ def status(
         return
     report = sweep_status(where, name)
     keys = list(dict.fromkeys(k for row in report.rows for k in row.params))
+    front = set(report.front)
     table = Table(
         "#",
         "state",
         report.metric,
+        *report.trade_offs,
+        *(["front"] if report.trade_offs else []),
         "epochs",
         "seconds",
         *keys,
@@ -58,6 +61,11 @@ def status(
             str(row.number),
             row.state,
             num(row.value),
+            *(
+                num(row.trade_offs[i] if row.trade_offs else None)
+                for i in range(len(report.trade_offs))
+            ),
+            *(["*" if row.number in front else ""] if report.trade_offs else []),
             num(row.epochs),
             num(row.seconds),
             *(num(row.params.get(k)) for k in keys),
@@ -72,3 +80,7 @@ def status(
     )
     if report.best_number is not None:
         out.print(f"best: trial #{report.best_number}, {report.metric} = {num(report.best_value)}")
+    if report.front:
+        objectives = " against ".join([report.metric, *report.trade_offs])
+        numbers = ", ".join(f"#{n}" for n in report.front)
+        out.print(f"Pareto front ({objectives}), marked *: {len(front)} trials: {numbers}")

@@ -8,6 +8,7 @@ SAMPLERS: dict[str, str] = {
     "random": "optuna.samplers:RandomSampler",
     "grid": "sweeplab.search.sampling:GridSampler",
     "cmaes": "optuna.samplers:CmaEsSampler",
+    "nsga2": "optuna.samplers:NSGAIISampler",  # multi-objective (a list of objectives)
 }
 
 PRUNERS: dict[str, str] = {

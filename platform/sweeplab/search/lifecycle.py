@@ -34,6 +34,7 @@ from sweeplab.search.study import (
     Sweep,
     SweepResult,
     TrialEvent,
+    first_value,
     open_storage,
     open_sweep,
     sweep_result,
@@ -118,7 +119,7 @@ def run_sweep(
         study_name=unique_name(storage, name or exp.name),
         sampler=sampler,
         pruner=pruner,
-        direction="maximize" if exp.objective.mode == "max" else "minimize",
+        directions=["maximize" if o.mode == "max" else "minimize" for o in exp.objectives],
     )
     sweep = Sweep(study, storage, exp, tracker, _parent_run(study, exp, tracker))
     study.set_user_attr(keys.ATTR_BACKEND, exp.sweep.backend)
@@ -213,7 +214,7 @@ def summarize(sweep: Sweep, result: SweepResult | None = None) -> SweepResult:
     )
     complete = sweep.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     numbers = [t.number for t in complete]
-    values = [float(t.value or 0.0) for t in complete]
+    values = [float(first_value(t) or 0.0) for t in complete]
     objective = sweep.exp.objective
     figure = sweep_history(numbers, values, objective.mode, objective.metric)
     tracker.log_figure(parent, figure, "sweep_history.png")

@@ -12,7 +12,7 @@ from sweeplab.registry.evaluate import held_out, score
 from sweeplab.registry.lineage import lineage_tags
 from sweeplab.registry.register import log_model, register
 from sweeplab.search.keys import CHECKPOINT, TAG_REGISTERED, TAG_VALUE
-from sweeplab.search.study import SweepResult, load_study, sweep_result
+from sweeplab.search.study import SweepResult, choose, load_study, sweep_result
 from sweeplab.spec import Experiment
 from sweeplab.store import Store
 from sweeplab.tracking.tracker import Tracker
@@ -86,12 +86,15 @@ def register_best(
     return name, version
 
 
-def register_sweep_best(store: Store, sweep: str, name: str) -> int:
-    """The version of ``name`` holding sweep ``sweep``'s best trial, registered if not yet."""
+def register_sweep_best(
+    store: Store, sweep: str, name: str, within: float | None = None, trial: int | None = None
+) -> int:
+    """The version of ``name`` holding sweep ``sweep``'s best trial (or the one that
+    ``study.choose`` picks with ``within`` or ``trial``), registered if not yet."""
     from sweeplab.registry.models import client_for
 
     study, exp, _ = load_study(store, sweep)
-    result = sweep_result(study, exp, store)
+    result = sweep_result(study, exp, store, choose(study, within, trial))
     client = client_for(store.tracking_uri)
     if result.best_run_id is not None:
         for version in client.search_model_versions(f"run_id = '{result.best_run_id}'"):

@@ -17,7 +17,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sweeplab.search import keys
 from sweeplab.search.sampling import build_pruner, build_sampler
-from sweeplab.spec import CategoricalDist, Experiment, LayersDist, SearchSpace
+from sweeplab.spec import CategoricalDist, Experiment, InputError, LayersDist, SearchSpace
 from sweeplab.spec._errors import did_you_mean
 from sweeplab.spec._space import decode_choice
 from sweeplab.store import Store
@@ -185,12 +185,62 @@ def taken(c: dict[str, int]) -> int:
     return c["complete"] + c["pruned"] + c["failed"] + c["running"]
 
 
-def best_value(study: optuna.Study) -> float | None:
-    """The best value so far (None before a trial completed)."""
-    try:
-        return float(study.best_value)
-    except ValueError:
+def first_value(trial: FrozenTrial) -> float | None:
+    """A trial's value on the (first) objective; None unless it completed."""
+    return float(trial.values[0]) if trial.values else None
+
+
+def best_of(study: optuna.Study) -> FrozenTrial | None:
+    """The best trial on the first objective (None before one completed); of a
+    multi-objective study, the end of its Pareto front on that objective."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
         return None
+    if len(study.directions) == 1:
+        return study.best_trial
+    sign = 1.0 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else -1.0
+    return max(complete, key=lambda t: (sign * t.values[0], -t.number))
+
+
+def front(study: optuna.Study) -> list[FrozenTrial]:
+    """The Pareto front of a multi-objective study (Optuna's best trials): no trial of
+    it is dominated by another; by number."""
+    return sorted(study.best_trials, key=lambda t: t.number)
+
+
+def choose(
+    study: optuna.Study, within: float | None = None, number: int | None = None
+) -> FrozenTrial | None:
+    """The trial a user picks: trial ``number`` (complete), or, ``within`` a tolerance of
+    the best value on the first objective, the front's trial that is best on the second
+    (ties: the better first value); by default ``best_of``. InputError if it cannot be."""
+    if number is not None:
+        found = [t for t in study.get_trials(deepcopy=False) if t.number == number]
+        if not found or found[0].state != TrialState.COMPLETE:
+            state = STATE_NAMES[found[0].state] if found else "not in the sweep"
+            raise InputError(f"trial #{number} of sweep {study.study_name!r} is {state}")
+        return found[0]
+    if within is None:
+        return best_of(study)
+    if len(study.directions) < 2:
+        raise InputError(
+            f"--within picks from a Pareto front, but sweep {study.study_name!r} has one "
+            "objective: use --best-of alone, or --trial N"
+        )
+    if within < 0:
+        raise InputError(f"--within must be >= 0, but got {within}")
+    best = best_of(study)
+    if best is None:
+        return None
+    sign = [1.0 if d == optuna.study.StudyDirection.MAXIMIZE else -1.0 for d in study.directions]
+    near = [t for t in front(study) if sign[0] * (t.values[0] - best.values[0]) >= -within]
+    return max(near, key=lambda t: (sign[1] * t.values[1], sign[0] * t.values[0]))
+
+
+def best_value(study: optuna.Study) -> float | None:
+    """The best value so far on the first objective (None before a trial completed)."""
+    best = best_of(study)
+    return None if best is None else first_value(best)
 
 
 # ------------------------------------------------------------------- result, events
@@ -240,8 +290,10 @@ def decoded_params(space: SearchSpace, trial: FrozenTrial) -> dict[str, Any]:
     return out
 
 
-def sweep_result(study: optuna.Study, exp: Experiment, store: Store) -> SweepResult:
-    """The sweep's counts and best trial so far (nothing written)."""
+def sweep_result(
+    study: optuna.Study, exp: Experiment, store: Store, chosen: FrozenTrial | None = None
+) -> SweepResult:
+    """The sweep's counts and best trial so far, or the ``chosen`` one (nothing written)."""
     result = SweepResult(
         study.study_name,
         store,
@@ -250,11 +302,11 @@ def sweep_result(study: optuna.Study, exp: Experiment, store: Store) -> SweepRes
         str(study.user_attrs.get(keys.ATTR_PARENT, "")),
         counts(study),
     )
-    if not result.counts["complete"]:
+    best = chosen or best_of(study)
+    if best is None:
         return result
-    best = study.best_trial
     result.best_trial = best.number
-    result.best_value = best.value
+    result.best_value = first_value(best)
     # a PBT trial ends with other values than it started with: its model was trained by those
     result.best_params = best.user_attrs.get(keys.ATTR_FINAL_PARAMS) or decoded_params(
         exp.space, best
@@ -269,7 +321,7 @@ def trial_event(study: optuna.Study, trial: FrozenTrial, total: int) -> TrialEve
     return TrialEvent(
         trial.number,
         STATE_NAMES[trial.state],
-        trial.value,
+        first_value(trial),
         trial.user_attrs.get(keys.ATTR_REASON),
         counts(study),
         best_value(study),

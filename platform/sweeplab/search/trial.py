@@ -22,6 +22,7 @@ runs one trial of a sweep on its Optuna trial, for every backend: the trial's sp
 from __future__ import annotations
 
 import contextlib
+import math
 import statistics
 import tempfile
 import traceback
@@ -101,6 +102,12 @@ class TrialOutcome:
     epochs: int
     test: dict[str, float]
     best: FitResult = field(repr=False)
+    trade_offs: list[float] = field(default_factory=list)  # the other objectives' values
+
+    @property
+    def objective_values(self) -> float | list[float]:
+        """What Optuna is told: the value, or every objective's (multi-objective)."""
+        return [self.value, *self.trade_offs] if self.trade_offs else self.value
 
 
 def aggregate(values: Sequence[float], how: str, mode: str) -> float:
@@ -236,7 +243,21 @@ def _close(exp: Experiment, tracker: Tracker, run_id: str, fits: _Fits) -> Trial
     _save_checkpoint(tracker, run_id, best)
     tracker.set_tags(run_id, {TAG_STATE: "complete"})
     tracker.end_run(run_id)
-    return TrialOutcome(value, run_id, values, std, best.epochs, best.test, best)
+    trade_offs = [_trade_off(fits, best, o.metric) for o in exp.trade_offs]
+    return TrialOutcome(value, run_id, values, std, best.epochs, best.test, best, trade_offs)
+
+
+def _trade_off(fits: _Fits, best: FitResult, metric: str) -> float:
+    """A further objective's value: a cost of the model, or a validation metric at each
+    fit's best epoch (of the first objective), averaged over the fits."""
+    if metric in best.cost:
+        return float(best.cost[metric])
+    at_best = [
+        curve[metric][min(result.best_epoch, len(curve[metric]) - 1)]
+        for curve, result in zip(fits.curves.values(), fits.results, strict=True)
+        if curve.get(metric)
+    ]
+    return statistics.fmean(at_best) if at_best else math.nan
 
 
 def _curve_keys(exp: Experiment) -> tuple[str, ...]:

@@ -29,6 +29,7 @@ from sweeplab.spec._names import (
     ScheduleName,
     SchedulerName,
 )
+from sweeplab.spec._objectives import ObjectiveConfig, objective_problems, split_objective
 from sweeplab.spec._space import SearchSpace, apply_params
 
 NonNegativeInt = Annotated[int, Field(ge=0)]
@@ -86,11 +87,6 @@ class TrainConfig(Section):
 # ----------------------------------------------------------------- objective, sweep
 
 
-class ObjectiveConfig(Section):
-    metric: str = "val_loss"
-    mode: Literal["min", "max"] = "min"
-
-
 class SweepConfig(Section):
     trials: PositiveInt = 20
     sampler: SamplerName = "tpe"
@@ -131,9 +127,18 @@ class Experiment(Section):
     data: DataConfig
     train: TrainConfig = Field(default_factory=TrainConfig)
     objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig)
+    # the objectives after the first, when the spec's objective is a list (multi-objective)
+    trade_offs: list[ObjectiveConfig] = Field(default_factory=list)
     search_space: dict[str, Any] = Field(default_factory=dict)
     sweep: SweepConfig = Field(default_factory=SweepConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+    _objective_list = model_validator(mode="before")(split_objective)
+
+    @property
+    def objectives(self) -> list[ObjectiveConfig]:
+        """Every objective: one, or several (a multi-objective sweep)."""
+        return [self.objective, *self.trade_offs]
 
     @property
     def task(self) -> Task:
@@ -199,6 +204,7 @@ class Experiment(Section):
         problems = [*self.data.problems(), *self.model.problems(self.data)]
         problems += self._view_problems()
         problems += self._metric_problems()
+        problems += objective_problems(self.objectives, self.metrics(), self.sweep)
         problems += self._train_problems()
         problems += self._backend_problems()
         if self.sweep.pruner_options:

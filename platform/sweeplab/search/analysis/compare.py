@@ -67,6 +67,7 @@ class _Sweep:
     study: optuna.Study
     parent: str
     tracker: Tracker
+    exp: Experiment
 
 
 def compare(store: Store, names: list[str]) -> tuple[Comparison, list[_Sweep]]:
@@ -85,7 +86,8 @@ def compare(store: Store, names: list[str]) -> tuple[Comparison, list[_Sweep]]:
             )
         metric, mode = objective
         tracker = Tracker(store, exp.experiment_name)
-        sweeps.append(_Sweep(name, study, str(study.user_attrs.get(ATTR_PARENT, "")), tracker))
+        parent = str(study.user_attrs.get(ATTR_PARENT, ""))
+        sweeps.append(_Sweep(name, study, parent, tracker, exp))
         rows += _rows(name, study, exp, tracker)
     sign = -1.0 if mode == "max" else 1.0
 
@@ -125,6 +127,10 @@ def _rows(name: str, study: optuna.Study, exp: Experiment, tracker: Tracker) -> 
     return rows
 
 
+def _first_objective(trial: Any) -> float:
+    return float(trial.values[0])
+
+
 def write_plots(
     comparison: Comparison, sweeps: list[_Sweep], folder: Path, top_k: int = 5
 ) -> Comparison:
@@ -135,11 +141,12 @@ def write_plots(
     folder.mkdir(parents=True, exist_ok=True)
     studies = [s.study for s in sweeps]
     target = comparison.metric
+    first = _first_objective  # the first objective's value (of several objectives too)
     drawings: list[tuple[str, Any]] = [
         (
             "optimization_history.png",
             lambda: ov.plot_optimization_history(
-                studies if len(studies) > 1 else studies[0], target_name=target
+                studies if len(studies) > 1 else studies[0], target=first, target_name=target
             ),
         )
     ]
@@ -148,14 +155,29 @@ def write_plots(
         drawings += [
             (
                 f"{prefix}parallel_coordinate.png",
-                lambda st=s.study: ov.plot_parallel_coordinate(st, target_name=target),
+                lambda st=s.study: ov.plot_parallel_coordinate(
+                    st, target=first, target_name=target
+                ),
             ),
             (
                 f"{prefix}param_importances.png",
-                lambda st=s.study: ov.plot_param_importances(st, target_name=target),
+                lambda st=s.study: ov.plot_param_importances(st, target=first, target_name=target),
             ),
-            (f"{prefix}slice.png", lambda st=s.study: ov.plot_slice(st, target_name=target)),
+            (
+                f"{prefix}slice.png",
+                lambda st=s.study: ov.plot_slice(st, target=first, target_name=target),
+            ),
         ]
+        if s.exp.trade_offs:  # a multi-objective sweep: its front, on the first two
+            names = [o.metric for o in s.exp.objectives]
+            drawings.append(
+                (
+                    f"{prefix}pareto_front.png",
+                    lambda st=s.study, names=names: ov.plot_pareto_front(
+                        st, target_names=names[:2], targets=lambda t: t.values[:2]
+                    ),
+                )
+            )
     # Optuna marks its matplotlib plots experimental, and switches the style to ggplot:
     # both are kept inside this block
     with warnings.catch_warnings(), plt.rc_context():

@@ -12,8 +12,11 @@ from sweeplab.search.keys import ATTR_EPOCHS, ATTR_REASON, ATTR_RETRIED, ATTR_RU
 from sweeplab.search.study import (
     STATE_NAMES,
     SweepResult,
+    best_of,
     counts,
     decoded_params,
+    first_value,
+    front,
     load_study,
     open_storage,
     open_study,
@@ -34,6 +37,7 @@ class TrialRow:
     params: dict[str, Any]
     reason: str | None
     run_id: str | None = None  # the trial's MLflow run
+    trade_offs: list[float] = field(default_factory=list)  # the other objectives' values
 
 
 @dataclass
@@ -45,15 +49,21 @@ class SweepStatus:
     best_number: int | None = None
     best_value: float | None = None
     rows: list[TrialRow] = field(default_factory=list)
+    trade_offs: list[str] = field(default_factory=list)  # the other objectives' metrics
+    front: list[int] = field(default_factory=list)  # a multi-objective sweep's Pareto front
 
 
 def _report(study: optuna.Study, exp: Experiment, rows: list[TrialRow]) -> SweepStatus:
     report = SweepStatus(
         study.study_name, exp.objective.metric, exp.sweep.trials, counts(study), rows=rows
     )
-    if report.counts["complete"]:
-        report.best_number = study.best_trial.number
-        report.best_value = study.best_value
+    report.trade_offs = [o.metric for o in exp.trade_offs]
+    best = best_of(study)
+    if best is not None:
+        report.best_number = best.number
+        report.best_value = first_value(best)
+        if exp.trade_offs:
+            report.front = [t.number for t in front(study)]
     return report
 
 
@@ -76,12 +86,13 @@ def trial_rows(study: optuna.Study, exp: Experiment) -> list[TrialRow]:
             TrialRow(
                 t.number,
                 STATE_NAMES[t.state],
-                t.value,
+                first_value(t),
                 epochs,
                 t.duration.total_seconds() if t.duration else None,
                 decoded_params(space, t),
                 _reason(t),
                 t.user_attrs.get(ATTR_RUN),
+                list(t.values[1:]) if t.values else [],
             )
         )
     return rows

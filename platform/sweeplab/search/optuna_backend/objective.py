@@ -30,7 +30,7 @@ class OptunaHooks:
         self.monitor = monitor
 
     def callbacks(self, restart: int) -> Sequence[Callback]:
-        if restart > 0:
+        if restart > 0 or len(self.trial.study.directions) > 1:  # Optuna prunes one objective
             return []
         return [pruning_callback(self.trial, self.monitor)]
 
@@ -41,12 +41,13 @@ class OptunaHooks:
         return {}
 
 
-def objective_for(sweep: Sweep) -> Callable[[optuna.Trial], float]:
-    """The objective of the sweep's trials: sample the params, run the trial (value)."""
+def objective_for(sweep: Sweep) -> Callable[[optuna.Trial], float | list[float]]:
+    """The objective of the sweep's trials: sample the params, run the trial (its value,
+    or every objective's)."""
     space, metric = sweep.exp.space, sweep.exp.objective.metric
 
-    def objective(trial: optuna.Trial) -> float:
+    def objective(trial: optuna.Trial) -> float | list[float]:
         params = suggest(trial, space)
-        return sweep_trial(sweep, trial, params, OptunaHooks(trial, metric)).value
+        return sweep_trial(sweep, trial, params, OptunaHooks(trial, metric)).objective_values
 
     return objective

@@ -66,7 +66,7 @@ def run_one(
     study: optuna.Study,
     storage: Any,
     trial: optuna.Trial,
-    objective: Callable[[optuna.Trial], float],
+    objective: Callable[[optuna.Trial], float | list[float]],
     max_retries: int = 0,
     death_retries: int = 0,
 ) -> FrozenTrial:

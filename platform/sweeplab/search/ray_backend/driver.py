@@ -56,6 +56,11 @@ class RayBackend:
     def check(self, exp: Experiment) -> None:
         """The Ray options against the spec, and the scheduler's options (SpecError)."""
         self.options.check(exp.sweep.scheduler, exp.sweep.pruner)
+        if exp.trade_offs and self.options.workers_per_trial > 1:
+            raise InputError(
+                "--workers-per-trial above 1 takes one objective, but the spec's objective "
+                f"lists {len(exp.objectives)}: train each trial on one worker"
+            )
         build_scheduler(exp)
 
     def kept(self) -> dict[str, Any]:
@@ -119,8 +124,8 @@ def _tuner(sweep: Sweep, on_trial: OnTrial | None, options: RayOptions) -> tune.
     else:
         searcher = SweepSearch(
             space=functools.partial(_define_by_run, exp.space),
-            metric=exp.objective.metric,
-            mode=exp.objective.mode,
+            metric=[o.metric for o in exp.objectives] if exp.trade_offs else exp.objective.metric,
+            mode=[o.mode for o in exp.objectives] if exp.trade_offs else exp.objective.mode,
             sampler=sweep.study.sampler,  # the sweep's stream (a resumed sweep: a new one)
             study_name=study.study_name,
             storage=sweep.storage,

@@ -94,12 +94,16 @@ class FitHooks:
     the same collectives.
     """
 
-    def __init__(self, metric: str, parallel: bool = False) -> None:
+    def __init__(self, metric: str, parallel: bool = False, each_epoch: bool = True) -> None:
         self.metric = metric
         self.parallel = parallel
+        # a multi-objective trial reports once, at the end, with every objective's value
+        # (Tune wants each report to hold all the searcher's metrics)
+        self.each_epoch = each_epoch
 
     def callbacks(self, restart: int) -> Sequence[Callback]:
-        return [TuneReport(self.metric, self.parallel)] if restart == 0 else []
+        report_now = restart == 0 and self.each_epoch
+        return [TuneReport(self.metric, self.parallel)] if report_now else []
 
     def trainer_options(self) -> dict[str, Any]:
         return ddp_options() if self.parallel else {}
@@ -117,9 +121,14 @@ class RayHooks(FitHooks):
     paused: tuple[type[BaseException], ...] = ()
 
     def __init__(
-        self, trial: optuna.Trial, metric: str, tracker: Tracker, ranks: list[str] | None = None
+        self,
+        trial: optuna.Trial,
+        metric: str,
+        tracker: Tracker,
+        ranks: list[str] | None = None,
+        each_epoch: bool = True,
     ) -> None:
-        super().__init__(metric, parallel=bool(ranks))
+        super().__init__(metric, parallel=bool(ranks), each_epoch=each_epoch)
         self.trial = trial
         self.tracker = tracker
         self.ranks = ranks
@@ -149,10 +158,13 @@ def run_ray_trial(
     opened = sweep.open()
     trial = optuna.Trial(opened.study, int(config[TRIAL_ID]))
     metric = sweep.exp.objective.metric
-    hooks = RayHooks(trial, metric, opened.tracker, ranks)
+    trade_offs = sweep.exp.trade_offs
+    hooks = RayHooks(trial, metric, opened.tracker, ranks, each_epoch=not trade_offs)
     hooks.prune = sweep.exp.sweep.pruner != "none"
     try:
         outcome = sweep_trial(opened, trial, sweep.params(config), hooks)
     except optuna.TrialPruned:
         return  # its last report has no FINAL: the searcher tells the study PRUNED
-    report({metric: outcome.value, "epoch": outcome.epochs, FINAL: 1}, bool(ranks))
+    values = {o.metric: v for o, v in zip(trade_offs, outcome.trade_offs, strict=True)}
+    final = {metric: outcome.value, **values, "epoch": outcome.epochs, FINAL: 1}
+    report(final, bool(ranks))

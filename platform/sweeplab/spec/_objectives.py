@@ -1,0 +1,79 @@
+"""The objective: one metric to optimize, or a list of them (a multi-objective sweep,
+whose result is a Pareto front); and what a list asks of the rest of the spec."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from sweeplab.spec._data import Section
+from sweeplab.spec._errors import did_you_mean
+
+# What a trial measures of its model besides the validation metrics (training/cost.py)
+COSTS = ("param_count", "flops_per_sample")
+
+
+class ObjectiveConfig(Section):
+    metric: str = "val_loss"
+    mode: Literal["min", "max"] = "min"
+
+
+def split_objective(data: Any) -> Any:
+    """A spec mapping whose ``objective`` is a list: the first stays ``objective``, the
+    others become ``trade_offs`` (so that every single-objective path reads one)."""
+    if isinstance(data, dict) and isinstance(data.get("objective"), list):
+        first, *rest = data["objective"] or [None]
+        data = {**data, "objective": first, "trade_offs": rest}
+    return data
+
+
+def objective_problems(
+    objectives: list[ObjectiveConfig],
+    metrics: tuple[str, ...],
+    sweep: Any,
+) -> list[tuple[str, str]]:
+    """What a multi-objective spec cannot have: a trade-off that is never measured, a
+    metric named twice, and a pruner, scheduler or sampler that judges one objective."""
+    if len(objectives) < 2:
+        return []
+    problems = []
+    allowed = (*metrics, *COSTS)
+    names = [o.metric for o in objectives]
+    for index, objective in enumerate(objectives[1:], start=1):
+        if objective.metric not in allowed:
+            hint = did_you_mean(objective.metric, allowed)
+            problems.append(
+                (
+                    f"objective.{index}.metric",
+                    f"'{objective.metric}' is never measured{hint}; allowed: {', '.join(allowed)}",
+                )
+            )
+        elif names.index(objective.metric) != index:
+            problems.append(
+                (f"objective.{index}.metric", f"'{objective.metric}' is already an objective")
+            )
+    n = len(objectives)
+    if sweep.pruner != "none":
+        problems.append(
+            (
+                "sweep.pruner",
+                f"Optuna's pruners judge one objective, but the objective lists {n}: use "
+                "pruner: none",
+            )
+        )
+    if sweep.scheduler != "none":
+        problems.append(
+            (
+                "sweep.scheduler",
+                f"Ray's schedulers stop trials on one metric, but the objective lists {n}: "
+                "use scheduler: none",
+            )
+        )
+    if sweep.sampler == "cmaes":
+        problems.append(
+            (
+                "sweep.sampler",
+                f"cmaes optimizes one objective, but the objective lists {n}: use nsga2, "
+                "tpe, random or grid",
+            )
+        )
+    return problems
