@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -42,6 +43,26 @@ def status(
         out.print(table)
         return
     report = sweep_status(where, name)
+    out.print(_trials_table(report))
+    c = report.counts
+    out.print(
+        f"{c['complete']} complete, {c['pruned']} pruned, {c['failed']} failed, "
+        f"{c['running']} running of {report.trials} requested"
+        + (f" ({c['retried']} failed attempts retried)" if c["retried"] else "")
+    )
+    if report.best_number is not None:
+        out.print(f"best: trial #{report.best_number}, {report.metric} = {num(report.best_value)}")
+    if report.front:
+        objectives = " against ".join([report.metric, *report.trade_offs])
+        numbers = ", ".join(f"#{n}" for n in report.front)
+        out.print(f"Pareto front ({objectives}), marked *: {len(report.front)} trials: {numbers}")
+
+
+def _trials_table(report: Any) -> Any:
+    """One row per trial: state, each objective's value (and the front, if several),
+    epochs, seconds, the params (— where a conditional one was not sampled), why."""
+    from rich.table import Table
+
     keys = list(dict.fromkeys(k for row in report.rows for k in row.params))
     front = set(report.front)
     table = Table(
@@ -71,16 +92,4 @@ def status(
             *(num(row.params.get(k)) for k in keys),
             row.reason or "",
         )
-    out.print(table)
-    c = report.counts
-    out.print(
-        f"{c['complete']} complete, {c['pruned']} pruned, {c['failed']} failed, "
-        f"{c['running']} running of {report.trials} requested"
-        + (f" ({c['retried']} failed attempts retried)" if c["retried"] else "")
-    )
-    if report.best_number is not None:
-        out.print(f"best: trial #{report.best_number}, {report.metric} = {num(report.best_value)}")
-    if report.front:
-        objectives = " against ".join([report.metric, *report.trade_offs])
-        numbers = ", ".join(f"#{n}" for n in report.front)
-        out.print(f"Pareto front ({objectives}), marked *: {len(front)} trials: {numbers}")
+    return table

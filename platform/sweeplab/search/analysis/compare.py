@@ -131,17 +131,14 @@ def _first_objective(trial: Any) -> float:
     return float(trial.values[0])
 
 
-def write_plots(
-    comparison: Comparison, sweeps: list[_Sweep], folder: Path, top_k: int = 5
-) -> Comparison:
-    """Draw the plots into ``folder`` and log them to each sweep's parent run."""
-    import matplotlib.pyplot as plt
+def _drawings(sweeps: list[_Sweep], target: str) -> list[tuple[str, Any]]:
+    """(file name, function that draws it) of each of Optuna's plots for ``sweeps``, on
+    the first objective's value (of several objectives too), and a multi-objective
+    sweep's Pareto front on its first two."""
     from optuna.visualization import matplotlib as ov
 
-    folder.mkdir(parents=True, exist_ok=True)
     studies = [s.study for s in sweeps]
-    target = comparison.metric
-    first = _first_objective  # the first objective's value (of several objectives too)
+    first = _first_objective
     drawings: list[tuple[str, Any]] = [
         (
             "optimization_history.png",
@@ -152,32 +149,38 @@ def write_plots(
     ]
     for s in sweeps:
         prefix = f"{s.name}_" if len(sweeps) > 1 else ""
-        drawings += [
-            (
-                f"{prefix}parallel_coordinate.png",
-                lambda st=s.study: ov.plot_parallel_coordinate(
-                    st, target=first, target_name=target
-                ),
-            ),
-            (
-                f"{prefix}param_importances.png",
-                lambda st=s.study: ov.plot_param_importances(st, target=first, target_name=target),
-            ),
-            (
-                f"{prefix}slice.png",
-                lambda st=s.study: ov.plot_slice(st, target=first, target_name=target),
-            ),
-        ]
-        if s.exp.trade_offs:  # a multi-objective sweep: its front, on the first two
-            names = [o.metric for o in s.exp.objectives]
+        for name, plot in (
+            ("parallel_coordinate", ov.plot_parallel_coordinate),
+            ("param_importances", ov.plot_param_importances),
+            ("slice", ov.plot_slice),
+        ):
+            drawings.append(
+                (
+                    f"{prefix}{name}.png",
+                    lambda st=s.study, plot=plot: plot(st, target=first, target_name=target),
+                )
+            )
+        if s.exp.trade_offs:
+            names = [o.metric for o in s.exp.objectives][:2]
             drawings.append(
                 (
                     f"{prefix}pareto_front.png",
                     lambda st=s.study, names=names: ov.plot_pareto_front(
-                        st, target_names=names[:2], targets=lambda t: t.values[:2]
+                        st, target_names=names, targets=lambda t: t.values[:2]
                     ),
                 )
             )
+    return drawings
+
+
+def write_plots(
+    comparison: Comparison, sweeps: list[_Sweep], folder: Path, top_k: int = 5
+) -> Comparison:
+    """Draw the plots into ``folder`` and log them to each sweep's parent run."""
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    drawings = _drawings(sweeps, comparison.metric)
     # Optuna marks its matplotlib plots experimental, and switches the style to ggplot:
     # both are kept inside this block
     with warnings.catch_warnings(), plt.rc_context():
