@@ -128,3 +128,25 @@ def test_transfer_learns_digits_5_to_9_as_well_as_scratch(transfer_trials: dict[
     scratch = transfer_trials["scratch"].value
     for mode in ("finetune", "feature_extraction"):
         assert abs(transfer_trials[mode].value - scratch) <= 0.05, (mode, scratch)
+
+
+@pytest.mark.slow
+def test_the_pareto_experiment_gives_a_front_over_a_tenfold_range_of_sizes(store: Any) -> None:
+    started = time.monotonic()
+    result, trials = _sweep("mlp_pareto", store)
+    seconds = time.monotonic() - started
+    front = [t for t in trials.values() if t.number in _front_numbers(store, result.name)]
+    sizes = [t.values[1] for t in front]
+    print(
+        f"mlp-pareto: {seconds:.0f} s, {len(sizes)} trials on the front, "
+        f"{min(sizes):.0f} to {max(sizes):.0f} parameters"
+    )
+    assert max(sizes) >= 10 * min(sizes)
+    assert seconds < 300
+
+
+def _front_numbers(store: Any, name: str) -> set[int]:
+    import optuna
+
+    study = optuna.load_study(study_name=name, storage=store.storage_url)
+    return {t.number for t in study.best_trials}

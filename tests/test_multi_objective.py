@@ -71,6 +71,12 @@ def test_a_multi_objective_sweep_returns_a_front_and_promotes_the_rule_s_pick(
     compared = sweeplab("compare", "pareto", *root, "--out", str(tmp_path / "cmp"))
     assert compared.returncode == 0, compared.stderr
     assert (tmp_path / "cmp" / "pareto_front.png").stat().st_size > 5000
+    table = sweeplab("compare", "pareto", *root, "--no-plots", "-f", "csv")
+    import csv
+
+    rows = list(csv.DictReader(table.stdout.splitlines()))
+    assert {int(r["trial"]) for r in rows if r["front"] == "*"} == {t.number for t in front}
+    assert all(r["param_count"] for r in rows)
 
     # the README's rule: of the front's trials within TOL of the best val_acc, the
     # smallest (ties: the more accurate)

@@ -191,3 +191,29 @@ def test_a_conditional_sweep_leaves_absent_params_out_of_runs_status_and_compare
     compared = sweeplab("compare", "structured", *root, "--out", str(tmp_path / "cmp"))
     assert compared.returncode == 0, compared.stderr
     assert (tmp_path / "cmp" / "parallel_coordinate.png").exists()
+
+
+def test_a_layers_entry_fits_any_list_of_widths_and_is_checked_at_its_ends() -> None:
+    """A CNN's channels and its head: the ends of the range are tried as specs (a CNN
+    needs at least one conv block, so depth 0 names the entry)."""
+    cnn = {"arch": "cnn", "channels": [8], "head": [16]}
+    layers = {"type": "layers", "width": {"low": 4, "high": 32, "step": 4}}
+    exp = spec_from_dict(
+        tiny_spec(
+            model=cnn,
+            data={"dataset": "digits"},
+            search_space={
+                "model.channels": {**layers, "depth": {"low": 1, "high": 2}},
+                "model.head": {**layers, "depth": {"low": 0, "high": 2}},
+            },
+        )
+    )
+    assert exp.space.root["model.channels"].corners() == [[4], [32, 32]]
+    with pytest.raises(SpecError, match=r"model\.channels: choice \[\] makes the spec invalid"):
+        spec_from_dict(
+            tiny_spec(
+                model=cnn,
+                data={"dataset": "digits"},
+                search_space={"model.channels": {**layers, "depth": {"low": 0, "high": 2}}},
+            )
+        )

@@ -87,6 +87,9 @@ def _records(comparison: Any, several: bool) -> list[dict[str, Any]]:
         if several:
             row["sweep"] = r.sweep
         row |= {"trial": r.trial, "state": r.state, comparison.metric: _cell(r.value)}
+        row |= {k: _cell(v) for k, v in r.trade_offs.items()}  # a multi-objective sweep's
+        if r.front is not None:
+            row["front"] = "*" if r.front else ""
         row |= {k: _cell(r.params.get(k)) for k in keys}
         row |= {
             "epochs": _cell(r.epochs),

@@ -18,7 +18,7 @@ import optuna
 
 from sweeplab.search.analysis.status import trial_rows
 from sweeplab.search.keys import ATTR_PARENT, TAG_SWEEP
-from sweeplab.search.study import load_study
+from sweeplab.search.study import front, load_study
 from sweeplab.spec import Experiment, InputError
 from sweeplab.store import Store
 from sweeplab.tracking.tracker import Tracker
@@ -42,6 +42,8 @@ class Row:
     param_count: int | None
     run_id: str | None
     rank: int | None = None
+    trade_offs: dict[str, float] = field(default_factory=dict)  # the other objectives
+    front: bool | None = None  # on a multi-objective sweep's Pareto front (None: one)
 
 
 @dataclass
@@ -108,6 +110,8 @@ def _rows(name: str, study: optuna.Study, exp: Experiment, tracker: Tracker) -> 
         [tracker.experiment_id], f"tags.`{TAG_SWEEP}` = '{name}'", max_results=5000
     )
     counts = {r.info.run_id: r.data.metrics.get("param_count") for r in runs}
+    names = [o.metric for o in exp.trade_offs]
+    on_front = {t.number for t in front(study)} if names else set()
     rows = []
     for t in trial_rows(study, exp):
         param_count = counts.get(t.run_id)
@@ -122,6 +126,8 @@ def _rows(name: str, study: optuna.Study, exp: Experiment, tracker: Tracker) -> 
                 t.seconds,
                 int(param_count) if param_count is not None else None,
                 t.run_id,
+                trade_offs=dict(zip(names, t.trade_offs, strict=False)),
+                front=(t.number in on_front) if names else None,
             )
         )
     return rows
