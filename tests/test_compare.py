@@ -129,3 +129,32 @@ def test_sweeps_of_other_objectives_cannot_be_compared(finished: Finished) -> No
     assert "only sweeps of the same objective" in out.stderr and "val_loss" in out.stderr
     missing = _in_process("compare", "god", "--store", str(finished.store.root))
     assert missing.exit_code == 1 and "did you mean 'good'" in missing.stderr
+
+
+def test_compare_reads_every_run_of_a_sweep_past_5000(tmp_path: Path) -> None:
+    """A sweep whose experiment holds more than 5,000 runs of it (restart runs, written
+    through MLflow's client after the trials, so newer than theirs): every trial still
+    gets its parameter count; nothing is dropped at a page's end."""
+    from sweeplab.search import run_sweep
+    from sweeplab.spec import spec_from_dict
+    from sweeplab.store import Store
+    from tests.conftest import tiny_spec
+
+    store = Store.resolve(tmp_path / "store")
+    exp = spec_from_dict(
+        tiny_spec(train={"max_epochs": 1}, sweep={"trials": 3}, tracking={"experiment": "big"})
+    )
+    run_sweep(exp, store, name="big")
+    client = MlflowClient(store.tracking_uri)
+    experiment = client.get_experiment_by_name("big")
+    assert experiment is not None
+    trial_run = optuna.load_study(study_name="big", storage=store.storage_url).trials[0]
+    parent = trial_run.user_attrs["mlflow_run_id"]
+    for i in range(5_001):
+        client.create_run(
+            experiment.experiment_id,
+            run_name=f"trial-0-restart{i}",
+            tags={"sweeplab.sweep": "big", "mlflow.parentRunId": parent, "sweeplab.restart": i},
+        )
+    comparison, _ = compare(store, ["big"])
+    assert sorted(r.trial for r in comparison.rows if r.param_count is not None) == [0, 1, 2]

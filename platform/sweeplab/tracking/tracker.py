@@ -36,6 +36,9 @@ def _param_text(value: Any) -> str:
     return text[:MAX_PARAM]
 
 
+SEARCH_PAGE = 5000  # runs per call of MLflow's search
+
+
 class Tracker:
     """One MLflow experiment; every write names its run id explicitly."""
 
@@ -69,6 +72,20 @@ class Tracker:
         if params:
             self.log_params(run_id, params)
         return run_id
+
+    def search(self, filter_string: str) -> list[Any]:
+        """Every run of the experiment that matches ``filter_string``, page by page: one
+        call of MLflow's search returns at most a page, and nothing says more were left."""
+        runs: list[Any] = []
+        token = None
+        while True:
+            page = self.client.search_runs(
+                [self.experiment_id], filter_string, max_results=SEARCH_PAGE, page_token=token
+            )
+            runs += page
+            token = page.token
+            if not token:
+                return runs
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         items = [Param(k, _param_text(v)) for k, v in params.items()]

@@ -106,9 +106,7 @@ def compare(store: Store, names: list[str]) -> tuple[Comparison, list[_Sweep]]:
 def _rows(name: str, study: optuna.Study, exp: Experiment, tracker: Tracker) -> list[Row]:
     """The sweep's trial rows (as ``sweeplab status`` reads them) with each run's
     parameter count from MLflow."""
-    runs = tracker.client.search_runs(
-        [tracker.experiment_id], f"tags.`{TAG_SWEEP}` = '{name}'", max_results=5000
-    )
+    runs = tracker.search(f"tags.`{TAG_SWEEP}` = '{name}'")  # restart runs too: all pages
     counts = {r.info.run_id: r.data.metrics.get("param_count") for r in runs}
     names = [o.metric for o in exp.trade_offs]
     on_front = {t.number for t in front(study)} if names else set()
