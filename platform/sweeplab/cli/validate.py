@@ -73,9 +73,10 @@ def validate(
             if sweep.scheduler == "pbt"
             else f"{sweep.sampler}/{sweep.scheduler} on Ray"
         )
+    objectives = " against ".join(f"{o.metric} ({o.mode})" for o in exp.objectives)
     out.print(
         f"{spec}: valid — {exp.model.arch} on {exp.data.dataset}, objective "
-        f"{exp.objective.metric} ({exp.objective.mode}), {len(space)} searched "
+        f"{objectives}, {len(space)} searched "
         f"parameter(s), {sweep.trials} trials with {how}" + (", smoke test passed" if smoke else "")
     )
     for key, dist in space.items():
