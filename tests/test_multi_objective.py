@@ -68,13 +68,13 @@ def test_a_multi_objective_sweep_returns_a_front_and_promotes_the_rule_s_pick(
     for t in front:
         assert f"#{t.number}" in status.stdout.rsplit("Pareto front", 1)[1]
 
-    compared = sweeplab("compare", "pareto", *root, "--out", str(tmp_path / "cmp"))
+    out_dir = ["--out", str(tmp_path / "cmp")]
+    compared = sweeplab("compare", "pareto", *root, *out_dir, "-f", "csv")
     assert compared.returncode == 0, compared.stderr
     assert (tmp_path / "cmp" / "pareto_front.png").stat().st_size > 5000
-    table = sweeplab("compare", "pareto", *root, "--no-plots", "-f", "csv")
     import csv
 
-    rows = list(csv.DictReader(table.stdout.splitlines()))
+    rows = list(csv.DictReader(compared.stdout.splitlines()))
     assert {int(r["trial"]) for r in rows if r["front"] == "*"} == {t.number for t in front}
     assert all(r["param_count"] for r in rows)
 
