@@ -28,7 +28,8 @@ SET = typer.Option(
     "--set",
     "-s",
     metavar="PATH=VALUE",
-    help="Override a spec field by dotted path, e.g. --set train.lr=3e-3 (repeatable).",
+    help="Override a spec field by dotted path, e.g. --set train.lr=3e-3, or a search-space "
+    "entry's field, e.g. --set search_space.train.lr.high=0.1 (repeatable).",
 )
 STORE = typer.Option(
     None,
