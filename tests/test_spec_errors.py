@@ -17,6 +17,7 @@ runner = CliRunner()
 OPTIMIZERS = {"train.optimizer": {"type": "categorical", "choices": ["sgd", "adam"]}}
 MOMENTUM = {"type": "float", "low": 0.5, "high": 0.95}
 LR = {"type": "float", "low": 1e-3, "high": 1e-1, "log": True}
+SMALL_LAYERS = {"type": "layers", "depth": {"low": 1, "high": 2}, "width": {"low": 4, "high": 8}}
 
 
 def _files(folder: Path) -> set[Path]:
@@ -347,15 +348,7 @@ CASES: list[tuple[str, dict[str, Any], str, list[str]]] = [
     ),
     (
         "layers on a number",
-        {
-            "search_space": {
-                "train.lr": {
-                    "type": "layers",
-                    "depth": {"low": 1, "high": 2},
-                    "width": {"low": 4, "high": 8},
-                }
-            }
-        },
+        {"search_space": {"train.lr": SMALL_LAYERS}},
         "train.lr",
         ["a layers distribution gives a list of layer widths", "0.01"],
     ),
@@ -363,13 +356,7 @@ CASES: list[tuple[str, dict[str, Any], str, list[str]]] = [
         "layers with the grid sampler",
         {
             "sweep": {"sampler": "grid"},
-            "search_space": {
-                "model.hidden": {
-                    "type": "layers",
-                    "depth": {"low": 1, "high": 2},
-                    "width": {"low": 4, "high": 8},
-                }
-            },
+            "search_space": {"model.hidden": SMALL_LAYERS},
         },
         "model.hidden",
         ["the grid sampler takes no conditional or layers entries"],

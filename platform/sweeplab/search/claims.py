@@ -66,7 +66,7 @@ def heartbeat(storage: Any, trial: optuna.Trial) -> Iterator[None]:
     """
     trial_id = trial._trial_id  # private: the storage's id, which Optuna's own thread uses
     storage.record_heartbeat(trial_id)
-    with _beating(lambda: storage.record_heartbeat(trial_id)):
+    with every(HEARTBEAT_SECONDS, lambda: storage.record_heartbeat(trial_id)):
         yield
 
 
@@ -83,21 +83,22 @@ def owned_heartbeats(storage: Any, study: optuna.Study, who: str) -> Iterator[No
             if t.user_attrs.get(ATTR_OWNER) == who:
                 storage.record_heartbeat(t._trial_id)  # private, as in Recovery.run
 
-    with _beating(beat):
+    with every(HEARTBEAT_SECONDS, beat):
         yield
 
 
 @contextlib.contextmanager
-def _beating(beat: Callable[[], None]) -> Iterator[None]:
-    """Call ``beat`` every ``HEARTBEAT_SECONDS`` in a daemon thread until the block ends."""
+def every(seconds: float, call: Callable[[], None]) -> Iterator[None]:
+    """Call ``call`` every ``seconds`` in a daemon thread until the block ends (heartbeats,
+    a pool's progress); a call that raises is skipped: the next one comes on time."""
     stop = threading.Event()
 
     def loop() -> None:
-        while not stop.wait(HEARTBEAT_SECONDS):
+        while not stop.wait(seconds):
             with contextlib.suppress(Exception):  # a lost beat only delays nothing
-                beat()
+                call()
 
-    thread = threading.Thread(target=loop, name="sweeplab-heartbeat", daemon=True)
+    thread = threading.Thread(target=loop, name="sweeplab-every", daemon=True)
     thread.start()
     try:
         yield

@@ -126,10 +126,10 @@ def _suggest_one(trial: optuna.Trial, key: str, dist: Any) -> Any:
     if isinstance(dist, IntDist):
         return trial.suggest_int(key, dist.low, dist.high, log=dist.log, step=dist.step)
     if isinstance(dist, LayersDist):  # the depth, then each layer's width on its own
-        depth = trial.suggest_int(f"{key}.depth", dist.depth.low, dist.depth.high)
+        depth = trial.suggest_int(dist.part(key, "depth"), dist.depth.low, dist.depth.high)
         w = dist.width
         return [
-            trial.suggest_int(f"{key}.{i}", w.low, w.high, log=w.log, step=w.step)
+            trial.suggest_int(dist.part(key, i), w.low, w.high, log=w.log, step=w.step)
             for i in range(depth)
         ]
     return decode_choice(dist, trial.suggest_categorical(key, choice_keys(dist.choices)))

@@ -193,13 +193,22 @@ def first_value(trial: FrozenTrial) -> float | None:
 def best_of(study: optuna.Study) -> FrozenTrial | None:
     """The best trial on the first objective (None before one completed); of a
     multi-objective study, the end of its Pareto front on that objective."""
+    if len(study.directions) == 1:
+        try:
+            return study.best_trial
+        except ValueError:  # none completed yet
+            return None
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
         return None
-    if len(study.directions) == 1:
-        return study.best_trial
-    sign = 1.0 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else -1.0
+    sign = _signs(study)[0]
     return max(complete, key=lambda t: (sign * t.values[0], -t.number))
+
+
+def _signs(study: optuna.Study) -> list[float]:
+    """Per objective: 1 where higher is better, -1 where lower is."""
+    maximize = optuna.study.StudyDirection.MAXIMIZE
+    return [1.0 if d == maximize else -1.0 for d in study.directions]
 
 
 def front(study: optuna.Study) -> list[FrozenTrial]:
@@ -232,7 +241,7 @@ def choose(
     best = best_of(study)
     if best is None:
         return None
-    sign = [1.0 if d == optuna.study.StudyDirection.MAXIMIZE else -1.0 for d in study.directions]
+    sign = _signs(study)
     near = [t for t in front(study) if sign[0] * (t.values[0] - best.values[0]) >= -within]
     return max(near, key=lambda t: (sign[1] * t.values[1], sign[0] * t.values[0]))
 
@@ -281,9 +290,9 @@ def decoded_params(space: SearchSpace, trial: FrozenTrial) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, dist in space.items():
         if isinstance(dist, LayersDist):
-            depth = trial.params.get(f"{key}.depth")
+            depth = trial.params.get(dist.part(key, "depth"))
             if depth is not None:
-                out[key] = [trial.params[f"{key}.{i}"] for i in range(int(depth))]
+                out[key] = [trial.params[dist.part(key, i)] for i in range(int(depth))]
         elif key in trial.params:
             value = trial.params[key]
             out[key] = decode_choice(dist, value) if isinstance(dist, CategoricalDist) else value

@@ -167,6 +167,8 @@ def check_space(exp: Experiment, file: str | None, corners: bool = True) -> list
     searchable = [
         p for p in leaf_paths(tree) if p.split(".")[0] in SEARCHABLE_SECTIONS and "." in p
     ]
+    structure = structure_issues(space, exp, file)
+    corners = corners and not structure  # a space whose conditions are wrong: no corners
     issues = []
     for key, dist in space.items():
         if key.split(".")[0] not in SEARCHABLE_SECTIONS or not has_path(tree, key):
@@ -181,9 +183,8 @@ def check_space(exp: Experiment, file: str | None, corners: bool = True) -> list
             )
             continue
         issues += _check_fit(space, tree, key, dist, file, corners)
-    structure = structure_issues(space, exp, file)
-    if structure:  # corners of a space whose conditions are wrong prove nothing
-        return [i for i in issues if "makes the spec invalid" not in i.message] + structure
+    if structure:
+        return issues + structure
     if exp.sweep.sampler == "grid":
         for key, dist in space.items():
             if isinstance(dist, FloatDist) and dist.step is None:

@@ -135,6 +135,12 @@ class LayersDist(_Dist):
     depth: DepthRange
     width: WidthRange
 
+    @staticmethod
+    def part(key: str, which: str | int) -> str:
+        """The name of a parameter of entry ``key``: ``part(key, "depth")``, or the width
+        of layer ``which`` (``KEY.0``, ``KEY.1``…). Sampling and decoding both use it."""
+        return f"{key}.{which}"
+
     def corners(self) -> list[Any]:
         w = self.width
         top = w.high - (w.high - w.low) % w.step

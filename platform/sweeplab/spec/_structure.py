@@ -28,15 +28,16 @@ def structure_issues(space: SearchSpace, exp: Experiment, file: str | None) -> l
                 issues.append(SpecIssue(file, f"{key}.when", message))
     issues += _circles(space, file)
     structured = [k for k, d in space.items() if d.when or isinstance(d, LayersDist)]
-    refusal = {
-        "grid": "the grid sampler takes no conditional or layers entries (a grid is every "
-        "combination of fixed values): use categorical choices, or another sampler",
-    }.get(exp.sweep.sampler) or {
-        "pbt": "PBT draws its population without conditions or layers: use another scheduler",
-    }.get(exp.sweep.scheduler)
-    if refusal:
-        issues += [SpecIssue(file, key, refusal) for key in structured]
-    return issues
+    if exp.sweep.sampler == "grid":
+        refusal = (
+            "the grid sampler takes no conditional or layers entries (a grid is every "
+            "combination of fixed values): use categorical choices, or another sampler"
+        )
+    elif exp.sweep.scheduler == "pbt":
+        refusal = "PBT draws its population without conditions or layers: use another scheduler"
+    else:
+        return issues
+    return issues + [SpecIssue(file, key, refusal) for key in structured]
 
 
 def _condition_issue(space: SearchSpace, key: str, path: str, values: list[Any]) -> str:

@@ -21,13 +21,13 @@ import multiprocessing
 import os
 import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from sweeplab.logs import scoped_environ
+from sweeplab.search.claims import every
 from sweeplab.search.optuna_backend.options import LocalWorkers
 from sweeplab.search.optuna_backend.worker import take_trials
 from sweeplab.search.study import STATE_NAMES, Sweep, TrialEvent, open_sweep, trial_event
@@ -59,7 +59,8 @@ def run_workers(
     progress = _Progress(sweep, on_trial)
     try:
         if here:
-            with _Reporting(progress), _torch_threads(threads):
+            # progress events from a thread while this process trains as worker 0
+            with every(POLL_SECONDS, progress.report), _torch_threads(threads):
                 take_trials(sweep, None)
         # every worker asked each time (not any(), which stops at the first alive): asking
         # reaps a dead one, which until then is a zombie that looks alive to the others
@@ -109,26 +110,6 @@ def _torch_threads(threads: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
-
-
-class _Reporting:
-    """Progress events from a thread while this process trains as worker 0."""
-
-    def __init__(self, progress: _Progress) -> None:
-        self.progress = progress
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._loop, name="sweeplab-progress", daemon=True)
-
-    def _loop(self) -> None:
-        while not self.stop.wait(POLL_SECONDS):
-            self.progress.report()
-
-    def __enter__(self) -> None:
-        self.thread.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join()
 
 
 def _stop(processes: list[Any]) -> None:
