@@ -9,7 +9,14 @@ learning-curve figure, the checkpoint file, end), and the agents' coordination.
     optuna      3 processes, study.optimize of the bare 10 ms objective, same server
     sweeplab    `sweeplab sweep` in one process and 2 `sweeplab agent`s
 
-Overhead per trial = wall time x 3 processes / 300 trials - 10 ms.
+Overhead per trial = time x 3 processes / 300 trials - 10 ms, for two times:
+
+    wall        from starting the processes to the last one's exit: imports, the
+                databases' set-up and the sweep's end included (fixed costs, spread
+                over the trials)
+    trials      from the first trial's start to the last trial's end, as the Optuna
+                storage recorded them: the cost each further trial adds, which is
+                what the target (<= 100 ms beyond Optuna's) is judged on
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -83,13 +91,25 @@ def run_worker(role: str, storage: str, tracking: str, root: str) -> None:
     if role == "sweep":
         run_sweep(spec_from_dict(SPEC), store, name="bookkeeping")
         return
-    while "bookkeeping" not in optuna.get_all_study_names(storage):
+    while not _created(storage, "bookkeeping"):
         time.sleep(0.1)
     continue_sweep(store, "bookkeeping")
 
 
-def timed(roles: list[str], storage: str, tracking: str, root: Path) -> float:
-    started = time.perf_counter()
+def _created(storage: str, name: str) -> bool:
+    """The sweep exists with its spec (a study is created first, its attributes after)."""
+    import optuna
+
+    from sweeplab.search.keys import ATTR_SPEC
+
+    if name not in optuna.get_all_study_names(storage):
+        return False
+    return ATTR_SPEC in optuna.load_study(study_name=name, storage=storage).user_attrs
+
+
+def timed(roles: list[str], storage: str, tracking: str, root: Path) -> tuple[datetime, datetime]:
+    """When the processes were started, and when the last one exited."""
+    started = datetime.now()
     procs = [
         subprocess.Popen(
             [sys.executable, __file__, "--role", role, storage, tracking, str(root)],
@@ -100,14 +120,19 @@ def timed(roles: list[str], storage: str, tracking: str, root: Path) -> float:
     for proc in procs:
         if proc.wait() != 0:
             raise SystemExit(f"a {roles} process failed")
-    return time.perf_counter() - started
+    return started, datetime.now()
 
 
-def finished(storage: str, study: str) -> int:
+def finished(storage: str, study: str) -> tuple[int, datetime, datetime]:
+    """How many trials finished, the first one's start and the last one's end (Optuna
+    records local times without a zone, as ``datetime.now()``)."""
     import optuna
 
     trials = optuna.load_study(study_name=study, storage=storage).trials
-    return sum(t.state.is_finished() for t in trials)
+    ended = [t for t in trials if t.state.is_finished() and t.datetime_start is not None]
+    first = min(t.datetime_start for t in ended if t.datetime_start is not None)
+    last = max(t.datetime_complete for t in ended if t.datetime_complete is not None)
+    return len(ended), first, last
 
 
 def main() -> None:
@@ -120,17 +145,32 @@ def main() -> None:
         storage, tracking = server.create("optuna"), server.create("mlflow")
         optuna.create_study(study_name="bare", storage=storage)
         bare = timed(["optuna"] * AGENTS, storage, tracking, Path(tmp))
-        print(f"optuna: {bare:.1f} s", file=sys.stderr)
         ours = timed(["sweep"] + ["agent"] * (AGENTS - 1), storage, tracking, Path(tmp))
-        print(f"sweeplab: {ours:.1f} s", file=sys.stderr)
-        counts = finished(storage, "bare"), finished(storage, "bookkeeping")
+        found = {"optuna": finished(storage, "bare"), "sweeplab": finished(storage, "bookkeeping")}
     print(f"{AGENTS} processes, {TRIALS} trials, {WORK_S * 1000:.0f} ms objective, PostgreSQL")
-    print(f"finished trials: optuna {counts[0]}, sweeplab {counts[1]}")
-    for label, wall in (("optuna", bare), ("sweeplab", ours)):
-        per_trial = wall * AGENTS / TRIALS - WORK_S
-        print(f"{label:9s} {wall:7.1f} s   overhead per trial {per_trial * 1000:6.1f} ms")
-    extra = (ours - bare) * AGENTS / TRIALS
-    print(f"sweeplab's bookkeeping beyond Optuna's: {extra * 1000:.1f} ms per trial")
+    print("           trials   wall     per trial   first to last trial  per trial  start-up  end")
+    spans = {}
+    for label, (launched, exited) in (("optuna", bare), ("sweeplab", ours)):
+        count, first, last = found[label]
+        wall, span = (exited - launched).total_seconds(), (last - first).total_seconds()
+        spans[label] = (wall, span)
+        print(
+            f"{label:9s} {count:6d} {wall:6.1f} s {_per_trial(wall):7.1f} ms   {span:10.1f} s"
+            f"      {_per_trial(span):7.1f} ms  {(first - launched).total_seconds():6.1f} s"
+            f"  {(exited - last).total_seconds():4.1f} s"
+        )
+    trial_extra = (spans["sweeplab"][1] - spans["optuna"][1]) * AGENTS / TRIALS * 1000
+    wall_extra = (spans["sweeplab"][0] - spans["optuna"][0]) * AGENTS / TRIALS * 1000
+    verdict = "met" if trial_extra <= 100 else "MISSED"
+    print(
+        f"sweeplab's bookkeeping beyond Optuna's, per trial: {trial_extra:.1f} ms ({verdict}: "
+        f"target <= 100 ms); {wall_extra:.1f} ms with start-up and the sweep's end spread "
+        "over the trials"
+    )
+
+
+def _per_trial(seconds: float) -> float:
+    return (seconds * AGENTS / TRIALS - WORK_S) * 1000
 
 
 if __name__ == "__main__":

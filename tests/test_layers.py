@@ -39,6 +39,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "sweeplab.search.keys",
             "sweeplab.search.study",
             "sweeplab.search.sampling",
+            "sweeplab.search.curves",
             "sweeplab.search.trial",
             "sweeplab.search.claims",
         ),

@@ -247,3 +247,46 @@ def test_the_browser_shows_the_sweep_runs_with_their_metrics(
     finally:
         driver.quit()
         stop_server(proc)
+
+
+def test_the_sweep_report_opens_inside_the_mlflow_ui(finished: Finished, tmp_path: Any) -> None:
+    """The parent run's report.html in MLflow's artifact view (a sandboxed frame):
+    plotly.js unpacks offline, every figure is drawn, and every trial is in the table."""
+    import optuna
+    from mlflow import MlflowClient
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    study = optuna.load_study(study_name=finished.sweep, storage=finished.store.storage_url)
+    parent = study.user_attrs["sweeplab.parent_run_id"]
+    experiment = MlflowClient(finished.store.tracking_uri).get_experiment_by_name(
+        finished.experiment
+    )
+    assert experiment is not None
+    driver = _browser(tmp_path)
+    port = free_port()
+    proc = _ui(str(finished.store.root), port)
+    try:
+        wait = WebDriverWait(driver, 60)
+        driver.get(
+            f"http://127.0.0.1:{port}/#/experiments/{experiment.experiment_id}/runs/{parent}"
+            "/artifacts/report.html"
+        )
+        frame = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "iframe.mlflow-html-iframe"))
+        driver.switch_to.frame(frame)
+        body = wait.until(lambda d: d.find_element(By.TAG_NAME, "body"))
+        status = driver.find_element(By.ID, "status")
+        wait.until(lambda d: body.get_attribute("data-drawn") or status.text)
+        assert status.text == ""
+        figures = driver.find_elements(By.CSS_SELECTOR, "[data-figure]")
+        assert int(body.get_attribute("data-drawn") or 0) == len(figures) >= 3
+        for figure in figures:  # plotly drew an SVG in each
+            assert figure.find_elements(By.CSS_SELECTOR, "svg.main-svg")
+        rows = driver.find_elements(By.CSS_SELECTOR, "tr[data-trial]")
+        assert sorted(int(r.get_attribute("data-trial") or -1) for r in rows) == [
+            t.number for t in study.trials
+        ]
+        assert "val_acc" in driver.find_element(By.TAG_NAME, "table").text
+    finally:
+        driver.quit()
+        stop_server(proc)

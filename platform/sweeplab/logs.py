@@ -28,16 +28,17 @@ LIGHTNING_NOISE = (
 )
 
 
-def quiet_libraries(training: bool = False) -> None:
+def quiet_libraries(training: bool = False, mlflow: bool = True) -> None:
     """Keep library chatter (MLflow migrations and download bars, Optuna's per-trial lines,
     Lightning's start-up lines) off the terminal: sweeplab shows its own progress.
 
     MLflow, Optuna and Lightning set their loggers up when imported, so they are imported
     here before being quieted; Lightning (seconds to import) only for a process that
-    trains (``training``).
+    trains (``training``), MLflow (a second) only for one that reads or writes runs.
     """
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    import mlflow  # noqa: F401
+    if mlflow:
+        import mlflow as _  # noqa: F401
     import optuna
 
     if training:

@@ -30,12 +30,23 @@ def compare(
         None, "--out", help="Folder for the plots [default: STORE/compare/SWEEP]."
     ),
     top_k: int = typer.Option(5, "--top-k", min=1, help="Trials in the learning-curve overlay."),
+    redraw: bool = typer.Option(
+        False, "--redraw", help="Draw the plots again even if the trials have not changed."
+    ),
+    ui_url: str | None = typer.Option(
+        None,
+        "--ui-url",
+        help="The MLflow UI the report's rows link to [default: the tracking server, or "
+        "http://127.0.0.1:5000 (sweeplab ui) for an embedded store].",
+    ),
     store: Path | None = STORE,
     tracking_uri: str | None = TRACKING_URI,
     storage: str | None = STORAGE,
 ) -> None:
     """Rank the trials of one or more sweeps; write optimization history, parallel
-    coordinates, parameter importances, slices and the top trials' learning curves."""
+    coordinates, parameter importances, slices and the top trials' learning curves, and
+    an interactive HTML report (report.html) that the MLflow UI shows in the parent run.
+    A sweep's end draws them; they are drawn again only when its trials have changed."""
     from sweeplab.cli._common import open_store, quiet_libraries
 
     where = open_store(store, tracking_uri, storage)
@@ -48,8 +59,10 @@ def compare(
     comparison, studies = compare_sweeps(where, sweeps)
     if plots:
         folder = out_dir or _inside(where.root / "compare", "+".join(comparison.sweeps))
-        err.print(f"drawing plots into {folder} …")
-        write_plots(comparison, studies, folder, top_k)
+        err.print(f"plots in {folder} …")
+        write_plots(comparison, studies, folder, top_k, ui_url, redraw)
+        if comparison.reused:
+            err.print("the plots are current (drawn from these trials); --redraw draws them again")
         for skipped in comparison.skipped:
             err.print(f"skipped {skipped}")
     rows = _records(comparison, several=len(comparison.sweeps) > 1)
@@ -60,6 +73,7 @@ def compare(
             "sweeps": comparison.sweeps,
             "trials": comparison.records(),
             "plots": [str(p) for p in comparison.plots],
+            "report": str(comparison.report) if comparison.report else None,
         }
         out.print(json.dumps(payload, indent=2))
     elif fmt is Format.csv:
@@ -77,6 +91,8 @@ def compare(
             f"{len(comparison.plots)} plots in {comparison.plots[0].parent}, also logged "
             "to each sweep's parent run under compare/"
         )
+    if plots and comparison.report is not None and fmt is Format.table:
+        out.print(f"report: {comparison.report} (in the MLflow UI: the parent run's report.html)")
 
 
 def _records(comparison: Any, several: bool) -> list[dict[str, Any]]:

@@ -24,7 +24,7 @@ def status(
     where = open_store(store, storage=storage)
     if not where.storage_exists():
         raise fail(f"no sweeps yet: {where.storage_url} does not exist")
-    quiet_libraries()
+    quiet_libraries(mlflow=False)  # status reads the Optuna storage only
     from sweeplab.search import list_sweeps, sweep_status
 
     if name is None:

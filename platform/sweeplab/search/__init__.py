@@ -26,7 +26,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from sweeplab.search.analysis.compare import Comparison, compare, write_plots
+    from sweeplab.search.analysis.compare import Comparison, compare
+    from sweeplab.search.analysis.plots import write_plots
     from sweeplab.search.analysis.status import (
         SweepStatus,
         TrialRow,
@@ -58,7 +59,7 @@ _PUBLIC = {
     "SweepStatus": "analysis.status",
     "TrialRow": "analysis.status",
     "compare": "analysis.compare",
-    "write_plots": "analysis.compare",
+    "write_plots": "analysis.plots",
     "Comparison": "analysis.compare",
 }
 

@@ -15,9 +15,11 @@ their MLflow runs (and nested runs) end KILLED with the reason.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -137,9 +139,16 @@ class Recovery:
         self.max_retries = sweep.exp.sweep.max_retries
         self.death_retries = sweep.exp.sweep.death_retries
         self.checked: set[int] = set()
+        self._last = -math.inf
 
-    def run(self) -> list[int]:
-        """Fail dead workers' trials; end the runs left RUNNING. Returns those trials' numbers."""
+    def run(self, every: float = 0.0) -> list[int]:
+        """Fail dead workers' trials; end the runs left RUNNING. Returns those trials' numbers.
+
+        ``every``: do nothing if it ran less than that many seconds ago (its queries
+        were the largest part of a worker's bookkeeping between two short trials)."""
+        if time.monotonic() - self._last < every:
+            return []
+        self._last = time.monotonic()
         storage = self.storage
         host = socket.gethostname()
         # Optuna's fail_stale_trials fails them without a reason, and a finished trial

@@ -44,6 +44,7 @@ TAG_RANKS = "sweeplab.ranks"  # a data-parallel trial: host:pid of each rank, ra
 TAG_BEST_TRIAL = "sweeplab.best_trial"  # on the parent run, once finished
 TAG_BEST_RUN = "sweeplab.best_run_id"
 TAG_REGISTERED = "sweeplab.registered"  # on the parent run: name/version of its best model
+TAG_CURVE = "sweeplab.learning_curve"  # a trial's run: its learning_curve.png is drawn
 TAG_SAME_AS = "sweeplab.same_as"  # a trial's run: the earlier trial with the same params
 TAG_VALUE = "sweeplab.value"  # on a model version: the trial's objective value
 

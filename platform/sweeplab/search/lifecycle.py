@@ -17,6 +17,7 @@ parent run ends KILLED, and ``SweepInterrupted`` carries what was finished.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -28,6 +29,7 @@ from optuna.trial import TrialState
 from sweeplab.search import keys
 from sweeplab.search.catalog import BACKENDS
 from sweeplab.search.claims import Recovery, claim_lock, owner
+from sweeplab.search.curves import draw_trial_figures
 from sweeplab.search.publish import register_best
 from sweeplab.search.sampling import build_pruner, build_sampler, load
 from sweeplab.search.study import (
@@ -44,6 +46,8 @@ from sweeplab.spec import NAME_PATTERN, Experiment, InputError
 from sweeplab.store import Store
 from sweeplab.tracking.plots import sweep_history
 from sweeplab.tracking.tracker import Tracker, flatten
+
+logger = logging.getLogger(__name__)
 
 OnTrial = Callable[[TrialEvent], None]
 
@@ -193,11 +197,24 @@ def finish(sweep: Sweep) -> SweepResult:
         if result.counts["running"] or done:  # other workers still run, or finished it
             return result
         summarize(sweep, result)
+        draw_trial_figures(sweep)
+        _plots(sweep)
         if result.best_run_id is not None and exp.tracking.register_as:
             result.registered = register_best(exp, tracker, result)
         tracker.set_tags(sweep.parent, {keys.TAG_STATE: "complete"})
         tracker.end_run(sweep.parent)
         return result
+
+
+def _plots(sweep: Sweep) -> None:
+    """The sweep's plots and HTML report in its parent run (``compare``'s, drawn once
+    here); a sweep whose plots fail still ends (``compare`` draws them again)."""
+    from sweeplab.search.analysis.plots import draw_for_sweep
+
+    try:
+        draw_for_sweep(sweep.tracker.store, sweep.name)
+    except Exception as exc:
+        logger.warning("the plots of sweep %s could not be drawn: %s", sweep.name, exc)
 
 
 def summarize(sweep: Sweep, result: SweepResult | None = None) -> SweepResult:

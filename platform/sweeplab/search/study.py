@@ -10,7 +10,7 @@ import json
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -21,7 +21,9 @@ from sweeplab.spec import CategoricalDist, Experiment, InputError, LayersDist, S
 from sweeplab.spec._errors import did_you_mean
 from sweeplab.spec._space import decode_choice
 from sweeplab.store import Store
-from sweeplab.tracking.tracker import Tracker
+
+if TYPE_CHECKING:
+    from sweeplab.tracking.tracker import Tracker
 
 HEARTBEAT_SECONDS = 5  # a running trial's heartbeat; dead after GRACE_SECONDS without one
 GRACE_SECONDS = 30
@@ -152,7 +154,13 @@ def load_study(
 def open_study(storage: optuna.storages.BaseStorage, name: str) -> tuple[optuna.Study, Experiment]:
     """Study ``name`` in ``storage`` and the spec it was created with."""
     study = optuna.load_study(study_name=name, storage=storage)
-    return study, Experiment.model_validate(json.loads(study.user_attrs[keys.ATTR_SPEC]))
+    spec = study.user_attrs.get(keys.ATTR_SPEC)
+    if spec is None:  # created this instant (its attributes come next), or not by sweeplab
+        raise LookupError(
+            f"study '{name}' holds no sweeplab spec: it is being created (try again in a "
+            "moment), or it was not created by sweeplab"
+        )
+    return study, Experiment.model_validate(json.loads(spec))
 
 
 def open_sweep(store: Store, name: str, worker: str) -> Sweep:
@@ -162,6 +170,8 @@ def open_sweep(store: Store, name: str, worker: str) -> Sweep:
     study, exp, storage = load_study(store, name)
     study.sampler = build_sampler(exp, stream=f"{worker}:{len(study.trials)}")
     study.pruner = build_pruner(exp)
+    from sweeplab.tracking.tracker import Tracker  # MLflow: not for status
+
     tracker = Tracker(store, exp.experiment_name)
     return Sweep(study, storage, exp, tracker, str(study.user_attrs[keys.ATTR_PARENT]))
 
@@ -203,6 +213,13 @@ def best_of(study: optuna.Study) -> FrozenTrial | None:
         return None
     sign = _signs(study)[0]
     return max(complete, key=lambda t: (sign * t.values[0], -t.number))
+
+
+def top(study: optuna.Study, k: int) -> list[FrozenTrial]:
+    """The ``k`` best complete trials on the first objective, best first (ties: earlier)."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    sign = _signs(study)[0]
+    return sorted(complete, key=lambda t: (-sign * t.values[0], t.number))[:k]
 
 
 def _signs(study: optuna.Study) -> list[float]:

@@ -34,6 +34,7 @@ from typing import Any, Protocol
 import optuna
 from lightning.pytorch.callbacks import Callback
 
+from sweeplab.search.curves import curve_keys, plot_curves
 from sweeplab.search.keys import (
     ATTR_EPOCHS,
     ATTR_REASON,
@@ -52,7 +53,6 @@ from sweeplab.search.keys import (
 from sweeplab.search.study import Sweep
 from sweeplab.spec import Experiment
 from sweeplab.tracking.logger import BatchedMlflowLogger
-from sweeplab.tracking.plots import learning_curves
 from sweeplab.tracking.tracker import Tracker
 from sweeplab.training.fit import FitResult, fit
 
@@ -149,11 +149,13 @@ def run_trial(
     hooks: TrialHooks,
     tags: Mapping[str, Any] | None = None,
     resume: tuple[str, str] | None = None,
+    figures: bool = True,
 ) -> TrialOutcome:
     """Train ``exp`` ``sweep.restarts`` times (on each fold) and track it under one run.
 
     ``resume``: (run id, Lightning checkpoint) of a trial that goes on from the checkpoint,
-    in its run (PBT; one fit only).
+    in its run (PBT; one fit only). ``figures``: draw ``learning_curve.png`` now; a sweep's
+    trials leave it to the sweep's end (``search.curves``), off their critical path.
 
     Raises what the fit raised (after ending the runs with the right state): the
     backend's pruned exception, TrainingDiverged, KeyboardInterrupt, ...
@@ -163,20 +165,24 @@ def run_trial(
     else:
         run_id, ckpt_path = resume
     hooks.on_run(run_id)
-    fits = _Fits(exp, tracker, run_id, name, tags or {}, hooks)
+    fits = _Fits(exp, tracker, run_id, name, tags or {}, hooks, figures)
     try:
         for index, (label, fold, restart) in enumerate(members(exp)):
             fits.run(index, label, fold, restart, ckpt_path)
     except BaseException as exc:
-        if fits.curves and fits.nested:
-            _plot(tracker, run_id, fits.curves, exp)
-        _end(tracker, run_id, exc, hooks)
+        if figures and fits.curves and fits.nested:
+            plot_curves(tracker, run_id, fits.curves, exp)
+        _end(tracker, run_id, exc, hooks, fits.pending)
         raise
     return _close(exp, tracker, run_id, fits)
 
 
 class _Fits:
-    """The fits of one trial, each in its own nested run when there are several."""
+    """The fits of one trial, each in its own nested run when there are several.
+
+    A run's last metric points wait (``pending``) to go with its summary and state in
+    one write: a trial's MLflow writes are its run, params, that write, the checkpoint
+    and the end."""
 
     def __init__(
         self,
@@ -186,12 +192,14 @@ class _Fits:
         name: str,
         tags: Mapping[str, Any],
         hooks: TrialHooks,
+        figures: bool = True,
     ) -> None:
         self.exp, self.tracker, self.run_id, self.name = exp, tracker, run_id, name
-        self.tags, self.hooks = tags, hooks
+        self.tags, self.hooks, self.figures = tags, hooks, figures
         self.nested = len(members(exp)) > 1
         self.results: list[FitResult] = []
         self.curves: dict[str, dict[str, list[float]]] = {}
+        self.pending: list[Any] = []  # the trial run's metric points not written yet
 
     def run(self, index: int, label: str, fold: int, restart: int, ckpt: str | None) -> None:
         exp, tracker = self.exp, self.tracker
@@ -199,9 +207,9 @@ class _Fits:
         if self.nested:
             sub_tags = {**self.tags, TAG_RESTART: restart, TAG_FOLD: fold}
             sub_id = tracker.start_run(f"{self.name}-{label}", parent=self.run_id, tags=sub_tags)
-        logger = BatchedMlflowLogger(tracker.client, sub_id)
+        logger = BatchedMlflowLogger(tracker.client, sub_id, hold=True)
         if ckpt is not None:
-            logger.load_history(_curve_keys(exp))
+            logger.load_history(curve_keys(exp))
         try:
             result = fit(
                 exp,
@@ -214,16 +222,22 @@ class _Fits:
                 ckpt_path=ckpt,
             )
         except BaseException as exc:
-            if not isinstance(exc, self.hooks.paused):  # paused: its process ends right away
-                _plot(tracker, sub_id, {label: _curves(logger, exp)}, exp)
+            # paused: its process ends right away
+            if self.figures and not isinstance(exc, self.hooks.paused):
+                plot_curves(tracker, sub_id, {label: _curves(logger, exp)}, exp)
             if self.nested:
-                _end(tracker, sub_id, exc, self.hooks)
+                _end(tracker, sub_id, exc, self.hooks, logger.take())
+            else:
+                self.pending = logger.take()
             raise
         self.curves[label] = _curves(logger, exp)
         if self.nested:
-            _plot(tracker, sub_id, {"": self.curves[label]}, exp)
-            tracker.set_tags(sub_id, {TAG_STATE: "complete"})
+            if self.figures:
+                plot_curves(tracker, sub_id, {"": self.curves[label]}, exp)
+            tracker.write(sub_id, tags={TAG_STATE: "complete"}, pending=logger.take())
             tracker.end_run(sub_id)
+        else:
+            self.pending = logger.take()
         self.results.append(result)
 
 
@@ -238,10 +252,10 @@ def _close(exp: Experiment, tracker: Tracker, run_id: str, fits: _Fits) -> Trial
     if fits.nested:
         summary.update(best.test)  # nested runs hold their own; the trial shows the best's
         summary.update(best.cost)
-    tracker.log_metrics(run_id, summary)
-    _plot(tracker, run_id, fits.curves, exp)
+    if fits.figures:
+        plot_curves(tracker, run_id, fits.curves, exp)
     _save_checkpoint(tracker, run_id, best)
-    tracker.set_tags(run_id, {TAG_STATE: "complete"})
+    tracker.write(run_id, summary, {TAG_STATE: "complete"}, fits.pending)
     tracker.end_run(run_id)
     trade_offs = [_trade_off(fits, best, o.metric) for o in exp.trade_offs]
     return TrialOutcome(value, run_id, values, std, best.epochs, best.test, best, trade_offs)
@@ -260,20 +274,8 @@ def _trade_off(fits: _Fits, best: FitResult, metric: str) -> float:
     return statistics.fmean(at_best) if at_best else math.nan
 
 
-def _curve_keys(exp: Experiment) -> tuple[str, ...]:
-    # exp.metrics() holds val_loss and the objective metric (the spec checks that)
-    return ("train_loss", *exp.metrics(), "lr")
-
-
 def _curves(logger: BatchedMlflowLogger, exp: Experiment) -> dict[str, list[float]]:
-    return {key: logger.curve(key) for key in _curve_keys(exp)}
-
-
-def _plot(
-    tracker: Tracker, run_id: str, curves: dict[str, dict[str, list[float]]], exp: Experiment
-) -> None:
-    metric = exp.objective.metric if exp.objective.metric != "val_loss" else exp.metrics()[-1]
-    tracker.log_figure(run_id, learning_curves(curves, metric), "learning_curve.png")
+    return {key: logger.curve(key) for key in curve_keys(exp)}
 
 
 def _save_checkpoint(tracker: Tracker, run_id: str, result: FitResult) -> None:
@@ -285,20 +287,30 @@ def _save_checkpoint(tracker: Tracker, run_id: str, result: FitResult) -> None:
         tracker.log_file(run_id, path, "checkpoint")
 
 
-def _end(tracker: Tracker, run_id: str, exc: BaseException, hooks: TrialHooks) -> None:
-    """End a run after ``exc``: pruned → FINISHED, Ctrl-C → KILLED, anything else → FAILED;
-    a paused trial's run stays open."""
+def _end(
+    tracker: Tracker,
+    run_id: str,
+    exc: BaseException,
+    hooks: TrialHooks,
+    pending: Sequence[Any] = (),
+) -> None:
+    """End a run after ``exc``, with its ``pending`` metric points: pruned → FINISHED,
+    Ctrl-C → KILLED, anything else → FAILED; a paused trial's run stays open."""
     if isinstance(exc, hooks.paused):
+        if pending:
+            tracker.write(run_id, pending=list(pending))
         return
     if isinstance(exc, hooks.pruned):
-        tracker.set_tags(run_id, {TAG_STATE: "pruned"})
+        tracker.write(run_id, tags={TAG_STATE: "pruned"}, pending=list(pending))
         tracker.end_run(run_id, "FINISHED")
     elif isinstance(exc, KeyboardInterrupt | SystemExit):
-        tracker.set_tags(run_id, {TAG_STATE: "interrupted", TAG_REASON: "interrupted (Ctrl-C)"})
+        tags = {TAG_STATE: "interrupted", TAG_REASON: "interrupted (Ctrl-C)"}
+        tracker.write(run_id, tags=tags, pending=list(pending))
         tracker.end_run(run_id, "KILLED")
     else:
         reason = f"{type(exc).__name__}: {exc}"
-        tracker.set_tags(run_id, {TAG_STATE: "failed", TAG_REASON: reason[:5000]})
+        tags = {TAG_STATE: "failed", TAG_REASON: reason[:5000]}
+        tracker.write(run_id, tags=tags, pending=list(pending))
         tracker.log_text(run_id, "".join(traceback.format_exception(exc)), "error.txt")
         tracker.end_run(run_id, "FAILED")
 
@@ -322,7 +334,8 @@ def sweep_trial(
     paths): its spec, its run under the sweep's parent run, and on the Optuna trial why
     it failed or what it keeps. Every backend runs its trials through here."""
     tags: dict[str, Any] = {TAG_SWEEP: sweep.name, TAG_TRIAL: trial.number}
-    same = same_as(sweep.study, trial) if resume is None else None
+    grid = sweep.exp.sweep.sampler == "grid"
+    same = same_as(sweep.study, trial, grid) if resume is None else None
     if same is not None:
         trial.set_user_attr(ATTR_SAME_AS, same)
         tags[TAG_SAME_AS] = same
@@ -337,15 +350,21 @@ def sweep_trial(
             hooks=hooks,
             tags=tags,
             resume=resume,
+            figures=False,
         )
     record(trial, outcome)
     return outcome
 
 
-def same_as(study: optuna.Study, trial: optuna.Trial) -> int | None:
+def same_as(study: optuna.Study, trial: optuna.Trial, grid: bool = False) -> int | None:
     """The earlier trial whose params the sampler drew again, if any (a grid run out, a
-    space of few choices). A retry repeats its failed try on purpose: not counted."""
+    space of few choices). A retry repeats its failed try on purpose: not counted.
+
+    A draw of a continuous float (off a grid) is never drawn again, so such a trial is
+    not compared with every earlier one."""
     if ATTR_RETRY_OF in trial.user_attrs:
+        return None
+    if not grid and any(_continuous(d) for d in trial.distributions.values()):
         return None
     for t in study.get_trials(deepcopy=False):
         if t.number >= trial.number:
@@ -353,6 +372,13 @@ def same_as(study: optuna.Study, trial: optuna.Trial) -> int | None:
         if t.params == trial.params and ATTR_RETRY_OF not in t.user_attrs:
             return t.number
     return None
+
+
+def _continuous(distribution: optuna.distributions.BaseDistribution) -> bool:
+    return (
+        isinstance(distribution, optuna.distributions.FloatDistribution)
+        and distribution.step is None
+    )
 
 
 @contextlib.contextmanager
@@ -374,9 +400,11 @@ def reason_noted(trial: optuna.Trial) -> Iterator[None]:
 
 
 def record(trial: optuna.Trial, outcome: TrialOutcome) -> None:
-    """What a finished trial keeps besides its value: spread, epochs, test metrics."""
-    trial.set_user_attr(ATTR_STD, outcome.std)
-    trial.set_user_attr(ATTR_RESTARTS, outcome.values)
+    """What a finished trial keeps besides its value: epochs, test metrics, and the spread
+    of its fits when it had several (each attribute is one write to the storage)."""
+    if len(outcome.values) > 1:
+        trial.set_user_attr(ATTR_STD, outcome.std)
+        trial.set_user_attr(ATTR_RESTARTS, outcome.values)
     trial.set_user_attr(ATTR_EPOCHS, outcome.epochs)
     for key, value in outcome.test.items():
         trial.set_user_attr(key, value)

@@ -24,10 +24,16 @@ class BatchedMlflowLogger(Logger):
     a handful of writes per fit. The step of each value is the epoch, so a
     metric's history has one point per epoch. ``history`` keeps every value for
     the learning-curve plot without reading them back.
+
+    ``hold``: the end of a fit does not write what is left; its owner takes it
+    (``take``) and writes it with the run's other last values in one call.
     """
 
-    def __init__(self, client: MlflowClient, run_id: str, flush_every: float = 10.0) -> None:
+    def __init__(
+        self, client: MlflowClient, run_id: str, flush_every: float = 10.0, hold: bool = False
+    ) -> None:
         super().__init__()
+        self._hold = hold
         self._client = client
         self._run_id = run_id
         self._flush_every = flush_every
@@ -82,7 +88,13 @@ class BatchedMlflowLogger(Logger):
 
     @rank_zero_only
     def finalize(self, status: str) -> None:
-        self.flush()
+        if not self._hold:
+            self.flush()
+
+    def take(self) -> list[Metric]:
+        """The points not written yet; the caller writes them."""
+        points, self._buffer = self._buffer, []
+        return points
 
     def load_history(self, keys: tuple[str, ...]) -> None:
         """Read the run's history of ``keys`` back, for a fit that goes on in a run that

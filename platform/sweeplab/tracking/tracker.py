@@ -37,6 +37,7 @@ def _param_text(value: Any) -> str:
 
 
 SEARCH_PAGE = 5000  # runs per call of MLflow's search
+MAX_POINTS = 1000  # metrics per call of MLflow's log_batch
 
 
 class Tracker:
@@ -53,6 +54,9 @@ class Tracker:
         else:
             self.experiment_id = found.experiment_id
         self.experiment = experiment
+        # where the runs this process started keep their files: MLflow's client asks the
+        # store for a run's artifact location before its first file, one query per run
+        self._artifact_uris: dict[str, str] = {}
 
     def start_run(
         self,
@@ -69,6 +73,7 @@ class Tracker:
             self.experiment_id, run_name=name, tags={k: str(v) for k, v in all_tags.items()}
         )
         run_id: str = run.info.run_id
+        self._artifact_uris[run_id] = run.info.artifact_uri
         if params:
             self.log_params(run_id, params)
         return run_id
@@ -100,6 +105,24 @@ class Tracker:
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
         self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
+    def write(
+        self,
+        run_id: str,
+        metrics: Mapping[str, float] | None = None,
+        tags: Mapping[str, Any] | None = None,
+        pending: list[Metric] | None = None,
+    ) -> None:
+        """Metrics, tags and ``pending`` metric points (a logger's buffer) in one write."""
+        now = int(time.time() * 1000)
+        points = [
+            *(pending or []),
+            *(Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()),
+        ]
+        labels = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
+        for start in range(0, max(len(points), 1), MAX_POINTS):  # log_batch's limit
+            chunk = points[start : start + MAX_POINTS]
+            self.client.log_batch(run_id, metrics=chunk, tags=labels if start == 0 else [])
+
     def log_figure(self, run_id: str, figure: Any, path: str) -> None:
         import matplotlib.pyplot as plt
 
@@ -110,7 +133,15 @@ class Tracker:
         self.client.log_text(run_id, text, path)
 
     def log_file(self, run_id: str, local: Path, folder: str | None = None) -> None:
-        self.client.log_artifact(run_id, str(local), folder)
+        uri = self._artifact_uris.get(run_id)
+        if uri is None:
+            self.client.log_artifact(run_id, str(local), folder)
+            return
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        get_artifact_repository(uri, tracking_uri=self.store.tracking_uri).log_artifact(
+            str(local), folder
+        )
 
     def download(self, run_id: str, path: str) -> Path:
         target = tempfile.mkdtemp(prefix="sweeplab-")
@@ -118,3 +149,4 @@ class Tracker:
 
     def end_run(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status)
+        self._artifact_uris.pop(run_id, None)

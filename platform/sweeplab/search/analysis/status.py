@@ -8,7 +8,14 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial
 
-from sweeplab.search.keys import ATTR_EPOCHS, ATTR_REASON, ATTR_RETRIED, ATTR_RUN, ATTR_SAME_AS
+from sweeplab.search.keys import (
+    ATTR_EPOCHS,
+    ATTR_REASON,
+    ATTR_RETRIED,
+    ATTR_RUN,
+    ATTR_SAME_AS,
+    ATTR_STD,
+)
 from sweeplab.search.study import (
     STATE_NAMES,
     SweepResult,
@@ -38,6 +45,7 @@ class TrialRow:
     reason: str | None
     run_id: str | None = None  # the trial's MLflow run
     trade_offs: list[float] = field(default_factory=list)  # the other objectives' values
+    std: float | None = None  # the spread of its fits' values, when it had several
 
 
 @dataclass
@@ -93,6 +101,7 @@ def trial_rows(study: optuna.Study, exp: Experiment) -> list[TrialRow]:
                 _reason(t),
                 t.user_attrs.get(ATTR_RUN),
                 list(t.values[1:]) if t.values else [],
+                t.user_attrs.get(ATTR_STD),
             )
         )
     return rows

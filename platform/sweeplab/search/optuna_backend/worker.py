@@ -18,6 +18,10 @@ from sweeplab.search.optuna_backend.objective import objective_for
 from sweeplab.search.study import Sweep, TrialEvent, counts, taken, trial_event
 from sweeplab.store import DiskFull, disk_full
 
+# Dead workers' trials are looked for at most this often while trials remain (and always
+# before a worker stops): a dead worker's trial is failed and retried a little later
+RECOVERY_SECONDS = 2.0
+
 
 def take_trials(sweep: Sweep, on_trial: Callable[[TrialEvent], None] | None) -> None:
     """Take trials (under the claim lock) until the study has ``sweep.trials``.
@@ -34,8 +38,11 @@ def take_trials(sweep: Sweep, on_trial: Callable[[TrialEvent], None] | None) -> 
     try:
         while deadline is None or time.monotonic() < deadline:
             with claims.held():
-                recovery.run()
+                recovery.run(every=RECOVERY_SECONDS)
                 c = counts(study)
+                if taken(c) >= total and c["running"]:  # a dead worker's trial must not count
+                    recovery.run()
+                    c = counts(study)
                 if taken(c) >= total and not c["waiting"]:  # a queued retry still runs
                     break
                 with warnings.catch_warnings():  # heartbeats are recorded by run_one

@@ -1,0 +1,248 @@
+"""The plots of compared sweeps, and their report.
+
+PNGs for the README and terminals (Optuna's visualization module, matplotlib backend,
+and the top trials' learning curves) and the interactive HTML report
+(``analysis.report``), written to a folder and logged to each sweep's parent run: the
+PNGs under ``compare/``, the report as ``report.html``.
+
+Whoever finishes a sweep draws them once (``draw_for_sweep``). They are a function of
+the trials, so the parent run keeps a fingerprint of what they were drawn from
+(``sweeplab.plots``): ``compare`` on a sweep that has not changed since finds them
+current and draws nothing (``--redraw`` draws them again).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sweeplab.search.analysis.compare import Comparison, Row, SweepView, compare
+from sweeplab.search.analysis.report_page import REPORT
+from sweeplab.search.curves import draw_missing
+from sweeplab.store import Store
+
+if TYPE_CHECKING:
+    from sweeplab.search.analysis.report import Curve, OnceImportance
+
+TAG_PLOTS = "sweeplab.plots"  # on a parent run: the fingerprint of the plots last drawn
+TOP_CURVES = "top_learning_curves.png"
+MANIFEST = "plots.json"  # in the folder: the fingerprint, the files drawn, those skipped
+
+
+def write_plots(
+    comparison: Comparison,
+    sweeps: list[SweepView],
+    folder: Path,
+    top_k: int = 5,
+    ui_url: str | None = None,
+    redraw: bool = False,
+) -> Comparison:
+    """Draw the plots and the report into ``folder`` and log them to each sweep's parent
+    run; nothing is drawn when the ones there are current (unless ``redraw``)."""
+    where = ui_url or ui_address(sweeps[0].tracker.store)
+    mark = fingerprint(sweeps, top_k, where)
+    if not redraw and _current(comparison, sweeps, folder, mark):
+        return comparison
+    # Optuna's importances load scikit-learn (a second): only when drawing
+    from sweeplab.search.analysis.report import OnceImportance, write_report
+
+    folder.mkdir(parents=True, exist_ok=True)
+    importances = OnceImportance()
+    _write_pngs(comparison, sweeps, folder, importances)
+    top = [r for r in comparison.rows if r.rank is not None and r.run_id][:top_k]
+    for s in sweeps:  # the trials' own figures that their sweep's end did not draw
+        draw_missing(s.tracker, s.exp, [str(r.run_id) for r in top if r.sweep == s.name])
+    curves = _top_histories(comparison, sweeps, top)
+    if curves:
+        _save_top_curves(comparison, curves, folder / TOP_CURVES)
+    comparison.report = write_report(
+        comparison, sweeps, curves, importances, folder / REPORT, where
+    )
+    for s in sweeps:
+        if s.parent:
+            for path in comparison.plots:
+                s.tracker.log_file(s.parent, path, "compare")
+            s.tracker.log_file(s.parent, comparison.report)
+            s.tracker.set_tags(s.parent, {TAG_PLOTS: mark})
+    manifest = {"mark": mark, "plots": [p.name for p in comparison.plots]}
+    (folder / MANIFEST).write_text(json.dumps({**manifest, "skipped": comparison.skipped}))
+    return comparison
+
+
+def draw_for_sweep(store: Store, name: str, top_k: int = 5) -> Comparison:
+    """Sweep ``name``'s plots and report, at its end, into ``STORE/compare/NAME``."""
+    comparison, sweeps = compare(store, [name])
+    return write_plots(comparison, sweeps, store.root / "compare" / name, top_k)
+
+
+def ui_address(store: Store) -> str:
+    """Where the MLflow UI of ``store`` is: its tracking server, or ``sweeplab ui``'s
+    default address for an embedded store."""
+    uri = store.tracking_uri
+    return uri if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+
+
+def fingerprint(sweeps: list[SweepView], top_k: int, ui_url: str) -> str:
+    """What the plots are drawn from: each sweep's trials (number, state, values, end),
+    the sweeps compared, ``top_k`` and the UI address of the report's links."""
+    digest = hashlib.sha256(json.dumps([top_k, ui_url, [s.name for s in sweeps]]).encode())
+    for s in sweeps:
+        for t in s.study.get_trials(deepcopy=False):
+            end = t.datetime_complete.isoformat() if t.datetime_complete else None
+            digest.update(json.dumps([t.number, t.state.name, t.values, end]).encode())
+    return digest.hexdigest()[:32]
+
+
+def _current(comparison: Comparison, sweeps: list[SweepView], folder: Path, mark: str) -> bool:
+    """The plots in ``folder`` were drawn from these trials and logged to every parent."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return False
+    files = [folder / name for name in manifest.get("plots", [])]
+    if manifest.get("mark") != mark or not all(f.is_file() for f in [*files, folder / REPORT]):
+        return False
+    for s in sweeps:
+        tags = s.tracker.client.get_run(s.parent).data.tags if s.parent else {}
+        if tags.get(TAG_PLOTS) != mark:
+            return False
+    comparison.plots, comparison.report = files, folder / REPORT
+    comparison.skipped = list(manifest.get("skipped", []))
+    comparison.reused = True
+    return True
+
+
+def _first_objective(trial: Any) -> float:
+    return float(trial.values[0])
+
+
+def _drawings(
+    sweeps: list[SweepView], target: str, importances: OnceImportance
+) -> list[tuple[str, Any]]:
+    """(file name, function that draws it) of each of Optuna's plots for ``sweeps``, on
+    the first objective's value (of several objectives too), and a multi-objective
+    sweep's Pareto front on its first two."""
+    from optuna.visualization import matplotlib as ov
+
+    studies = [s.study for s in sweeps]
+    first = _first_objective
+    drawings: list[tuple[str, Any]] = [
+        (
+            "optimization_history.png",
+            lambda: ov.plot_optimization_history(
+                studies if len(studies) > 1 else studies[0], target=first, target_name=target
+            ),
+        )
+    ]
+    for s in sweeps:
+        prefix = f"{s.name}_" if len(sweeps) > 1 else ""
+        for name, plot in (
+            ("parallel_coordinate", ov.plot_parallel_coordinate),
+            ("param_importances", partial(ov.plot_param_importances, evaluator=importances)),
+            ("slice", ov.plot_slice),
+        ):
+            drawings.append(
+                (
+                    f"{prefix}{name}.png",
+                    lambda st=s.study, plot=plot: plot(st, target=first, target_name=target),
+                )
+            )
+        if s.exp.trade_offs:
+            names = [o.metric for o in s.exp.objectives][:2]
+            drawings.append(
+                (
+                    f"{prefix}pareto_front.png",
+                    lambda st=s.study, names=names: ov.plot_pareto_front(
+                        st, target_names=names, targets=lambda t: t.values[:2]
+                    ),
+                )
+            )
+    return drawings
+
+
+def _write_pngs(
+    comparison: Comparison, sweeps: list[SweepView], folder: Path, importances: OnceImportance
+) -> None:
+    """Optuna's plots (matplotlib) into ``folder``."""
+    import matplotlib.pyplot as plt
+
+    drawings = _drawings(sweeps, comparison.metric, importances)
+    # Optuna marks its matplotlib plots experimental, and switches the style to ggplot:
+    # both are kept inside this block
+    with warnings.catch_warnings(), plt.rc_context():
+        warnings.simplefilter("ignore")
+        for filename, draw in drawings:
+            try:
+                axes = draw()
+            except (ValueError, RuntimeError) as exc:  # e.g. importances of one trial
+                comparison.skipped.append(f"{filename}: {exc}")
+                continue
+            figure = _figure(axes)
+            if figure is None or not figure.axes or not any(ax.has_data() for ax in figure.axes):
+                comparison.skipped.append(f"{filename}: not enough finished trials")
+                plt.close("all")
+                continue
+            figure.set_size_inches(max(figure.get_size_inches()[0], 8), 5)
+            figure.tight_layout()
+            figure.savefig(folder / filename, dpi=100)
+            plt.close(figure)
+            comparison.plots.append(folder / filename)
+
+
+def _figure(axes: Any) -> Any:
+    import numpy as np
+
+    first = axes.flat[0] if isinstance(axes, np.ndarray) else axes
+    return getattr(first, "figure", None)
+
+
+def _top_histories(comparison: Comparison, sweeps: list[SweepView], top: list[Row]) -> list[Curve]:
+    """The objective metric per epoch of each of the ``top`` trials that logged one."""
+    from sweeplab.search.analysis.report import Curve
+
+    client = sweeps[0].tracker.client
+    curves = []
+    for row in top:
+        history = sorted(
+            client.get_metric_history(str(row.run_id), comparison.metric), key=lambda m: m.step
+        )
+        if history:
+            label = f"{row.sweep} #{row.trial}" if len(sweeps) > 1 else f"trial {row.trial}"
+            curves.append(
+                Curve(
+                    f"{label} ({row.value:.4g})",
+                    [m.step + 1 for m in history],
+                    [m.value for m in history],
+                )
+            )
+    if not top:
+        comparison.skipped.append(f"{TOP_CURVES}: no complete trial")
+    elif not curves:
+        comparison.skipped.append(f"{TOP_CURVES}: the top trials logged no curve")
+    return curves
+
+
+def _save_top_curves(comparison: Comparison, curves: list[Curve], path: Path) -> None:
+    """The top trials' curves overlaid (matplotlib)."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for curve in curves:
+        ax.plot(curve.epochs, curve.values, marker=".", label=curve.label)
+    ax.set(
+        xlabel="epoch",
+        ylabel=comparison.metric,
+        title=f"learning curves of the top {len(curves)} trials",
+    )
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    comparison.plots.append(path)
