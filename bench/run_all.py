@@ -16,7 +16,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 # the order: tracking, trial overhead, pruning, storage, ingestion, start-up,
-# scaling (distributed.py), then the 3-agent bookkeeping figure
+# scaling (distributed.py), the 3-agent bookkeeping figure, local workers, then a sweep of
+# 1,000 trials (status, compare and the report at that scale)
 SCRIPTS = [
     "tracking_overhead.py",
     "trial_overhead.py",
@@ -27,6 +28,7 @@ SCRIPTS = [
     "distributed.py",
     "agents.py",
     "workers.py",
+    "thousand.py",
 ]
 LIBRARIES = ["torch", "lightning", "optuna", "mlflow", "ray"]
 

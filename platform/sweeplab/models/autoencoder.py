@@ -52,7 +52,7 @@ class ConvAutoencoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         code = self.encode(self.down(x).flatten(1))
-        out = self.up(self.decode(code).reshape(len(x), *self.inner))
+        out = self.up(self.decode(code).reshape(x.shape[0], *self.inner))
         if tuple(out.shape[2:]) != tuple(self.shape[1:]):  # odd sizes: 7 → 4 → 8
             out = F.interpolate(out, size=self.shape[1:], mode="bilinear", align_corners=False)
         return out.flatten(1)

@@ -59,10 +59,18 @@ def held_out(exp: Experiment) -> HeldOut:
 def predict(model: Any, x: np.ndarray) -> np.ndarray:
     import torch
 
-    model.eval()
+    if isinstance(model, torch.nn.Module) and not _exported(model):
+        model.eval()  # an exported program is in eval mode already, and refuses eval()
     with torch.no_grad():
         out: np.ndarray = model(torch.as_tensor(x, dtype=torch.float32)).cpu().numpy()
     return out
+
+
+def _exported(model: Any) -> bool:
+    """A ``torch.export`` program's module (a portable version), not an eager module."""
+    import torch.fx
+
+    return isinstance(model, torch.fx.GraphModule)
 
 
 def score(model: Any, test: HeldOut) -> Score | None:

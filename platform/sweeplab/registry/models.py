@@ -175,10 +175,18 @@ class MissingArtifacts(LookupError):
 
 
 def load_torch(tracking_uri: str, version: ModelVersion) -> Any:
-    """The version's model as the torch module it was logged as (an InferenceModel)."""
+    """The version's model as torch loads it: the portable program (what is served), or
+    the pickled InferenceModel of an older or unexportable version; ``output`` says what
+    it answers either way."""
     import mlflow.pytorch
+    from mlflow.models import Model
+
+    from sweeplab.registry.lineage import TAG_OUTPUT
 
     with tempfile.TemporaryDirectory(prefix="sweeplab-model-") as tmp:
-        return mlflow.pytorch.load_model(
-            str(download(tracking_uri, version, tmp)), map_location="cpu"
-        )
+        path = download(tracking_uri, version, tmp)
+        model = mlflow.pytorch.load_model(str(path), map_location="cpu")
+        if not hasattr(model, "output"):  # a torch.export program carries no attributes
+            metadata = Model.load(str(path)).metadata or {}
+            model.output = metadata.get(TAG_OUTPUT, version.tags.get(TAG_OUTPUT, "unknown"))
+        return model

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,17 +14,32 @@ from sweeplab.registry.lineage import TAG_OUTPUT
 from sweeplab.tracking.tracker import Tracker
 
 MODEL_PATH = "model"
+MODULE_FILE = "module.pt"  # the pickled module beside the program: a transfer source's
+MODULE_PATH = f"extra_files/{MODULE_FILE}"  # where it is in the model's folder
+
+logger = logging.getLogger(__name__)
 
 
-def log_model(tracker: Tracker, run_id: str, model: InferenceModel, example: Any) -> str:
-    """Save ``model`` in MLflow's pytorch format into ``run_id``'s artifacts; returns its URI.
+@dataclass
+class Logged:
+    """A logged model: its URI, and why it is not portable (None: it is)."""
 
-    The pickled module (``serialization_format="pickle"``), not MLflow's default exported
-    program: a transfer source must keep its layers (``net.backbone``) and their training
-    behaviour (dropout, batch norm), and a user's module need not be exportable.
+    uri: str
+    portable: str | None = None
+
+
+def log_model(tracker: Tracker, run_id: str, model: InferenceModel, example: Any) -> Logged:
+    """Save ``model`` in MLflow's pytorch format into ``run_id``'s artifacts.
+
+    **Portable**: the network as a ``torch.export`` program (MLflow's "pt2" format) with
+    a dynamic batch dimension, the standardization and the softmax or score inside it, so
+    a version loads and predicts with its logged requirements alone (torch, mlflow),
+    without sweeplab. The pickled module goes with it (``extra_files/module.pt``): a
+    transfer source takes its layers (``net.backbone``) and their training behaviour
+    (dropout, batch norm) from it. A model that ``torch.export`` cannot trace (a user's
+    module may not be) is saved pickled, as before, and ``Logged.portable`` says why not.
     """
     import mlflow
-    import mlflow.pytorch
     import torch
     from mlflow.models import infer_signature
 
@@ -30,20 +47,39 @@ def log_model(tracker: Tracker, run_id: str, model: InferenceModel, example: Any
         output = model(torch.as_tensor(example)).numpy()
     signature = infer_signature(example, output)
     requirements = [f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"]
+    options = {
+        "signature": signature,
+        "input_example": example,
+        "pip_requirements": requirements,
+        "metadata": {TAG_OUTPUT: model.output},
+    }
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp, MODEL_PATH)
-        mlflow.pytorch.save_model(
-            model,
-            str(path),
-            signature=signature,
-            input_example=example,
-            pip_requirements=requirements,
-            serialization_format="pickle",
-            metadata={TAG_OUTPUT: model.output},
-        )
+        module = Path(tmp, MODULE_FILE)
+        torch.save(model, module)
+        path, reason = _save(model, Path(tmp, MODEL_PATH), module, options)
         tracker.client.log_artifacts(run_id, str(path), MODEL_PATH)
     artifact_uri: str = tracker.client.get_run(run_id).info.artifact_uri
-    return f"{artifact_uri}/{MODEL_PATH}"
+    return Logged(f"{artifact_uri}/{MODEL_PATH}", reason)
+
+
+def _save(model: Any, path: Path, module: Path, options: dict[str, Any]) -> tuple[Path, str | None]:
+    """The pt2 program where torch.export can trace ``model``; else the pickled module,
+    with the reason."""
+    import shutil
+
+    import mlflow.pytorch
+
+    try:
+        mlflow.pytorch.save_model(
+            model, str(path), serialization_format="pt2", extra_files=[str(module)], **options
+        )
+        return path, None
+    except Exception as exc:  # torch.export's errors have no common base class
+        shutil.rmtree(path, ignore_errors=True)
+        reason = f"torch.export could not trace it ({type(exc).__name__}: {str(exc)[:300]})"
+        logger.warning("the model is saved pickled, not portable: %s", reason)
+    mlflow.pytorch.save_model(model, str(path), serialization_format="pickle", **options)
+    return path, reason
 
 
 def register(tracker: Tracker, name: str, source: str, run_id: str, tags: Mapping[str, Any]) -> int:

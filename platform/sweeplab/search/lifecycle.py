@@ -212,7 +212,7 @@ def _plots(sweep: Sweep) -> None:
     from sweeplab.search.analysis.plots import draw_for_sweep
 
     try:
-        draw_for_sweep(sweep.tracker.store, sweep.name)
+        draw_for_sweep(sweep)
     except Exception as exc:
         logger.warning("the plots of sweep %s could not be drawn: %s", sweep.name, exc)
 

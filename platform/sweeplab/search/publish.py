@@ -9,8 +9,8 @@ from typing import Any
 from sweeplab.data.split import Split
 from sweeplab.models.build import example_input, inference_model
 from sweeplab.registry.evaluate import held_out, score
-from sweeplab.registry.lineage import lineage_tags
-from sweeplab.registry.register import log_model, register
+from sweeplab.registry.lineage import TAG_PORTABLE, lineage_tags
+from sweeplab.registry.register import Logged, log_model, register
 from sweeplab.search.keys import CHECKPOINT, TAG_REGISTERED, TAG_VALUE
 from sweeplab.search.study import SweepResult, choose, load_study, sweep_result
 from sweeplab.spec import Experiment
@@ -20,7 +20,7 @@ from sweeplab.tracking.tracker import Tracker
 
 def log_trained_model(
     tracker: Tracker, run_id: str, module: Any, exp: Experiment, split: Split
-) -> str:
+) -> Logged:
     """Wrap a trained module for serving (its split's standardization inside) and log it.
 
     The input example is five raw test rows, as a client would send them (five
@@ -35,6 +35,11 @@ def log_trained_model(
     else:
         example = split.raw(split.x_test[:5])
     return log_model(tracker, run_id, model, example)
+
+
+def portability(logged: Logged) -> dict[str, str]:
+    """The version's tag that says whether it loads without sweeplab."""
+    return {TAG_PORTABLE: "yes" if logged.portable is None else f"no: {logged.portable}"}
 
 
 def version_tags(
@@ -76,12 +81,12 @@ def register_best(
     data, module = prepare(resolved, tracking_uri=tracker.store.tracking_uri)
     state = torch.load(tracker.download(result.best_run_id, CHECKPOINT), weights_only=True)
     module.load_state_dict(state)
-    source = log_trained_model(tracker, result.best_run_id, module, resolved, data.split)
+    logged = log_trained_model(tracker, result.best_run_id, module, resolved, data.split)
     lineage = version_tags(
         module, resolved, data.split, result.best_run_id, sweep=result.name, trial=result.best_trial
     )
-    tags = {**lineage, TAG_VALUE: result.best_value, **result.test}
-    version = register(tracker, name, source, result.best_run_id, tags)
+    tags = {**lineage, TAG_VALUE: result.best_value, **result.test, **portability(logged)}
+    version = register(tracker, name, logged.uri, result.best_run_id, tags)
     tracker.set_tags(result.parent_run_id, {TAG_REGISTERED: f"{name}/{version}"})
     return name, version
 

@@ -8,7 +8,7 @@ import yaml
 
 from sweeplab.registry.register import register
 from sweeplab.search.keys import TAG_KIND
-from sweeplab.search.publish import log_trained_model, version_tags
+from sweeplab.search.publish import log_trained_model, portability, version_tags
 from sweeplab.search.trial import NoHooks, TrialOutcome, run_trial
 from sweeplab.spec import Experiment
 from sweeplab.store import Store
@@ -44,10 +44,12 @@ def train_once(exp: Experiment, store: Store, *, register_as: str | None = None)
     )
     tracker.log_text(outcome.run_id, yaml.safe_dump(spec, sort_keys=False), "spec.yaml")
     best = outcome.best
-    uri = log_trained_model(tracker, outcome.run_id, best.module, exp, best.data.split)
+    logged = log_trained_model(tracker, outcome.run_id, best.module, exp, best.data.split)
     registered = None
     if register_as:
-        tags = version_tags(best.module, exp, best.data.split, outcome.run_id)
-        version = register(tracker, register_as, uri, outcome.run_id, {**tags, **outcome.test})
+        tags = {**version_tags(best.module, exp, best.data.split, outcome.run_id), **outcome.test}
+        version = register(
+            tracker, register_as, logged.uri, outcome.run_id, {**tags, **portability(logged)}
+        )
         registered = (register_as, version)
-    return TrainResult(outcome, tracker.experiment, uri, registered)
+    return TrainResult(outcome, tracker.experiment, logged.uri, registered)

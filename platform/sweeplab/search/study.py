@@ -353,3 +353,28 @@ def trial_event(study: optuna.Study, trial: FrozenTrial, total: int) -> TrialEve
         best_value(study),
         total,
     )
+
+
+def same_as(study: optuna.Study, trial: optuna.Trial, grid: bool = False) -> int | None:
+    """The earlier trial whose params the sampler drew again, if any (a grid run out, a
+    space of few choices). A retry repeats its failed try on purpose: not counted.
+
+    A draw of a continuous float (off a grid) is never drawn again, so such a trial is
+    not compared with every earlier one."""
+    if keys.ATTR_RETRY_OF in trial.user_attrs:
+        return None
+    if not grid and any(_continuous(d) for d in trial.distributions.values()):
+        return None
+    for t in study.get_trials(deepcopy=False):
+        if t.number >= trial.number:
+            break
+        if t.params == trial.params and keys.ATTR_RETRY_OF not in t.user_attrs:
+            return t.number
+    return None
+
+
+def _continuous(distribution: optuna.distributions.BaseDistribution) -> bool:
+    return (
+        isinstance(distribution, optuna.distributions.FloatDistribution)
+        and distribution.step is None
+    )

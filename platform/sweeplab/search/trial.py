@@ -6,7 +6,8 @@ The MLflow tree of a trial:
       params: the sampled values; tags: trial number, state, study
       metrics: per-epoch history (one fit only), value, value_std, test_*,
                param_count, flops_per_sample, epoch_seconds
-      artifacts: learning_curve.png, checkpoint/model_state.pt
+      artifacts: checkpoint/model_state.pt; learning_curve.png, drawn at the sweep's end
+                 (search.curves) for the top trials, at once for ``sweeplab train``
       trial-7-fold-0-restart-1 ...  nested runs, one per fit, when a trial has several:
                                     ``data.folds`` × ``sweep.restarts``
 
@@ -39,7 +40,6 @@ from sweeplab.search.keys import (
     ATTR_EPOCHS,
     ATTR_REASON,
     ATTR_RESTARTS,
-    ATTR_RETRY_OF,
     ATTR_SAME_AS,
     ATTR_STD,
     TAG_FOLD,
@@ -50,7 +50,7 @@ from sweeplab.search.keys import (
     TAG_SWEEP,
     TAG_TRIAL,
 )
-from sweeplab.search.study import Sweep
+from sweeplab.search.study import Sweep, same_as
 from sweeplab.spec import Experiment
 from sweeplab.tracking.logger import BatchedMlflowLogger
 from sweeplab.tracking.tracker import Tracker
@@ -354,31 +354,6 @@ def sweep_trial(
         )
     record(trial, outcome)
     return outcome
-
-
-def same_as(study: optuna.Study, trial: optuna.Trial, grid: bool = False) -> int | None:
-    """The earlier trial whose params the sampler drew again, if any (a grid run out, a
-    space of few choices). A retry repeats its failed try on purpose: not counted.
-
-    A draw of a continuous float (off a grid) is never drawn again, so such a trial is
-    not compared with every earlier one."""
-    if ATTR_RETRY_OF in trial.user_attrs:
-        return None
-    if not grid and any(_continuous(d) for d in trial.distributions.values()):
-        return None
-    for t in study.get_trials(deepcopy=False):
-        if t.number >= trial.number:
-            break
-        if t.params == trial.params and ATTR_RETRY_OF not in t.user_attrs:
-            return t.number
-    return None
-
-
-def _continuous(distribution: optuna.distributions.BaseDistribution) -> bool:
-    return (
-        isinstance(distribution, optuna.distributions.FloatDistribution)
-        and distribution.step is None
-    )
 
 
 @contextlib.contextmanager

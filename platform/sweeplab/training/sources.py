@@ -64,6 +64,12 @@ def load_source(source: str, tracking_uri: str | None = None) -> nn.Module:
 def _load_path(path: Path, source: str) -> nn.Module:
     """A local MLflow model folder or a torch.save file, loaded whole into memory."""
     if path.is_dir():
+        # a portable version (a torch.export program) keeps the pickled module beside it:
+        # its layers and their training behaviour are what a transfer takes
+        pickled = path / "extra_files" / "module.pt"
+        if pickled.is_file():
+            module: nn.Module = torch.load(pickled, map_location="cpu", weights_only=False)
+            return module
         import mlflow.pytorch
 
         model: nn.Module = mlflow.pytorch.load_model(str(path), map_location="cpu")

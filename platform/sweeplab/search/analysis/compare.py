@@ -78,22 +78,26 @@ class SweepView:
 def compare(store: Store, names: list[str]) -> tuple[Comparison, list[SweepView]]:
     """The ranked rows of sweeps ``names`` (complete trials by value, then the others)."""
     sweeps: list[SweepView] = []
-    rows: list[Row] = []
-    metric = mode = ""
     for name in dict.fromkeys(names):
         study, exp, _ = load_study(store, name)
         objective = (exp.objective.metric, exp.objective.mode)
-        if metric and objective != (metric, mode):
+        first = sweeps[0].exp.objective if sweeps else None
+        if first is not None and objective != (first.metric, first.mode):
             raise CompareError(
                 f"sweep {name!r} optimizes {objective[0]} ({objective[1]}), but "
-                f"{sweeps[0].name!r} optimizes {metric} ({mode}): only sweeps of the same "
-                "objective can be compared"
+                f"{sweeps[0].name!r} optimizes {first.metric} ({first.mode}): only sweeps of "
+                "the same objective can be compared"
             )
-        metric, mode = objective
         tracker = Tracker(store, exp.experiment_name)
         parent = str(study.user_attrs.get(ATTR_PARENT, ""))
         sweeps.append(SweepView(name, study, parent, tracker, exp))
-        rows += _rows(name, study, exp, tracker)
+    return ranked(sweeps), sweeps
+
+
+def ranked(sweeps: list[SweepView]) -> Comparison:
+    """The rows of ``sweeps`` (of one objective), ranked."""
+    metric, mode = sweeps[0].exp.objective.metric, sweeps[0].exp.objective.mode
+    rows = [row for s in sweeps for row in _rows(s.name, s.study, s.exp, s.tracker)]
     sign = -1.0 if mode == "max" else 1.0
 
     def key(row: Row) -> tuple[int, float, str, int]:
@@ -103,7 +107,7 @@ def compare(store: Store, names: list[str]) -> tuple[Comparison, list[SweepView]
     rows.sort(key=key)
     for rank, row in enumerate((r for r in rows if r.state == "complete"), start=1):
         row.rank = rank
-    return Comparison(metric, mode, [s.name for s in sweeps], rows), sweeps
+    return Comparison(metric, mode, [s.name for s in sweeps], rows)
 
 
 def _rows(name: str, study: optuna.Study, exp: Experiment, tracker: Tracker) -> list[Row]:

@@ -20,9 +20,10 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sweeplab.search.analysis.compare import Comparison, Row, SweepView, compare
+from sweeplab.search.analysis.compare import Comparison, Row, SweepView, ranked
 from sweeplab.search.analysis.report_page import REPORT
 from sweeplab.search.curves import draw_missing
+from sweeplab.search.study import Sweep
 from sweeplab.store import Store
 
 if TYPE_CHECKING:
@@ -59,24 +60,35 @@ def write_plots(
     curves = _top_histories(comparison, sweeps, top)
     if curves:
         _save_top_curves(comparison, curves, folder / TOP_CURVES)
-    comparison.report = write_report(
-        comparison, sweeps, curves, importances, folder / REPORT, where
-    )
-    for s in sweeps:
-        if s.parent:
-            for path in comparison.plots:
-                s.tracker.log_file(s.parent, path, "compare")
-            s.tracker.log_file(s.parent, comparison.report)
-            s.tracker.set_tags(s.parent, {TAG_PLOTS: mark})
+    report = write_report(comparison, sweeps, curves, importances, folder / REPORT, where)
+    comparison.report = report
+    _log(comparison, sweeps, report, mark)
     manifest = {"mark": mark, "plots": [p.name for p in comparison.plots]}
     (folder / MANIFEST).write_text(json.dumps({**manifest, "skipped": comparison.skipped}))
     return comparison
 
 
-def draw_for_sweep(store: Store, name: str, top_k: int = 5) -> Comparison:
-    """Sweep ``name``'s plots and report, at its end, into ``STORE/compare/NAME``."""
-    comparison, sweeps = compare(store, [name])
-    return write_plots(comparison, sweeps, store.root / "compare" / name, top_k)
+def _log(comparison: Comparison, sweeps: list[SweepView], report: Path, mark: str) -> None:
+    """Into each sweep's parent run: one sweep's plots under ``compare/`` and its report
+    as ``report.html``; a comparison of several under ``compare/A+B/``, so that it does
+    not replace a sweep's own."""
+    several = len(sweeps) > 1
+    folder = "compare/" + "+".join(comparison.sweeps) if several else "compare"
+    for s in sweeps:
+        if not s.parent:
+            continue
+        for path in comparison.plots:
+            s.tracker.log_file(s.parent, path, folder)
+        s.tracker.log_file(s.parent, report, folder if several else None)
+        if not several:
+            s.tracker.set_tags(s.parent, {TAG_PLOTS: mark})
+
+
+def draw_for_sweep(sweep: Sweep, top_k: int = 5) -> Comparison:
+    """The sweep's plots and report, at its end, into ``STORE/compare/NAME``."""
+    view = SweepView(sweep.name, sweep.study, sweep.parent, sweep.tracker, sweep.exp)
+    folder = sweep.tracker.store.root / "compare" / sweep.name
+    return write_plots(ranked([view]), [view], folder, top_k)
 
 
 def ui_address(store: Store) -> str:
@@ -106,7 +118,7 @@ def _current(comparison: Comparison, sweeps: list[SweepView], folder: Path, mark
     files = [folder / name for name in manifest.get("plots", [])]
     if manifest.get("mark") != mark or not all(f.is_file() for f in [*files, folder / REPORT]):
         return False
-    for s in sweeps:
+    for s in sweeps if len(sweeps) == 1 else []:  # a sweep's own plots: also in its run
         tags = s.tracker.client.get_run(s.parent).data.tags if s.parent else {}
         if tags.get(TAG_PLOTS) != mark:
             return False
