@@ -28,6 +28,7 @@ SCRIPTS = [
     "distributed.py",
     "agents.py",
     "workers.py",
+    "compare.py",
     "thousand.py",
 ]
 LIBRARIES = ["torch", "lightning", "optuna", "mlflow", "ray"]

@@ -184,7 +184,8 @@ def test_the_browser_shows_the_sweep_runs_with_their_metrics(
     finished: Finished, tmp_path: Any
 ) -> None:
     """Headless Chromium on ``sweeplab ui``: the sweep's parent run, its trials nested under
-    it, and their metrics as columns. SWEEPLAB_SCREENSHOT=path keeps the screenshot."""
+    it, and their metrics as columns; then the sweep's report inside the UI.
+    SWEEPLAB_SCREENSHOT=path keeps the screenshot."""
     from mlflow import MlflowClient
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -244,49 +245,39 @@ def test_the_browser_shows_the_sweep_runs_with_their_metrics(
         assert shot.stat().st_size > 20_000
         if os.environ.get("SWEEPLAB_SCREENSHOT"):
             shutil.copy(shot, ROOT / os.environ["SWEEPLAB_SCREENSHOT"])
+        _the_report_opens_in_the_ui(driver, port, experiment.experiment_id, finished)
     finally:
         driver.quit()
         stop_server(proc)
 
 
-def test_the_sweep_report_opens_inside_the_mlflow_ui(finished: Finished, tmp_path: Any) -> None:
+def _the_report_opens_in_the_ui(
+    driver: Any, port: int, experiment_id: str, finished: Finished
+) -> None:
     """The parent run's report.html in MLflow's artifact view (a sandboxed frame):
     plotly.js unpacks offline, every figure is drawn, and every trial is in the table."""
     import optuna
-    from mlflow import MlflowClient
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     study = optuna.load_study(study_name=finished.sweep, storage=finished.store.storage_url)
     parent = study.user_attrs["sweeplab.parent_run_id"]
-    experiment = MlflowClient(finished.store.tracking_uri).get_experiment_by_name(
-        finished.experiment
+    wait = WebDriverWait(driver, 60)
+    driver.get(
+        f"http://127.0.0.1:{port}/#/experiments/{experiment_id}/runs/{parent}/artifacts/report.html"
     )
-    assert experiment is not None
-    driver = _browser(tmp_path)
-    port = free_port()
-    proc = _ui(str(finished.store.root), port)
-    try:
-        wait = WebDriverWait(driver, 60)
-        driver.get(
-            f"http://127.0.0.1:{port}/#/experiments/{experiment.experiment_id}/runs/{parent}"
-            "/artifacts/report.html"
-        )
-        frame = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "iframe.mlflow-html-iframe"))
-        driver.switch_to.frame(frame)
-        body = wait.until(lambda d: d.find_element(By.TAG_NAME, "body"))
-        status = driver.find_element(By.ID, "status")
-        wait.until(lambda d: body.get_attribute("data-drawn") or status.text)
-        assert status.text == ""
-        figures = driver.find_elements(By.CSS_SELECTOR, "[data-figure]")
-        assert int(body.get_attribute("data-drawn") or 0) == len(figures) >= 3
-        for figure in figures:  # plotly drew an SVG in each
-            assert figure.find_elements(By.CSS_SELECTOR, "svg.main-svg")
-        rows = driver.find_elements(By.CSS_SELECTOR, "tr[data-trial]")
-        assert sorted(int(r.get_attribute("data-trial") or -1) for r in rows) == [
-            t.number for t in study.trials
-        ]
-        assert "val_acc" in driver.find_element(By.TAG_NAME, "table").text
-    finally:
-        driver.quit()
-        stop_server(proc)
+    frame = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "iframe.mlflow-html-iframe"))
+    driver.switch_to.frame(frame)
+    body = wait.until(lambda d: d.find_element(By.TAG_NAME, "body"))
+    status = driver.find_element(By.ID, "status")
+    wait.until(lambda d: body.get_attribute("data-drawn") or status.text)
+    assert status.text == ""
+    figures = driver.find_elements(By.CSS_SELECTOR, "[data-figure]")
+    assert int(body.get_attribute("data-drawn") or 0) == len(figures) >= 3
+    for figure in figures:  # plotly drew an SVG in each
+        assert figure.find_elements(By.CSS_SELECTOR, "svg.main-svg")
+    rows = driver.find_elements(By.CSS_SELECTOR, "tr[data-trial]")
+    numbers = sorted(int(r.get_attribute("data-trial") or -1) for r in rows)
+    assert numbers == [t.number for t in study.trials]
+    assert "val_acc" in driver.find_element(By.TAG_NAME, "table").text
+    driver.switch_to.default_content()

@@ -197,5 +197,15 @@ def num(value: object, missing: str = "—") -> str:
     return str(value)
 
 
+def plain_table(head: list[str], rows: list[list[str]]) -> str:
+    """Columns aligned with spaces: a table of many rows at once."""
+    widths = [max(len(cell) for cell in column) for column in zip(head, *rows, strict=True)]
+    lines = [head, ["-" * w for w in widths], *rows]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
+        for line in lines
+    )
+
+
 def is_tty() -> bool:
     return sys.stderr.isatty()

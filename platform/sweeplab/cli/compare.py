@@ -11,7 +11,18 @@ from typing import Any
 
 import typer
 
-from sweeplab.cli._common import STORAGE, STORE, TRACKING_URI, err, fail, handle_errors, num, out
+from sweeplab.cli._common import (
+    STORAGE,
+    STORE,
+    TRACKING_URI,
+    err,
+    fail,
+    handle_errors,
+    num,
+    out,
+    plain_table,
+)
+from sweeplab.cli.status import PLAIN_ROWS
 
 
 class Format(StrEnum):
@@ -123,6 +134,11 @@ def _cell(value: Any) -> str:
 def _table(rows: list[dict[str, Any]], sweeps: list[str]) -> None:
     from rich.table import Table
 
+    if len(rows) > PLAIN_ROWS:  # rich measures every cell: seconds for a large sweep
+        out.print(f"compare {', '.join(sweeps)}")
+        cells = [[str(v) for v in row.values()] for row in rows]
+        out.print(plain_table(list(rows[0]), cells), markup=False, highlight=False)
+        return
     table = Table(*(rows[0] if rows else ["trial"]), title=f"compare {', '.join(sweeps)}")
     for row in rows:
         table.add_row(*(str(v) for v in row.values()))

@@ -7,7 +7,20 @@ from typing import Any
 
 import typer
 
-from sweeplab.cli._common import STORAGE, STORE, fail, handle_errors, num, out, quiet_libraries
+from sweeplab.cli._common import (
+    STORAGE,
+    STORE,
+    fail,
+    handle_errors,
+    num,
+    out,
+    plain_table,
+    quiet_libraries,
+)
+
+# Past this many trials the table is printed as plain aligned text: rich measured every
+# cell of a 1,000-trial table for a second
+PLAIN_ROWS = 200
 
 
 @handle_errors
@@ -43,7 +56,11 @@ def status(
         out.print(table)
         return
     report = sweep_status(where, name)
-    out.print(_trials_table(report))
+    if len(report.rows) > PLAIN_ROWS:
+        out.print(f"sweep {report.name}")
+        out.print(plain_table(*_trials_cells(report)), markup=False, highlight=False)
+    else:
+        out.print(_trials_table(report))
     c = report.counts
     out.print(
         f"{c['complete']} complete, {c['pruned']} pruned, {c['failed']} failed, "
@@ -59,37 +76,32 @@ def status(
 
 
 def _trials_table(report: Any) -> Any:
-    """One row per trial: state, each objective's value (and the front, if several),
-    epochs, seconds, the params (— where a conditional one was not sampled), why."""
+    """One row per trial, as a rich table (a few hundred trials at most)."""
     from rich.table import Table
 
+    head, rows = _trials_cells(report)
+    table = Table(*head, title=f"sweep {report.name}")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def _trials_cells(report: Any) -> tuple[list[str], list[list[str]]]:
+    """One row per trial: state, each objective's value (and the front, if several),
+    epochs, seconds, the params (— where a conditional one was not sampled), why."""
     keys = list(dict.fromkeys(k for row in report.rows for k in row.params))
     front = set(report.front)
-    table = Table(
-        "#",
-        "state",
-        report.metric,
-        *report.trade_offs,
-        *(["front"] if report.trade_offs else []),
-        "epochs",
-        "seconds",
-        *keys,
-        "reason",
-        title=f"sweep {report.name}",
-    )
+    several = bool(report.trade_offs)
+    head = ["#", "state", report.metric, *report.trade_offs, *(["front"] if several else [])]
+    head += ["epochs", "seconds", *keys, "reason"]
+    rows = []
     for row in report.rows:
-        table.add_row(
-            str(row.number),
-            row.state,
-            num(row.value),
-            *(
-                num(row.trade_offs[i] if row.trade_offs else None)
-                for i in range(len(report.trade_offs))
-            ),
-            *(["*" if row.number in front else ""] if report.trade_offs else []),
-            num(row.epochs),
-            num(row.seconds),
-            *(num(row.params.get(k)) for k in keys),
-            row.reason or "",
-        )
-    return table
+        cells = [str(row.number), row.state, num(row.value)]
+        cells += [
+            num(row.trade_offs[i] if row.trade_offs else None)
+            for i in range(len(report.trade_offs))
+        ]
+        cells += ["*" if row.number in front else ""] if several else []
+        cells += [num(row.epochs), num(row.seconds), *(num(row.params.get(k)) for k in keys)]
+        rows.append([*cells, row.reason or ""])
+    return head, rows
