@@ -16,8 +16,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 # the order: tracking, trial overhead, pruning, storage, ingestion, start-up,
-# scaling (distributed.py), the 3-agent bookkeeping figure, local workers, then a sweep of
-# 1,000 trials (status, compare and the report at that scale)
+# scaling (distributed.py), the 3-agent bookkeeping figure, local workers, compare on the
+# default sweep, then a sweep of 1,000 trials (status, compare and the report at that scale)
 SCRIPTS = [
     "tracking_overhead.py",
     "trial_overhead.py",
