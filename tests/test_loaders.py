@@ -193,6 +193,7 @@ def test_an_image_folder_reads_one_class_per_subfolder(tmp_path: Path) -> None:
     folder = image_folder(tmp_path / "pets")
     s = split(DataConfig(dataset="image_folder", path=str(folder)))
     assert s.shape == (3, 10, 12) and s.n_classes == 2
+    assert s.labels == ("cat", "dog")  # the class names a model's outputs answer with
     resized = split(DataConfig(dataset="image_folder", path=str(folder), image_size=[6, 6]))
     assert resized.shape == (3, 6, 6)
     gray = split(
@@ -212,6 +213,14 @@ def test_image_folder_errors_name_the_file(tmp_path: Path) -> None:
     odd.write_bytes(b"\x89PNG\r\n\x1a\nbroken")
     with pytest.raises(DataError, match=r"odd\.png: not a readable image"):
         split(DataConfig(dataset="image_folder", path=str(folder), seed=3))
+
+
+def test_built_in_classes_are_named_as_the_data_names_them() -> None:
+    """A classifier's output i answers with the data's class: iris' species; with
+    data.classes, the i-th class listed there (digits 7 and 3: outputs 0 and 1)."""
+    assert split(DataConfig(dataset="iris")).labels == ("setosa", "versicolor", "virginica")
+    assert split(DataConfig(dataset="digits", classes=[7, 3])).labels == ("7", "3")
+    assert split(DataConfig(dataset="xor")).labels == ("0", "1")  # no names: the labels
 
 
 # ------------------------------------------------------------------------------- CSV
@@ -236,6 +245,7 @@ def test_csv_classification_and_regression(tmp_path: Path) -> None:
         DataConfig(dataset="csv", path=str(labelled), target="species", task="classification")
     )
     assert classes.n_classes == 2 and classes.n_features == 3  # "big" → 0, "small" → 1
+    assert classes.labels == ("big", "small")
     regression = split(
         DataConfig(dataset="csv", path=str(numeric), target="size", task="regression")
     )

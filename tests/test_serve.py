@@ -64,7 +64,10 @@ def test_predictions_equal_the_in_process_model(served: tuple[str, Finished]) ->
     model = load_torch(finished.store.tracking_uri, resolve(client, ModelRef("iris", "served")))
     expected = predict(model, rows)
     np.testing.assert_allclose(np.array(body["predictions"]), expected, rtol=1e-6, atol=1e-7)
-    assert body["labels"] == expected.argmax(axis=1).tolist()
+    # the data's own class values (iris' species), the output indices alongside
+    assert body["label_indices"] == expected.argmax(axis=1).tolist()
+    species = ["setosa", "versicolor", "virginica"]
+    assert body["labels"] == [species[i] for i in body["label_indices"]]
     # one row without the batch wrapper
     status, one = call(f"{base}/predict", json.dumps(rows[0].tolist()).encode())
     assert status == 200 and one["labels"] == body["labels"][:1]

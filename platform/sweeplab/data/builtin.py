@@ -29,6 +29,7 @@ class Arrays:
     ordered: bool = False  # a time series: split in time order, never shuffled
     baseline: np.ndarray | None = None  # a naive prediction per example, for comparison
     baseline_name: str = ""
+    names: tuple[str, ...] = ()  # a classifier's class names, by label (none: the labels)
 
 
 def _sklearn(name: str, image: bool = False) -> Callable[[DataConfig], Arrays]:
@@ -39,7 +40,8 @@ def _sklearn(name: str, image: bool = False) -> Callable[[DataConfig], Arrays]:
         x = bunch.data.astype(np.float32)
         shape = (1, 8, 8) if image else (x.shape[1],)
         if cfg.resolved_task == "classification":
-            return Arrays(x, bunch.target.astype(np.int64), shape)
+            names = tuple(str(n) for n in bunch.target_names)
+            return Arrays(x, bunch.target.astype(np.int64), shape, names=names)
         return Arrays(x, bunch.target.astype(np.float32), shape)
 
     return load
@@ -107,13 +109,13 @@ def _cifar10(cfg: DataConfig) -> Arrays:
 
 def _image_folder(cfg: DataConfig) -> Arrays:
     size = None if cfg.image_size is None else (cfg.image_size[0], cfg.image_size[1])
-    x, y, shape, _ = files.load_image_folder(Path(str(cfg.path)), size)
-    return Arrays(x, y, shape)
+    x, y, shape, classes = files.load_image_folder(Path(str(cfg.path)), size)
+    return Arrays(x, y, shape, names=tuple(classes))
 
 
 def _csv(cfg: DataConfig) -> Arrays:
-    x, y, _ = files.load_csv(Path(str(cfg.path)), str(cfg.target), cfg.resolved_task)
-    return Arrays(x, y, (x.shape[1],))
+    x, y, classes = files.load_csv(Path(str(cfg.path)), str(cfg.target), cfg.resolved_task)
+    return Arrays(x, y, (x.shape[1],), names=tuple(classes or ()))
 
 
 LOADERS: dict[str, Callable[[DataConfig], Arrays]] = {

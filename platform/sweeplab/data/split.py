@@ -39,6 +39,7 @@ class Split:
     n_classes: int = 0
     holdout: tuple[int, ...] = ()  # labels left out of train (anomalies for an autoencoder)
     baselines: tuple[tuple[str, float], ...] = ()  # e.g. ("val_rmse_persistence", 21.3)
+    labels: tuple[str, ...] = ()  # a classifier's output i is the data's class labels[i]
 
     @property
     def n_features(self) -> int:
@@ -141,7 +142,17 @@ def _split(cfg_json: str, fold: int) -> Split:
         n_classes,
         holdout,
         baselines,
+        _labels(arrays, cfg.classes, n_classes) if classify else (),
     )
+
+
+def _labels(arrays: Arrays, classes: list[int] | None, n_classes: int) -> tuple[str, ...]:
+    """The data's own name of each output class: its class name where the data has
+    names (a folder, a CSV's values, a built-in's target names), else its label; with
+    ``data.classes``, output i is the i-th class listed there."""
+    original = list(classes) if classes is not None else list(range(n_classes))
+    names = arrays.names
+    return tuple(names[c] if c < len(names) else str(c) for c in original)
 
 
 def _baselines(arrays: Arrays, val: np.ndarray, test: np.ndarray) -> tuple[tuple[str, float], ...]:

@@ -45,6 +45,7 @@ class InferenceModel(nn.Module):
         self.register_buffer("std", torch.as_tensor(split.std, dtype=torch.float32))
         self.target_mean = split.target_mean
         self.target_std = split.target_std
+        self.labels = list(split.labels)  # a classifier's class i, as the data names it
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.output == "samples":

@@ -30,6 +30,7 @@ TAG_DATA_HASH = "sweeplab.data_hash"
 TAG_TEST_METRIC = "sweeplab.test_metric"
 TAG_TEST_SCORE = "sweeplab.test_score"
 TAG_OUTPUT = "sweeplab.output"
+TAG_LABELS = "sweeplab.labels"  # in a classifier's MLmodel metadata: its classes' names
 TAG_PORTABLE = "sweeplab.portable"  # "yes", or why the version needs sweeplab to load
 HISTORY = "sweeplab.history."
 

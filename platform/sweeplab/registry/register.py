@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sweeplab.models.base import InferenceModel
-from sweeplab.registry.lineage import TAG_OUTPUT
+from sweeplab.registry.lineage import TAG_LABELS, TAG_OUTPUT
 from sweeplab.tracking.tracker import Tracker
 
 MODEL_PATH = "model"
@@ -51,7 +51,7 @@ def log_model(tracker: Tracker, run_id: str, model: InferenceModel, example: Any
         "signature": signature,
         "input_example": example,
         "pip_requirements": requirements,
-        "metadata": {TAG_OUTPUT: model.output},
+        "metadata": {TAG_OUTPUT: model.output, **_labels(model)},
     }
     with tempfile.TemporaryDirectory() as tmp:
         module = Path(tmp, MODULE_FILE)
@@ -60,6 +60,12 @@ def log_model(tracker: Tracker, run_id: str, model: InferenceModel, example: Any
         tracker.client.log_artifacts(run_id, str(path), MODEL_PATH)
     artifact_uri: str = tracker.client.get_run(run_id).info.artifact_uri
     return Logged(f"{artifact_uri}/{MODEL_PATH}", reason)
+
+
+def _labels(model: Any) -> dict[str, list[str]]:
+    """A classifier's class names, for clients of the version (``/predict``'s labels)."""
+    labels = getattr(model, "labels", None)
+    return {TAG_LABELS: list(labels)} if model.output == "probabilities" and labels else {}
 
 
 def _save(model: Any, path: Path, module: Path, options: dict[str, Any]) -> tuple[Path, str | None]:

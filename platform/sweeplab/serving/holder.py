@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from sweeplab.registry.lineage import PREFIX, TAG_OUTPUT, TAG_SPEC
+from sweeplab.registry.lineage import PREFIX, TAG_LABELS, TAG_OUTPUT, TAG_SPEC
 from sweeplab.registry.models import ModelRef, client_for, download, resolve
 
 
@@ -34,7 +34,11 @@ class Loaded:
             out = out[:, 0]
         answer["predictions"] = out.tolist()
         if self.output == "probabilities":
-            answer["labels"] = out.argmax(axis=1).tolist()
+            indices = out.argmax(axis=1).tolist()
+            names = self.metadata.get("labels") or []
+            # the data's own class values; a version logged without them says the index
+            answer["labels"] = [names[i] if i < len(names) else str(i) for i in indices]
+            answer["label_indices"] = indices
         return answer
 
 
@@ -118,6 +122,7 @@ class ModelHolder:
             "input_schema": inputs,
             "output_schema": signature.outputs.to_dict() if signature and signature.outputs else [],
             "output": extra.get(TAG_OUTPUT, tags.get(TAG_OUTPUT, "unknown")),
+            "labels": list(extra.get(TAG_LABELS, [])),
             "loaded_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }
         return Loaded(
