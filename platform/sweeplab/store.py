@@ -93,6 +93,45 @@ class Store:
     def tracking_server(self) -> bool:
         return self.tracking_uri.startswith(("http://", "https://"))
 
+    def follow_move(self) -> str | None:
+        """After the store folder was copied or moved: point its MLflow database at the
+        artifacts where they are now. Returns the old artifact root, if it moved.
+
+        MLflow records absolute artifact locations (experiments, runs, model versions)
+        and has no call to change them, so the rows are rewritten here, old root to new,
+        in one SQLite transaction (a process that opens the store meanwhile sees it
+        before or after). Only the store's own database, only locations inside the old
+        store's ``artifacts/`` folder."""
+        import sqlite3
+
+        if not self.local_tracking or not (self.root / "mlflow.db").is_file():
+            return None
+        new = self.artifact_root.as_uri()
+        try:
+            db = sqlite3.connect(self.root / "mlflow.db", timeout=60, isolation_level=None)
+        except sqlite3.Error:
+            return None
+        try:
+            old = _old_artifact_root(db, new)
+            if old is not None:
+                db.execute("BEGIN IMMEDIATE")
+                if _old_artifact_root(db, new) == old:  # not moved by another process
+                    for table, column in _ARTIFACT_COLUMNS:
+                        db.execute(
+                            f"UPDATE {table} SET {column} = ? || substr({column}, ?) "
+                            f"WHERE {column} = ? OR {column} LIKE ? ESCAPE '\\'",
+                            (new, len(old) + 1, old, _like_prefix(old + "/")),
+                        )
+                db.execute("COMMIT")
+            return old
+        except sqlite3.Error as exc:
+            raise StoreError(
+                f"the store at {self.root} was moved, and its database cannot be pointed "
+                f"at its new place ({exc}); sweeplab changed nothing"
+            ) from None
+        finally:
+            db.close()
+
     def storage_exists(self) -> bool:
         """False when the default SQLite study file has not been created yet."""
         path = _sqlite_file(self.storage_url)
@@ -174,6 +213,30 @@ class Store:
         """The SQLite files of the tracking database and (``storage``) the studies."""
         urls = [self.tracking_uri, self.storage_url] if storage else [self.tracking_uri]
         return [path for path in map(_sqlite_file, urls) if path is not None]
+
+
+# Where MLflow's database keeps absolute artifact locations
+_ARTIFACT_COLUMNS = (
+    ("experiments", "artifact_location"),
+    ("runs", "artifact_uri"),
+    ("model_versions", "source"),
+    ("model_versions", "storage_location"),
+)
+
+
+def _old_artifact_root(db: object, new: str) -> str | None:
+    """The ``file://.../artifacts`` root the database's experiments name, if not ``new``."""
+    rows = db.execute(  # type: ignore[attr-defined]
+        "SELECT DISTINCT artifact_location FROM experiments WHERE artifact_location LIKE "
+        "'file://%/artifacts'"
+    ).fetchall()
+    old = [r[0] for r in rows if r[0] != new]
+    return old[0] if old else None
+
+
+def _like_prefix(text: str) -> str:
+    """A LIKE pattern for values that start with ``text``."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
 def _sqlite_file(url: str) -> Path | None:

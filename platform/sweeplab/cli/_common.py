@@ -103,6 +103,7 @@ def open_store(
 
     where = Store.resolve(store, tracking_uri, storage)
     where.verify(creating=creating)
+    where.follow_move()  # a store folder that was copied or moved works where it is
     return where
 
 
@@ -118,6 +119,7 @@ def tracking_store(store: Any, tracking_uri: str | None) -> Any:
             f"no tracking database or model registry at {where.root / 'mlflow.db'}: "
             "run a sweep first"
         )
+    where.follow_move()
     return where
 
 

@@ -45,6 +45,7 @@ class Tracker:
 
     def __init__(self, store: Store, experiment: str) -> None:
         self.store = store
+        store.follow_move()  # a store folder that was copied or moved works where it is
         self.client = MlflowClient(tracking_uri=store.tracking_uri, registry_uri=store.tracking_uri)
         found = self.client.get_experiment_by_name(experiment)
         if found is None:
