@@ -190,6 +190,9 @@ def _summary(result: SweepResult, seconds: float, metric: str, interrupted: bool
     )
     out.print(f"Status:  sweeplab status {result.name}" + _store_args(store))
     out.print("Open the MLflow UI:  sweeplab ui" + _store_args(store, ui=True))
+    report = store.root / "compare" / result.name / "report.html"
+    if not interrupted and report.is_file():
+        out.print(f"Report:  {report} (also the parent run's report.html in the UI)")
     if interrupted:
         out.print("Finished trials were kept; the interrupted trial is marked failed.")
 
