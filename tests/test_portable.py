@@ -122,3 +122,38 @@ def test_mlflow_models_serve_answers_without_sweeplab(tmp_path: Path) -> None:
         np.testing.assert_allclose(got, expected["cnn"], rtol=1e-5, atol=1e-6)
     finally:
         stop_server(proc)
+
+
+class _Branchy(torch.nn.Module):
+    """A module whose path depends on its input's values: torch.export cannot trace it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.sum() > 0:
+            return self.linear(x)
+        return -self.linear(x)
+
+
+def test_a_model_torch_export_cannot_trace_is_saved_pickled_and_says_why(
+    tmp_path: Path,
+) -> None:
+    import mlflow.pytorch
+
+    from sweeplab.data.split import split
+    from sweeplab.models.base import InferenceModel
+    from sweeplab.registry.register import log_model
+    from sweeplab.spec import DataConfig
+
+    data = split(DataConfig(dataset="iris"))
+    model = InferenceModel(_Branchy(), data, "probabilities").eval()
+    tracker = Tracker(Store.resolve(tmp_path / "store"), "branchy")
+    run_id = tracker.start_run("branchy")
+    logged = log_model(tracker, run_id, model, data.raw(data.x_test[:5]))
+    assert logged.portable is not None and "torch.export could not trace it" in logged.portable
+    loaded = mlflow.pytorch.load_model(logged.uri)  # pickled: loads where sweeplab is
+    rows = torch.as_tensor(data.raw(data.x_test[:3]))
+    with torch.no_grad():
+        np.testing.assert_allclose(loaded(rows).numpy(), model(rows).numpy(), rtol=1e-6)
