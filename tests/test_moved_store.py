@@ -8,6 +8,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import pytest
 from mlflow import MlflowClient
 
 from sweeplab.search import run_sweep
@@ -17,6 +18,9 @@ from tests.conftest import free_port, start_server, stop_server, sweeplab, tiny_
 from tests.test_serve import call
 
 
+# a sweep, seven commands and a model server (about a minute): CI runs it with the
+# distributed tests, to keep `make test` under its 15 minutes
+@pytest.mark.distributed
 def test_a_moved_store_works_where_it_is_with_the_old_folder_gone(tmp_path: Path) -> None:
     old = tmp_path / "laptop" / "store"
     exp = spec_from_dict(
