@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import signal
 import time
@@ -229,17 +230,25 @@ def test_ctrl_c_stops_every_local_worker_and_resume_runs_what_they_had(
             break
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
         time.sleep(0.05)
+    sent = datetime.datetime.now()  # Optuna records local times, as this
     os.killpg(proc.pid, signal.SIGINT)
     output, errors = proc.communicate(timeout=120)
     assert proc.returncode == 130, output + errors
     assert "interrupted" in output + errors and "Traceback" not in output + errors
     trials = load(store, "stopped").get_trials(deepcopy=False)
     assert not [t for t in trials if t.state == TrialState.RUNNING]
+    interrupted = 0
     for t in running:
         stopped = trials[t.number]
+        if stopped.state == TrialState.COMPLETE:  # it was telling its value as the signal came
+            assert stopped.datetime_complete is not None
+            assert stopped.datetime_complete <= sent + datetime.timedelta(seconds=1)
+            continue
         assert stopped.state == TrialState.FAIL
         assert "interrupted" in stopped.user_attrs["fail_reason"]
         assert trials[stopped.user_attrs["sweeplab.retried_as"]].state == TrialState.WAITING
+        interrupted += 1
+    assert interrupted >= 1
     runs = _trial_runs(store, "stopped")
     assert runs and not [r for r in runs if r.info.status == "RUNNING"]
     out = sweeplab("resume", "stopped", "--store", str(store.root), "-q")
