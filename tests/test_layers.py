@@ -52,6 +52,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "sweeplab.search.lifecycle",
             "sweeplab.search.publish",
             "sweeplab.search.single",
+            "sweeplab.search.push",
             "sweeplab.search.analysis",
             "sweeplab.serving",
         ),

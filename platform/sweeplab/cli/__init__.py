@@ -9,7 +9,18 @@ from __future__ import annotations
 import typer
 
 from sweeplab import __version__
-from sweeplab.cli import compare, models, resume, serve, status, sweep, train, ui, validate
+from sweeplab.cli import (
+    compare,
+    models,
+    push,
+    resume,
+    serve,
+    status,
+    sweep,
+    train,
+    ui,
+    validate,
+)
 
 app = typer.Typer(
     name="sweeplab",
@@ -47,6 +58,7 @@ app.command("compare")(compare.compare)
 app.add_typer(models.app, name="models")
 app.command("serve")(serve.serve)
 app.command("ui")(ui.ui)
+app.command("push")(push.push)
 
 
 def main() -> None:

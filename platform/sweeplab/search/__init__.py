@@ -14,6 +14,7 @@ The path of a sweep reads from the modules, bottom to top:
     lifecycle.py      run / continue / finish a sweep over the Backend protocol
     publish.py        log and register a trial's model
     single.py         sweeplab train: one tracked run, no search
+    push.py           a finished sweep copied to another store (the team's server)
     analysis/         status and compare
 
 The names below are the Python API (the CLI calls the same); they are imported on
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from sweeplab.search.lifecycle import SweepInterrupted, continue_sweep, run_sweep
     from sweeplab.search.optuna_backend import LocalWorkers
     from sweeplab.search.publish import register_sweep_best
+    from sweeplab.search.push import PushRefused, PushResult, push_sweep
     from sweeplab.search.ray_backend import RayOptions
     from sweeplab.search.single import TrainResult, train_once
     from sweeplab.search.study import SweepResult, TrialEvent
@@ -53,6 +55,9 @@ _PUBLIC = {
     "train_once": "single",
     "TrainResult": "single",
     "register_sweep_best": "publish",
+    "push_sweep": "push",
+    "PushResult": "push",
+    "PushRefused": "push",
     "sweep_status": "analysis.status",
     "list_sweeps": "analysis.status",
     "read_result": "analysis.status",
@@ -66,6 +71,8 @@ _PUBLIC = {
 __all__ = [
     "Comparison",
     "LocalWorkers",
+    "PushRefused",
+    "PushResult",
     "RayOptions",
     "SweepInterrupted",
     "SweepResult",
@@ -76,6 +83,7 @@ __all__ = [
     "compare",
     "continue_sweep",
     "list_sweeps",
+    "push_sweep",
     "read_result",
     "register_sweep_best",
     "run_sweep",
