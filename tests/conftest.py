@@ -278,21 +278,30 @@ def start_server(
 ) -> Any:
     """Start ``command`` in its own process group; return once ``ready_url`` answers at
     all (a 4xx, e.g. a login prompt, counts), or at once with ``wait=False`` (then call
-    ``wait_until_up``). Its output is in the error if it exits."""
+    ``wait_until_up``). Its output goes to a file (``server_output``; a pipe nobody
+    reads would stop a chatty server once it is full) and is in the error if it exits."""
     import subprocess
+    import tempfile
 
-    proc = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-        env=env,
-        cwd=cwd,
-    )
+    with tempfile.NamedTemporaryFile(prefix="sweeplab-server-", suffix=".log", delete=False) as log:
+        proc = subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+            env=env,
+            cwd=cwd,
+        )
+    proc.output_path = log.name
     if wait:
         wait_until_up(proc, ready_url, seconds)
     return proc
+
+
+def server_output(proc: Any) -> str:
+    """What a server started by ``start_server`` has printed so far."""
+    return Path(proc.output_path).read_text(errors="replace")
 
 
 def wait_until_up(proc: Any, ready_url: str, seconds: float = 90) -> None:
@@ -303,7 +312,7 @@ def wait_until_up(proc: Any, ready_url: str, seconds: float = 90) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise AssertionError(f"server exited: {proc.stdout.read() if proc.stdout else ''}")
+            raise AssertionError(f"server exited: {server_output(proc)}")
         try:
             urllib.request.urlopen(ready_url, timeout=2).close()
             return

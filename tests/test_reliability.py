@@ -205,7 +205,7 @@ def test_a_served_alias_outlives_missing_files_and_a_deleted_version(served_stor
 
     from sweeplab.registry.models import client_for
     from sweeplab.registry.promote import promote
-    from tests.conftest import free_port, start_server, stop_server, sweeplab
+    from tests.conftest import free_port, server_output, start_server, stop_server, sweeplab
     from tests.test_serve import call
 
     uri, root = served_store.tracking_uri, str(served_store.root)
@@ -235,7 +235,7 @@ def test_a_served_alias_outlives_missing_files_and_a_deleted_version(served_stor
         assert proc.poll() is None
     finally:
         stop_server(proc)
-    said = proc.stdout.read()
+    said = server_output(proc)
     assert "Traceback" not in said
     warnings = [line for line in said.splitlines() if line.startswith("warning: could not")]
     assert len(warnings) == 2, said  # one per problem, not one per poll
