@@ -92,9 +92,10 @@ def run_one(
             raise
         except Exception as exc:  # the objective recorded the reason on the trial
             full = disk_full(exc)
-            if full is not None:  # every next trial would fail the same way: stop here
-                with contextlib.suppress(Exception):  # it needs a write, which may fail too
-                    study.tell(trial, state=TrialState.FAIL)
+            if full is not None:  # every next trial would fail the same way: stop here.
+                # The trial is left running, not told FAIL: `resume` finds its worker gone
+                # and queues its params again, as for a kill (a FAIL that the full disk
+                # let through would count a sound configuration as failed)
                 raise full_disk(study, full, f"in trial {trial.number}") from None
             # Trial._trial_id (private): the storage's calls take it (see claims.heartbeat)
             retry(study, storage, trial._trial_id, max_retries)
