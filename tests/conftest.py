@@ -24,7 +24,8 @@ TINY: dict[str, Any] = {
     "objective": {"metric": "val_acc", "mode": "max"},
     "search_space": {"train.lr": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True}},
     "sweep": {"trials": 2, "sampler": "random", "seed": 0},
-    "tracking": {"experiment": "tiny"},
+    # the tests that look at the sweep-end report turn it on (2 s of each sweep's end)
+    "tracking": {"experiment": "tiny", "report": False},
 }
 
 
@@ -110,7 +111,7 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> Finished:
     from sweeplab.store import Store
 
     store = Store.resolve(tmp_path_factory.mktemp("finished") / "store")
-    tracking = {"experiment": "finished", "register_as": "iris"}
+    tracking = {"experiment": "finished", "register_as": "iris", "report": True}
     good = spec_from_dict(
         tiny_spec(
             train={"max_epochs": 5},

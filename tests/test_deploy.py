@@ -216,6 +216,9 @@ def test_the_compose_topology_as_local_processes_runs_a_sweep(
         shutil.rmtree(tmp_path / "artifacts", ignore_errors=True)
 
 
+# two MLflow servers with authentication (half a minute): CI runs it with the
+# distributed tests, to keep `make test` under its 15 minutes
+@pytest.mark.distributed
 def test_the_deployments_mlflow_login_accepts_no_default_password(tmp_path: Path) -> None:
     """The compose file's MLflow server, started as a local process with the deployment's
     auth settings: it will not start without a password, with MLflow's old default or a

@@ -34,6 +34,9 @@ from tests.conftest import sweeplab
 runner = CliRunner()
 
 
+# five kill -9 and resumes in a row (over a minute): CI runs it with the distributed
+# tests (kills), to keep `make test` under its 15 minutes
+@pytest.mark.distributed
 def test_five_kills_in_a_row_then_resume_lose_nothing(store: Store, write_spec: Any) -> None:
     spec = write_spec(killable_spec("battered", trials=12))
     kills = kill_and_resume(store, spec, "battered", kills=5, seed=8, window=(2.0, 6.0))

@@ -46,6 +46,10 @@ def test_the_sweeps_end_draws_the_top_trials_figures_and_compare_the_missing(
     for run_id in runs[5:]:
         assert "learning_curve.png" not in _files(client, run_id)
         assert len(client.get_metric_history(run_id, "val_acc")) == 2
+    # tracking.report: false — the sweep's end drew no plots and no report
+    parent = study.user_attrs["sweeplab.parent_run_id"]
+    assert "report.html" not in _files(client, parent)
+    assert not (store.root / "compare").exists()
 
     # as if the sweep's end had been killed before drawing the best trial's figure
     client.delete_tag(runs[0], "sweeplab.learning_curve")
@@ -87,7 +91,7 @@ def test_compare_reuses_current_plots_and_draws_again_when_trials_change(
             train={"max_epochs": 1},
             search_space={"train.lr": {"type": "float", "low": 1e-3, "high": 0.1, "log": True}},
             sweep={"trials": 3, "sampler": "random"},
-            tracking={"experiment": "reuse"},
+            tracking={"experiment": "reuse", "report": True},
         )
     )
     run_sweep(exp, store, name="reuse")

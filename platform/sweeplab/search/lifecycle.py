@@ -198,7 +198,8 @@ def finish(sweep: Sweep) -> SweepResult:
             return result
         summarize(sweep, result)
         draw_trial_figures(sweep)
-        _plots(sweep)
+        if exp.tracking.report:
+            _plots(sweep)
         if result.best_run_id is not None and exp.tracking.register_as:
             result.registered = register_best(exp, tracker, result)
         tracker.set_tags(sweep.parent, {keys.TAG_STATE: "complete"})

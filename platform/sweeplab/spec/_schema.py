@@ -109,6 +109,9 @@ class SweepConfig(Section):
 class TrackingConfig(Section):
     experiment: str | None = None  # default: the spec's name
     register_as: str | None = None  # register the best model under this name
+    # draw compare's plots and the HTML report into the parent run at the sweep's end
+    # (off: `sweeplab compare` draws them when asked; the top trials' curves are drawn)
+    report: bool = True
 
 
 # ------------------------------------------------------------------------ experiment
