@@ -40,6 +40,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "sweeplab.search.study",
             "sweeplab.search.sampling",
             "sweeplab.search.curves",
+            "sweeplab.search.restarts",
             "sweeplab.search.trial",
             "sweeplab.search.claims",
         ),

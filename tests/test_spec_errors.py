@@ -29,6 +29,15 @@ CASES: list[tuple[str, dict[str, Any], str, list[str]]] = [
     ("unknown key", {"train": {"lrr": 0.1}}, "train.lrr", ["did you mean 'lr'", "allowed keys"]),
     ("unknown top key", {"modle": {}}, "modle", ["did you mean 'model'"]),
     (
+        "lcb of a minimized metric",
+        {
+            "objective": {"metric": "val_loss", "mode": "min"},
+            "sweep": {"restarts": 2, "restart_aggregate": "lcb"},
+        },
+        "sweep.restart_aggregate",
+        ["val_loss is minimized", "use 'ucb'"],
+    ),
+    (
         "low >= high",
         {"search_space": {"train.lr": {"type": "float", "low": 0.1, "high": 0.01}}},
         "train.lr",

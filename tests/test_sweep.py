@@ -120,7 +120,7 @@ def test_pruned_and_diverged_trials_get_their_states_and_the_sweep_completes(sto
     assert result.counts["failed"] == states.count(TrialState.FAIL)
 
 
-@pytest.mark.parametrize("aggregate", ["mean", "best"])
+@pytest.mark.parametrize("aggregate", ["mean", "best", "lcb"])
 def test_restarts_make_k_runs_and_the_documented_aggregate(store: Any, aggregate: str) -> None:
     exp = spec_from_dict(
         tiny_spec(
@@ -138,10 +138,34 @@ def test_restarts_make_k_runs_and_the_documented_aggregate(store: Any, aggregate
     values = [
         max(m.value for m in client.get_metric_history(r.info.run_id, "val_acc")) for r in restarts
     ]
-    expected = statistics.fmean(values) if aggregate == "mean" else max(values)
+    expected = {
+        "mean": statistics.fmean(values),
+        "best": max(values),
+        # the mean less one standard error: a lucky seed does not carry the trial
+        "lcb": statistics.fmean(values) - statistics.stdev(values) / 3**0.5,
+    }[aggregate]
     assert result.best_value == pytest.approx(expected, abs=1e-6)
     assert trial_run.data.metrics["value_std"] == pytest.approx(statistics.pstdev(values), abs=1e-6)
-    # the trial's figure (drawn at the sweep's end) has a line per restart
+    # the trial run's curve: the restarts' mean per epoch, and their spread
+    per_epoch = [
+        {m.step: m.value for m in client.get_metric_history(r.info.run_id, "val_acc")}
+        for r in restarts
+    ]
+    mean = {m.step: m.value for m in client.get_metric_history(trial_run.info.run_id, "val_acc")}
+    std = {m.step: m.value for m in client.get_metric_history(trial_run.info.run_id, "val_acc_std")}
+    assert sorted(mean) == sorted(std) == sorted(per_epoch[0]) == [0, 1, 2]
+    for epoch in mean:
+        at = [curve[epoch] for curve in per_epoch]
+        assert mean[epoch] == pytest.approx(statistics.fmean(at), abs=1e-6)
+        assert std[epoch] == pytest.approx(statistics.pstdev(at), abs=1e-6)
+    if aggregate == "mean":  # compare draws the top trials' curves, each with its band
+        from sweeplab.search import compare, write_plots
+
+        comparison, sweeps = compare(store, [result.name])
+        assert comparison.rows[0].std == pytest.approx(statistics.pstdev(values), abs=1e-6)
+        write_plots(comparison, sweeps, store.root / "plots")
+        assert "top_learning_curves.png" in {p.name for p in comparison.plots}
+    # the trial's figure (drawn at the sweep's end): the mean with its band
     assert "learning_curve.png" in {f.path for f in client.list_artifacts(trial_run.info.run_id)}
     trial = _study(store, result.name).trials[0]
     assert trial.user_attrs["restart_values"] == pytest.approx(
@@ -153,6 +177,38 @@ def test_restarts_make_k_runs_and_the_documented_aggregate(store: Any, aggregate
         ],
         abs=1e-6,
     )
+
+
+def test_a_restart_that_diverges_is_left_out_and_the_trial_completes(store: Any) -> None:
+    exp = spec_from_dict(
+        tiny_spec(
+            model={
+                "arch": "custom",
+                "class": "tests.custom_modules:UnluckySeed",
+                "kwargs": {"lr": 0.01},
+                "metrics": ["val_acc"],
+            },
+            train={"seed": 0},
+            sweep={"trials": 1, "restarts": 3, "restart_aggregate": "mean"},
+            tracking={"experiment": "unlucky"},
+        )
+    )
+    result = run_sweep(exp, store)  # seeds 0, 1, 2: restart 1 diverges
+    trial = _study(store, result.name).trials[0]
+    assert trial.state == TrialState.COMPLETE
+    assert len(trial.user_attrs["restart_values"]) == 2
+    client = MlflowClient(store.tracking_uri)
+    runs = {r.data.tags.get("sweeplab.restart"): r for r in all_runs(store, "unlucky")}
+    assert runs["1"].info.status == "FAILED"
+    assert "became nan" in runs["1"].data.tags["sweeplab.fail_reason"]
+    assert runs["0"].info.status == runs["2"].info.status == "FINISHED"
+    trial_run = client.get_run(str(result.best_run_id))
+    assert trial_run.data.metrics["diverged_fits"] == 1
+    values = [
+        max(m.value for m in client.get_metric_history(runs[r].info.run_id, "val_acc"))
+        for r in ("0", "2")
+    ]
+    assert result.best_value == pytest.approx(statistics.fmean(values), abs=1e-6)
 
 
 def test_xor_needs_a_hidden_layer(store: Any) -> None:

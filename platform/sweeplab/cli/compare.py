@@ -108,12 +108,15 @@ def compare(
 
 def _records(comparison: Any, several: bool) -> list[dict[str, Any]]:
     keys = comparison.param_keys
+    spread = any(r.std is not None for r in comparison.rows)  # trials with restarts
     rows = []
     for r in comparison.rows:
         row: dict[str, Any] = {"rank": r.rank if r.rank is not None else ""}
         if several:
             row["sweep"] = r.sweep
         row |= {"trial": r.trial, "state": r.state, comparison.metric: _cell(r.value)}
+        if spread:  # the standard deviation of the trial's fits (restarts, folds)
+            row[f"{comparison.metric}_std"] = _cell(r.std)
         row |= {k: _cell(v) for k, v in r.trade_offs.items()}  # a multi-objective sweep's
         if r.front is not None:
             row["front"] = "*" if r.front else ""

@@ -40,10 +40,10 @@ def draw_missing(tracker: Tracker, exp: Experiment, run_ids: Iterable[str]) -> i
         run = tracker.client.get_run(run_id)
         if run.data.tags.get(TAG_CURVE):
             continue
-        curves = _curves(tracker, exp, run)
+        curves, std = _curves(tracker, exp, run)
         if not any(any(curve.values()) for curve in curves.values()):
             continue  # it logged no epoch
-        plot_curves(tracker, run_id, curves, exp)
+        plot_curves(tracker, run_id, curves, exp, std)
         tracker.set_tags(run_id, {TAG_CURVE: "learning_curve.png"})
         drawn += 1
     return drawn
@@ -55,18 +55,38 @@ def curve_keys(exp: Experiment) -> tuple[str, ...]:
     return ("train_loss", *exp.metrics(), "lr")
 
 
+def figure_metric(exp: Experiment) -> str:
+    """The metric a learning-curve figure draws beside the losses."""
+    return exp.objective.metric if exp.objective.metric != "val_loss" else exp.metrics()[-1]
+
+
 def plot_curves(
-    tracker: Tracker, run_id: str, curves: dict[str, dict[str, list[float]]], exp: Experiment
+    tracker: Tracker,
+    run_id: str,
+    curves: dict[str, dict[str, list[float]]],
+    exp: Experiment,
+    std: dict[str, list[float]] | None = None,
 ) -> None:
-    """``learning_curve.png`` of a run: ``curves`` maps each fit's label to its curves."""
-    metric = exp.objective.metric if exp.objective.metric != "val_loss" else exp.metrics()[-1]
-    tracker.log_figure(run_id, learning_curves(curves, metric), "learning_curve.png")
+    """``learning_curve.png`` of a run: ``curves`` maps each fit's label to its curves;
+    with ``std``, the one entry is the fits' mean, drawn with a ±1 std band."""
+    figure = learning_curves(curves, figure_metric(exp), std)
+    tracker.log_figure(run_id, figure, "learning_curve.png")
 
 
-def _curves(tracker: Tracker, exp: Experiment, run: Any) -> dict[str, dict[str, list[float]]]:
-    """Per fit of the trial (its nested runs, or the run itself): each curve key's values
-    by epoch."""
+Band = dict[str, list[float]]
+
+
+def _curves(
+    tracker: Tracker, exp: Experiment, run: Any
+) -> tuple[dict[str, dict[str, list[float]]], Band | None]:
+    """A trial with several fits: their mean and spread from its own run. One fit: its
+    curves, each key's values by epoch (an older trial with several: one line per fit,
+    from its nested runs)."""
     run_id, name = run.info.run_id, run.info.run_name
+    if f"{figure_metric(exp)}_std" in run.data.metrics:
+        shown = ("train_loss", "val_loss", figure_metric(exp))
+        mean = {key: _history(tracker, run_id, key) for key in curve_keys(exp)}
+        return {"mean": mean}, {key: _history(tracker, run_id, f"{key}_std") for key in shown}
     nested = tracker.search(f"tags.`mlflow.parentRunId` = '{run_id}'")
     fits = {r.info.run_name.removeprefix(f"{name}-"): r.info.run_id for r in nested}
     if not fits:
@@ -74,7 +94,7 @@ def _curves(tracker: Tracker, exp: Experiment, run: Any) -> dict[str, dict[str, 
     return {
         label: {key: _history(tracker, fit_id, key) for key in curve_keys(exp)}
         for label, fit_id in sorted(fits.items())
-    }
+    }, None
 
 
 def _history(tracker: Tracker, run_id: str, key: str) -> list[float]:

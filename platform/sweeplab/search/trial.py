@@ -4,7 +4,8 @@ The MLflow tree of a trial:
 
     trial-7                      child of the sweep's parent run
       params: the sampled values; tags: trial number, state, study
-      metrics: per-epoch history (one fit only), value, value_std, test_*,
+      metrics: per-epoch history (several fits: their mean, and <metric>_std), value,
+               value_std, test_*,
                param_count, flops_per_sample, epoch_seconds
       artifacts: checkpoint/model_state.pt; learning_curve.png, drawn at the sweep's end
                  (search.curves) for the top trials, at once for ``sweeplab train``
@@ -12,7 +13,9 @@ The MLflow tree of a trial:
                                     ``data.folds`` × ``sweep.restarts``
 
 A trial's value: restarts are aggregated per fold (``sweep.restart_aggregate``),
-then folds by their mean.
+then folds by their mean (``restarts.py``). A trial with several fits keeps their
+curves' mean and spread per epoch in its run (``val_acc``, ``val_acc_std``, ...); a fit
+that diverged is left out, and the trial fails only when every fit of a fold did.
 
 A backend passes ``TrialHooks``: its Lightning callbacks (pruning, reporting),
 which exceptions mean "pruned", and where to note the MLflow run id. ``sweep_trial``
@@ -50,11 +53,12 @@ from sweeplab.search.keys import (
     TAG_SWEEP,
     TAG_TRIAL,
 )
+from sweeplab.search.restarts import as_band, members, spread, spread_points, trial_value
 from sweeplab.search.study import Sweep, same_as
 from sweeplab.spec import Experiment
 from sweeplab.tracking.logger import BatchedMlflowLogger
 from sweeplab.tracking.tracker import Tracker
-from sweeplab.training.fit import FitResult, fit
+from sweeplab.training.fit import FitResult, TrainingDiverged, fit
 
 
 class TrialHooks(Protocol):
@@ -108,35 +112,6 @@ class TrialOutcome:
     def objective_values(self) -> float | list[float]:
         """What Optuna is told: the value, or every objective's (multi-objective)."""
         return [self.value, *self.trade_offs] if self.trade_offs else self.value
-
-
-def aggregate(values: Sequence[float], how: str, mode: str) -> float:
-    if how == "mean":
-        return statistics.fmean(values)
-    return max(values) if mode == "max" else min(values)
-
-
-def members(exp: Experiment) -> list[tuple[str, int, int]]:
-    """The fits of one trial: (label, fold, restart) for each fold and restart."""
-    folds, restarts = exp.data.folds, exp.sweep.restarts
-    out = []
-    for fold in range(folds):
-        for restart in range(restarts):
-            parts = ([f"fold-{fold}"] if folds > 1 else []) + (
-                [f"restart-{restart}"] if restarts > 1 else []
-            )
-            out.append(("-".join(parts), fold, restart))
-    return out
-
-
-def trial_value(exp: Experiment, values: Sequence[float]) -> float:
-    """Restarts aggregated within each fold, then the mean over folds."""
-    restarts = exp.sweep.restarts
-    per_fold = [
-        aggregate(values[i : i + restarts], exp.sweep.restart_aggregate, exp.objective.mode)
-        for i in range(0, len(values), restarts)
-    ]
-    return statistics.fmean(per_fold)
 
 
 def run_trial(
@@ -198,6 +173,9 @@ class _Fits:
         self.tags, self.hooks, self.figures = tags, hooks, figures
         self.nested = len(members(exp)) > 1
         self.results: list[FitResult] = []
+        self.folds: list[int] = []  # each result's fold
+        self.epochs: dict[str, dict[str, dict[int, float]]] = {}  # label → key → epoch → value
+        self.diverged: list[TrainingDiverged] = []  # fits left out of the trial's value
         self.curves: dict[str, dict[str, list[float]]] = {}
         self.pending: list[Any] = []  # the trial run's metric points not written yet
 
@@ -227,10 +205,15 @@ class _Fits:
                 plot_curves(tracker, sub_id, {label: _curves(logger, exp)}, exp)
             if self.nested:
                 _end(tracker, sub_id, exc, self.hooks, logger.take())
+                if isinstance(exc, TrainingDiverged):  # the others go on without it
+                    self.diverged.append(exc)
+                    return
             else:
                 self.pending = logger.take()
             raise
         self.curves[label] = _curves(logger, exp)
+        self.epochs[label] = {k: dict(logger.history.get(k, [])) for k in curve_keys(exp)}
+        self.folds.append(fold)
         if self.nested:
             if self.figures:
                 plot_curves(tracker, sub_id, {"": self.curves[label]}, exp)
@@ -244,15 +227,28 @@ class _Fits:
 def _close(exp: Experiment, tracker: Tracker, run_id: str, fits: _Fits) -> TrialOutcome:
     """A trial whose fits all ended: its value, summary metrics, curve and checkpoint."""
     results = fits.results
+    left = {fold for _, fold, _ in members(exp)} - set(fits.folds)
+    if fits.diverged and left:  # every fit of a fold diverged
+        _end(tracker, run_id, fits.diverged[0], fits.hooks, fits.pending)
+        raise fits.diverged[0]
     values = [r.value for r in results]
-    value = trial_value(exp, values)
-    best = results[values.index(aggregate(values, "best", exp.objective.mode))]
+    value = trial_value(exp, values, fits.folds)
+    pick = max if exp.objective.mode == "max" else min
+    best = results[values.index(pick(values))]
     std = statistics.pstdev(values) if len(values) > 1 else 0.0
     summary = {"value": value, "value_std": std, "epochs": float(best.epochs)}
+    curves: dict[str, dict[int, tuple[float, float]]] = {}
     if fits.nested:
         summary.update(best.test)  # nested runs hold their own; the trial shows the best's
         summary.update(best.cost)
-    if fits.figures:
+        curves = spread(list(fits.epochs.values()))
+        fits.pending += spread_points(curves)
+    if fits.diverged:
+        summary["diverged_fits"] = float(len(fits.diverged))
+    if fits.figures and fits.nested:  # the fits' mean, with its spread
+        mean, band = as_band(curves)
+        plot_curves(tracker, run_id, {"mean": mean}, exp, band)
+    elif fits.figures:
         plot_curves(tracker, run_id, fits.curves, exp)
     _save_checkpoint(tracker, run_id, best)
     tracker.write(run_id, summary, {TAG_STATE: "complete"}, fits.pending)

@@ -101,7 +101,10 @@ class SweepConfig(Section):
     # configuration is not to blame, and the sweep keeps its trial count
     death_retries: NonNegativeInt = 2
     restarts: PositiveInt = 1
-    restart_aggregate: Literal["best", "mean"] = "best"
+    # a trial's value from its restarts: the best, the mean, or the mean less (lcb, for a
+    # maximized metric) or plus (ucb, minimized) restart_z standard errors
+    restart_aggregate: Literal["best", "mean", "lcb", "ucb"] = "best"
+    restart_z: Annotated[float, Field(ge=0)] = 1.0
     seed: Seed = 0
     timeout: Annotated[float, Field(gt=0)] | None = None
 
@@ -312,6 +315,18 @@ class Experiment(Section):
                     f"'{sweep.pruner}' (Optuna's pruner) and sweep.scheduler "
                     f"'{sweep.scheduler}' (Ray Tune's) would both stop trials: keep one, and "
                     "set the other to none",
+                )
+            )
+        bound = {"lcb": "max", "ucb": "min"}.get(sweep.restart_aggregate)
+        if bound is not None and self.objective.mode != bound:
+            other = "ucb" if bound == "max" else "lcb"
+            problems.append(
+                (
+                    "sweep.restart_aggregate",
+                    f"'{sweep.restart_aggregate}' ranks a {bound}imized metric by a "
+                    f"{'lower' if bound == 'max' else 'upper'} bound, but "
+                    f"{self.objective.metric} is {self.objective.mode}imized: use "
+                    f"'{other}' (or mean, best)",
                 )
             )
         if sweep.scheduler == "pbt" and (sweep.restarts > 1 or self.data.folds > 1):

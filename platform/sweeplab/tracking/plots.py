@@ -11,22 +11,35 @@ matplotlib.use("Agg")  # no screen: render to files only
 import matplotlib.pyplot as plt
 
 
-def learning_curves(runs: Mapping[str, Mapping[str, Sequence[float]]], metric: str) -> Any:
+def learning_curves(
+    runs: Mapping[str, Mapping[str, Sequence[float]]],
+    metric: str,
+    std: Mapping[str, Sequence[float]] | None = None,
+) -> Any:
     """Train and val loss, and the val metric, per epoch; one line per run (restart).
 
     ``runs`` maps a label to that run's per-epoch curves (``train_loss``,
-    ``val_loss``, ``metric``, optionally ``lr``).
+    ``val_loss``, ``metric``, optionally ``lr``). ``std``: the one run is a mean over
+    restarts, and each curve gets a ±1 std band.
     """
     fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(10, 4))
     for label, curves in runs.items():
-        prefix = f"{label} " if len(runs) > 1 else ""
-        for key, style in (("train_loss", "--"), ("val_loss", "-")):
+        prefix = f"{label} " if len(runs) > 1 or std else ""
+        for ax, key, style in (
+            (ax_loss, "train_loss", "--"),
+            (ax_loss, "val_loss", "-"),
+            (ax_metric, metric, "-"),
+        ):
             values = curves.get(key, [])
-            if values:
-                ax_loss.plot(range(1, len(values) + 1), values, style, label=f"{prefix}{key}")
-        values = curves.get(metric, [])
-        if values:
-            ax_metric.plot(range(1, len(values) + 1), values, label=f"{prefix}{metric}")
+            if not values:
+                continue
+            epochs = range(1, len(values) + 1)
+            (line,) = ax.plot(epochs, values, style, label=f"{prefix}{key}")
+            spread = (std or {}).get(key)
+            if spread and len(spread) == len(values):
+                low = [v - s for v, s in zip(values, spread, strict=True)]
+                high = [v + s for v, s in zip(values, spread, strict=True)]
+                ax.fill_between(epochs, low, high, color=line.get_color(), alpha=0.2)
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
     ax_metric.set(xlabel="epoch", ylabel=metric, title=metric)
     for ax in (ax_loss, ax_metric):

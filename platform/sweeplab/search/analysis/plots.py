@@ -224,11 +224,17 @@ def _top_histories(comparison: Comparison, sweeps: list[SweepView], top: list[Ro
         )
         if history:
             label = f"{row.sweep} #{row.trial}" if len(sweeps) > 1 else f"trial {row.trial}"
+            # a trial with restarts logs their mean per epoch, and its spread
+            spread = {
+                m.step: m.value
+                for m in client.get_metric_history(str(row.run_id), f"{comparison.metric}_std")
+            }
             curves.append(
                 Curve(
                     f"{label} ({row.value:.4g})",
                     [m.step + 1 for m in history],
                     [m.value for m in history],
+                    [spread.get(m.step, 0.0) for m in history] if spread else None,
                 )
             )
     if not top:
@@ -245,7 +251,11 @@ def _save_top_curves(comparison: Comparison, curves: list[Curve], path: Path) ->
 
     fig, ax = plt.subplots(figsize=(8, 5))
     for curve in curves:
-        ax.plot(curve.epochs, curve.values, marker=".", label=curve.label)
+        (line,) = ax.plot(curve.epochs, curve.values, marker=".", label=curve.label)
+        if curve.std:  # ±1 std of the trial's restarts
+            low = [v - s for v, s in zip(curve.values, curve.std, strict=True)]
+            high = [v + s for v, s in zip(curve.values, curve.std, strict=True)]
+            ax.fill_between(curve.epochs, low, high, color=line.get_color(), alpha=0.2)
     ax.set(
         xlabel="epoch",
         ylabel=comparison.metric,

@@ -40,6 +40,7 @@ class Curve:
     label: str
     epochs: list[int]
     values: list[float]
+    std: list[float] | None = None  # a trial with restarts: their spread per epoch
 
 
 def write_report(
@@ -180,7 +181,16 @@ def _figures(
                 comparison.skipped.append(f"{REPORT}: {title}: {exc}")
     if curves:
         figure = go.Figure(
-            [go.Scatter(x=c.epochs, y=c.values, mode="lines+markers", name=c.label) for c in curves]
+            [
+                go.Scatter(
+                    x=c.epochs,
+                    y=c.values,
+                    mode="lines+markers",
+                    name=c.label,
+                    error_y={"type": "data", "array": c.std, "visible": True} if c.std else None,
+                )
+                for c in curves
+            ]
         )
         figure.update_layout(xaxis_title="epoch", yaxis_title=metric)
         figures.append((f"learning curves of the top {len(curves)} trials", figure))
