@@ -196,6 +196,7 @@ def finish(sweep: Sweep) -> SweepResult:
         result = sweep_result(sweep.study, exp, tracker.store)
         if result.counts["running"] or done:  # other workers still run, or finished it
             return result
+        _end_orphans(sweep)
         summarize(sweep, result)
         draw_trial_figures(sweep)
         if exp.tracking.report:
@@ -205,6 +206,22 @@ def finish(sweep: Sweep) -> SweepResult:
         tracker.set_tags(sweep.parent, {keys.TAG_STATE: "complete"})
         tracker.end_run(sweep.parent)
         return result
+
+
+def _end_orphans(sweep: Sweep) -> None:
+    """End the sweep's runs that a worker left RUNNING: one that stopped before it could
+    end them, its trial's run id lost with it (a disk that filled up as it wrote).
+    When the sweep finishes no trial runs, so no run of it should."""
+    tracker = sweep.tracker
+    left = tracker.search(
+        f"tags.`{keys.TAG_SWEEP}` = '{sweep.name}' and attributes.status = 'RUNNING'"
+    )
+    for run in left:
+        if run.info.run_id != sweep.parent:
+            reason = "its worker stopped before ending it; the trial was run again"
+            tags = {keys.TAG_STATE: "interrupted", keys.TAG_REASON: reason}
+            tracker.write(run.info.run_id, tags=tags)
+            tracker.end_run(run.info.run_id, "KILLED")
 
 
 def _plots(sweep: Sweep) -> None:

@@ -35,6 +35,14 @@ def members(exp: Experiment) -> list[tuple[str, int, int]]:
     return out
 
 
+def fold_groups(exp: Experiment) -> list[tuple[int, list[tuple[int, str, int]]]]:
+    """Each fold with its restarts as (index among the fits, label, restart)."""
+    groups: dict[int, list[tuple[int, str, int]]] = {}
+    for index, (label, fold, restart) in enumerate(members(exp)):
+        groups.setdefault(fold, []).append((index, label, restart))
+    return sorted(groups.items())
+
+
 def aggregate(values: Sequence[float], how: str, mode: str, z: float = 1.0) -> float:
     """``best``, ``mean``, or the mean less (``lcb``) or plus (``ucb``) ``z`` standard
     errors (the sample standard deviation over the square root of the count): a

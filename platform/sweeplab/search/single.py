@@ -7,9 +7,10 @@ from dataclasses import dataclass
 import yaml
 
 from sweeplab.registry.register import register
+from sweeplab.search.fits import NoHooks
 from sweeplab.search.keys import TAG_KIND
 from sweeplab.search.publish import log_trained_model, portability, version_tags
-from sweeplab.search.trial import NoHooks, TrialOutcome, run_trial
+from sweeplab.search.trial import TrialOutcome, run_trial
 from sweeplab.spec import Experiment
 from sweeplab.store import Store
 from sweeplab.tracking.tracker import Tracker, flatten

@@ -29,72 +29,39 @@ import contextlib
 import math
 import statistics
 import tempfile
-import traceback
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import optuna
-from lightning.pytorch.callbacks import Callback
 
-from sweeplab.search.curves import curve_keys, plot_curves
+from sweeplab.search.curves import plot_curves
+from sweeplab.search.fits import Fits, TrialHooks, end_run
 from sweeplab.search.keys import (
     ATTR_EPOCHS,
     ATTR_REASON,
     ATTR_RESTARTS,
     ATTR_SAME_AS,
     ATTR_STD,
-    TAG_FOLD,
-    TAG_REASON,
-    TAG_RESTART,
     TAG_SAME_AS,
     TAG_STATE,
     TAG_SWEEP,
     TAG_TRIAL,
 )
-from sweeplab.search.restarts import as_band, members, spread, spread_points, trial_value
+from sweeplab.search.restarts import (
+    as_band,
+    fold_groups,
+    members,
+    spread,
+    spread_points,
+    trial_value,
+)
 from sweeplab.search.study import Sweep, same_as
 from sweeplab.spec import Experiment
-from sweeplab.tracking.logger import BatchedMlflowLogger
 from sweeplab.tracking.tracker import Tracker
-from sweeplab.training.fit import FitResult, TrainingDiverged, fit
-
-
-class TrialHooks(Protocol):
-    """How a backend plugs into a trial."""
-
-    pruned: tuple[type[BaseException], ...]
-    # paused: the run stays open, and the trial goes on later in the same run (PBT)
-    paused: tuple[type[BaseException], ...]
-
-    def callbacks(self, restart: int) -> Sequence[Callback]:
-        """Lightning callbacks for the trial's fit number ``restart`` (0-based)."""
-        ...
-
-    def on_run(self, run_id: str) -> None:
-        """The trial's MLflow run exists; record its id on the backend's trial."""
-        ...
-
-    def trainer_options(self) -> dict[str, Any]:
-        """Trainer options of each fit (a data-parallel strategy), fresh for every fit."""
-        ...
-
-
-class NoHooks:
-    """A trial with no search backend (``sweeplab train``)."""
-
-    pruned: tuple[type[BaseException], ...] = ()
-    paused: tuple[type[BaseException], ...] = ()
-
-    def callbacks(self, restart: int) -> Sequence[Callback]:
-        return []
-
-    def on_run(self, run_id: str) -> None:
-        return None
-
-    def trainer_options(self) -> dict[str, Any]:
-        return {}
+from sweeplab.training.fit import FitResult
+from sweeplab.training.fused import unfused
 
 
 @dataclass
@@ -140,96 +107,29 @@ def run_trial(
     else:
         run_id, ckpt_path = resume
     hooks.on_run(run_id)
-    fits = _Fits(exp, tracker, run_id, name, tags or {}, hooks, figures)
+    fits = Fits(exp, tracker, run_id, name, tags or {}, hooks, figures)
+    fused = resume is None and not hooks.trainer_options() and unfused(exp) is None
     try:
-        for index, (label, fold, restart) in enumerate(members(exp)):
-            fits.run(index, label, fold, restart, ckpt_path)
+        if fused:
+            for fold, group in fold_groups(exp):
+                fits.run_fused(fold, group)
+        else:
+            for index, (label, fold, restart) in enumerate(members(exp)):
+                fits.run(index, label, fold, restart, ckpt_path)
     except BaseException as exc:
         if figures and fits.curves and fits.nested:
             plot_curves(tracker, run_id, fits.curves, exp)
-        _end(tracker, run_id, exc, hooks, fits.pending)
+        end_run(tracker, run_id, exc, hooks, fits.pending)
         raise
     return _close(exp, tracker, run_id, fits)
 
 
-class _Fits:
-    """The fits of one trial, each in its own nested run when there are several.
-
-    A run's last metric points wait (``pending``) to go with its summary and state in
-    one write: a trial's MLflow writes are its run, params, that write, the checkpoint
-    and the end."""
-
-    def __init__(
-        self,
-        exp: Experiment,
-        tracker: Tracker,
-        run_id: str,
-        name: str,
-        tags: Mapping[str, Any],
-        hooks: TrialHooks,
-        figures: bool = True,
-    ) -> None:
-        self.exp, self.tracker, self.run_id, self.name = exp, tracker, run_id, name
-        self.tags, self.hooks, self.figures = tags, hooks, figures
-        self.nested = len(members(exp)) > 1
-        self.results: list[FitResult] = []
-        self.folds: list[int] = []  # each result's fold
-        self.epochs: dict[str, dict[str, dict[int, float]]] = {}  # label → key → epoch → value
-        self.diverged: list[TrainingDiverged] = []  # fits left out of the trial's value
-        self.curves: dict[str, dict[str, list[float]]] = {}
-        self.pending: list[Any] = []  # the trial run's metric points not written yet
-
-    def run(self, index: int, label: str, fold: int, restart: int, ckpt: str | None) -> None:
-        exp, tracker = self.exp, self.tracker
-        sub_id = self.run_id
-        if self.nested:
-            sub_tags = {**self.tags, TAG_RESTART: restart, TAG_FOLD: fold}
-            sub_id = tracker.start_run(f"{self.name}-{label}", parent=self.run_id, tags=sub_tags)
-        logger = BatchedMlflowLogger(tracker.client, sub_id, hold=True)
-        if ckpt is not None:
-            logger.load_history(curve_keys(exp))
-        try:
-            result = fit(
-                exp,
-                seed=exp.train.seed + restart,
-                fold=fold,
-                logger=logger,
-                callbacks=self.hooks.callbacks(index),
-                tracking_uri=tracker.store.tracking_uri,
-                trainer_options=self.hooks.trainer_options(),
-                ckpt_path=ckpt,
-            )
-        except BaseException as exc:
-            # paused: its process ends right away
-            if self.figures and not isinstance(exc, self.hooks.paused):
-                plot_curves(tracker, sub_id, {label: _curves(logger, exp)}, exp)
-            if self.nested:
-                _end(tracker, sub_id, exc, self.hooks, logger.take())
-                if isinstance(exc, TrainingDiverged):  # the others go on without it
-                    self.diverged.append(exc)
-                    return
-            else:
-                self.pending = logger.take()
-            raise
-        self.curves[label] = _curves(logger, exp)
-        self.epochs[label] = {k: dict(logger.history.get(k, [])) for k in curve_keys(exp)}
-        self.folds.append(fold)
-        if self.nested:
-            if self.figures:
-                plot_curves(tracker, sub_id, {"": self.curves[label]}, exp)
-            tracker.write(sub_id, tags={TAG_STATE: "complete"}, pending=logger.take())
-            tracker.end_run(sub_id)
-        else:
-            self.pending = logger.take()
-        self.results.append(result)
-
-
-def _close(exp: Experiment, tracker: Tracker, run_id: str, fits: _Fits) -> TrialOutcome:
+def _close(exp: Experiment, tracker: Tracker, run_id: str, fits: Fits) -> TrialOutcome:
     """A trial whose fits all ended: its value, summary metrics, curve and checkpoint."""
     results = fits.results
     left = {fold for _, fold, _ in members(exp)} - set(fits.folds)
     if fits.diverged and left:  # every fit of a fold diverged
-        _end(tracker, run_id, fits.diverged[0], fits.hooks, fits.pending)
+        end_run(tracker, run_id, fits.diverged[0], fits.hooks, fits.pending)
         raise fits.diverged[0]
     values = [r.value for r in results]
     value = trial_value(exp, values, fits.folds)
@@ -257,7 +157,7 @@ def _close(exp: Experiment, tracker: Tracker, run_id: str, fits: _Fits) -> Trial
     return TrialOutcome(value, run_id, values, std, best.epochs, best.test, best, trade_offs)
 
 
-def _trade_off(fits: _Fits, best: FitResult, metric: str) -> float:
+def _trade_off(fits: Fits, best: FitResult, metric: str) -> float:
     """A further objective's value: a cost of the model, or a validation metric at each
     fit's best epoch (of the first objective), averaged over the fits."""
     if metric in best.cost:
@@ -270,10 +170,6 @@ def _trade_off(fits: _Fits, best: FitResult, metric: str) -> float:
     return statistics.fmean(at_best) if at_best else math.nan
 
 
-def _curves(logger: BatchedMlflowLogger, exp: Experiment) -> dict[str, list[float]]:
-    return {key: logger.curve(key) for key in curve_keys(exp)}
-
-
 def _save_checkpoint(tracker: Tracker, run_id: str, result: FitResult) -> None:
     import torch
 
@@ -281,34 +177,6 @@ def _save_checkpoint(tracker: Tracker, run_id: str, result: FitResult) -> None:
         path = Path(tmp, "model_state.pt")
         torch.save(result.module.state_dict(), path)
         tracker.log_file(run_id, path, "checkpoint")
-
-
-def _end(
-    tracker: Tracker,
-    run_id: str,
-    exc: BaseException,
-    hooks: TrialHooks,
-    pending: Sequence[Any] = (),
-) -> None:
-    """End a run after ``exc``, with its ``pending`` metric points: pruned → FINISHED,
-    Ctrl-C → KILLED, anything else → FAILED; a paused trial's run stays open."""
-    if isinstance(exc, hooks.paused):
-        if pending:
-            tracker.write(run_id, pending=list(pending))
-        return
-    if isinstance(exc, hooks.pruned):
-        tracker.write(run_id, tags={TAG_STATE: "pruned"}, pending=list(pending))
-        tracker.end_run(run_id, "FINISHED")
-    elif isinstance(exc, KeyboardInterrupt | SystemExit):
-        tags = {TAG_STATE: "interrupted", TAG_REASON: "interrupted (Ctrl-C)"}
-        tracker.write(run_id, tags=tags, pending=list(pending))
-        tracker.end_run(run_id, "KILLED")
-    else:
-        reason = f"{type(exc).__name__}: {exc}"
-        tags = {TAG_STATE: "failed", TAG_REASON: reason[:5000]}
-        tracker.write(run_id, tags=tags, pending=list(pending))
-        tracker.log_text(run_id, "".join(traceback.format_exception(exc)), "error.txt")
-        tracker.end_run(run_id, "FAILED")
 
 
 def describe(exc: BaseException) -> str:

@@ -105,6 +105,9 @@ class SweepConfig(Section):
     # maximized metric) or plus (ucb, minimized) restart_z standard errors
     restart_aggregate: Literal["best", "mean", "lcb", "ucb"] = "best"
     restart_z: Annotated[float, Field(ge=0)] = 1.0
+    # train a trial's restarts in lockstep as one batched model where the architecture
+    # allows (training.fused); false: one after another
+    fused_restarts: bool = True
     seed: Seed = 0
     timeout: Annotated[float, Field(gt=0)] | None = None
 

@@ -1,0 +1,201 @@
+"""The fits of one trial (folds × restarts), each in its own nested run when there
+are several: one after another, or fused (``training.fused``) where the architecture
+is batched. What a backend plugs into them: ``TrialHooks``."""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from lightning.pytorch.callbacks import Callback
+
+from sweeplab.search.curves import curve_keys, plot_curves
+from sweeplab.search.keys import TAG_FOLD, TAG_REASON, TAG_RESTART, TAG_STATE
+from sweeplab.search.restarts import members
+from sweeplab.spec import Experiment
+from sweeplab.tracking.logger import BatchedMlflowLogger
+from sweeplab.tracking.tracker import Tracker
+from sweeplab.training.fit import FitResult, TrainingDiverged, fit
+
+
+class TrialHooks(Protocol):
+    """How a backend plugs into a trial."""
+
+    pruned: tuple[type[BaseException], ...]
+    # paused: the run stays open, and the trial goes on later in the same run (PBT)
+    paused: tuple[type[BaseException], ...]
+
+    def callbacks(self, restart: int) -> Sequence[Callback]:
+        """Lightning callbacks for the trial's fit number ``restart`` (0-based)."""
+        ...
+
+    def on_run(self, run_id: str) -> None:
+        """The trial's MLflow run exists; record its id on the backend's trial."""
+        ...
+
+    def trainer_options(self) -> dict[str, Any]:
+        """Trainer options of each fit (a data-parallel strategy), fresh for every fit."""
+        ...
+
+
+class NoHooks:
+    """A trial with no search backend (``sweeplab train``)."""
+
+    pruned: tuple[type[BaseException], ...] = ()
+    paused: tuple[type[BaseException], ...] = ()
+
+    def callbacks(self, restart: int) -> Sequence[Callback]:
+        return []
+
+    def on_run(self, run_id: str) -> None:
+        return None
+
+    def trainer_options(self) -> dict[str, Any]:
+        return {}
+
+
+class Fits:
+    """The fits of one trial, each in its own nested run when there are several.
+
+    A run's last metric points wait (``pending``) to go with its summary and state in
+    one write: a trial's MLflow writes are its run, params, that write, the checkpoint
+    and the end."""
+
+    def __init__(
+        self,
+        exp: Experiment,
+        tracker: Tracker,
+        run_id: str,
+        name: str,
+        tags: Mapping[str, Any],
+        hooks: TrialHooks,
+        figures: bool = True,
+    ) -> None:
+        self.exp, self.tracker, self.run_id, self.name = exp, tracker, run_id, name
+        self.tags, self.hooks, self.figures = tags, hooks, figures
+        self.nested = len(members(exp)) > 1
+        self.results: list[FitResult] = []
+        self.folds: list[int] = []  # each result's fold
+        self.epochs: dict[str, dict[str, dict[int, float]]] = {}  # label → key → epoch → value
+        self.diverged: list[TrainingDiverged] = []  # fits left out of the trial's value
+        self.curves: dict[str, dict[str, list[float]]] = {}
+        self.pending: list[Any] = []  # the trial run's metric points not written yet
+
+    def run(self, index: int, label: str, fold: int, restart: int, ckpt: str | None) -> None:
+        exp, tracker = self.exp, self.tracker
+        sub_id = self.run_id
+        if self.nested:
+            sub_tags = {**self.tags, TAG_RESTART: restart, TAG_FOLD: fold}
+            sub_id = tracker.start_run(f"{self.name}-{label}", parent=self.run_id, tags=sub_tags)
+        logger = BatchedMlflowLogger(tracker.client, sub_id, hold=True)
+        if ckpt is not None:
+            logger.load_history(curve_keys(exp))
+        try:
+            result = fit(
+                exp,
+                seed=exp.train.seed + restart,
+                fold=fold,
+                logger=logger,
+                callbacks=self.hooks.callbacks(index),
+                tracking_uri=tracker.store.tracking_uri,
+                trainer_options=self.hooks.trainer_options(),
+                ckpt_path=ckpt,
+            )
+        except BaseException as exc:
+            # paused: its process ends right away
+            if self.figures and not isinstance(exc, self.hooks.paused):
+                plot_curves(tracker, sub_id, {label: curves_of(logger, exp)}, exp)
+            if self.nested:
+                end_run(tracker, sub_id, exc, self.hooks, logger.take())
+                if isinstance(exc, TrainingDiverged):  # the others go on without it
+                    self.diverged.append(exc)
+                    return
+            else:
+                self.pending = logger.take()
+            raise
+        self._kept(label, fold, sub_id, logger, result)
+
+    def _kept(
+        self, label: str, fold: int, sub_id: str, logger: BatchedMlflowLogger, result: FitResult
+    ) -> None:
+        """A fit that ended well: its curves, and its run's last points and end."""
+        tracker = self.tracker
+        self.curves[label] = curves_of(logger, self.exp)
+        self.epochs[label] = {k: dict(logger.history.get(k, [])) for k in curve_keys(self.exp)}
+        self.folds.append(fold)
+        if self.nested:
+            if self.figures:
+                plot_curves(tracker, sub_id, {"": self.curves[label]}, self.exp)
+            tracker.write(sub_id, tags={TAG_STATE: "complete"}, pending=logger.take())
+            tracker.end_run(sub_id)
+        else:
+            self.pending = logger.take()
+        self.results.append(result)
+
+    def run_fused(self, fold: int, group: Sequence[tuple[int, str, int]]) -> None:
+        """The restarts ``group`` ((index, label, restart) each) of one fold, trained
+        fused: each in its nested run; what the backend's callbacks see is their mean."""
+        from sweeplab.training.fused import fit_fused
+
+        exp, tracker = self.exp, self.tracker
+        subs = [
+            tracker.start_run(
+                f"{self.name}-{label}",
+                parent=self.run_id,
+                tags={**self.tags, TAG_RESTART: restart, TAG_FOLD: fold},
+            )
+            for _, label, restart in group
+        ]
+        loggers = [BatchedMlflowLogger(tracker.client, sub, hold=True) for sub in subs]
+        try:
+            results = fit_fused(
+                exp,
+                [exp.train.seed + restart for *_, restart in group],
+                fold,
+                loggers,
+                callbacks=self.hooks.callbacks(group[0][0]),
+                tracking_uri=tracker.store.tracking_uri,
+            )
+        except BaseException as exc:
+            for sub, logger in zip(subs, loggers, strict=True):
+                end_run(tracker, sub, exc, self.hooks, logger.take())
+            raise
+        for (_, label, _), sub, logger, result in zip(group, subs, loggers, results, strict=True):
+            if isinstance(result, TrainingDiverged):  # dropped from the mean, the others went on
+                end_run(tracker, sub, result, self.hooks, logger.take())
+                self.diverged.append(result)
+            else:
+                self._kept(label, fold, sub, logger, result)
+
+
+def curves_of(logger: BatchedMlflowLogger, exp: Experiment) -> dict[str, list[float]]:
+    return {key: logger.curve(key) for key in curve_keys(exp)}
+
+
+def end_run(
+    tracker: Tracker,
+    run_id: str,
+    exc: BaseException,
+    hooks: TrialHooks,
+    pending: Sequence[Any] = (),
+) -> None:
+    """End a run after ``exc``, with its ``pending`` metric points: pruned → FINISHED,
+    Ctrl-C → KILLED, anything else → FAILED; a paused trial's run stays open."""
+    if isinstance(exc, hooks.paused):
+        if pending:
+            tracker.write(run_id, pending=list(pending))
+        return
+    if isinstance(exc, hooks.pruned):
+        tracker.write(run_id, tags={TAG_STATE: "pruned"}, pending=list(pending))
+        tracker.end_run(run_id, "FINISHED")
+    elif isinstance(exc, KeyboardInterrupt | SystemExit):
+        tags = {TAG_STATE: "interrupted", TAG_REASON: "interrupted (Ctrl-C)"}
+        tracker.write(run_id, tags=tags, pending=list(pending))
+        tracker.end_run(run_id, "KILLED")
+    else:
+        reason = f"{type(exc).__name__}: {exc}"
+        tags = {TAG_STATE: "failed", TAG_REASON: reason[:5000]}
+        tracker.write(run_id, tags=tags, pending=list(pending))
+        tracker.log_text(run_id, "".join(traceback.format_exception(exc)), "error.txt")
+        tracker.end_run(run_id, "FAILED")

@@ -1,0 +1,336 @@
+"""Fused restarts: a trial's k restarts trained in lockstep, as one batched model.
+
+PyTorch's model ensembling (``torch.func``): the members' parameters and buffers are
+stacked (``stack_module_state``), and each step is one forward and one backward for all
+of them (``vmap`` over ``functional_call``), so Lightning's work per step is paid once.
+
+- Each member keeps its own initialization (built under its own seed), its own
+  shuffling order (its own loader and generator, as in a fit of its own) and its own
+  dropout draws (``vmap(randomness="different")``); batch norm keeps running
+  statistics per member (the stacked buffers).
+- The optimizer acts on the stacked tensors. For every optimizer sweeplab offers (sgd,
+  adam, adamw, rmsprop, adadelta) the update, weight decay included, is elementwise,
+  so each member gets exactly its own update; a schedule by epoch or step is the same
+  for all. Gradient clipping is per member.
+- Each epoch the trial reports the mean over the members that are still finite (its
+  ``val_loss``, its metric): that is what pruners, Ray schedulers and early stopping
+  see. Each member logs its own curve and keeps its own best weights; a member whose
+  loss becomes NaN is dropped from the mean and returned as ``TrainingDiverged``.
+
+Lightning has no fused ensemble of its own; torch.func provides the batching, and
+this module is the LightningModule and loaders around it.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import Logger
+from lightning.pytorch.utilities import CombinedLoader
+from torch import nn
+
+from sweeplab.data.module import ArrayDataModule
+from sweeplab.optim.optimizers import build_optimizer
+from sweeplab.optim.schedules import build_scheduler
+from sweeplab.spec import Experiment
+
+FUSED_ARCHS = ("mlp", "cnn", "autoencoder")  # also in the README and `validate`'s words
+
+
+def unfused(exp: Experiment) -> str | None:
+    """Why the restarts of ``exp`` train one after another, or None: they train fused."""
+    if exp.sweep.restarts < 2:
+        return "one restart"
+    if not exp.sweep.fused_restarts:
+        return "sweep.fused_restarts is false"
+    if exp.model.arch not in FUSED_ARCHS:
+        return f"the {exp.model.arch} architecture is not batched (fused: {', '.join(FUSED_ARCHS)})"
+    if exp.train.schedule.name == "plateau":
+        return "the plateau schedule follows each fit's own val_loss"
+    if exp.train.mixed_precision:
+        return "mixed precision"
+    return None
+
+
+class FusedModule(pl.LightningModule):
+    """The members' stacked parameters, trained together; the mean is what is logged."""
+
+    def __init__(self, exp: Experiment, members: Sequence[pl.LightningModule]) -> None:
+        from torch.func import stack_module_state
+
+        super().__init__()
+        self.exp, self.k = exp, len(members)
+        self.members = list(members)  # not submodules: their weights are set at the end
+        params, buffers = stack_module_state(list(members))
+        self.names = list(params)
+        self.stacked = nn.ParameterList([nn.Parameter(params[n].detach()) for n in self.names])
+        self.buffer_names = list(buffers)
+        for i, name in enumerate(self.buffer_names):
+            self.register_buffer(f"stacked_buffer_{i}", buffers[name].clone())
+        self.template: list[Any] = [copy.deepcopy(members[0])]  # a list: not a submodule
+        self.task = getattr(members[0], "task", "reconstruction")
+        self.dead = torch.zeros(self.k, dtype=torch.bool)
+        self.reasons: list[str | None] = [None] * self.k
+        self.loggers_: list[Logger | None] = [None] * self.k
+        self.best = [math.nan] * self.k
+        self.best_epoch = [-1] * self.k
+        self.best_state: list[dict[str, torch.Tensor] | None] = [None] * self.k
+        self._sums: dict[str, torch.Tensor] = {}
+        self._scores: list[tuple[torch.Tensor, torch.Tensor]] = []  # autoencoder: for auroc
+        self._started, self._lr = 0.0, math.nan
+        self.epochs = 0  # epochs run
+        self.silent: set[int] = set()  # dropped members whose last epoch is logged
+
+    # ------------------------------------------------------------------ the batched call
+
+    def _state(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        params = dict(zip(self.names, self.stacked, strict=True))
+        buffers = {n: getattr(self, f"stacked_buffer_{i}") for i, n in enumerate(self.buffer_names)}
+        return params, buffers
+
+    def _outputs(self, x: torch.Tensor, shared: bool) -> torch.Tensor:
+        """Every member's output: ``x`` is (k, batch, ...) or, ``shared``, one batch."""
+        from torch.func import functional_call, vmap
+
+        template = self.template[0]
+        template.train(self.training)
+
+        def one(params: Any, buffers: Any, rows: torch.Tensor) -> torch.Tensor:
+            out: torch.Tensor = functional_call(template, (params, buffers), (rows,))
+            return out
+
+        params, buffers = self._state()
+        batched = vmap(one, in_dims=(0, 0, None if shared else 0), randomness="different")
+        return batched(params, buffers, x)
+
+    def _losses(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Each member's loss, (k,): ``out`` (k, batch, ...), ``target`` the same rows."""
+        template = self.template[0]
+        if self.task == "reconstruction":
+            return ((out - target) ** 2).flatten(1).mean(dim=1)
+        loss_fn = template.loss_fn
+        return torch.stack([loss_fn(out[m], target[m]) for m in range(self.k)])
+
+    # ------------------------------------------------------------------------- training
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        xs = torch.stack([b[0] for b in batch])
+        ys = torch.stack([b[1] for b in batch])
+        if self.task == "reconstruction":
+            noise = self.template[0].noise
+            noisy = xs + noise * torch.randn_like(xs) if noise > 0 else xs
+            losses = self._losses(self._outputs(noisy, shared=False), xs)
+        else:
+            losses = self._losses(self._outputs(xs, shared=False), ys)
+        self._add("train_loss", losses.detach() * xs.shape[1], xs.shape[1])
+        l1 = self.exp.train.l1
+        if l1 > 0:
+            penalty = [p.abs().flatten(1).sum(1) for n, p in self._named() if p.dim() > 2]
+            losses = losses + l1 * torch.stack(penalty).sum(0)
+        alive = (~self.dead).to(losses.device)
+        # the gradient of each member is its own loss's; a dropped one's NaN stays in its
+        # own slice of the stacked tensors (every update is elementwise)
+        return torch.where(alive, losses, torch.zeros_like(losses)).sum()
+
+    def _named(self) -> list[tuple[str, torch.Tensor]]:
+        return list(zip(self.names, self.stacked, strict=True))
+
+    def _add(self, name: str, total: torch.Tensor, count: int) -> None:
+        sums = self._sums.get(name)
+        self._sums[name] = total if sums is None else sums + total
+        self._sums[f"{name}/n"] = self._sums.get(f"{name}/n", torch.zeros(())) + count
+
+    def _mean(self, name: str) -> torch.Tensor:
+        return self._sums[name] / self._sums[f"{name}/n"]
+
+    def configure_gradient_clipping(
+        self, optimizer: Any, gradient_clip_val: Any = None, gradient_clip_algorithm: Any = None
+    ) -> None:
+        """Each member's gradients scaled to norm ``gradient_clip_val`` as torch's
+        clip_grad_norm_ scales one model's."""
+        if not gradient_clip_val:
+            return
+        grads = [p.grad for p in self.stacked if p.grad is not None]
+        norms = torch.stack([g.flatten(1).pow(2).sum(1) for g in grads]).sum(0).sqrt()
+        scale = (float(gradient_clip_val) / (norms + 1e-6)).clamp(max=1.0)
+        for g in grads:
+            g.mul_(scale.view(-1, *[1] * (g.dim() - 1)))
+
+    def configure_optimizers(self) -> Any:
+        train = self.exp.train
+        optimizer = build_optimizer(train, [{"params": list(self.stacked)}])
+        steps = int(self.trainer.estimated_stepping_batches)
+        schedule = build_scheduler(train.schedule, optimizer, train.max_epochs, steps)
+        return optimizer if schedule is None else {"optimizer": optimizer, "lr_scheduler": schedule}
+
+    def on_train_epoch_start(self) -> None:
+        self._started = time.perf_counter()
+        optimizers = self.trainer.optimizers
+        self._lr = float(optimizers[0].param_groups[-1]["lr"]) if optimizers else math.nan
+
+    # ------------------------------------------------------------------------ validation
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        x, y = batch
+        out = self._outputs(x, shared=True)
+        rows = len(x)
+        if self.task == "reconstruction":
+            score = ((out - x) ** 2).flatten(2).mean(dim=2)  # (k, rows)
+            holdout = self.template[0].holdout.to(y.device)
+            anomaly = torch.isin(y, holdout)
+            self._add("val_loss", score[:, ~anomaly].sum(1), int((~anomaly).sum()))
+            if len(holdout):
+                self._scores.append((score.detach(), anomaly))
+            return
+        target = y.expand(self.k, *y.shape)
+        self._add("val_loss", self._losses(out, target) * rows, rows)
+        if self.task == "classification":
+            self._add("val_acc", (out.argmax(dim=-1) == y).float().sum(1), rows)
+        else:
+            std = self.template[0].target_std
+            self._add("val_rmse", ((out - y) * std).pow(2).sum(1), rows)
+
+    def on_validation_epoch_end(self) -> None:
+        metrics = {k: self._mean(k) for k in self._sums if not k.endswith("/n")}
+        self._sums.clear()
+        if "val_rmse" in metrics:
+            metrics["val_rmse"] = metrics["val_rmse"].sqrt()
+        if self._scores:
+            metrics["val_auroc"] = self._auroc()
+        lr, self.epochs = self._lr, self.current_epoch + 1
+        self._drop_diverged(metrics["val_loss"])
+        alive = ~self.dead
+        for name, values in metrics.items():  # the mean is what callbacks see
+            mean = values[alive].mean() if alive.any() else torch.tensor(math.nan)
+            self.log(name, mean, on_epoch=True)
+        self.log("lr", lr, on_epoch=True)
+        self._per_member(metrics, lr)
+
+    def _auroc(self) -> torch.Tensor:
+        """Each member's AUROC of its reconstruction error against the held-out classes."""
+        from torchmetrics.functional.classification import binary_auroc
+
+        scores = torch.cat([s for s, _ in self._scores], dim=1)
+        labels = torch.cat([a for _, a in self._scores]).long()
+        self._scores.clear()
+        return torch.stack([binary_auroc(scores[m], labels) for m in range(self.k)])
+
+    def _drop_diverged(self, val_loss: torch.Tensor) -> None:
+        epoch = self.current_epoch
+        for m in range(self.k):
+            if not self.dead[m] and not math.isfinite(float(val_loss[m])):
+                self.dead[m] = True
+                self.reasons[m] = f"val_loss became {float(val_loss[m])} at epoch {epoch}"
+
+    def _per_member(self, metrics: dict[str, torch.Tensor], lr: float) -> None:
+        """Each member's curve into its logger, and its best weights so far."""
+        epoch, monitor = self.current_epoch, self.exp.objective.metric
+        seconds = time.perf_counter() - self._started
+        params, buffers = self._state()
+        for m in range(self.k):
+            if m in self.silent:  # dropped: its curve ends with the epoch it diverged
+                continue
+            if self.dead[m]:
+                self.silent.add(m)
+            values = {name: float(v[m]) for name, v in metrics.items()}
+            logger = self.loggers_[m]
+            if logger is not None:
+                logger.log_metrics(
+                    {**values, "lr": lr, "epoch_seconds": seconds, "epoch": epoch}, step=epoch
+                )
+            value = values.get(monitor, math.nan)
+            if self.dead[m] or not math.isfinite(value):
+                continue
+            best = self.best[m]
+            better = math.isnan(best) or (
+                value <= best if self.exp.objective.mode == "min" else value >= best
+            )  # a tie goes to the later epoch, as KeepBestWeights
+            if better:
+                self.best[m], self.best_epoch[m] = value, epoch
+                state = {n: t[m].detach().clone() for n, t in {**params, **buffers}.items()}
+                self.best_state[m] = state
+
+    def restore(self) -> None:
+        """Each member's module with its best weights."""
+        for m, member in enumerate(self.members):
+            state = self.best_state[m]
+            if state is not None:
+                member.load_state_dict(state, strict=False)
+
+
+class FusedData(pl.LightningDataModule):
+    """One loader per member (its own generator: the batches of its own fit), in
+    lockstep; validation on the split they share."""
+
+    def __init__(self, datas: Sequence[ArrayDataModule]) -> None:
+        super().__init__()
+        self.datas = list(datas)
+
+    def train_dataloader(self) -> Any:
+        return CombinedLoader([d.train_dataloader() for d in self.datas], mode="min_size")
+
+    def val_dataloader(self) -> Any:
+        return self.datas[0].val_dataloader()
+
+
+def fit_fused(
+    exp: Experiment,
+    seeds: Sequence[int],
+    fold: int,
+    loggers: Sequence[Logger | None],
+    callbacks: Sequence[Callback] = (),
+    tracking_uri: str | None = None,
+) -> list[Any]:
+    """Train the members of ``seeds`` fused; each member's FitResult, or the
+    TrainingDiverged that dropped it. Raises TrainingDiverged when all diverged."""
+    from sweeplab.training.cost import model_cost
+    from sweeplab.training.fit import (
+        FitResult,
+        TrainingDiverged,
+        _fit_or_interrupt,
+        _seeded,
+        _stoppers,
+        _tested,
+        make_trainer,
+        prepare,
+    )
+
+    built = []
+    for seed in seeds:
+        with _seeded(seed):
+            built.append(prepare(exp, seed, fold, tracking_uri))
+    datas, members = [d for d, _ in built], [m for _, m in built]
+    costs = [model_cost(m, exp, d.split) for d, m in built]
+    for logger, cost in zip(loggers, costs, strict=True):
+        if logger is not None:
+            logger.log_metrics(cost, step=0)
+    fused = FusedModule(exp, members)
+    fused.loggers_ = list(loggers)
+    stoppers = _stoppers(exp)
+    with _seeded(seeds[0]):
+        trainer = make_trainer(exp, [*stoppers, *callbacks])
+        _fit_or_interrupt(trainer, fused, FusedData(datas))  # type: ignore[arg-type]
+    fused.restore()
+    results: list[Any] = []
+    epochs = fused.epochs
+    stopped = next((es.stopping_reason_message for es in stoppers if es.stopped_epoch), None)
+    for m, (data, member) in enumerate(built):
+        if fused.dead[m] or fused.best_state[m] is None:
+            reason = fused.reasons[m] or f"{exp.objective.metric} was never finite"
+            results.append(TrainingDiverged(reason))
+            continue
+        test = _tested(make_trainer(exp), member, data)
+        value = fused.best[m]
+        results.append(
+            FitResult(value, fused.best_epoch[m], epochs, test, member, data, costs[m], stopped)
+        )
+    if all(isinstance(r, TrainingDiverged) for r in results):
+        raise results[0]
+    return results
