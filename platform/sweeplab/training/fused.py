@@ -31,6 +31,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import CombinedLoader
@@ -42,6 +43,18 @@ from sweeplab.optim.schedules import build_scheduler
 from sweeplab.spec import Experiment
 
 FUSED_ARCHS = ("mlp", "cnn", "autoencoder")  # also in the README and `validate`'s words
+
+# Layers without weights of their own that act on each value or row alone: the same
+# module serves every member of a (k, batch, features) tensor (dropout draws per value)
+ELEMENTWISE = (
+    nn.ReLU,
+    nn.LeakyReLU,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.GELU,
+    nn.Dropout,
+    nn.Identity,
+)
 
 
 def unfused(exp: Experiment) -> str | None:
@@ -75,6 +88,7 @@ class FusedModule(pl.LightningModule):
         for i, name in enumerate(self.buffer_names):
             self.register_buffer(f"stacked_buffer_{i}", buffers[name].clone())
         self.template: list[Any] = [copy.deepcopy(members[0])]  # a list: not a submodule
+        self.grouped = grouped_layers(self.template[0])
         self.task = getattr(members[0], "task", "reconstruction")
         self.dead = torch.zeros(self.k, dtype=torch.bool)
         self.reasons: list[str | None] = [None] * self.k
@@ -82,7 +96,8 @@ class FusedModule(pl.LightningModule):
         self.best = [math.nan] * self.k
         self.best_epoch = [-1] * self.k
         self.best_state: list[dict[str, torch.Tensor] | None] = [None] * self.k
-        self._sums: dict[str, torch.Tensor] = {}
+        self._sums: dict[str, torch.Tensor] = {}  # per member, over the epoch's batches
+        self._counts: dict[str, int] = {}
         self._scores: list[tuple[torch.Tensor, torch.Tensor]] = []  # autoencoder: for auroc
         self._started, self._lr = 0.0, math.nan
         self.epochs = 0  # epochs run
@@ -101,6 +116,8 @@ class FusedModule(pl.LightningModule):
 
         template = self.template[0]
         template.train(self.training)
+        if self.grouped is not None:
+            return self._grouped(x.expand(self.k, *x.shape) if shared else x)
 
         def one(params: Any, buffers: Any, rows: torch.Tensor) -> torch.Tensor:
             out: torch.Tensor = functional_call(template, (params, buffers), (rows,))
@@ -110,13 +127,46 @@ class FusedModule(pl.LightningModule):
         batched = vmap(one, in_dims=(0, 0, None if shared else 0), randomness="different")
         return batched(params, buffers, x)
 
+    def _grouped(self, x: torch.Tensor) -> torch.Tensor:
+        """A net of Linear layers and elementwise ones, every member at once: each Linear
+        one batched matrix product (``torch.baddbmm``) of the stacked weights. vmap over
+        functional_call does the same for any net, at a cost per call that is most of a
+        small MLP's step on a CPU."""
+        params = dict(zip(self.names, self.stacked, strict=True))
+        x = x.reshape(self.k, x.shape[1], -1)
+        for name, layer in self.grouped or []:
+            if isinstance(layer, nn.Linear):
+                weight, bias = params[f"{name}.weight"], params[f"{name}.bias"]
+                x = torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+            elif isinstance(layer, ELEMENTWISE):
+                x = layer(x)
+        return x.squeeze(-1) if self.task == "regression" else x
+
+    def _train_losses(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Each member's training loss, (k,), in one batched call: forward and loss."""
+        from torch.func import functional_call, vmap
+
+        template = self.template[0]
+        template.train(True)
+        if self.grouped is not None:
+            return self._losses(self._grouped(inputs), targets)
+        loss_fn = F.mse_loss if self.task == "reconstruction" else template.loss_fn
+
+        def one(params: Any, buffers: Any, rows: torch.Tensor, target: torch.Tensor) -> Any:
+            return loss_fn(functional_call(template, (params, buffers), (rows,)), target)
+
+        params, buffers = self._state()
+        return vmap(one, randomness="different")(params, buffers, inputs, targets)
+
     def _losses(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Each member's loss, (k,): ``out`` (k, batch, ...), ``target`` the same rows."""
         template = self.template[0]
         if self.task == "reconstruction":
             return ((out - target) ** 2).flatten(1).mean(dim=1)
-        loss_fn = template.loss_fn
-        return torch.stack([loss_fn(out[m], target[m]) for m in range(self.k)])
+        per_row = copy.copy(template.loss_fn)  # the spec's loss, per row: one call for all
+        per_row.reduction = "none"
+        rows = per_row(out.flatten(0, 1), target.flatten(0, 1))
+        return rows.reshape(self.k, -1).mean(dim=1)
 
     # ------------------------------------------------------------------------- training
 
@@ -126,9 +176,9 @@ class FusedModule(pl.LightningModule):
         if self.task == "reconstruction":
             noise = self.template[0].noise
             noisy = xs + noise * torch.randn_like(xs) if noise > 0 else xs
-            losses = self._losses(self._outputs(noisy, shared=False), xs)
+            losses = self._train_losses(noisy, xs)
         else:
-            losses = self._losses(self._outputs(xs, shared=False), ys)
+            losses = self._train_losses(xs, ys)
         self._add("train_loss", losses.detach() * xs.shape[1], xs.shape[1])
         l1 = self.exp.train.l1
         if l1 > 0:
@@ -145,10 +195,10 @@ class FusedModule(pl.LightningModule):
     def _add(self, name: str, total: torch.Tensor, count: int) -> None:
         sums = self._sums.get(name)
         self._sums[name] = total if sums is None else sums + total
-        self._sums[f"{name}/n"] = self._sums.get(f"{name}/n", torch.zeros(())) + count
+        self._counts[name] = self._counts.get(name, 0) + count
 
     def _mean(self, name: str) -> torch.Tensor:
-        return self._sums[name] / self._sums[f"{name}/n"]
+        return self._sums[name] / self._counts[name]
 
     def configure_gradient_clipping(
         self, optimizer: Any, gradient_clip_val: Any = None, gradient_clip_algorithm: Any = None
@@ -198,8 +248,9 @@ class FusedModule(pl.LightningModule):
             self._add("val_rmse", ((out - y) * std).pow(2).sum(1), rows)
 
     def on_validation_epoch_end(self) -> None:
-        metrics = {k: self._mean(k) for k in self._sums if not k.endswith("/n")}
+        metrics = {k: self._mean(k) for k in self._sums}
         self._sums.clear()
+        self._counts.clear()
         if "val_rmse" in metrics:
             metrics["val_rmse"] = metrics["val_rmse"].sqrt()
         if self._scores:
@@ -263,6 +314,26 @@ class FusedModule(pl.LightningModule):
             state = self.best_state[m]
             if state is not None:
                 member.load_state_dict(state, strict=False)
+
+
+def grouped_layers(module: nn.Module) -> list[tuple[str, nn.Module]] | None:
+    """The layers of ``module.net`` in order, when each is a Linear (with a bias), an
+    elementwise layer or a flat view; None for any other net (vmap then runs it)."""
+    from sweeplab.models.blocks import ToView
+
+    net = getattr(module, "net", None)
+    if not isinstance(net, nn.Sequential):
+        return None
+    layers: list[tuple[str, nn.Module]] = []
+    for name, layer in net.named_modules(prefix="net"):
+        if isinstance(layer, nn.Sequential):
+            continue
+        flat = isinstance(layer, ToView) and layer.view == "flat"
+        linear = isinstance(layer, nn.Linear) and layer.bias is not None
+        if not (flat or linear or isinstance(layer, ELEMENTWISE)):
+            return None
+        layers.append((name, layer))
+    return layers
 
 
 class FusedData(pl.LightningDataModule):
