@@ -15,7 +15,8 @@ from mlflow import MlflowClient
 from sweeplab.search import run_sweep
 from sweeplab.spec import spec_from_dict
 from sweeplab.training.fit import TrainingDiverged, fit
-from sweeplab.training.fused import FusedModule, fit_fused, unfused
+from sweeplab.training.fused import FusedModule, fit_fused
+from sweeplab.training.fusing import unfused
 from tests.conftest import all_runs, tiny_spec
 
 MODELS = {
@@ -69,6 +70,17 @@ def test_a_member_that_diverges_is_dropped_and_the_others_train_as_alone() -> No
     results = fit_fused(exp, [0, 1], 0, [None, None], callbacks=[_PoisonMember()])
     assert isinstance(results[1], TrainingDiverged) and "val_loss became nan" in str(results[1])
     assert _largest_difference(fit(exp, seed=0).module, results[0].module) < 1e-5
+
+
+def test_validate_says_whether_restarts_train_fused(tmp_path: Any, write_spec: Any) -> None:
+    from tests.conftest import sweeplab
+
+    fused = write_spec(tiny_spec(sweep={"restarts": 3}), "fused.yaml")
+    said = sweeplab("validate", str(fused))
+    assert said.returncode == 0 and "restarts: 3 per trial, fused" in said.stdout
+    alone = write_spec(tiny_spec(model={"arch": "rnn"}, sweep={"restarts": 2}), "rnn.yaml")
+    said = sweeplab("validate", str(alone))
+    assert "one after another (the rnn architecture is not batched" in said.stdout
 
 
 def test_unfused_says_why() -> None:

@@ -41,6 +41,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "sweeplab.search.sampling",
             "sweeplab.search.curves",
             "sweeplab.search.restarts",
+            "sweeplab.search.fits",
             "sweeplab.search.trial",
             "sweeplab.search.claims",
         ),

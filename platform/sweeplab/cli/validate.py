@@ -79,5 +79,13 @@ def validate(
         f"{objectives}, {len(space)} searched "
         f"parameter(s), {sweep.trials} trials with {how}" + (", smoke test passed" if smoke else "")
     )
+    if sweep.restarts > 1:
+        from sweeplab.training.fusing import unfused
+
+        why = unfused(exp)
+        out.print(
+            f"restarts: {sweep.restarts} per trial, "
+            + ("fused (one batched model)" if why is None else f"one after another ({why})")
+        )
     for key, dist in space.items():
         out.print(f"  {key}: {dist.model_dump(exclude_defaults=True)}")

@@ -61,7 +61,7 @@ from sweeplab.search.study import Sweep, same_as
 from sweeplab.spec import Experiment
 from sweeplab.tracking.tracker import Tracker
 from sweeplab.training.fit import FitResult
-from sweeplab.training.fused import unfused
+from sweeplab.training.fusing import unfused
 
 
 @dataclass

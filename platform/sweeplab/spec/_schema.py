@@ -322,16 +322,13 @@ class Experiment(Section):
             )
         bound = {"lcb": "max", "ucb": "min"}.get(sweep.restart_aggregate)
         if bound is not None and self.objective.mode != bound:
-            other = "ucb" if bound == "max" else "lcb"
-            problems.append(
-                (
-                    "sweep.restart_aggregate",
-                    f"'{sweep.restart_aggregate}' ranks a {bound}imized metric by a "
-                    f"{'lower' if bound == 'max' else 'upper'} bound, but "
-                    f"{self.objective.metric} is {self.objective.mode}imized: use "
-                    f"'{other}' (or mean, best)",
-                )
+            side, other = ("lower", "ucb") if bound == "max" else ("upper", "lcb")
+            message = (
+                f"'{sweep.restart_aggregate}' ranks a {bound}imized metric by a {side} bound, "
+                f"but {self.objective.metric} is {self.objective.mode}imized: use '{other}' "
+                "(or mean, best)"
             )
+            problems.append(("sweep.restart_aggregate", message))
         if sweep.scheduler == "pbt" and (sweep.restarts > 1 or self.data.folds > 1):
             problems.append(
                 (

@@ -41,8 +41,9 @@ from sweeplab.data.module import ArrayDataModule
 from sweeplab.optim.optimizers import build_optimizer
 from sweeplab.optim.schedules import build_scheduler
 from sweeplab.spec import Experiment
+from sweeplab.training.fusing import unfused
 
-FUSED_ARCHS = ("mlp", "cnn", "autoencoder")  # also in the README and `validate`'s words
+__all__ = ["FusedModule", "fit_fused", "unfused"]
 
 # Layers without weights of their own that act on each value or row alone: the same
 # module serves every member of a (k, batch, features) tensor (dropout draws per value)
@@ -55,21 +56,6 @@ ELEMENTWISE = (
     nn.Dropout,
     nn.Identity,
 )
-
-
-def unfused(exp: Experiment) -> str | None:
-    """Why the restarts of ``exp`` train one after another, or None: they train fused."""
-    if exp.sweep.restarts < 2:
-        return "one restart"
-    if not exp.sweep.fused_restarts:
-        return "sweep.fused_restarts is false"
-    if exp.model.arch not in FUSED_ARCHS:
-        return f"the {exp.model.arch} architecture is not batched (fused: {', '.join(FUSED_ARCHS)})"
-    if exp.train.schedule.name == "plateau":
-        return "the plateau schedule follows each fit's own val_loss"
-    if exp.train.mixed_precision:
-        return "mixed precision"
-    return None
 
 
 class FusedModule(pl.LightningModule):

@@ -129,7 +129,6 @@ def _figures(
     """(title, plotly figure) of each figure that can be drawn."""
     import warnings
 
-    import plotly.graph_objects as go
     from optuna import visualization as ov
 
     def first(trial: Any) -> float:
@@ -180,21 +179,28 @@ def _figures(
             except (ValueError, RuntimeError) as exc:  # e.g. importances of one trial
                 comparison.skipped.append(f"{REPORT}: {title}: {exc}")
     if curves:
-        figure = go.Figure(
-            [
-                go.Scatter(
-                    x=c.epochs,
-                    y=c.values,
-                    mode="lines+markers",
-                    name=c.label,
-                    error_y={"type": "data", "array": c.std, "visible": True} if c.std else None,
-                )
-                for c in curves
-            ]
-        )
-        figure.update_layout(xaxis_title="epoch", yaxis_title=metric)
-        figures.append((f"learning curves of the top {len(curves)} trials", figure))
+        figures.append(_curves_figure(curves, metric))
     return figures
+
+
+def _curves_figure(curves: Sequence[Curve], metric: str) -> tuple[str, Any]:
+    """The top trials' learning curves; a trial with restarts with its spread as error bars."""
+    import plotly.graph_objects as go
+
+    figure = go.Figure(
+        [
+            go.Scatter(
+                x=c.epochs,
+                y=c.values,
+                mode="lines+markers",
+                name=c.label,
+                error_y={"type": "data", "array": c.std, "visible": True} if c.std else None,
+            )
+            for c in curves
+        ]
+    )
+    figure.update_layout(xaxis_title="epoch", yaxis_title=metric)
+    return f"learning curves of the top {len(curves)} trials", figure
 
 
 def _summary(comparison: Comparison) -> str:
