@@ -110,6 +110,7 @@ def test_the_pruner_is_told_the_mean_of_the_restarts(store: Any) -> None:
         {m.step: m.value for m in client.get_metric_history(r.info.run_id, "val_acc")}
         for r in nested
     ]
+    assert all("test_acc" in r.data.metrics for r in nested)  # each member's own test
     assert sorted(trial.intermediate_values) == [0, 1, 2]
     for epoch, told in trial.intermediate_values.items():
         assert told == pytest.approx(statistics.fmean(c[epoch] for c in curves), abs=1e-6)

@@ -111,6 +111,7 @@ class Fits:
                 if isinstance(exc, TrainingDiverged):  # the others go on without it
                     self.diverged.append(exc)
                     return
+                self.epochs[label] = self._epochs_of(logger)  # pruned: the epochs it had
             else:
                 self.pending = logger.take()
             raise
@@ -122,7 +123,7 @@ class Fits:
         """A fit that ended well: its curves, and its run's last points and end."""
         tracker = self.tracker
         self.curves[label] = curves_of(logger, self.exp)
-        self.epochs[label] = {k: dict(logger.history.get(k, [])) for k in curve_keys(self.exp)}
+        self.epochs[label] = self._epochs_of(logger)
         self.folds.append(fold)
         if self.nested:
             if self.figures:
@@ -132,6 +133,9 @@ class Fits:
         else:
             self.pending = logger.take()
         self.results.append(result)
+
+    def _epochs_of(self, logger: BatchedMlflowLogger) -> dict[str, dict[int, float]]:
+        return {k: dict(logger.history.get(k, [])) for k in curve_keys(self.exp)}
 
     def run_fused(self, fold: int, group: Sequence[tuple[int, str, int]]) -> None:
         """The restarts ``group`` ((index, label, restart) each) of one fold, trained
@@ -157,8 +161,9 @@ class Fits:
                 callbacks=self.hooks.callbacks(group[0][0]),
                 tracking_uri=tracker.store.tracking_uri,
             )
-        except BaseException as exc:
-            for sub, logger in zip(subs, loggers, strict=True):
+        except BaseException as exc:  # pruned, interrupted: the epochs they had
+            for (_, label, _), sub, logger in zip(group, subs, loggers, strict=True):
+                self.epochs[label] = self._epochs_of(logger)
                 end_run(tracker, sub, exc, self.hooks, logger.take())
             raise
         for (_, label, _), sub, logger, result in zip(group, subs, loggers, results, strict=True):

@@ -119,6 +119,8 @@ def run_trial(
     except BaseException as exc:
         if figures and fits.curves and fits.nested:
             plot_curves(tracker, run_id, fits.curves, exp)
+        if fits.nested and fits.epochs:  # a pruned trial's curve: the epochs it had
+            fits.pending += spread_points(spread(list(fits.epochs.values())))
         end_run(tracker, run_id, exc, hooks, fits.pending)
         raise
     return _close(exp, tracker, run_id, fits)

@@ -384,6 +384,8 @@ def fit_fused(
             results.append(TrainingDiverged(reason))
             continue
         test = _tested(make_trainer(exp), member, data)
+        if loggers[m] is not None:  # each member's test metrics in its own run
+            loggers[m].log_metrics(test, step=0)  # type: ignore[union-attr]
         value = fused.best[m]
         results.append(
             FitResult(value, fused.best_epoch[m], epochs, test, member, data, costs[m], stopped)
