@@ -83,6 +83,27 @@ def test_validate_says_whether_restarts_train_fused(tmp_path: Any, write_spec: A
     assert "one after another (the rnn architecture is not batched" in said.stdout
 
 
+def test_batch_norm_members_keep_their_own_statistics_and_train_as_alone() -> None:
+    """A bias just before batch norm has no effect and a zero gradient up to rounding,
+    which Adam's normalization turns into steps of any sign: those biases (and the
+    running means that include them) are not compared; every weight is."""
+    exp = spec_from_dict(
+        tiny_spec(
+            model={"arch": "mlp", "hidden": [16], "norm": "batch"},
+            train={"max_epochs": 2, "seed": 0},
+            sweep={"restarts": 2},
+        )
+    )
+    fused = fit_fused(exp, [0, 1], 0, [None, None])
+    for seed, member in zip([0, 1], fused, strict=True):
+        alone = fit(exp, seed=seed)
+        mine, theirs = alone.module.state_dict(), member.module.state_dict()
+        for key in (k for k in mine if k.endswith("weight") or k.endswith("running_var")):
+            assert (mine[key] - theirs[key]).abs().max() < 1e-5, key
+    stats = [m.module.state_dict()["net.backbone.1.running_var"] for m in fused]
+    assert (stats[0] - stats[1]).abs().max() > 1e-3  # each member its own statistics
+
+
 def test_unfused_says_why() -> None:
     assert unfused(_spec("mlp")) is None
     rnn = spec_from_dict(tiny_spec(model={"arch": "rnn"}, sweep={"restarts": 2}))

@@ -118,15 +118,36 @@ class FusedModule(pl.LightningModule):
         one batched matrix product (``torch.baddbmm``) of the stacked weights. vmap over
         functional_call does the same for any net, at a cost per call that is most of a
         small MLP's step on a CPU."""
-        params = dict(zip(self.names, self.stacked, strict=True))
+        params, buffers = self._state()
         x = x.reshape(self.k, x.shape[1], -1)
         for name, layer in self.grouped or []:
             if isinstance(layer, nn.Linear):
                 weight, bias = params[f"{name}.weight"], params[f"{name}.bias"]
                 x = torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+            elif isinstance(layer, nn.BatchNorm1d):
+                x = self._batch_norm(x, layer, name, {**params, **buffers})
             elif isinstance(layer, ELEMENTWISE):
                 x = layer(x)
         return x.squeeze(-1) if self.task == "regression" else x
+
+    def _batch_norm(
+        self, x: torch.Tensor, layer: nn.BatchNorm1d, name: str, state: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
+        """BatchNorm1d of every member: in training its own batch's statistics, which
+        update its own running ones (in place, as torch does for one model); in
+        evaluation its running ones."""
+        running_mean, running_var = state[f"{name}.running_mean"], state[f"{name}.running_var"]
+        if self.training:
+            mean, var = x.mean(dim=1), x.var(dim=1, unbiased=False)
+            momentum, n = float(layer.momentum or 0.1), x.shape[1]
+            with torch.no_grad():
+                running_mean.mul_(1 - momentum).add_(mean * momentum)
+                running_var.mul_(1 - momentum).add_(var * (n / max(n - 1, 1)) * momentum)
+                state[f"{name}.num_batches_tracked"].add_(1)
+        else:
+            mean, var = running_mean, running_var
+        x = (x - mean.unsqueeze(1)) / torch.sqrt(var.unsqueeze(1) + layer.eps)
+        return x * state[f"{name}.weight"].unsqueeze(1) + state[f"{name}.bias"].unsqueeze(1)
 
     def _train_losses(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Each member's training loss, (k,), in one batched call: forward and loss."""
@@ -316,7 +337,8 @@ def grouped_layers(module: nn.Module) -> list[tuple[str, nn.Module]] | None:
             continue
         flat = isinstance(layer, ToView) and layer.view == "flat"
         linear = isinstance(layer, nn.Linear) and layer.bias is not None
-        if not (flat or linear or isinstance(layer, ELEMENTWISE)):
+        norm = isinstance(layer, nn.BatchNorm1d) and layer.affine and layer.track_running_stats
+        if not (flat or linear or norm or isinstance(layer, ELEMENTWISE)):
             return None
         layers.append((name, layer))
     return layers
