@@ -111,10 +111,10 @@ def test_pruned_and_diverged_trials_get_their_states_and_the_sweep_completes(sto
         elif trial.state == TrialState.PRUNED:
             assert run.data.tags["sweeplab.state"] == "pruned"
             assert run.info.status == "FINISHED"
-            assert (
-                len(MlflowClient(store.tracking_uri).get_metric_history(run.info.run_id, "val_acc"))
-                == trial.last_step + 1
-            )
+            history = MlflowClient(store.tracking_uri).get_metric_history
+            assert len(history(run.info.run_id, "val_acc")) == trial.last_step + 1
+            # the epoch the pruner stopped has its train_loss too
+            assert len(history(run.info.run_id, "train_loss")) == trial.last_step + 1
         else:
             assert run.data.tags["sweeplab.state"] == "complete"
     assert result.counts["failed"] == states.count(TrialState.FAIL)

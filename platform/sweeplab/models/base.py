@@ -109,7 +109,16 @@ class TrainableModule(pl.LightningModule):
         total, seen = self._epoch_sums.get(name, (torch.zeros((), device=value.device), 0))
         self._epoch_sums[name] = (total + value.detach() * count, seen + count)
 
+    def on_validation_epoch_end(self) -> None:
+        """The epoch's training means go with its validation metrics (Lightning
+        validates after the epoch's last training step): a fit that a pruner stops at
+        this epoch's validation still records this epoch's train_loss."""
+        self._log_epoch_means()
+
     def on_train_epoch_end(self) -> None:
+        self._log_epoch_means()  # what a module whose validation logs them did not
+
+    def _log_epoch_means(self) -> None:
         for name, (total, seen) in self._epoch_sums.items():
             self.log(name, total / seen, sync_dist=True)  # the mean over data-parallel ranks
         self._epoch_sums.clear()
