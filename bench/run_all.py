@@ -17,7 +17,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 # the order: tracking, trial overhead, pruning, storage, ingestion, start-up,
 # scaling (distributed.py), the 3-agent bookkeeping figure, local workers, compare on the
-# default sweep, then a sweep of 1,000 trials (status, compare and the report at that scale)
+# default sweep, then a sweep of 1,000 trials (status, compare and the report at that scale),
+# then restarts fused vs one after another (fits, and the default sweep for 3 seeds)
 SCRIPTS = [
     "tracking_overhead.py",
     "trial_overhead.py",
@@ -30,6 +31,7 @@ SCRIPTS = [
     "workers.py",
     "compare.py",
     "thousand.py",
+    "restarts.py --sweeps",
 ]
 LIBRARIES = ["torch", "lightning", "optuna", "mlflow", "ray"]
 
@@ -45,7 +47,7 @@ def main() -> None:
     blocks = [header]
     for script in SCRIPTS:
         out = subprocess.run(
-            [sys.executable, str(HERE / script)],
+            [sys.executable, str(HERE / script.split()[0]), *script.split()[1:]],
             capture_output=True,
             text=True,
             env={**os.environ, "PYTHONWARNINGS": "ignore"},

@@ -42,20 +42,9 @@ from sweeplab.optim.optimizers import build_optimizer
 from sweeplab.optim.schedules import build_scheduler
 from sweeplab.spec import Experiment
 from sweeplab.training.fusing import unfused
+from sweeplab.training.grouped import grouped_forward, grouped_layers
 
 __all__ = ["FusedModule", "fit_fused", "unfused"]
-
-# Layers without weights of their own that act on each value or row alone: the same
-# module serves every member of a (k, batch, features) tensor (dropout draws per value)
-ELEMENTWISE = (
-    nn.ReLU,
-    nn.LeakyReLU,
-    nn.Sigmoid,
-    nn.Tanh,
-    nn.GELU,
-    nn.Dropout,
-    nn.Identity,
-)
 
 
 class FusedModule(pl.LightningModule):
@@ -114,40 +103,10 @@ class FusedModule(pl.LightningModule):
         return batched(params, buffers, x)
 
     def _grouped(self, x: torch.Tensor) -> torch.Tensor:
-        """A net of Linear layers and elementwise ones, every member at once: each Linear
-        one batched matrix product (``torch.baddbmm``) of the stacked weights. vmap over
-        functional_call does the same for any net, at a cost per call that is most of a
-        small MLP's step on a CPU."""
+        """A net of Linear, batch norm and elementwise layers (``training.grouped``)."""
         params, buffers = self._state()
-        x = x.reshape(self.k, x.shape[1], -1)
-        for name, layer in self.grouped or []:
-            if isinstance(layer, nn.Linear):
-                weight, bias = params[f"{name}.weight"], params[f"{name}.bias"]
-                x = torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
-            elif isinstance(layer, nn.BatchNorm1d):
-                x = self._batch_norm(x, layer, name, {**params, **buffers})
-            elif isinstance(layer, ELEMENTWISE):
-                x = layer(x)
-        return x.squeeze(-1) if self.task == "regression" else x
-
-    def _batch_norm(
-        self, x: torch.Tensor, layer: nn.BatchNorm1d, name: str, state: dict[str, torch.Tensor]
-    ) -> torch.Tensor:
-        """BatchNorm1d of every member: in training its own batch's statistics, which
-        update its own running ones (in place, as torch does for one model); in
-        evaluation its running ones."""
-        running_mean, running_var = state[f"{name}.running_mean"], state[f"{name}.running_var"]
-        if self.training:
-            mean, var = x.mean(dim=1), x.var(dim=1, unbiased=False)
-            momentum, n = float(layer.momentum or 0.1), x.shape[1]
-            with torch.no_grad():
-                running_mean.mul_(1 - momentum).add_(mean * momentum)
-                running_var.mul_(1 - momentum).add_(var * (n / max(n - 1, 1)) * momentum)
-                state[f"{name}.num_batches_tracked"].add_(1)
-        else:
-            mean, var = running_mean, running_var
-        x = (x - mean.unsqueeze(1)) / torch.sqrt(var.unsqueeze(1) + layer.eps)
-        return x * state[f"{name}.weight"].unsqueeze(1) + state[f"{name}.bias"].unsqueeze(1)
+        out = grouped_forward(self.grouped or [], {**params, **buffers}, x, self.training)
+        return out.squeeze(-1) if self.task == "regression" else out
 
     def _train_losses(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Each member's training loss, (k,), in one batched call: forward and loss."""
@@ -321,27 +280,6 @@ class FusedModule(pl.LightningModule):
             state = self.best_state[m]
             if state is not None:
                 member.load_state_dict(state, strict=False)
-
-
-def grouped_layers(module: nn.Module) -> list[tuple[str, nn.Module]] | None:
-    """The layers of ``module.net`` in order, when each is a Linear (with a bias), an
-    elementwise layer or a flat view; None for any other net (vmap then runs it)."""
-    from sweeplab.models.blocks import ToView
-
-    net = getattr(module, "net", None)
-    if not isinstance(net, nn.Sequential):
-        return None
-    layers: list[tuple[str, nn.Module]] = []
-    for name, layer in net.named_modules(prefix="net"):
-        if isinstance(layer, nn.Sequential):
-            continue
-        flat = isinstance(layer, ToView) and layer.view == "flat"
-        linear = isinstance(layer, nn.Linear) and layer.bias is not None
-        norm = isinstance(layer, nn.BatchNorm1d) and layer.affine and layer.track_running_stats
-        if not (flat or linear or norm or isinstance(layer, ELEMENTWISE)):
-            return None
-        layers.append((name, layer))
-    return layers
 
 
 class FusedData(pl.LightningDataModule):

@@ -1,0 +1,86 @@
+"""The batched-matrix path of fused restarts: a net of Linear layers (and batch norm,
+and elementwise layers) run for every member at once, each Linear one ``torch.baddbmm``
+of the members' stacked weights. ``vmap`` over ``functional_call`` does the same for
+any net, at a cost per call that is most of a small MLP's step on a CPU."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+# Layers without weights of their own that act on each value or row alone: the same
+# module serves every member of a (k, batch, features) tensor (dropout draws per value)
+ELEMENTWISE = (
+    nn.ReLU,
+    nn.LeakyReLU,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.GELU,
+    nn.Dropout,
+    nn.Identity,
+)
+
+Layers = list[tuple[str, nn.Module]]
+
+
+def grouped_layers(module: nn.Module) -> list[tuple[str, nn.Module]] | None:
+    """The layers of ``module.net`` in order, when each is a Linear (with a bias), a
+    BatchNorm1d, an elementwise layer or a flat view; None for any other net (vmap
+    then runs it)."""
+    from sweeplab.models.blocks import ToView
+
+    net = getattr(module, "net", None)
+    if not isinstance(net, nn.Sequential):
+        return None
+    layers: list[tuple[str, nn.Module]] = []
+    for name, layer in net.named_modules(prefix="net"):
+        if isinstance(layer, nn.Sequential):
+            continue
+        flat = isinstance(layer, ToView) and layer.view == "flat"
+        linear = isinstance(layer, nn.Linear) and layer.bias is not None
+        norm = isinstance(layer, nn.BatchNorm1d) and layer.affine and layer.track_running_stats
+        if not (flat or linear or norm or isinstance(layer, ELEMENTWISE)):
+            return None
+        layers.append((name, layer))
+    return layers
+
+
+def grouped_forward(
+    layers: Layers, state: dict[str, torch.Tensor], x: torch.Tensor, training: bool
+) -> torch.Tensor:
+    """Every member's output: ``x`` (k, batch, ...), ``state`` the stacked parameters and
+    buffers by name."""
+    x = x.reshape(x.shape[0], x.shape[1], -1)
+    for name, layer in layers:
+        if isinstance(layer, nn.Linear):
+            weight, bias = state[f"{name}.weight"], state[f"{name}.bias"]
+            x = torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+        elif isinstance(layer, nn.BatchNorm1d):
+            x = batch_norm(x, layer, name, state, training)
+        elif isinstance(layer, ELEMENTWISE):
+            x = layer(x)
+    return x
+
+
+def batch_norm(
+    x: torch.Tensor,
+    layer: nn.BatchNorm1d,
+    name: str,
+    state: dict[str, torch.Tensor],
+    training: bool,
+) -> torch.Tensor:
+    """BatchNorm1d of every member: in training its own batch's statistics, which
+    update its own running ones (in place, as torch does for one model); in evaluation
+    its running ones."""
+    running_mean, running_var = state[f"{name}.running_mean"], state[f"{name}.running_var"]
+    if training:
+        mean, var = x.mean(dim=1), x.var(dim=1, unbiased=False)
+        momentum, n = float(layer.momentum or 0.1), x.shape[1]
+        with torch.no_grad():
+            running_mean.mul_(1 - momentum).add_(mean * momentum)
+            running_var.mul_(1 - momentum).add_(var * (n / max(n - 1, 1)) * momentum)
+            state[f"{name}.num_batches_tracked"].add_(1)
+    else:
+        mean, var = running_mean, running_var
+    x = (x - mean.unsqueeze(1)) / torch.sqrt(var.unsqueeze(1) + layer.eps)
+    return x * state[f"{name}.weight"].unsqueeze(1) + state[f"{name}.bias"].unsqueeze(1)
