@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import pytest
 from mlflow import MlflowClient
 
 from sweeplab.search import compare
@@ -131,6 +132,9 @@ def test_sweeps_of_other_objectives_cannot_be_compared(finished: Finished) -> No
     assert missing.exit_code == 1 and "did you mean 'good'" in missing.stderr
 
 
+# over 5,000 runs written (40 s): CI runs it with the distributed tests, to keep
+# `make test` under its 15 minutes
+@pytest.mark.distributed
 def test_compare_reads_every_run_of_a_sweep_past_5000(tmp_path: Path) -> None:
     """A sweep whose experiment holds more than 5,000 runs of it (restart runs, written
     through MLflow's client after the trials, so newer than theirs): every trial still

@@ -96,6 +96,9 @@ def test_ray_backend_samples_like_optuna_and_tracks_every_trial(
     assert [t.params for t in same.trials] == [t.params for t in study.trials]
 
 
+# a trial run three times on Ray (30 s): CI runs it with the distributed tests, to keep
+# `make test` under its 15 minutes
+@pytest.mark.distributed
 def test_ray_retries_a_failing_trial_then_records_it_failed(local_ray: Any, store: Store) -> None:
     spec = tiny_spec(
         train={"optimizer": "sgd", "max_epochs": 2},

@@ -253,6 +253,9 @@ def test_a_served_alias_outlives_missing_files_and_a_deleted_version(served_stor
 # --- a full disk, a read-only store ------------------------------------------------------
 
 
+# a sweep stopped by a full disk, then resumed (30 s): CI runs it with the distributed
+# tests, to keep `make test` under its 15 minutes
+@pytest.mark.distributed
 def test_a_full_disk_stops_the_sweep_with_its_state_saved_then_resume_finishes(
     tmp_path: Path, write_spec: Any
 ) -> None:
