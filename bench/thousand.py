@@ -109,28 +109,11 @@ def timed_command(*args: str) -> float:
 
 def open_report(path: Path, folder: Path) -> tuple[float, int, int]:
     """Seconds until headless Chromium drew the report, its figures, its table rows."""
-    import shutil
-
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
+    from tests.conftest import chromium
 
-    options = Options()
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={folder / 'chromium'}",
-    ):
-        options.add_argument(flag)
-    options.binary_location = shutil.which("chromium") or "chromium"
-    driver = webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))
+    driver = chromium(folder / "chromium", window="800,600")
     try:
         started = time.perf_counter()
         driver.get(path.as_uri())

@@ -13,7 +13,6 @@ docs/ui_curves.png  the chart view: the trials' val_acc per epoch (the mean of t
 from __future__ import annotations
 
 import argparse
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -24,29 +23,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.conftest import free_port, start_server, stop_server  # noqa: E402
-
-
-def browser(profile: Path) -> Any:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    options = Options()
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--window-size=1800,900",
-        f"--user-data-dir={profile}",
-    ):
-        options.add_argument(flag)
-    options.binary_location = shutil.which("chromium") or "chromium"
-    return webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))
+from tests.conftest import chromium, free_port, start_server, stop_server  # noqa: E402
 
 
 def runs_table(driver: Any, sweep: str) -> None:
@@ -116,7 +93,7 @@ def main() -> None:
         port = free_port()
         ui = [sys.executable, "-m", "sweeplab", "ui", "--store", str(store), "--port", str(port)]
         proc = start_server(ui, f"http://127.0.0.1:{port}/health", seconds=120)
-        driver = browser(Path(tmp) / "profile")
+        driver = chromium(Path(tmp) / "profile", window="1800,900")
         try:
             driver.get(
                 f"http://127.0.0.1:{port}/#/experiments/{experiment.experiment_id}/runs"

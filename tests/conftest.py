@@ -336,3 +336,29 @@ def stop_server(proc: Any) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+def chromium(profile: Path, window: str = "1800,700") -> Any:
+    """Headless Chromium through selenium, with a fresh profile and the flags this
+    machine needs (no sandbox as root, no GPU, nothing fetched in the background)."""
+    import shutil
+
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    options = Options()
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--window-size={window}",
+        f"--user-data-dir={profile}",
+    ):
+        options.add_argument(flag)
+    options.binary_location = shutil.which("chromium") or shutil.which("chromium-browser") or ""
+    return webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))

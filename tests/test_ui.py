@@ -159,25 +159,10 @@ def _browser(tmp_path: Any) -> Any:
         pytest.skip(
             "Chromium is not installed (apt-get install chromium chromium-driver; .ci/run does)"
         )
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
+    pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
+    from tests.conftest import chromium
 
-    options = Options()
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--window-size=1800,700",
-    ):
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")
-    options.binary_location = CHROMIUM
-    return webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    return chromium(tmp_path / "chromium-profile")
 
 
 def test_the_browser_shows_the_sweep_runs_with_their_metrics(
