@@ -227,7 +227,8 @@ def local_ray() -> Iterator[None]:
     import ray
 
     ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=True, log_to_driver=False)
+    # "local": a new Ray even where a killed `ray start` left its address behind
+    ray.init(address="local", num_cpus=2, include_dashboard=True, log_to_driver=False)
     yield
     ray.shutdown()
 

@@ -84,7 +84,9 @@ def start_ray(options: RayOptions) -> None:
         return
     try:
         ray.init(
-            address=options.address,
+            # "local": a new Ray here, as --help says; Ray's default would join the
+            # cluster that /tmp/ray/ray_current_cluster names, even one that died
+            address=options.address or "local",
             # Ray Train's placement-group cleaner asks the dashboard's State API whether a
             # stopped trial's Train run is gone; without it the run's CPUs are never freed
             include_dashboard=options.workers_per_trial > 1,
