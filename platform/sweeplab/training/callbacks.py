@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 import lightning.pytorch as pl
@@ -45,18 +46,22 @@ class KeepBestWeights(pl.Callback):
         # A tie goes to the later epoch: same score, more training (accuracy ties often).
         return value <= self.best if self.mode == "min" else value >= self.best
 
+    def offer(self, value: float, epoch: int, state: Callable[[], dict[str, Any]]) -> None:
+        """Keep a copy of ``state()`` if ``value`` at ``epoch`` is the best so far."""
+        if self._better(value):
+            self.best, self.best_epoch = value, epoch
+            self._state = {k: v.detach().clone() for k, v in state().items()}
+
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
             return
         self.epochs = trainer.current_epoch + 1
         value = float(trainer.callback_metrics[self.monitor])
-        if self._better(value):
-            self.best, self.best_epoch = value, trainer.current_epoch
-            self._state = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
+        self.offer(value, trainer.current_epoch, pl_module.state_dict)
 
-    def restore(self, pl_module: pl.LightningModule) -> None:
+    def restore(self, pl_module: pl.LightningModule, strict: bool = True) -> None:
         if self._state is not None:
-            pl_module.load_state_dict(self._state)
+            pl_module.load_state_dict(self._state, strict=strict)
 
     def state_dict(self) -> dict[str, Any]:
         # in a checkpoint (PBT's): a fit resumed from it goes on with the same best weights

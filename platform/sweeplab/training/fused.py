@@ -24,6 +24,7 @@ this module is the LightningModule and loaders around it.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import time
 from collections.abc import Sequence
@@ -41,6 +42,7 @@ from sweeplab.data.module import ArrayDataModule
 from sweeplab.optim.optimizers import build_optimizer
 from sweeplab.optim.schedules import build_scheduler
 from sweeplab.spec import Experiment
+from sweeplab.training.callbacks import KeepBestWeights
 from sweeplab.training.fusing import unfused
 from sweeplab.training.grouped import grouped_forward, grouped_layers
 
@@ -68,9 +70,8 @@ class FusedModule(pl.LightningModule):
         self.dead = torch.zeros(self.k, dtype=torch.bool)
         self.reasons: list[str | None] = [None] * self.k
         self.loggers_: list[Logger | None] = [None] * self.k
-        self.best = [math.nan] * self.k
-        self.best_epoch = [-1] * self.k
-        self.best_state: list[dict[str, torch.Tensor] | None] = [None] * self.k
+        monitor, mode = exp.objective.metric, exp.objective.mode
+        self.keepers = [KeepBestWeights(monitor, mode) for _ in range(self.k)]  # per member
         self._sums: dict[str, torch.Tensor] = {}  # per member, over the epoch's batches
         self._counts: dict[str, int] = {}
         self._scores: list[tuple[torch.Tensor, torch.Tensor]] = []  # autoencoder: for auroc
@@ -148,15 +149,12 @@ class FusedModule(pl.LightningModule):
         self._add("train_loss", losses.detach() * xs.shape[1], xs.shape[1])
         l1 = self.exp.train.l1
         if l1 > 0:
-            penalty = [p.abs().flatten(1).sum(1) for n, p in self._named() if p.dim() > 2]
+            penalty = [p.abs().flatten(1).sum(1) for p in self.stacked if p.dim() > 2]
             losses = losses + l1 * torch.stack(penalty).sum(0)
         alive = (~self.dead).to(losses.device)
         # the gradient of each member is its own loss's; a dropped one's NaN stays in its
         # own slice of the stacked tensors (every update is elementwise)
         return torch.where(alive, losses, torch.zeros_like(losses)).sum()
-
-    def _named(self) -> list[tuple[str, torch.Tensor]]:
-        return list(zip(self.names, self.stacked, strict=True))
 
     def _add(self, name: str, total: torch.Tensor, count: int) -> None:
         sums = self._sums.get(name)
@@ -250,7 +248,6 @@ class FusedModule(pl.LightningModule):
         """Each member's curve into its logger, and its best weights so far."""
         epoch, monitor = self.current_epoch, self.exp.objective.metric
         seconds = time.perf_counter() - self._started
-        params, buffers = self._state()
         for m in range(self.k):
             if m in self.silent:  # dropped: its curve ends with the epoch it diverged
                 continue
@@ -262,24 +259,21 @@ class FusedModule(pl.LightningModule):
                 logger.log_metrics(
                     {**values, "lr": lr, "epoch_seconds": seconds, "epoch": epoch}, step=epoch
                 )
-            value = values.get(monitor, math.nan)
-            if self.dead[m] or not math.isfinite(value):
-                continue
-            best = self.best[m]
-            better = math.isnan(best) or (
-                value <= best if self.exp.objective.mode == "min" else value >= best
-            )  # a tie goes to the later epoch, as KeepBestWeights
-            if better:
-                self.best[m], self.best_epoch[m] = value, epoch
-                state = {n: t[m].detach().clone() for n, t in {**params, **buffers}.items()}
-                self.best_state[m] = state
+            if not self.dead[m]:
+                keeper = self.keepers[m]
+                keeper.offer(
+                    values.get(monitor, math.nan), epoch, functools.partial(self._member, m)
+                )
+
+    def _member(self, m: int) -> dict[str, torch.Tensor]:
+        """Member ``m``'s parameters and buffers: views of the stacked tensors."""
+        params, buffers = self._state()
+        return {n: t[m] for n, t in {**params, **buffers}.items()}
 
     def restore(self) -> None:
         """Each member's module with its best weights."""
-        for m, member in enumerate(self.members):
-            state = self.best_state[m]
-            if state is not None:
-                member.load_state_dict(state, strict=False)
+        for keeper, member in zip(self.keepers, self.members, strict=True):
+            keeper.restore(member, strict=False)  # the stacked tensors: parameters, buffers
 
 
 class FusedData(pl.LightningDataModule):
@@ -339,16 +333,16 @@ def fit_fused(
     epochs = fused.epochs
     stopped = next((es.stopping_reason_message for es in stoppers if es.stopped_epoch), None)
     for m, (data, member) in enumerate(built):
-        if fused.dead[m] or fused.best_state[m] is None:
+        keeper = fused.keepers[m]
+        if fused.dead[m] or keeper.best is None:
             reason = fused.reasons[m] or f"{exp.objective.metric} was never finite"
             results.append(TrainingDiverged(reason))
             continue
         test = _tested(make_trainer(exp), member, data)
         if loggers[m] is not None:  # each member's test metrics in its own run
             loggers[m].log_metrics(test, step=0)  # type: ignore[union-attr]
-        value = fused.best[m]
         results.append(
-            FitResult(value, fused.best_epoch[m], epochs, test, member, data, costs[m], stopped)
+            FitResult(keeper.best, keeper.best_epoch, epochs, test, member, data, costs[m], stopped)
         )
     if all(isinstance(r, TrainingDiverged) for r in results):
         raise results[0]
