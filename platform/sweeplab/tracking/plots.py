@@ -37,9 +37,7 @@ def learning_curves(
             (line,) = ax.plot(epochs, values, style, label=f"{prefix}{key}")
             spread = (std or {}).get(key)
             if spread and len(spread) == len(values):
-                low = [v - s for v, s in zip(values, spread, strict=True)]
-                high = [v + s for v, s in zip(values, spread, strict=True)]
-                ax.fill_between(epochs, low, high, color=line.get_color(), alpha=0.2)
+                band(ax, epochs, values, spread, line.get_color())
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
     ax_metric.set(xlabel="epoch", ylabel=metric, title=metric)
     for ax in (ax_loss, ax_metric):
@@ -50,6 +48,15 @@ def learning_curves(
     # bookkeeping time (bench/agents.py)
     fig.subplots_adjust(left=0.07, right=0.98, bottom=0.12, top=0.92, wspace=0.22)
     return fig
+
+
+def band(
+    ax: Any, x: Sequence[int], values: Sequence[float], std: Sequence[float], color: Any
+) -> None:
+    """A ±1 std band around a line drawn in ``color``: the spread of a trial's restarts."""
+    low = [v - s for v, s in zip(values, std, strict=True)]
+    high = [v + s for v, s in zip(values, std, strict=True)]
+    ax.fill_between(x, low, high, color=color, alpha=0.2)
 
 
 def sweep_history(numbers: Sequence[int], values: Sequence[float], mode: str, metric: str) -> Any:

@@ -249,13 +249,13 @@ def _save_top_curves(comparison: Comparison, curves: list[Curve], path: Path) ->
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
+    from sweeplab.tracking.plots import band  # ±1 std of a trial's restarts
+
     fig, ax = plt.subplots(figsize=(8, 5))
     for curve in curves:
         (line,) = ax.plot(curve.epochs, curve.values, marker=".", label=curve.label)
-        if curve.std:  # ±1 std of the trial's restarts
-            low = [v - s for v, s in zip(curve.values, curve.std, strict=True)]
-            high = [v + s for v, s in zip(curve.values, curve.std, strict=True)]
-            ax.fill_between(curve.epochs, low, high, color=line.get_color(), alpha=0.2)
+        if curve.std:
+            band(ax, curve.epochs, curve.values, curve.std, line.get_color())
     ax.set(
         xlabel="epoch",
         ylabel=comparison.metric,
