@@ -19,8 +19,8 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from sweeplab.registry.lineage import HISTORY
+from sweeplab.tracking.copy import TAG_FROM  # on a copied version: name/version it was
 
-TAG_FROM = "sweeplab.pushed_from"  # on a copied version: name/version where it came from
 TAG_RUN = "sweeplab.run_id"
 PROMOTED = "sweeplab.promoted."
 

@@ -27,7 +27,7 @@ from optuna.trial import FrozenTrial
 from sweeplab.search import keys
 from sweeplab.search.study import counts, load_study, open_storage, study_names
 from sweeplab.store import Store
-from sweeplab.tracking.copy import RunCopies, all_runs, copy_runs
+from sweeplab.tracking.copy import RunCopies, copy_runs
 from sweeplab.tracking.tracker import Tracker
 
 logger = logging.getLogger(__name__)
@@ -74,15 +74,9 @@ def push_sweep(
     _check_name(to_storage, name, parent)
     src = Tracker(source, exp.experiment_name)
     dst = Tracker(target, exp.experiment_name)
-    runs = all_runs(src.client, src.experiment_id, f"tags.`{keys.TAG_SWEEP}` = '{name}'")
+    runs = src.search(f"tags.`{keys.TAG_SWEEP}` = '{name}'")
     progress("runs", 0, len(runs))
-    copies = copy_runs(
-        src.client,
-        dst.client,
-        runs,
-        dst.experiment_id,
-        lambda done, total: progress("runs", done, total),
-    )
+    copies = copy_runs(src, dst, runs, lambda done, total: progress("runs", done, total))
     versions = versions_of_runs(src.client, copies.ids)
     progress("versions", 0, len(versions))
     registry = copy_versions(

@@ -20,15 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunTag, ViewType
+from mlflow.entities import Metric
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+from sweeplab.tracking.tracker import Tracker
 
 TAG_FROM = "sweeplab.pushed_from"  # on a copied run: the source run's id
 TAG_DONE = "sweeplab.pushed"  # on a copied run, written last: "yes"
-
-MAX_POINTS = 1000  # log_batch's limits
-MAX_PARAMS = 100
-PAGE = 5000
 
 
 @dataclass
@@ -39,20 +37,6 @@ class RunCopies:
     copied: int = 0
     kept: int = 0  # copied by an earlier push
     redone: int = 0  # cut short by an earlier push: deleted and copied again
-
-
-def all_runs(client: MlflowClient, experiment_id: str, filter_string: str = "") -> list[Any]:
-    """Every active run of the experiment that matches, page by page."""
-    runs: list[Any] = []
-    token = None
-    while True:
-        page = client.search_runs(
-            [experiment_id], filter_string, ViewType.ACTIVE_ONLY, PAGE, page_token=token
-        )
-        runs += page
-        token = page.token
-        if not token:
-            return runs
 
 
 def parents_first(runs: Iterable[Any]) -> list[Any]:
@@ -70,16 +54,14 @@ def parents_first(runs: Iterable[Any]) -> list[Any]:
 
 
 def copy_runs(
-    source: MlflowClient,
-    target: MlflowClient,
+    source: Tracker,
+    target: Tracker,
     runs: list[Any],
-    experiment_id: str,
     on_run: Callable[[int, int], None] = lambda done, total: None,
 ) -> RunCopies:
-    """Copy ``runs`` into ``experiment_id`` of ``target``, parents first; runs copied by
-    an earlier call are kept, runs it left half-copied are made again."""
-    found = all_runs(target, experiment_id, f"tags.`{TAG_FROM}` != ''")
-    earlier = {r.data.tags[TAG_FROM]: r for r in found}
+    """Copy ``runs`` into ``target``'s experiment, parents first; runs copied by an
+    earlier call are kept, runs it left half-copied are made again."""
+    earlier = {r.data.tags[TAG_FROM]: r for r in target.search(f"tags.`{TAG_FROM}` != ''")}
     copies = RunCopies()
     ordered = parents_first(runs)
     for index, run in enumerate(ordered):
@@ -89,43 +71,35 @@ def copy_runs(
             copies.kept += 1
         else:
             if old is not None:  # cut short: its points and files may be part-written
-                target.delete_run(old.info.run_id)
+                target.client.delete_run(old.info.run_id)
                 copies.redone += 1
-            copies.ids[run.info.run_id] = copy_run(source, target, run, experiment_id, copies.ids)
+            copies.ids[run.info.run_id] = copy_run(source, target, run, copies.ids)
             copies.copied += 1
         on_run(index + 1, len(ordered))
     return copies
 
 
-def copy_run(
-    source: MlflowClient,
-    target: MlflowClient,
-    run: Any,
-    experiment_id: str,
-    ids: Mapping[str, str],
-) -> str:
-    """One run into ``experiment_id`` of ``target``; returns its new id. Tags naming a
-    run (its parent) are mapped through ``ids``."""
+def copy_run(source: Tracker, target: Tracker, run: Any, ids: Mapping[str, str]) -> str:
+    """One run into ``target``'s experiment; returns its new id. Tags naming a run (its
+    parent) are mapped through ``ids``."""
     tags = {k: ids.get(v, v) if k == MLFLOW_PARENT_RUN_ID else v for k, v in run.data.tags.items()}
     tags[TAG_FROM] = run.info.run_id
     tags.pop(TAG_DONE, None)
-    new = target.create_run(
-        experiment_id,
+    new = target.client.create_run(
+        target.experiment_id,
         start_time=run.info.start_time,
         tags=tags,
         run_name=run.info.run_name,
     )
     new_id: str = new.info.run_id
-    params = [Param(k, v) for k, v in run.data.params.items()]
-    for start in range(0, len(params), MAX_PARAMS):
-        target.log_batch(new_id, params=params[start : start + MAX_PARAMS])
-    points = [p for key in sorted(run.data.metrics) for p in _history(source, run, key)]
-    for start in range(0, len(points), MAX_POINTS):
-        target.log_batch(new_id, metrics=points[start : start + MAX_POINTS])
-    copy_artifacts(source, target, run.info.run_id, new_id)
-    target.log_batch(new_id, tags=[RunTag(TAG_DONE, "yes")])
+    target.log_params(new_id, run.data.params)
+    points = [p for key in sorted(run.data.metrics) for p in _history(source.client, run, key)]
+    if points:
+        target.write(new_id, pending=points)
+    copy_artifacts(source.client, target.client, run.info.run_id, new_id)
+    target.set_tags(new_id, {TAG_DONE: "yes"})
     if run.info.status != "RUNNING":
-        target.set_terminated(new_id, run.info.status, end_time=run.info.end_time)
+        target.end_run(new_id, run.info.status, end_time=run.info.end_time)
     return new_id
 
 

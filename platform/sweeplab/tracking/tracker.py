@@ -148,6 +148,6 @@ class Tracker:
         target = tempfile.mkdtemp(prefix="sweeplab-")
         return Path(self.client.download_artifacts(run_id, path, target))
 
-    def end_run(self, run_id: str, status: str = "FINISHED") -> None:
-        self.client.set_terminated(run_id, status)
+    def end_run(self, run_id: str, status: str = "FINISHED", end_time: int | None = None) -> None:
+        self.client.set_terminated(run_id, status, end_time=end_time)
         self._artifact_uris.pop(run_id, None)
