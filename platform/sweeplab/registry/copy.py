@@ -18,11 +18,8 @@ from typing import Any
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from sweeplab.registry.lineage import HISTORY
+from sweeplab.registry.lineage import HISTORY, PROMOTED, TAG_RUN_ID
 from sweeplab.tracking.copy import TAG_FROM  # on a copied version: name/version it was
-
-TAG_RUN = "sweeplab.run_id"
-PROMOTED = "sweeplab.promoted."
 
 
 @dataclass
@@ -68,8 +65,8 @@ def copy_versions(
         source_uri = _relative(source, version)
         tags = {k: v for k, v in (version.tags or {}).items() if not k.startswith(PROMOTED)}
         tags[TAG_FROM] = mark
-        if TAG_RUN in tags:
-            tags[TAG_RUN] = runs.get(tags[TAG_RUN], tags[TAG_RUN])
+        if TAG_RUN_ID in tags:
+            tags[TAG_RUN_ID] = runs.get(tags[TAG_RUN_ID], tags[TAG_RUN_ID])
         made = target.create_model_version(
             name,
             f"{artifact_uri(new_run)}/{source_uri}",

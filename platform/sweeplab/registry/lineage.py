@@ -33,6 +33,8 @@ TAG_OUTPUT = "sweeplab.output"
 TAG_LABELS = "sweeplab.labels"  # in a classifier's MLmodel metadata: its classes' names
 TAG_PORTABLE = "sweeplab.portable"  # "yes", or why the version needs sweeplab to load
 HISTORY = "sweeplab.history."
+TAG_RUN_ID = "sweeplab.run_id"  # the version's MLflow run
+PROMOTED = "sweeplab.promoted."  # + alias: who promoted the version to it, and when
 
 
 def data_hash(x: np.ndarray, y: np.ndarray) -> str:
@@ -88,7 +90,7 @@ def lineage_tags(
     """The tags of a new version. ``test`` is (data hash, metric name, score)."""
     hash_, metric, score = test
     tags = {
-        "sweeplab.run_id": run_id,
+        TAG_RUN_ID: run_id,
         TAG_SPEC: json.dumps(spec, sort_keys=True),
         TAG_DATA_HASH: hash_,
         TAG_TEST_METRIC: metric,

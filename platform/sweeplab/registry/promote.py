@@ -22,7 +22,7 @@ from mlflow.exceptions import MlflowException
 
 from sweeplab.locks import DatabaseLock
 from sweeplab.registry.evaluate import Score, held_out, score
-from sweeplab.registry.lineage import HISTORY, TAG_DATA_HASH, TAG_SPEC, now, who
+from sweeplab.registry.lineage import HISTORY, PROMOTED, TAG_DATA_HASH, TAG_SPEC, now, who
 from sweeplab.registry.models import ModelRef, load_torch, resolve
 
 
@@ -97,7 +97,7 @@ def promote(
         client.set_model_version_tag(
             name,
             str(version),
-            f"sweeplab.promoted.{alias}",
+            f"{PROMOTED}{alias}",
             json.dumps(
                 {
                     "by": decision.by,
