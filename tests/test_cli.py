@@ -173,6 +173,34 @@ def test_ctrl_c_keeps_finished_trials_and_leaves_nothing_running(
     assert [t.state for t in done.trials] == [TrialState.COMPLETE]
 
 
+CTRL_C_IN_A_CALLBACK = """
+import time, weakref
+from sweeplab.logs import quiet_libraries
+quiet_libraries(mlflow=False)
+class Held: pass
+def callback(ref):  # as SQLAlchemy's callback when SIGINT landed in it
+    raise KeyboardInterrupt
+held = Held()
+ref = weakref.ref(held, callback)
+try:
+    del held
+    time.sleep(5)
+    print("the Ctrl-C was lost")
+except KeyboardInterrupt:
+    print("stopped by the Ctrl-C")
+"""
+
+
+def test_a_ctrl_c_in_a_garbage_collector_callback_still_stops_and_prints_no_traceback() -> None:
+    """Python drops a KeyboardInterrupt raised inside a weakref callback ("Exception
+    ignored", a traceback on stderr); a sweeplab entry point raises it again instead."""
+    out = subprocess.run(
+        [sys.executable, "-c", CTRL_C_IN_A_CALLBACK], capture_output=True, text=True, timeout=60
+    )
+    assert out.stdout.strip() == "stopped by the Ctrl-C", out.stdout + out.stderr
+    assert "Traceback" not in out.stderr and "Exception ignored" not in out.stderr, out.stderr
+
+
 def test_bad_store_locations_fail_clearly_and_create_nothing(
     tmp_path: Path, write_spec: Any
 ) -> None:

@@ -1,4 +1,5 @@
-"""Process-wide set-up: library loggers, warning filters and environment defaults.
+"""Process-wide set-up: library loggers, warning filters, environment defaults and the
+hook that keeps a Ctrl-C from being lost.
 
 Called only at entry points (a CLI command, a Ray worker's start), never from a
 library function: ``fit()`` or ``run_sweep()`` called from Python leave the
@@ -7,9 +8,12 @@ process's loggers, warning filters and environment as they found them.
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import logging
 import os
+import sys
+import threading
 import warnings
 from collections.abc import Iterable, Iterator
 
@@ -35,6 +39,7 @@ def quiet_libraries(training: bool = False, mlflow: bool = True) -> None:
     MLflow, Optuna and Lightning set their loggers up when imported, so they are imported
     here before being quieted; Lightning (seconds to import) only for a process that
     trains (``training``), MLflow (a second) only for one that reads or writes runs.
+    Every entry point calls it, so it also installs ``keep_ctrl_c``.
     """
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     if mlflow:
@@ -44,6 +49,7 @@ def quiet_libraries(training: bool = False, mlflow: bool = True) -> None:
     if training:
         import lightning.pytorch  # noqa: F401
 
+    keep_ctrl_c()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     for name in ("mlflow", "alembic", "lightning", "lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.ERROR)
@@ -54,6 +60,33 @@ def quiet_libraries(training: bool = False, mlflow: bool = True) -> None:
     warnings.filterwarnings("ignore", category=FutureWarning, module=_LIBRARIES)
     for message in LIGHTNING_NOISE:
         warnings.filterwarnings("ignore", message=message)
+
+
+def keep_ctrl_c() -> None:
+    """A Ctrl-C that lands in a garbage collector's callback is delivered again, not lost.
+
+    Python raises KeyboardInterrupt in whatever code runs when SIGINT arrives; in a weakref
+    or ``__del__`` callback (SQLAlchemy has some) it cannot propagate, so Python prints
+    "Exception ignored ... KeyboardInterrupt" with a traceback and goes on as if no key
+    was pressed. This hook prints nothing for it and has it raised again in the main
+    thread (``_thread.interrupt_main``) from a short-lived thread: raised at once, it would
+    land in this hook, which runs inside the same callback. Should it land in another
+    callback, it comes back here and is sent once more.
+    """
+    if getattr(sys.unraisablehook, "_sweeplab", False):
+        return
+    before = sys.unraisablehook
+
+    def hook(unraisable: sys.UnraisableHookArgs) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            again = threading.Timer(0.05, _thread.interrupt_main)
+            again.daemon = True
+            again.start()
+        else:
+            before(unraisable)
+
+    hook._sweeplab = True  # type: ignore[attr-defined]
+    sys.unraisablehook = hook
 
 
 def ray_environment() -> dict[str, str]:
