@@ -10,16 +10,30 @@ import torch
 from sweeplab.optim.catalog import OPTIMIZERS
 from sweeplab.spec import TrainConfig
 
+# optimizers with a fused kernel on CPU and GPU: the whole update in one call per
+# parameter, a third of the multi-tensor (foreach) update's time on a small model
+FUSED = frozenset({"adam", "adamw", "sgd"})
+
 
 def build_optimizer(cfg: TrainConfig, params: Iterable[Any]) -> torch.optim.Optimizer:
     """``params``: tensors, or torch param groups (a group may set its own ``lr``)."""
     cls = getattr(torch.optim, OPTIMIZERS[cfg.optimizer])
-    # foreach: one multi-tensor update instead of a loop over the parameters; torch uses
-    # it by default on a GPU only; on a CPU it takes a third off a small model's update
-    kwargs: dict[str, Any] = {"lr": cfg.lr, "weight_decay": cfg.weight_decay, "foreach": True}
+    params = list(params)
+    kwargs: dict[str, Any] = {"lr": cfg.lr, "weight_decay": cfg.weight_decay}
     if cfg.optimizer == "sgd":
         kwargs.update(momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
     elif cfg.optimizer == "rmsprop":
         kwargs.update(momentum=cfg.momentum)
-    optimizer: torch.optim.Optimizer = cls(params, **kwargs)
+    if cfg.optimizer in FUSED and _fusable(params):
+        return cls(params, **kwargs, fused=True)
+    # foreach: one multi-tensor update instead of a loop over the parameters; torch uses
+    # it by default on a GPU only; on a CPU it takes a third off a small model's update
+    optimizer: torch.optim.Optimizer = cls(params, **kwargs, foreach=True)
     return optimizer
+
+
+def _fusable(params: list[Any]) -> bool:
+    """Every parameter a floating-point tensor on a CPU or CUDA device (the fused
+    kernels' condition; an optimizer would refuse others when built)."""
+    tensors = [t for p in params for t in (p["params"] if isinstance(p, dict) else [p])]
+    return all(t.is_floating_point() and t.device.type in ("cpu", "cuda") for t in tensors)
