@@ -17,6 +17,7 @@ from sweeplab.spec import spec_from_dict
 from sweeplab.training.fit import TrainingDiverged, fit
 from sweeplab.training.fused import FusedModule, fit_fused
 from sweeplab.training.fusing import unfused
+from sweeplab.training.grouped import dropout
 from tests.conftest import all_runs, tiny_spec
 
 MODELS = {
@@ -102,6 +103,19 @@ def test_batch_norm_members_keep_their_own_statistics_and_train_as_alone() -> No
             assert (mine[key] - theirs[key]).abs().max() < 1e-5, key
     stats = [m.module.state_dict()["net.backbone.1.running_var"] for m in fused]
     assert (stats[0] - stats[1]).abs().max() > 1e-3  # each member its own statistics
+
+
+def test_grouped_dropout_zeroes_p_of_the_values_keeps_the_mean_and_draws_per_member() -> None:
+    """The batched path's own dropout does what nn.Dropout does in training."""
+    torch.manual_seed(0)
+    x = torch.ones(2, 256, 512)
+    out = dropout(x, 0.2)
+    zeroed = (out == 0).float().mean().item()
+    assert abs(zeroed - 0.2) < 0.01, zeroed
+    assert set(out.unique().tolist()) == {0.0, 1.25}  # kept values scaled by 1 / (1 - p)
+    assert abs(out.mean().item() - 1.0) < 0.02
+    assert not torch.equal(out[0] == 0, out[1] == 0)  # each member its own mask
+    assert torch.equal(dropout(x, 0.0), x) and not dropout(x, 1.0).any()
 
 
 def test_unfused_says_why() -> None:
