@@ -158,6 +158,7 @@ def test_restarts_make_k_runs_and_the_documented_aggregate(store: Any, aggregate
         at = [curve[epoch] for curve in per_epoch]
         assert mean[epoch] == pytest.approx(statistics.fmean(at), abs=1e-6)
         assert std[epoch] == pytest.approx(statistics.pstdev(at), abs=1e-6)
+    assert "lr" in trial_run.data.metrics and "lr_std" not in trial_run.data.metrics  # one schedule
     if aggregate == "mean":  # compare draws the top trials' curves, each with its band
         from sweeplab.search import compare, write_plots
 

@@ -97,6 +97,10 @@ def as_band(
     return means, {key: [s for _, (_, s) in items] for key, items in ordered.items()}
 
 
+# curves that are the same for every fit (the spec's schedule): no ``<key>_std``
+NO_SPREAD = frozenset({"lr"})
+
+
 def spread_points(curves: Mapping[str, Mapping[int, tuple[float, float]]]) -> list[Metric]:
     """``spread`` as metric points: ``<key>`` the mean, ``<key>_std`` the spread, one
     point per epoch (the step)."""
@@ -104,5 +108,7 @@ def spread_points(curves: Mapping[str, Mapping[int, tuple[float, float]]]) -> li
     points = []
     for key, by_epoch in curves.items():
         for epoch, (mean, std) in by_epoch.items():
-            points += [Metric(key, mean, now, epoch), Metric(f"{key}_std", std, now, epoch)]
+            points.append(Metric(key, mean, now, epoch))
+            if key not in NO_SPREAD:
+                points.append(Metric(f"{key}_std", std, now, epoch))
     return points
