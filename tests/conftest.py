@@ -301,6 +301,19 @@ def start_server(
     return proc
 
 
+def start_mlflow_server(backend_store_uri: str, artifacts: Path) -> tuple[Any, str]:
+    """This environment's ``mlflow server`` on a free port of 127.0.0.1, with its own
+    artifact store (the compose file's topology): its process and its URL."""
+    import sys
+
+    port = free_port()
+    command = [str(Path(sys.executable).parent / "mlflow"), "server"]
+    command += ["--backend-store-uri", backend_store_uri, "--artifacts-destination", str(artifacts)]
+    command += ["--host", "127.0.0.1", "--port", str(port)]
+    proc = start_server(command, f"http://127.0.0.1:{port}/health", seconds=120)
+    return proc, f"http://127.0.0.1:{port}"
+
+
 def server_output(proc: Any) -> str:
     """What a server started by ``start_server`` has printed so far."""
     return Path(proc.output_path).read_text(errors="replace")
@@ -363,3 +376,41 @@ def chromium(profile: Path, window: str = "1800,700") -> Any:
         options.add_argument(flag)
     options.binary_location = shutil.which("chromium") or shutil.which("chromium-browser") or ""
     return webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))
+
+
+UI_COLUMNS = ("val_acc", "param_count", "train.lr")
+
+
+def show_sweep_in_runs_table(driver: Any, sweep: str) -> Any:
+    """On MLflow UI's runs page: ``UI_COLUMNS`` shown as columns and the sweep's parent
+    run expanded (its trials are nested runs). Returns ``row_of(run name)``: the run's
+    row, or None while it is not shown."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(driver, 60)
+
+    def row_of(name: str) -> Any:  # the run's row (the breadcrumb may name it too)
+        for link in driver.find_elements(By.XPATH, f"//a[normalize-space(.)='{name}']"):
+            rows = link.find_elements(By.XPATH, "./ancestor::div[@role='row']")
+            if rows:
+                return rows[0]
+        return None
+
+    wait.until(lambda d: row_of(sweep) is not None)
+    for close in driver.find_elements(By.CSS_SELECTOR, "button[aria-label=Close]"):
+        if close.is_displayed():
+            close.click()  # MLflow's assistant panel
+    buttons = driver.find_elements(By.TAG_NAME, "button")
+    next(b for b in buttons if b.text.strip() == "Columns").click()
+    dialog = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "[role=dialog]"))
+    for name in UI_COLUMNS:
+        item = dialog.find_element(By.XPATH, f".//span[normalize-space(text())='{name}']")
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", item)
+        item.click()
+    driver.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
+    row_of(sweep).find_element(
+        By.CSS_SELECTOR, "button[data-component-id*=runnamecellrenderer]"
+    ).click()  # expand the sweep
+    return row_of

@@ -24,6 +24,7 @@ from tests.conftest import (
     ROOT,
     Postgres,
     free_port,
+    start_mlflow_server,
     start_server,
     stop_server,
     sweeplab,
@@ -141,23 +142,7 @@ def test_the_compose_topology_as_local_processes_runs_a_sweep(
 
     mlflow_db = postgres.create("topology_mlflow")
     optuna_db = postgres.create("topology_optuna")
-    port = free_port()
-    server = start_server(
-        [
-            str(BIN / "mlflow"),
-            "server",
-            "--backend-store-uri",
-            mlflow_db,
-            "--artifacts-destination",
-            str(tmp_path / "artifacts"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        f"http://127.0.0.1:{port}/health",
-        seconds=120,
-    )
+    server, tracking = start_mlflow_server(mlflow_db, tmp_path / "artifacts")
     ray_port = free_port()
     # token authentication, as in the compose file: the head and every client share it
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
@@ -178,7 +163,6 @@ def test_the_compose_topology_as_local_processes_runs_a_sweep(
                 tracking={"experiment": "team", "register_as": "team-model"},
             )
         )
-        tracking = f"http://127.0.0.1:{port}"
         result = sweeplab(
             "sweep",
             str(spec),

@@ -24,6 +24,7 @@ from tests.conftest import (
     Finished,
     Postgres,
     free_port,
+    start_mlflow_server,
     start_server,
     stop_server,
     sweeplab,
@@ -31,7 +32,6 @@ from tests.conftest import (
 )
 from tests.test_serve import call
 
-BIN = Path(sys.executable).parent
 PUSH_TAGS = {"sweeplab.pushed_from", "sweeplab.pushed"}
 MAPPED_TAGS = {"mlflow.parentRunId", "sweeplab.best_run_id"}
 
@@ -199,24 +199,9 @@ def test_push_to_a_server_survives_a_kill_and_serves_there(
     )
     assert promoted.returncode == 0, promoted.stderr
 
-    port = free_port()
-    server = start_server(
-        [
-            str(BIN / "mlflow"),
-            "server",
-            "--backend-store-uri",
-            postgres.create("push_mlflow"),
-            "--artifacts-destination",
-            str(tmp_path / "server-artifacts"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        f"http://127.0.0.1:{port}/health",
-        seconds=120,
+    server, tracking = start_mlflow_server(
+        postgres.create("push_mlflow"), tmp_path / "server-artifacts"
     )
-    tracking = f"http://127.0.0.1:{port}"
     team = Store(tmp_path / "unused", tracking, postgres.create("push_optuna"))
     to = ["--to-tracking-uri", team.tracking_uri, "--to-storage", team.storage_url]
     push = [sys.executable, "-m", "sweeplab", "push", "pushing", "--store", str(laptop.root), *to]
