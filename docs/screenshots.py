@@ -23,39 +23,18 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.conftest import chromium, free_port, start_server, stop_server  # noqa: E402
+from tests.conftest import (  # noqa: E402
+    chromium,
+    free_port,
+    show_sweep_in_runs_table,
+    start_server,
+    stop_server,
+)
 
 
 def runs_table(driver: Any, sweep: str) -> None:
     """The parent run expanded, with val_acc, param_count and train.lr as columns."""
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    wait = WebDriverWait(driver, 60)
-
-    def row_of(name: str) -> Any:  # the run's row (the breadcrumb may name it too)
-        for link in driver.find_elements(By.XPATH, f"//a[normalize-space(.)='{name}']"):
-            rows = link.find_elements(By.XPATH, "./ancestor::div[@role='row']")
-            if rows:
-                return rows[0]
-        return None
-
-    wait.until(lambda d: row_of(sweep) is not None)
-    for close in driver.find_elements(By.CSS_SELECTOR, "button[aria-label=Close]"):
-        if close.is_displayed():
-            close.click()  # MLflow's assistant panel
-    columns = [b for b in driver.find_elements(By.TAG_NAME, "button") if b.text.strip() == "Columns"]
-    columns[0].click()
-    dialog = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "[role=dialog]"))
-    for name in ("val_acc", "param_count", "train.lr"):
-        item = dialog.find_element(By.XPATH, f".//span[normalize-space(text())='{name}']")
-        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", item)
-        item.click()
-    driver.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
-    row_of(sweep).find_element(
-        By.CSS_SELECTOR, "button[data-component-id*=runnamecellrenderer]"
-    ).click()  # its trials are nested runs
+    show_sweep_in_runs_table(driver, sweep)
     time.sleep(2)
 
 

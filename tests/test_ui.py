@@ -16,9 +16,11 @@ import pytest
 
 from tests.conftest import (
     ROOT,
+    UI_COLUMNS,
     Finished,
     assert_loopback_only,
     free_port,
+    show_sweep_in_runs_table,
     start_server,
     stop_server,
 )
@@ -173,7 +175,6 @@ def test_the_browser_shows_the_sweep_runs_with_their_metrics(
     SWEEPLAB_SCREENSHOT=path keeps the screenshot."""
     from mlflow import MlflowClient
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
     driver = _browser(tmp_path)
@@ -194,32 +195,10 @@ def test_the_browser_shows_the_sweep_runs_with_their_metrics(
             "?workflowType=machine_learning"
         )
 
-        def row_of(name: str) -> Any:
-            links = driver.find_elements(By.XPATH, f"//a[normalize-space(.)='{name}']")
-            return (
-                links[0].find_element(By.XPATH, "./ancestor::div[@role='row']") if links else None
-            )
-
-        wait.until(lambda d: row_of(finished.sweep) is not None)
-        for close in driver.find_elements(By.CSS_SELECTOR, "button[aria-label=Close]"):
-            if close.is_displayed():
-                close.click()  # MLflow's assistant panel
-        columns = [
-            b for b in driver.find_elements(By.TAG_NAME, "button") if b.text.strip() == "Columns"
-        ]
-        columns[0].click()
-        dialog = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "[role=dialog]"))
-        for name in ("val_acc", "param_count", "train.lr"):
-            item = dialog.find_element(By.XPATH, f".//span[normalize-space(text())='{name}']")
-            driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", item)
-            item.click()
-        driver.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
-        row_of(finished.sweep).find_element(
-            By.CSS_SELECTOR, "button[data-component-id*=runnamecellrenderer]"
-        ).click()  # expand the sweep: its trials are nested runs
+        row_of = show_sweep_in_runs_table(driver, finished.sweep)
         wait.until(lambda d: all(row_of(t.info.run_name) is not None for t in trials))
         grid = driver.find_element(By.CSS_SELECTOR, ".ag-root").text
-        for header in ("val_acc", "param_count", "train.lr"):
+        for header in UI_COLUMNS:
             assert header in grid
         for trial in trials:
             value = trial.data.metrics["val_acc"]  # as JavaScript prints a number
