@@ -102,6 +102,9 @@ def test_compare_reuses_current_plots_and_draws_again_when_trials_change(
     write_plots(comparison, sweeps, folder)
     assert comparison.reused and report.stat().st_mtime_ns == drawn
     assert {p.name for p in comparison.plots} >= {"optimization_history.png", "slice.png"}
+    sections = re.findall(r"<h2>([^<]*)</h2>", report.read_text())
+    assert sections[:2] == ["optimization history", "parallel coordinates"]
+    assert "learning curves of the top 3 trials" in sections
 
     again, sweeps = compare(store, ["reuse"])
     write_plots(again, sweeps, folder, redraw=True)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -128,61 +127,20 @@ def _current(comparison: Comparison, sweeps: list[SweepView], folder: Path, mark
     return True
 
 
-def _first_objective(trial: Any) -> float:
-    return float(trial.values[0])
-
-
-def _drawings(
-    sweeps: list[SweepView], target: str, importances: OnceImportance
-) -> list[tuple[str, Any]]:
-    """(file name, function that draws it) of each of Optuna's plots for ``sweeps``, on
-    the first objective's value (of several objectives too), and a multi-objective
-    sweep's Pareto front on its first two."""
-    from optuna.visualization import matplotlib as ov
-
-    studies = [s.study for s in sweeps]
-    first = _first_objective
-    drawings: list[tuple[str, Any]] = [
-        (
-            "optimization_history.png",
-            lambda: ov.plot_optimization_history(
-                studies if len(studies) > 1 else studies[0], target=first, target_name=target
-            ),
-        )
-    ]
-    for s in sweeps:
-        prefix = f"{s.name}_" if len(sweeps) > 1 else ""
-        for name, plot in (
-            ("parallel_coordinate", ov.plot_parallel_coordinate),
-            ("param_importances", partial(ov.plot_param_importances, evaluator=importances)),
-            ("slice", ov.plot_slice),
-        ):
-            drawings.append(
-                (
-                    f"{prefix}{name}.png",
-                    lambda st=s.study, plot=plot: plot(st, target=first, target_name=target),
-                )
-            )
-        if s.exp.trade_offs:
-            names = [o.metric for o in s.exp.objectives][:2]
-            drawings.append(
-                (
-                    f"{prefix}pareto_front.png",
-                    lambda st=s.study, names=names: ov.plot_pareto_front(
-                        st, target_names=names, targets=lambda t: t.values[:2]
-                    ),
-                )
-            )
-    return drawings
-
-
 def _write_pngs(
     comparison: Comparison, sweeps: list[SweepView], folder: Path, importances: OnceImportance
 ) -> None:
     """Optuna's plots (matplotlib) into ``folder``."""
     import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as ov
 
-    drawings = _drawings(sweeps, comparison.metric, importances)
+    from sweeplab.search.analysis.report import optuna_drawings
+
+    kinds = ("parallel_coordinate", "param_importances", "slice")
+    drawings = [
+        (f"{name}_{kind}.png" if name else f"{kind}.png", draw)
+        for kind, name, draw in optuna_drawings(sweeps, comparison.metric, importances, ov, kinds)
+    ]
     # Optuna marks its matplotlib plots experimental, and switches the style to ggplot:
     # both are kept inside this block
     with warnings.catch_warnings(), plt.rc_context():

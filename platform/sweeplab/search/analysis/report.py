@@ -20,6 +20,7 @@ import html
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +31,7 @@ from sweeplab.search.analysis.report_page import REPORT, STYLE, UNPACK, page
 if TYPE_CHECKING:
     from sweeplab.search.analysis.compare import Comparison, Row, SweepView
 
-__all__ = ["REPORT", "Curve", "OnceImportance", "write_report"]
+__all__ = ["REPORT", "Curve", "OnceImportance", "optuna_drawings", "write_report"]
 
 
 @dataclass
@@ -120,6 +121,68 @@ def _plotly_gz() -> str:
     return base64.b64encode(gzip.compress(get_plotlyjs().encode(), 6)).decode()
 
 
+def optuna_drawings(
+    sweeps: Sequence[SweepView],
+    metric: str,
+    importances: BaseImportanceEvaluator,
+    ov: Any,
+    kinds: Sequence[str],
+) -> list[tuple[str, str, Any]]:
+    """(kind, sweep name, function that draws it) of each of Optuna's plots: the
+    optimization history of all ``sweeps`` (sweep name ""), then each sweep's ``kinds``
+    (of ``parallel_coordinate``, ``param_importances``, ``slice``) and a multi-objective
+    sweep's Pareto front on its first two objectives. All are drawn on the first
+    objective's value. ``ov``: ``optuna.visualization`` (plotly) or its ``matplotlib``
+    module, which have the same functions; the PNGs and the report draw the same plots."""
+
+    def first(trial: Any) -> float:
+        return float(trial.values[0])
+
+    studies = [s.study for s in sweeps]
+    drawings: list[tuple[str, str, Any]] = [
+        (
+            "optimization_history",
+            "",
+            lambda: ov.plot_optimization_history(
+                studies if len(studies) > 1 else studies[0], target=first, target_name=metric
+            ),
+        )
+    ]
+    for s in sweeps:
+        name = s.name if len(sweeps) > 1 else ""
+        for kind in kinds:
+            plot = getattr(ov, f"plot_{kind}")
+            if kind == "param_importances":
+                plot = partial(plot, evaluator=importances)
+            drawings.append(
+                (
+                    kind,
+                    name,
+                    lambda st=s.study, plot=plot: plot(st, target=first, target_name=metric),
+                )
+            )
+        if s.exp.trade_offs:
+            names = [o.metric for o in s.exp.objectives][:2]
+            drawings.append(
+                (
+                    "pareto_front",
+                    name,
+                    lambda st=s.study, names=names: ov.plot_pareto_front(
+                        st, target_names=names, targets=lambda t: t.values[:2]
+                    ),
+                )
+            )
+    return drawings
+
+
+TITLES = {
+    "optimization_history": "optimization history",
+    "parallel_coordinate": "parallel coordinates",
+    "param_importances": "parameter importances",
+    "pareto_front": "Pareto front",
+}
+
+
 def _figures(
     comparison: Comparison,
     sweeps: Sequence[SweepView],
@@ -131,55 +194,18 @@ def _figures(
 
     from optuna import visualization as ov
 
-    def first(trial: Any) -> float:
-        return float(trial.values[0])
-
-    metric = comparison.metric
-    studies = [s.study for s in sweeps]
-    drawings: list[tuple[str, Any]] = [
-        (
-            "optimization history",
-            lambda: ov.plot_optimization_history(
-                studies if len(studies) > 1 else studies[0], target=first, target_name=metric
-            ),
-        )
-    ]
-    for s in sweeps:
-        name = f" ({s.name})" if len(sweeps) > 1 else ""
-        drawings += [
-            (
-                f"parallel coordinates{name}",
-                lambda st=s.study: ov.plot_parallel_coordinate(
-                    st, target=first, target_name=metric
-                ),
-            ),
-            (
-                f"parameter importances{name}",
-                lambda st=s.study: ov.plot_param_importances(
-                    st, evaluator=importances, target=first, target_name=metric
-                ),
-            ),
-        ]
-        if s.exp.trade_offs:
-            names = [o.metric for o in s.exp.objectives][:2]
-            drawings.append(
-                (
-                    f"Pareto front{name}",
-                    lambda st=s.study, names=names: ov.plot_pareto_front(
-                        st, target_names=names, targets=lambda t: t.values[:2]
-                    ),
-                )
-            )
+    kinds = ("parallel_coordinate", "param_importances")
     figures = []
     with warnings.catch_warnings():  # Optuna marks some plots experimental
         warnings.simplefilter("ignore")
-        for title, draw in drawings:
+        for kind, name, draw in optuna_drawings(sweeps, comparison.metric, importances, ov, kinds):
+            title = TITLES[kind] + (f" ({name})" if name else "")
             try:
                 figures.append((title, draw()))
             except (ValueError, RuntimeError) as exc:  # e.g. importances of one trial
                 comparison.skipped.append(f"{REPORT}: {title}: {exc}")
     if curves:
-        figures.append(_curves_figure(curves, metric))
+        figures.append(_curves_figure(curves, comparison.metric))
     return figures
 
 
