@@ -21,12 +21,13 @@ compare <= 10 s; the report under 5 MB, opening with every trial in its table.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from compare import timed  # bench/compare.py: this script's folder is on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
 TRIALS = 1000
@@ -97,16 +98,6 @@ def sweep(folder: Path) -> tuple[float, float, float]:
     return (last - first).total_seconds(), inside[0], ended - last.timestamp()
 
 
-def timed_command(*args: str) -> float:
-    started = time.perf_counter()
-    out = subprocess.run(
-        [sys.executable, "-m", "sweeplab", *args], capture_output=True, text=True, cwd=ROOT
-    )
-    if out.returncode != 0:
-        raise SystemExit(f"sweeplab {' '.join(args)} failed:\n{out.stderr[-2000:]}")
-    return time.perf_counter() - started
-
-
 def open_report(path: Path, folder: Path) -> tuple[float, int, int]:
     """Seconds until headless Chromium drew the report, its figures, its table rows."""
     from selenium.webdriver.common.by import By
@@ -140,9 +131,9 @@ def main() -> None:
         optuna_per_trial = bare_optuna(folder)
         span, inside, end = sweep(folder)
         store = ["--store", str(folder / "store")]
-        status = timed_command("status", NAME, *store)
-        compare = timed_command("compare", NAME, *store)
-        redraw = timed_command("compare", NAME, "--redraw", *store)
+        status = timed("status", NAME, *store)
+        compare = timed("compare", NAME, *store)
+        redraw = timed("compare", NAME, "--redraw", *store)
         report = folder / "store" / "compare" / NAME / "report.html"
         size = report.stat().st_size
         opened, drawn, rows = open_report(report, folder)
