@@ -108,7 +108,7 @@ def lightning_advice_ignored() -> Iterator[None]:
         yield
 
 
-def _fit_or_interrupt(
+def fit_or_interrupt(
     trainer: pl.Trainer,
     module: pl.LightningModule,
     data: ArrayDataModule,
@@ -155,21 +155,21 @@ def fit(
     optimizer settings of ``exp``.
     """
     seed = exp.train.seed if seed is None else seed
-    with _seeded(seed):
+    with seeded(seed):
         data, module = prepare(exp, seed, fold, tracking_uri)
         cost = model_cost(module, exp, data.split)
         if logger is not None and ckpt_path is None:
             logger.log_metrics(cost, step=0)
         best = KeepBestWeights(exp.objective.metric, exp.objective.mode)
-        stoppers = _stoppers(exp)
+        stoppers = early_stoppers(exp)
         all_callbacks: list[Callback] = [best, EpochTimer(), *stoppers, *callbacks]
         if ckpt_path is not None:
             all_callbacks.append(SpecOptimizerSettings())
         trainer = make_trainer(exp, all_callbacks, logger, **(trainer_options or {}))
-        _fit_or_interrupt(trainer, module, data, ckpt_path)
+        fit_or_interrupt(trainer, module, data, ckpt_path)
         _check_finite(exp, trainer, stoppers, best)
         best.restore(module)
-        results = _tested(trainer, module, data) if test else {}
+        results = test_metrics(trainer, module, data) if test else {}
     stopped = next((es.stopping_reason_message for es in stoppers if es.stopped_epoch), None)
     return FitResult(
         value=float(best.best or 0.0),
@@ -203,7 +203,7 @@ _SEED_VARIABLES = ("PL_GLOBAL_SEED", "PL_SEED_WORKERS")
 
 
 @contextlib.contextmanager
-def _seeded(seed: int) -> Iterator[None]:
+def seeded(seed: int) -> Iterator[None]:
     """Python's, NumPy's and torch's generators seeded for one fit (Lightning's
     seed_everything); the environment variables it sets last for the fit only."""
     with environ_kept(_SEED_VARIABLES):
@@ -211,7 +211,7 @@ def _seeded(seed: int) -> Iterator[None]:
         yield
 
 
-def _tested(
+def test_metrics(
     trainer: pl.Trainer, module: pl.LightningModule, data: ArrayDataModule
 ) -> dict[str, float]:
     """The test metrics of ``module``'s best weights, and the data's baselines."""
@@ -222,7 +222,7 @@ def _tested(
     return results
 
 
-def _stoppers(exp: Experiment) -> list[EarlyStopping]:
+def early_stoppers(exp: Experiment) -> list[EarlyStopping]:
     """The spec's early stopping, and a guard that ends the fit when val_loss is not finite.
 
     Both are Lightning's EarlyStopping with ``check_finite``; the guard's patience

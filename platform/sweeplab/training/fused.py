@@ -305,17 +305,17 @@ def fit_fused(
     from sweeplab.training.fit import (
         FitResult,
         TrainingDiverged,
-        _fit_or_interrupt,
-        _seeded,
-        _stoppers,
-        _tested,
+        early_stoppers,
+        fit_or_interrupt,
         make_trainer,
         prepare,
+        seeded,
+        test_metrics,
     )
 
     built = []
     for seed in seeds:
-        with _seeded(seed):
+        with seeded(seed):
             built.append(prepare(exp, seed, fold, tracking_uri))
     datas, members = [d for d, _ in built], [m for _, m in built]
     costs = [model_cost(m, exp, d.split) for d, m in built]
@@ -324,10 +324,10 @@ def fit_fused(
             logger.log_metrics(cost, step=0)
     fused = FusedModule(exp, members)
     fused.loggers_ = list(loggers)
-    stoppers = _stoppers(exp)
-    with _seeded(seeds[0]):
+    stoppers = early_stoppers(exp)
+    with seeded(seeds[0]):
         trainer = make_trainer(exp, [*stoppers, *callbacks])
-        _fit_or_interrupt(trainer, fused, FusedData(datas))  # type: ignore[arg-type]
+        fit_or_interrupt(trainer, fused, FusedData(datas))  # type: ignore[arg-type]
     fused.restore()
     results: list[Any] = []
     epochs = fused.epochs
@@ -338,7 +338,7 @@ def fit_fused(
             reason = fused.reasons[m] or f"{exp.objective.metric} was never finite"
             results.append(TrainingDiverged(reason))
             continue
-        test = _tested(make_trainer(exp), member, data)
+        test = test_metrics(make_trainer(exp), member, data)
         if loggers[m] is not None:  # each member's test metrics in its own run
             loggers[m].log_metrics(test, step=0)  # type: ignore[union-attr]
         results.append(

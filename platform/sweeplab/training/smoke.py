@@ -58,7 +58,7 @@ def smoke(
 
     ``tracking_uri``: where a transfer source in the model registry is found.
     """
-    from sweeplab.training.fit import _fit_or_interrupt, make_trainer, prepare
+    from sweeplab.training.fit import fit_or_interrupt, make_trainer, prepare
 
     failures = []
     for params in corners(exp):
@@ -68,7 +68,7 @@ def smoke(
             resolved = exp.with_params(params)
             data, module = prepare(resolved, tracking_uri=tracking_uri)
             trainer = make_trainer(resolved, fast_dev_run=1, max_epochs=1)
-            _fit_or_interrupt(trainer, module, data)
+            fit_or_interrupt(trainer, module, data)
         except KeyboardInterrupt:
             raise
         except Exception as exc:
