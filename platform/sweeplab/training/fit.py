@@ -169,7 +169,7 @@ def fit(
         fit_or_interrupt(trainer, module, data, ckpt_path)
         _check_finite(exp, trainer, stoppers, best)
         best.restore(module)
-        results = test_metrics(trainer, module, data) if test else {}
+        results = metrics_on_test(trainer, module, data) if test else {}
     stopped = next((es.stopping_reason_message for es in stoppers if es.stopped_epoch), None)
     return FitResult(
         value=float(best.best or 0.0),
@@ -211,7 +211,7 @@ def seeded(seed: int) -> Iterator[None]:
         yield
 
 
-def test_metrics(
+def metrics_on_test(
     trainer: pl.Trainer, module: pl.LightningModule, data: ArrayDataModule
 ) -> dict[str, float]:
     """The test metrics of ``module``'s best weights, and the data's baselines."""

@@ -308,9 +308,9 @@ def fit_fused(
         early_stoppers,
         fit_or_interrupt,
         make_trainer,
+        metrics_on_test,
         prepare,
         seeded,
-        test_metrics,
     )
 
     built = []
@@ -338,7 +338,7 @@ def fit_fused(
             reason = fused.reasons[m] or f"{exp.objective.metric} was never finite"
             results.append(TrainingDiverged(reason))
             continue
-        test = test_metrics(make_trainer(exp), member, data)
+        test = metrics_on_test(make_trainer(exp), member, data)
         if loggers[m] is not None:  # each member's test metrics in its own run
             loggers[m].log_metrics(test, step=0)  # type: ignore[union-attr]
         results.append(
