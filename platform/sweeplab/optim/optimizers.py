@@ -12,7 +12,7 @@ from sweeplab.spec import TrainConfig
 
 # optimizers with a fused kernel on CPU and GPU: the whole update in one call per
 # parameter, a third of the multi-tensor (foreach) update's time on a small model
-FUSED = frozenset({"adam", "adamw", "sgd"})
+FUSED_KERNEL = frozenset({"adam", "adamw", "sgd"})
 
 
 def build_optimizer(cfg: TrainConfig, params: Iterable[Any]) -> torch.optim.Optimizer:
@@ -24,7 +24,7 @@ def build_optimizer(cfg: TrainConfig, params: Iterable[Any]) -> torch.optim.Opti
         kwargs.update(momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
     elif cfg.optimizer == "rmsprop":
         kwargs.update(momentum=cfg.momentum)
-    if cfg.optimizer in FUSED and _fusable(params):
+    if cfg.optimizer in FUSED_KERNEL and _fusable(params):
         return cls(params, **kwargs, fused=True)
     # foreach: one multi-tensor update instead of a loop over the parameters; torch uses
     # it by default on a GPU only; on a CPU it takes a third off a small model's update
