@@ -80,7 +80,7 @@ def timed(
     started = time.perf_counter()
     result = run_sweep(exp, store, options=ray)
     seconds = time.perf_counter() - started
-    assert result.counts["complete"] == exp.sweep.trials, result.counts
+    assert result.counts.complete == exp.sweep.trials, result.counts
     return Timing(seconds, first_start(store, result.name))
 
 

@@ -35,9 +35,10 @@ def objective(trial: optuna.Trial) -> float:
 
 def worker(kind: str, url: str, study_name: str, total: int) -> None:
     """One process; prints {"ran": n, "errors": [...]} as JSON."""
+    from sweeplab.search.study import counts, open_storage, taken
+
     from sweeplab.search.claims import claim_lock, owner
     from sweeplab.search.optuna_backend.worker import run_one
-    from sweeplab.search.study import counts, open_storage, taken
 
     optuna.logging.set_verbosity(optuna.logging.CRITICAL)
     warnings.simplefilter("ignore")

@@ -125,7 +125,9 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> Finished:
     bad = spec_from_dict(tiny_spec(train={"max_epochs": 1, "lr": 1e-4}, tracking=tracking))
     trained = train_once(bad, store, register_as="iris")
     assert trained.registered is not None
-    return Finished(store, "good", "iris", result.registered[1], trained.registered[1], "finished")
+    return Finished(
+        store, "good", "iris", result.registered.version, trained.registered[1], "finished"
+    )
 
 
 def sweeplab(*args: str, **kwargs: Any) -> Any:

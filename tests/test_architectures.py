@@ -89,7 +89,7 @@ def test_every_architecture_runs_a_tracked_sweep_and_registers_a_model(
         )
     )
     result = run_sweep(exp, store)
-    assert result.counts["complete"] == 2, result.counts
+    assert result.counts.complete == 2, result.counts
     client = MlflowClient(store.tracking_uri)
     trials = [r for r in all_runs(store, arch) if r.data.tags.get("mlflow.parentRunId") is not None]
     assert len(trials) == 2

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from sweeplab.search.states import SweepState, TrialState
+
 PACKAGE = Path(__file__).resolve().parents[1] / "platform" / "sweeplab"
 
 # Bottom to top. A module belongs to the layer of its longest matching prefix.
@@ -16,7 +18,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     (
         "store, locks, logging set-up, name tables",
         (
-            "sweeplab",
+            "sweeplab.compat",
             "sweeplab.store",
             "sweeplab.locks",
             "sweeplab.logs",
@@ -37,8 +39,14 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "search core",
         (
             "sweeplab.search.keys",
-            "sweeplab.search.study",
+            "sweeplab.search.states",
+            "sweeplab.search.options",
+            "sweeplab.search.storage",
             "sweeplab.search.sampling",
+            "sweeplab.search.ranking",
+            "sweeplab.search.results",
+            "sweeplab.search.sweep",
+            "sweeplab.search.warm",
             "sweeplab.search.curves",
             "sweeplab.search.restarts",
             "sweeplab.search.fits",
@@ -50,8 +58,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     (
         "lifecycle, publish, analysis, serving",
         (
+            "sweeplab",  # the package's face: the Python API, loaded on first use
             "sweeplab.search",
             "sweeplab.search.lifecycle",
+            "sweeplab.search.api",
             "sweeplab.search.publish",
             "sweeplab.search.single",
             "sweeplab.search.push",
@@ -202,3 +212,93 @@ def test_modules_and_functions_stay_small(module: str) -> None:
         assert length <= MAX_FUNCTION_LINES or LONG_REASON in text, (
             f"{module}.{node.name} has {length} lines: split it, or say why with '{LONG_REASON}'"
         )
+
+
+# ----------------------------------------------------------------- one owner per name
+
+STATE_WORDS = {state.value for state in TrialState} | {state.value for state in SweepState}
+STATES_MODULE = "sweeplab.search.states"
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    """The ids of the string constants that are docstrings."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                found.add(id(body[0].value))
+    return found
+
+
+def state_literals(source: str) -> list[str]:
+    """The string constants of ``source`` that spell a trial or sweep state."""
+    tree = ast.parse(source)
+    docs = _docstrings(tree)
+    return [
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and node.value in STATE_WORDS
+        and id(node) not in docs
+    ]
+
+
+def test_no_state_is_spelled_outside_the_states_module() -> None:
+    """Trial and sweep states are ``search.states``' enums everywhere else: a module
+    compares and writes ``TrialState.COMPLETE``, never the string "complete"."""
+    found = {
+        module: words
+        for module, path in sorted(MODULES.items())
+        if module != STATES_MODULE and (words := state_literals(path.read_text(encoding="utf-8")))
+    }
+    assert found == {}
+
+
+def test_the_state_literal_finder_finds_one() -> None:
+    assert state_literals('x = "complete"\ny = f"{x} complete"') == ["complete"]
+    assert state_literals('"""running"""\nz = "running"') == ["running"]
+
+
+COMPAT_MODULE = "sweeplab.compat"
+LIBRARIES = ("optuna", "ray", "lightning", "torch", "mlflow", "sqlalchemy", "pydantic")
+
+
+def private_accesses(source: str) -> list[str]:
+    """A library's private names read in ``source``: ``x._name`` where ``x`` is not
+    ``self`` or ``cls`` (sweeplab's own objects keep no private state that others read),
+    and imports of a library's private module or name."""
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Attribute) and _private(node.attr):
+            owner = node.value
+            if not (isinstance(owner, ast.Name) and owner.id in ("self", "cls")):
+                found.append((node.lineno, f".{node.attr}"))
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(LIBRARIES):
+            parts = (node.module or "").split(".")
+            names = [a.name for a in node.names]
+            if any(_private(p) for p in parts) or any(_private(n) for n in names):
+                found.append((node.lineno, f"from {node.module} import {', '.join(names)}"))
+    return [f"line {line}: {what}" for line, what in sorted(found)]
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def test_no_private_library_access_outside_the_compatibility_module() -> None:
+    found = {
+        module: hits
+        for module, path in sorted(MODULES.items())
+        if module != COMPAT_MODULE and (hits := private_accesses(path.read_text(encoding="utf-8")))
+    }
+    assert found == {}
+
+
+def test_the_private_access_finder_finds_them() -> None:
+    source = "t._trial_id\nself._ok\nfrom optuna.storages._heartbeat import BaseHeartbeat\n"
+    assert private_accesses(source) == [
+        "line 1: ._trial_id",
+        "line 3: from optuna.storages._heartbeat import BaseHeartbeat",
+    ]

@@ -1,6 +1,6 @@
-"""The private parts of Optuna and Ray that sweeplab still uses, each where no public API
-serves (the comment at each use says why). Each test fails when the part disappears or
-changes shape, so a library upgrade that breaks one shows here first, by name."""
+"""The private parts of Optuna, Ray, Lightning and torch that sweeplab uses, all in
+``sweeplab.compat``: one test per function there, each failing when the library removes
+or reshapes that part, so a library upgrade that breaks one shows here first, by name."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from pathlib import Path
 import optuna
 import pytest
 
-from sweeplab.search.study import open_storage
+from sweeplab import compat
+from sweeplab.search.storage import open_storage
 
 
 @pytest.fixture
@@ -20,46 +21,64 @@ def study(tmp_path: Path) -> optuna.Study:
     return optuna.create_study(storage=storage, study_name="contract")
 
 
-def test_trial_ids_are_the_storages_ids(study: optuna.Study) -> None:
-    """``Trial._trial_id`` and ``FrozenTrial._trial_id`` (claims, worker, searcher, pbt)."""
-    storage = study._storage
-    study_id = storage.get_study_id_from_name("contract")
+def test_every_compat_function_has_a_contract_test() -> None:
+    functions = {
+        n
+        for n, f in vars(compat).items()
+        if inspect.isfunction(f) and f.__module__ == compat.__name__
+    }
+    tested = {n.removeprefix("test_") for n in globals() if n.startswith("test_")}
+    assert functions <= tested, f"no contract test for {sorted(functions - tested)}"
+
+
+def test_trial_id(study: optuna.Study) -> None:
+    """``Trial._trial_id`` and ``FrozenTrial._trial_id``: the storage's ids."""
+    storage = compat.study_storage(study)
     trial = study.ask()
-    assert isinstance(trial._trial_id, int)
-    assert trial._trial_id == storage.get_trial_id_from_study_id_trial_number(study_id, 0)
+    assert compat.trial_id(trial) == storage.get_trial_id_from_study_id_trial_number(
+        compat.study_id(study), 0
+    )
     frozen = study.get_trials(deepcopy=False)[0]
-    assert frozen._trial_id == trial._trial_id
-    assert optuna.Trial(study, trial._trial_id).number == 0  # what Ray workers rebuild
+    assert compat.trial_id(frozen) == compat.trial_id(trial)
+    assert optuna.Trial(study, compat.trial_id(trial)).number == 0  # what Ray workers rebuild
 
 
-def test_a_studys_id_and_storage(study: optuna.Study, tmp_path: Path) -> None:
-    """``Study._study_id`` (claims, pbt) and ``Study._storage`` (the Ray searcher)."""
-    assert study._study_id == study._storage.get_study_id_from_name("contract")
-    loaded = optuna.load_study(study_name="contract", storage=study._storage)
-    assert loaded._storage is study._storage
+def test_study_id(study: optuna.Study) -> None:
+    """``Study._study_id``: the id the storage's calls take."""
+    assert compat.study_id(study) == compat.study_storage(study).get_study_id_from_name("contract")
 
 
-def test_heartbeat_storage_and_its_stale_trial_query(tmp_path: Path) -> None:
-    """``optuna.storages._heartbeat.BaseHeartbeat`` and ``_get_stale_trial_ids`` (claims):
-    the trials that missed their heartbeats, asked before they are failed."""
-    from optuna.storages._heartbeat import BaseHeartbeat
+def test_study_storage(study: optuna.Study) -> None:
+    """``Study._storage``: the storage a study was opened on (the Ray searcher's)."""
+    loaded = optuna.load_study(study_name="contract", storage=compat.study_storage(study))
+    assert compat.study_storage(loaded) is compat.study_storage(study)
 
+
+def test_records_heartbeats(tmp_path: Path) -> None:
+    """``optuna.storages._heartbeat.BaseHeartbeat``: a storage that records heartbeats."""
+    assert compat.records_heartbeats(open_storage(f"sqlite:///{tmp_path / 'o.db'}"))
+    plain = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'plain.db'}")
+    assert not compat.records_heartbeats(plain)
+    assert not compat.records_heartbeats(optuna.storages.InMemoryStorage())
+
+
+def test_stale_trial_ids(tmp_path: Path) -> None:
+    """``_get_stale_trial_ids``: the trials that missed their heartbeats, asked before
+    they are failed."""
     storage = optuna.storages.RDBStorage(
         f"sqlite:///{tmp_path / 'beats.db'}", heartbeat_interval=1, grace_period=1
     )
-    assert isinstance(storage, BaseHeartbeat)
-    assert isinstance(open_storage(f"sqlite:///{tmp_path / 'o.db'}"), BaseHeartbeat)
     assert list(inspect.signature(storage._get_stale_trial_ids).parameters) == ["study_id"]
     study = optuna.create_study(storage=storage)
     alive, dead = study.ask(), study.ask()
-    storage.record_heartbeat(dead._trial_id)
+    storage.record_heartbeat(compat.trial_id(dead))
     time.sleep(2.2)
-    storage.record_heartbeat(alive._trial_id)
-    assert storage._get_stale_trial_ids(study._study_id) == [dead._trial_id]
+    storage.record_heartbeat(compat.trial_id(alive))
+    assert compat.stale_trial_ids(storage, study) == {compat.trial_id(dead)}
 
 
-def test_ray_optuna_search_keeps_its_optuna_trials(study: optuna.Study) -> None:
-    """``OptunaSearch._ot_trials`` (the sweep's searcher): Tune's trial id → Optuna trial."""
+def test_search_trial(study: optuna.Study) -> None:
+    """``OptunaSearch._ot_trials``: Tune's trial id → the Optuna trial it asked for."""
     from ray.tune.search.optuna import OptunaSearch
 
     def space(trial: optuna.Trial) -> dict[str, float]:
@@ -70,11 +89,49 @@ def test_ray_optuna_search_keeps_its_optuna_trials(study: optuna.Study) -> None:
         metric="v",
         mode="max",
         study_name="contract",
-        storage=study._storage,
+        storage=compat.study_storage(study),
     )
     config = search.suggest("tune-1")
     assert config is not None and set(config) == {"x"}
-    trial = search._ot_trials["tune-1"]
+    trial = compat.search_trial(search, "tune-1")
     assert isinstance(trial, optuna.Trial)
     assert trial.params["x"] == config["x"]
-    assert trial.study._storage is study._storage
+    assert compat.study_storage(trial.study) is compat.study_storage(study)
+    assert compat.search_trial(search, "never-asked") is None
+
+
+def test_configured_optimizers() -> None:
+    """Lightning's ``_init_optimizers_and_lr_schedulers``: every shape
+    ``configure_optimizers`` may return, parsed into optimizers."""
+    import lightning.pytorch as pl
+    import torch
+
+    class Two(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.automatic_optimization = False  # two optimizers: as a GAN has
+            self.a, self.b = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+
+        def configure_optimizers(self) -> object:
+            first = torch.optim.SGD(self.a.parameters(), lr=0.1)
+            second = torch.optim.Adam(self.b.parameters(), lr=0.01)
+            return [first, second], [torch.optim.lr_scheduler.StepLR(first, 1)]
+
+    module = Two()
+    module.trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    optimizers = compat.configured_optimizers(module)
+    assert [type(o).__name__ for o in optimizers] == ["SGD", "Adam"]
+
+
+def test_chained_schedulers() -> None:
+    """torch's ``SequentialLR._schedulers``: the schedulers it chains, each with its own
+    base rates."""
+    import torch
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    warm = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=0.5, total_iters=2)
+    decay = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1)
+    chain = torch.optim.lr_scheduler.SequentialLR(optimizer, [warm, decay], milestones=[2])
+    assert compat.chained_schedulers(chain) == [chain, warm, decay]
+    assert all(hasattr(s, "base_lrs") for s in compat.chained_schedulers(chain)[1:])
+    assert compat.chained_schedulers(decay) == [decay]

@@ -15,9 +15,10 @@ import pytest
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
+from sweeplab.compat import trial_id
 from sweeplab.search import RayOptions, run_sweep
 from sweeplab.search.keys import TAG_NODE
-from sweeplab.search.study import decoded_params
+from sweeplab.search.results import decoded_params
 from sweeplab.spec import SearchSpace, spec_from_dict
 from sweeplab.store import Store
 from tests.conftest import all_runs, tiny_spec
@@ -118,8 +119,8 @@ def test_ray_retries_a_failing_trial_then_records_it_failed(local_ray: Any, stor
     assert first.user_attrs["sweeplab.retried_as"] == second.number
     assert second.user_attrs["sweeplab.retry_of"] == first.number
     assert "val_loss became nan" in second.user_attrs["fail_reason"]
-    assert (result.counts["complete"], result.counts["failed"]) == (1, 1)
-    assert result.counts["retried"] == 1
+    assert (result.counts.complete, result.counts.failed) == (1, 1)
+    assert result.counts.retried == 1
     # each try has its FAILED run
     runs = all_runs(store, "ray-retry")
     for t in failed:
@@ -148,7 +149,7 @@ def test_a_sweep_on_a_two_node_cluster_runs_trials_on_both(store: Store) -> None
         assert len(nodes) == 2
         study = _study(store, result.name)
         runs = _check_runs(store, "cluster", study)
-        assert result.counts["complete"] == 4
+        assert result.counts.complete == 4
         assert {r.data.tags[TAG_NODE] for r in runs.values()} == nodes
     finally:
         ray.shutdown()
@@ -296,7 +297,7 @@ def test_a_failed_data_parallel_trial_keeps_the_reason_that_explains_it(
 
     from sweeplab.search.keys import ATTR_REASON, ATTR_RUN, TAG_REASON
     from sweeplab.search.ray_backend.parallel import _note_failure
-    from sweeplab.search.study import open_storage
+    from sweeplab.search.storage import open_storage
     from sweeplab.tracking.tracker import Tracker
 
     store.prepare()
@@ -320,9 +321,9 @@ def test_a_failed_data_parallel_trial_keeps_the_reason_that_explains_it(
         tracker.set_tags(run_id, {TAG_REASON: first})
         tracker.end_run(run_id, "FAILED")
 
-    _note_failure(store, trial._trial_id, WorkerGroupError("training failed", failures))
+    _note_failure(store, trial_id(trial), WorkerGroupError("training failed", failures))
 
-    reason = storage.get_trial(trial._trial_id).user_attrs[ATTR_REASON]
+    reason = storage.get_trial(trial_id(trial)).user_attrs[ATTR_REASON]
     tag = MlflowClient(store.tracking_uri).get_run(run_id).data.tags.get(TAG_REASON)
     if case == "rank 0 raised":
         assert reason == tag == "ValueError: lr must be > 0, but got -1."
@@ -359,7 +360,7 @@ def test_the_specs_optuna_pruner_prunes_ray_trials(local_ray: Any, store: Store)
         if t.state == TrialState.PRUNED:
             assert runs[t.number].data.tags["sweeplab.state"] == "pruned"
             assert len(steps) < 8
-    assert result.counts["pruned"] == states.count(TrialState.PRUNED)
+    assert result.counts.pruned == states.count(TrialState.PRUNED)
 
 
 @pytest.mark.distributed
@@ -401,7 +402,7 @@ def test_ray_runs_a_multi_objective_sweep(local_ray: Any, store: Store) -> None:
     )
     result = run_sweep(spec_from_dict(spec), store, name="ray-pareto", options=RayOptions())
     study = _study(store, "ray-pareto")
-    assert len(study.directions) == 2 and result.counts["complete"] == 4
+    assert len(study.directions) == 2 and result.counts.complete == 4
     for t in study.trials:
         assert len(t.values) == 2 and t.values[1] > 0  # its network's parameter count
     assert study.best_trials and result.best_trial is not None

@@ -112,7 +112,7 @@ def test_early_stopping_and_a_scheduler_stop_every_rank_together(
     study = optuna.load_study(study_name="asha", storage=store.storage_url)
     assert study.trials[0].params["train.lr"] == 0.1
     assert sorted(t.state for t in study.trials) == [TrialState.COMPLETE, TrialState.PRUNED]
-    assert result.counts["pruned"] == 1
+    assert result.counts.pruned == 1
     runs = all_runs(store, "ddp-asha")
     assert not [r for r in runs if r.info.status == "RUNNING"]
     pruned = next(t for t in study.trials if t.state == TrialState.PRUNED)
@@ -165,7 +165,7 @@ def test_a_dead_rank_fails_the_trial_and_the_sweep_goes_on(local_ray: Any, store
     assert "rank" in trial.user_attrs["fail_reason"]
     assert run.info.status == "FAILED" and run.data.tags["sweeplab.state"] == "failed"
     assert run.data.tags["sweeplab.fail_reason"] == trial.user_attrs["fail_reason"]
-    assert result.counts["failed"] == 1
+    assert result.counts.failed == 1
     # the sweep did not wait on the dead rank, nor train on alone
     epochs = MlflowClient(store.tracking_uri).get_metric_history(run.info.run_id, "val_acc")
     assert len(epochs) < 300 and took < 150

@@ -13,6 +13,7 @@ import pytest
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
+from sweeplab.compat import study_storage, trial_id
 from sweeplab.store import Store
 from tests.battery import (
     age_heartbeats,
@@ -176,7 +177,7 @@ def test_local_workers_share_a_sqlite_sweep(store: Store) -> None:
     assert str(_os.getpid()) in owners and len(owners) == 2
     assert len({tuple(sorted(t.params.items())) for t in trials}) == 6
     assert sorted(e.number for e in events) == list(range(6))
-    assert result.counts["complete"] == 6 and result.best_trial is not None
+    assert result.counts.complete == 6 and result.best_trial is not None
 
 
 @pytest.mark.distributed
@@ -274,28 +275,27 @@ def test_a_zombie_worker_counts_as_dead() -> None:
 def test_a_trial_owned_on_another_host_is_failed_once_its_heartbeats_stop(store: Store) -> None:
     """A Ray driver's trial whose owner is on another host: left alone while its heartbeat
     is fresh (that driver may live), failed and queued again once the heartbeat is stale."""
-    from sweeplab.search import run_sweep
+    from sweeplab.search import Sweep, run_sweep
     from sweeplab.search.claims import Recovery, owner
     from sweeplab.search.keys import ATTR_OWNER, ATTR_OWNERS_LOCKED
-    from sweeplab.search.study import open_sweep
     from sweeplab.spec import spec_from_dict
 
     exp = spec_from_dict(
         tiny_spec(sweep={"trials": 1, "sampler": "random"}, tracking={"experiment": "far"})
     )
     run_sweep(exp, store, name="far")
-    sweep = open_sweep(store, "far", owner())
+    sweep = Sweep.open(store, "far", stream=owner())
     sweep.study.set_user_attr(ATTR_OWNERS_LOCKED, False)  # as a Ray sweep's
     with warnings.catch_warnings():  # Optuna's note: heartbeats belong to Study.optimize
         warnings.filterwarnings("ignore", message="Heartbeat of storage")
         lost = sweep.study.ask()
     lost.set_user_attr(ATTR_OWNER, "lost-host.invalid:4242")
-    sweep.storage.record_heartbeat(lost._trial_id)
+    sweep.storage.record_heartbeat(trial_id(lost))
     assert Recovery(sweep).run() == []
-    assert sweep.storage.get_trial(lost._trial_id).state == TrialState.RUNNING
+    assert sweep.storage.get_trial(trial_id(lost)).state == TrialState.RUNNING
     age_heartbeats(store.storage_url)
     Recovery(sweep).run()
-    failed = sweep.storage.get_trial(lost._trial_id)
+    failed = sweep.storage.get_trial(trial_id(lost))
     assert failed.state == TrialState.FAIL
     assert failed.user_attrs["fail_reason"] == "worker lost-host.invalid:4242 died (no heartbeat)"
     queued = sweep.study.trials[failed.user_attrs["sweeplab.retried_as"]]
@@ -317,7 +317,7 @@ def test_a_ray_driver_lost_on_another_host_leaves_no_trial_running(
     while True:  # a running trial's heartbeat, recorded twice by the driver
         running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         beats = heartbeats(store.storage_url)
-        ids = [t._trial_id for t in running if t._trial_id in beats]
+        ids = [trial_id(t) for t in running if trial_id(t) in beats]
         if ids and first is None:
             first = (ids[0], beats[ids[0]])
         elif first is not None and first[0] in ids and beats[first[0]] != first[1]:
@@ -328,9 +328,9 @@ def test_a_ray_driver_lost_on_another_host_leaves_no_trial_running(
     proc.wait()
     lost = load(store, "faraway").get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     assert lost
-    storage = load(store, "faraway")._storage
+    storage = study_storage(load(store, "faraway"))
     for t in lost:  # the driver's host is now another one: only heartbeats can tell
-        storage.set_trial_user_attr(t._trial_id, "sweeplab.owner", "lost-host.invalid:4242")
+        storage.set_trial_user_attr(trial_id(t), "sweeplab.owner", "lost-host.invalid:4242")
     age_heartbeats(store.storage_url)
     out = sweeplab("resume", "faraway", *args)
     assert out.returncode == 0, out.stderr[-3000:]

@@ -12,8 +12,8 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
+from sweeplab.search.results import decoded_params
 from sweeplab.search.sampling import suggest
-from sweeplab.search.study import decoded_params
 from sweeplab.spec import SearchSpace, SpecError, load_spec, spec_from_dict
 from sweeplab.store import Store
 from tests.conftest import all_runs, sweeplab, tiny_spec
@@ -168,7 +168,7 @@ def test_a_conditional_sweep_leaves_absent_params_out_of_runs_status_and_compare
         )
     )
     result = run_sweep(exp, store, name="structured")
-    assert result.counts["complete"] == 8
+    assert result.counts.complete == 8
     study = optuna.load_study(study_name="structured", storage=store.storage_url)
     runs = {
         r.data.tags["sweeplab.trial_number"]: r

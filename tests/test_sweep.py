@@ -12,7 +12,7 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 from sweeplab.search import run_sweep
-from sweeplab.search.study import decoded_params
+from sweeplab.search.results import decoded_params
 from sweeplab.spec import load_spec, spec_from_dict
 from tests.conftest import ROOT, all_runs, sweeplab, tiny_spec
 
@@ -117,7 +117,7 @@ def test_pruned_and_diverged_trials_get_their_states_and_the_sweep_completes(sto
             assert len(history(run.info.run_id, "train_loss")) == trial.last_step + 1
         else:
             assert run.data.tags["sweeplab.state"] == "complete"
-    assert result.counts["failed"] == states.count(TrialState.FAIL)
+    assert result.counts.failed == states.count(TrialState.FAIL)
 
 
 @pytest.mark.parametrize("aggregate", ["mean", "best", "lcb"])
@@ -265,7 +265,7 @@ def test_a_failing_trial_is_retried_max_retries_times_then_recorded_failed(
     )
     result = run_sweep(exp, store)
     study = _study(store, result.name)
-    assert (result.counts["complete"], result.counts["failed"], result.counts["retried"]) == (
+    assert (result.counts.complete, result.counts.failed, result.counts.retried) == (
         1,
         1,
         2,
@@ -307,7 +307,7 @@ def test_a_trial_validates_its_spec_once(store: Any, monkeypatch: pytest.MonkeyP
 
     monkeypatch.setattr(Experiment, "model_validate", classmethod(counted))
     result = run_sweep(exp, store)
-    assert result.counts["complete"] == 3
+    assert result.counts.complete == 3
     assert len(validations) == 3  # one per trial, whatever the search space's size
     # ...and each is the trial's own configuration
     drawn = [decoded_params(exp.space, t) for t in _study(store, result.name).trials]
@@ -349,13 +349,10 @@ def test_each_pruner_as_configured_prunes_a_lagging_trial(pruner: str) -> None:
 
 @pytest.mark.parametrize("sampler", ["random", "tpe"])
 def test_a_resumed_sweep_draws_new_configurations(store: Any, sampler: str) -> None:
-    """A sweep stopped after 3 of its trials, then resumed: the resumed worker's sampler
+    """A sweep resumed for 3 trials more than its 3: the resumed worker's sampler
     does not replay the first process's draws (random, and TPE's random start-up), while
     a one-process sweep with the same seed draws the same again."""
-    import json
-
     from sweeplab.search import continue_sweep
-    from sweeplab.search.keys import ATTR_SPEC
 
     space = {
         "train.lr": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True},
@@ -364,11 +361,7 @@ def test_a_resumed_sweep_draws_new_configurations(store: Any, sampler: str) -> N
     }
     spec = tiny_spec(search_space=space, sweep={"trials": 3, "sampler": sampler, "seed": 5})
     first = run_sweep(spec_from_dict(spec), store)
-    study = _study(store, first.name)
-    stored = json.loads(study.user_attrs[ATTR_SPEC])  # as if 6 were asked for, and its
-    stored["sweep"]["trials"] = 6  # process had stopped after 3
-    study.set_user_attr(ATTR_SPEC, json.dumps(stored))
-    continue_sweep(store, first.name)
+    continue_sweep(store, first.name, trials=3)  # as if its first process stopped at 3
     trials = _study(store, first.name).trials
     assert len(trials) == 6
     assert len({tuple(sorted(t.params.items())) for t in trials}) == 6
@@ -433,7 +426,7 @@ def test_a_dead_workers_trial_runs_again_up_to_death_retries(
         again = trials[failed.user_attrs["sweeplab.retried_as"]]
         assert again.params == failed.params and again.state == TrialState.COMPLETE
         assert again.user_attrs["sweeplab.deaths"] == 1
-        assert report.counts["complete"] == 3 and report.counts["retried"] == 1
+        assert report.counts.complete == 3 and report.counts.retried == 1
     else:
         assert "sweeplab.retried_as" not in failed.user_attrs
-        assert report.counts["complete"] == 2 and report.counts["failed"] == 1
+        assert report.counts.complete == 2 and report.counts.failed == 1

@@ -98,7 +98,7 @@ def test_a_transfer_sweep_over_the_three_modes(store: Any, registered: str) -> N
     spec["sweep"] = {"trials": 3, "sampler": "grid"}
     spec["tracking"] = {"experiment": "transfer", "register_as": "digits-5to9"}
     result = run_sweep(spec_from_dict(spec), store)
-    assert result.counts["complete"] == 3
+    assert result.counts.complete == 3
     assert result.registered == ("digits-5to9", 1)
 
 

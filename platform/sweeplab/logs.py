@@ -73,7 +73,7 @@ def keep_ctrl_c() -> None:
     land in this hook, which runs inside the same callback. Should it land in another
     callback, it comes back here and is sent once more.
     """
-    if getattr(sys.unraisablehook, "_sweeplab", False):
+    if getattr(sys.unraisablehook, "sweeplab_ctrl_c", False):
         return
     before = sys.unraisablehook
 
@@ -85,7 +85,7 @@ def keep_ctrl_c() -> None:
         else:
             before(unraisable)
 
-    hook._sweeplab = True  # type: ignore[attr-defined]
+    hook.sweeplab_ctrl_c = True  # type: ignore[attr-defined]
     sys.unraisablehook = hook
 
 

@@ -16,6 +16,7 @@ from sweeplab.cli import (
     resume,
     serve,
     status,
+    stop,
     sweep,
     train,
     ui,
@@ -59,6 +60,7 @@ app.add_typer(models.app, name="models")
 app.command("serve")(serve.serve)
 app.command("ui")(ui.ui)
 app.command("push")(push.push)
+app.command("stop")(stop.stop)
 
 
 def main() -> None:

@@ -172,7 +172,7 @@ def handle_errors(fn: F) -> F:
                 ) from None
             raise
         except KeyboardInterrupt:
-            raise fail("interrupted", 130) from None
+            raise fail("interrupted (Ctrl-C)", 130) from None
 
     return wrapper  # type: ignore[return-value]
 

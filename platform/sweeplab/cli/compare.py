@@ -114,7 +114,8 @@ def _records(comparison: Any, several: bool) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"rank": r.rank if r.rank is not None else ""}
         if several:
             row["sweep"] = r.sweep
-        row |= {"trial": r.trial, "state": r.state, comparison.metric: _cell(r.value)}
+        state = f"prior ({r.prior})" if r.prior else r.state  # a warm start's, not ranked
+        row |= {"trial": r.trial, "state": state, comparison.metric: _cell(r.value)}
         if spread:  # the standard deviation of the trial's fits (restarts, folds)
             row[f"{comparison.metric}_std"] = _cell(r.std)
         row |= {k: _cell(v) for k, v in r.trade_offs.items()}  # a multi-objective sweep's

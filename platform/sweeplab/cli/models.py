@@ -118,6 +118,7 @@ def promote(
     within: float | None = typer.Option(
         None,
         "--within",
+        min=0,
         metavar="TOL",
         help="With --best-of on a multi-objective sweep: of the Pareto front's trials "
         "within TOL of the best first objective, the one best on the second.",
@@ -146,12 +147,15 @@ def promote(
         raise fail("give one of --within TOL and --trial N", 2)
     uri = _tracking(store, tracking_uri)
     if best_of is not None:
-        from sweeplab.search import register_sweep_best
+        from sweeplab.search import load_sweep
 
         which = f"trial #{trial}" if trial is not None else "the best trial"
         err.print(f"registering {which} of sweep {best_of} …")
-        where = Store.resolve(store, tracking_uri, storage)
-        version = register_sweep_best(where, best_of, name, within, trial)
+        sweep = load_sweep(best_of, store=Store.resolve(store, tracking_uri, storage))
+        chosen = sweep.choose(number=trial, within=within)
+        if chosen is None:
+            raise fail(f"sweep {best_of!r} has no completed trial to register")
+        version = sweep.register_best(name, trial=chosen).version
     if version is None:  # only --best-of could leave it unset, and it returns a number
         raise fail("no version to promote")
     err.print(f"scoring {name} version {version} against @{alias} on its test split …")

@@ -30,8 +30,11 @@ def _continue(
     tracking_uri: str | None,
     storage: str | None,
     quiet: bool,
+    *,
+    join: bool,
     address: str | None = None,
     options: Any = None,
+    trials: int | None = None,
 ) -> None:
     from sweeplab.cli._common import open_store
     from sweeplab.cli.sweep import run_and_report
@@ -41,18 +44,24 @@ def _continue(
         raise fail(f"no sweeps yet: {where.storage_url} does not exist")
     where.check_writable()
     quiet_libraries(training=True)
-    from sweeplab.search import continue_sweep, read_result
+    from sweeplab.search import continue_sweep, load_sweep
 
-    exp, before = read_result(where, name)
-    c = before.counts
-    if c["complete"] + c["pruned"] + c["failed"] >= exp.sweep.trials and not c["running"]:
-        out.print(f"sweep {name} has all its {exp.sweep.trials} trials; nothing to run")
+    sweep = load_sweep(name, store=where)
+    state, counts, target = sweep.state, sweep.counts, sweep.target
+    if join and (state.finished or state.asks_no_trials):
+        # an agent of a sweep that is done, or stopping, has nothing to do
+        out.print(
+            f"sweep {name} is {state.value} ({counts.taken} of {target} trials): nothing to run"
+        )
+        return
+    if trials is None and counts.taken >= target and not counts.running and not counts.waiting:
+        out.print(f"sweep {name} has all its {target} trials; nothing to run")
     run_and_report(
-        exp.sweep.trials,
-        exp.objective.metric,
+        target if trials is None else counts.taken + trials,
+        sweep.exp.objective.metric,
         quiet,
         lambda cb: continue_sweep(
-            where, name, on_trial=cb, address=ray_address(address), options=options
+            where, name, on_trial=cb, address=ray_address(address), options=options, trials=trials
         ),
     )
 
@@ -67,14 +76,35 @@ def resume(
     address: str | None = ADDRESS,
     workers: int = WORKERS,
     gpus: str | None = GPUS,
+    trials: int | None = typer.Option(
+        None,
+        "--trials",
+        "-n",
+        min=1,
+        help="Run this many trials more than the sweep holds (a finished sweep too; the "
+        "sampler learns from every earlier trial) [default: on to its trial count].",
+    ),
 ) -> None:
-    """Continue a sweep after a crash, kill -9 or Ctrl-C: the dead workers' trials are
-    marked failed and their configurations queued again, finished trials are kept, and
-    the sweep runs to its trial count (a Ray sweep, on Ray)."""
+    """Continue a sweep after a crash, kill -9, Ctrl-C or sweeplab stop: the dead workers'
+    trials are marked failed and their configurations queued again, finished trials are
+    kept, and the sweep runs to its trial count (a Ray sweep, on Ray); --trials N adds N
+    trials, also to a finished sweep."""
     from sweeplab.search import LocalWorkers
 
-    options = LocalWorkers(workers, gpu_ids(gpus))  # continue_sweep checks them
-    _continue(name, store, tracking_uri, storage, quiet, address, options)
+    # only what was asked for: another backend's sweep refuses them, rather than drop them
+    given = workers != 1 or gpus is not None
+    options = LocalWorkers(workers, gpu_ids(gpus)) if given else None
+    _continue(
+        name,
+        store,
+        tracking_uri,
+        storage,
+        quiet,
+        join=False,
+        address=address,
+        options=options,
+        trials=trials,
+    )
 
 
 @handle_errors
@@ -89,7 +119,8 @@ def agent(
     ),
 ) -> None:
     """Join a running sweep as one more worker (shared PostgreSQL storage): agents
-    together run exactly the sweep's trial count."""
+    together run exactly the sweep's trial count. An agent of a sweep that is done, or
+    stopped, exits 0 with one line."""
     import os
 
     from sweeplab.cli._common import open_store
@@ -107,4 +138,4 @@ def agent(
             "options. On one machine, sweeplab resume continues a sweep in one process.",
             2,
         )
-    _continue(name, store, tracking_uri, storage, quiet)
+    _continue(name, store, tracking_uri, storage, quiet, join=True)

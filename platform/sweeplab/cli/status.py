@@ -41,16 +41,20 @@ def status(
     from sweeplab.search import list_sweeps, sweep_status
 
     if name is None:
-        table = Table("sweep", "trials", "complete", "pruned", "failed", "running", "best")
+        from sweeplab.search import TrialState
+
+        shown = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAILED, TrialState.RUNNING)
+        table = Table("sweep", "state", "trials", *(s.value for s in shown), "best")
         for s in list_sweeps(where):
             c = s.counts
             table.add_row(
                 s.name,
+                s.state.value,
                 str(s.trials),
-                str(c["complete"]),
-                str(c["pruned"]),
-                str(c["failed"]),
-                str(c["running"]),
+                str(c.complete),
+                str(c.pruned),
+                str(c.failed),
+                str(c.running),
                 num(s.best_value),
             )
         out.print(table)
@@ -63,10 +67,16 @@ def status(
         out.print(_trials_table(report))
     c = report.counts
     out.print(
-        f"{c['complete']} complete, {c['pruned']} pruned, {c['failed']} failed, "
-        f"{c['running']} running of {report.trials} requested"
-        + (f" ({c['retried']} failed attempts retried)" if c["retried"] else "")
+        f"{c.complete} complete, {c.pruned} pruned, {c.failed} failed, "
+        f"{c.running} running of {report.trials} requested"
+        + (f" ({c.retried} failed attempts retried)" if c.retried else "")
+        + (f"; {c.waiting} queued" if c.waiting else "")
     )
+    out.print(
+        f"state: {report.state.value}" + (f" ({report.stop_reason})" if report.stop_reason else "")
+    )
+    if report.warm_start:
+        out.print(f"{report.warm_start}; prior trials are marked 'prior' and not counted")
     if report.best_number is not None:
         out.print(f"best: trial #{report.best_number}, {report.metric} = {num(report.best_value)}")
     if report.front:
@@ -96,7 +106,8 @@ def _trials_cells(report: Any) -> tuple[list[str], list[list[str]]]:
     head += ["epochs", "seconds", *keys, "reason"]
     rows = []
     for row in report.rows:
-        cells = [str(row.number), row.state, num(row.value)]
+        state = "prior" if row.prior else row.state.value
+        cells = [str(row.number), state, num(row.value)]
         cells += [
             num(row.trade_offs[i] if row.trade_offs else None)
             for i in range(len(report.trade_offs))

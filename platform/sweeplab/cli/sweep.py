@@ -31,6 +31,7 @@ from sweeplab.store import DEFAULT_STORE, Store
 
 if TYPE_CHECKING:
     from sweeplab.search import SweepResult, TrialEvent
+    from sweeplab.spec import Experiment
 
 
 @handle_errors
@@ -72,12 +73,26 @@ def sweep(
     ),
     workers: int = WORKERS,
     gpus: str | None = GPUS,
+    warm_start: list[str] = typer.Option(
+        [],
+        "--warm-start",
+        metavar="SWEEP",
+        help="Learn from an earlier sweep of the same store: its finished trials that fit "
+        "this search space become prior trials (repeatable; adds to sweep.warm_start).",
+    ),
+    enqueue: list[str] = typer.Option(
+        [],
+        "--enqueue",
+        metavar="PARAMS",
+        help="Run this configuration first, e.g. --enqueue '{train.lr: 0.01}' (a YAML "
+        "mapping of search-space paths; repeatable; adds to sweep.enqueue).",
+    ),
 ) -> None:
     """Run a hyperparameter sweep: an Optuna study, one MLflow run per trial."""
-    from sweeplab.spec import InputError, load_spec
+    from sweeplab.spec import InputError
 
-    overrides = [*set_, f"sweep.backend={backend}"] if backend else set_
-    exp = load_spec(spec, overrides)
+    overrides = [*set_, f"sweep.backend={backend}"] if backend else list(set_)
+    exp = load_with_lists(spec, overrides, warm_start=warm_start, enqueue=enqueue)
     options: Any = None
     if exp.sweep.backend == "ray":
         from sweeplab.search import RayOptions
@@ -114,6 +129,36 @@ def sweep(
     )
 
 
+def load_with_lists(
+    spec: Path, overrides: list[str], *, warm_start: list[str], enqueue: list[str]
+) -> Experiment:
+    """The spec with ``--warm-start`` and ``--enqueue`` added to its lists."""
+    import json
+
+    import yaml
+
+    from sweeplab.spec import SpecError, SpecIssue, load_spec
+
+    exp = load_spec(spec, overrides)
+    if not warm_start and not enqueue:
+        return exp
+    configs = []
+    for i, text in enumerate(enqueue):
+        try:
+            config = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            config = exc
+        if not isinstance(config, dict):
+            message = f"expected a mapping such as '{{train.lr: 0.01}}', but got {text!r}"
+            raise SpecError([SpecIssue("--enqueue", str(i), message)])
+        configs.append(config)
+    lists = {
+        "sweep.warm_start": [*exp.sweep.warm_start, *warm_start],
+        "sweep.enqueue": [*exp.sweep.enqueue, *configs],
+    }
+    return load_spec(spec, [*overrides, *(f"{k}={json.dumps(v)}" for k, v in lists.items())])
+
+
 def run_and_report(
     total: int,
     metric: str,
@@ -147,15 +192,18 @@ def _with_progress(
     with Progress(*columns, console=err) as progress:
         task = progress.add_task("starting…", total=total)
 
+        from sweeplab.search import TrialState
+
         def on_trial(event: TrialEvent) -> None:
             c = event.counts
             best = "—" if event.best_value is None else f"{event.best_value:.4g}"
             progress.update(
                 task,
-                completed=c["complete"] + c["pruned"] + c["failed"],
-                description=f"pruned {c['pruned']}  failed {c['failed']}  best {best}",
+                total=event.total,
+                completed=c.finished,
+                description=f"pruned {c.pruned}  failed {c.failed}  best {best}",
             )
-            if event.state == "failed":
+            if event.state is TrialState.FAILED:
                 progress.console.print(
                     f"trial {event.number} failed: {event.reason}", style="yellow", soft_wrap=True
                 )
@@ -165,13 +213,20 @@ def _with_progress(
 
 
 def _summary(result: SweepResult, seconds: float, metric: str, interrupted: bool = False) -> None:
+    from sweeplab.search import SweepState
+
     c = result.counts
-    finished = c["complete"] + c["pruned"] + c["failed"]
-    state = "interrupted" if interrupted else "finished"
+    state = SweepState.INTERRUPTED.value if interrupted else "finished"
+    if result.state is SweepState.STOPPED or result.state.asks_no_trials:
+        state = f"stopped ({result.stop_reason})"
+    elif result.stop_reason and result.state is SweepState.COMPLETE:
+        state = f"finished: {result.stop_reason}"
     out.print(
-        f"Sweep {result.name} {state}: {finished} trials ({c['complete']} complete, "
-        f"{c['pruned']} pruned, {c['failed']} failed) in {seconds:.0f}s"
+        f"Sweep {result.name} {state}: {c.finished} trials ({c.complete} complete, "
+        f"{c.pruned} pruned, {c.failed} failed) in {seconds:.0f}s"
     )
+    if result.warm_start:
+        out.print(result.warm_start[0].upper() + result.warm_start[1:])
     if result.best_trial is not None:
         out.print(f"Best trial #{result.best_trial}: {metric} = {result.best_value:.4f}")
         for key, value in result.best_params.items():
@@ -182,7 +237,7 @@ def _summary(result: SweepResult, seconds: float, metric: str, interrupted: bool
     else:
         out.print("No trial completed.")
     if result.registered:
-        out.print(f"Registered model: {result.registered[0]} version {result.registered[1]}")
+        out.print(f"Registered model: {result.registered.name} version {result.registered.version}")
     store = result.store
     out.print(
         f"Results: MLflow experiment '{result.experiment}' (parent run "
@@ -195,6 +250,11 @@ def _summary(result: SweepResult, seconds: float, metric: str, interrupted: bool
         out.print(f"Report:  {report} (also the parent run's report.html in the UI)")
     if interrupted:
         out.print("Finished trials were kept; the interrupted trial is marked failed.")
+    elif c.waiting:
+        out.print(
+            f"{c.waiting} interrupted or queued trial(s) wait: sweeplab resume {result.name}"
+            + _store_args(store)
+        )
 
 
 def _store_args(store: Store, ui: bool = False) -> str:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from sweeplab.cli._common import SET, STORE, TRACKING_URI, err, handle_errors, out
+from sweeplab.cli._common import SET, STORAGE, STORE, TRACKING_URI, err, handle_errors, out
 
 if TYPE_CHECKING:
     from sweeplab.spec import Experiment
@@ -44,11 +44,13 @@ def validate(
     ),
     store: Path | None = STORE,
     tracking_uri: str | None = TRACKING_URI,
+    storage: str | None = STORAGE,
 ) -> None:
     """Check a spec and its search space without running anything (exit 2 on a mistake).
 
     Data files (mnist, cifar10, image_folder, csv) are read to check them; --smoke
-    also loads a transfer source from the store's model registry.
+    also loads a transfer source from the store's model registry; a warm start's
+    sweeps are read from the store, and what it would take and skip is said.
     """
     from sweeplab.data.catalog import DATASETS
     from sweeplab.spec import load_spec
@@ -79,6 +81,10 @@ def validate(
         f"{objectives}, {len(space)} searched "
         f"parameter(s), {sweep.trials} trials with {how}" + (", smoke test passed" if smoke else "")
     )
+    if sweep.warm_start:
+        out.print(_warm_start(exp, store, tracking_uri, storage))
+    if sweep.enqueue:
+        out.print(f"enqueued: {len(sweep.enqueue)} configuration(s) run first")
     if sweep.restarts > 1:
         from sweeplab.training.fusing import unfused
 
@@ -89,3 +95,18 @@ def validate(
         )
     for key, dist in space.items():
         out.print(f"  {key}: {dist.model_dump(exclude_defaults=True)}")
+
+
+def _warm_start(
+    exp: Experiment, store: Path | None, tracking_uri: str | None, storage: str | None
+) -> str:
+    """What the spec's warm start would take from the store's sweeps (read only)."""
+    from sweeplab.cli._common import open_store, quiet_libraries
+
+    quiet_libraries(mlflow=False)
+    from sweeplab.search.storage import open_storage
+    from sweeplab.search.warm import plan
+
+    where = open_store(store, tracking_uri, storage)
+    opened = open_storage(where.storage_url) if where.storage_exists() else None
+    return plan(exp, where, opened).summary()

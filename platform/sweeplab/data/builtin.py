@@ -93,7 +93,7 @@ def _sunspots(cfg: DataConfig) -> Arrays:
 
 def _idx(cfg: DataConfig) -> Arrays:
     folder = Path(str(cfg.path))
-    if cfg.download and files._find(folder, files.IDX_FILES["train"][0]) is None:
+    if cfg.download and files.find_file(folder, files.IDX_FILES["train"][0]) is None:
         files.download(cfg.dataset, folder)
     x, y, shape = files.load_idx(folder)
     return Arrays(x, y, shape)

@@ -71,7 +71,7 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
 
 
-def _find(folder: Path, name: str) -> Path | None:
+def find_file(folder: Path, name: str) -> Path | None:
     for candidate in (folder / name, folder / f"{name}.gz"):
         if candidate.is_file():
             return candidate
@@ -82,7 +82,7 @@ def load_idx(folder: Path) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
     """MNIST-style folder: the train pair, plus the t10k pair when present."""
     xs, ys = [], []
     for part, (images_name, labels_name) in IDX_FILES.items():
-        images, labels = _find(folder, images_name), _find(folder, labels_name)
+        images, labels = find_file(folder, images_name), find_file(folder, labels_name)
         if images is None or labels is None:
             if part == "train":
                 raise DataError(
@@ -261,7 +261,7 @@ def download(dataset: str, folder: Path) -> None:
             return
         for names in IDX_FILES.values():
             for name in names:
-                if _find(folder, name) is None:
+                if find_file(folder, name) is None:
                     urllib.request.urlretrieve(f"{base}{name}.gz", folder / f"{name}.gz")
     except OSError as exc:
         raise DataError(f"cannot download {dataset} from {base}: {exc} (offline?)") from None

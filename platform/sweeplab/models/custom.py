@@ -7,6 +7,7 @@ and served wraps it as flat rows → view → the module.
 
 from __future__ import annotations
 
+import inspect
 from typing import cast
 
 import lightning.pytorch as pl
@@ -33,13 +34,19 @@ class ViewThen(nn.Module):
 
 
 def build_custom(exp: Experiment, split: Split) -> pl.LightningModule:
+    """The user's class built with the data's shapes and ``model.kwargs``; or what the
+    user's function builds from the same and the trial's spec (``spec=``)."""
     cfg = cast(CustomConfig, exp.model)
-    cls = load_class(cfg.class_)
-    module: pl.LightningModule = cls(
+    target = load_class(cfg.class_)
+    extra = {"spec": exp} if inspect.isfunction(target) else {}
+    module = target(
         n_features=split.n_features,
         n_outputs=split.n_outputs,
         input_shape=ToView(split.shape, exp.view).out_shape,
         task=exp.task,
+        **extra,
         **cfg.kwargs,
     )
+    if not isinstance(module, pl.LightningModule):
+        raise TypeError(f"{cfg.class_} returned {type(module).__name__}, not a LightningModule")
     return module

@@ -9,7 +9,23 @@ SAMPLERS: dict[str, str] = {
     "grid": "sweeplab.search.sampling:GridSampler",
     "cmaes": "optuna.samplers:CmaEsSampler",
     "nsga2": "optuna.samplers:NSGAIISampler",  # multi-objective (a list of objectives)
+    "gp": "optuna.samplers:GPSampler",  # Gaussian process: for small budgets
 }
+
+# Not in sampler_options: what sweeplab sets (the seed is sweep.seed, a stream of it per
+# process; the grid is the search space), and what a YAML value cannot be (functions,
+# other samplers, trials)
+SAMPLER_OWN = (
+    "self",
+    "seed",
+    "search_space",
+    "independent_sampler",
+    "constraints_func",
+    "gamma",
+    "weights",
+    "x0",
+    "source_trials",
+)
 
 PRUNERS: dict[str, str] = {
     "none": "optuna.pruners:NopPruner",
@@ -50,6 +66,9 @@ BACKENDS: dict[str, str] = {
     "ray": "sweeplab.search.ray_backend.driver:RayBackend",
 }
 
+# sweep.backend -> the class of its own options (search.options); another's are refused
+BACKEND_OPTIONS: dict[str, str] = {"optuna": "LocalWorkers", "ray": "RayOptions"}
+
 
 # Set by sweeplab from the spec, not by scheduler_options.
 SCHEDULER_OWN = (
@@ -75,6 +94,11 @@ def _parameters(target: str, own: tuple[str, ...] = ("self",)) -> list[str]:
 def pruner_parameters(name: str) -> list[str]:
     """The keyword arguments the Optuna pruner ``name`` accepts (imports Optuna)."""
     return _parameters(PRUNERS[name])
+
+
+def sampler_parameters(name: str) -> list[str]:
+    """The keyword arguments of the Optuna sampler ``name`` a spec may set (imports Optuna)."""
+    return _parameters(SAMPLERS[name], SAMPLER_OWN)
 
 
 def scheduler_parameters(name: str) -> list[str]:

@@ -10,10 +10,15 @@ for its trial, a Ray driver for all the trials it started), and the trial carrie
 owner (``host:pid``). ``Recovery`` fails the trials of dead workers: at once when the
 owner is a dead process on this host, after the heartbeat's grace period otherwise;
 their MLflow runs (and nested runs) end KILLED with the reason.
+
+The same thread watches the sweep's state: after ``sweeplab stop --now`` (from any
+host) it interrupts the trial as a Ctrl-C would (``interrupt_main``), so the trial is
+failed as interrupted and its configuration queued again, on every backend alike.
 """
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import math
 import os
@@ -26,13 +31,9 @@ from typing import Any
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
+from optuna.trial import TrialState as OptunaState
 
-# Private module: Optuna exports no name for "a storage that records heartbeats"; the
-# class is what its own fail_stale_trials checks (tests/test_library_contracts.py)
-from optuna.storages._heartbeat import BaseHeartbeat
-from optuna.trial import TrialState
-
-from sweeplab.locks import DatabaseLock
+from sweeplab import compat
 from sweeplab.search.keys import (
     ATTR_ATTEMPT,
     ATTR_DEATHS,
@@ -45,47 +46,60 @@ from sweeplab.search.keys import (
     TAG_REASON,
     TAG_STATE,
 )
-from sweeplab.search.study import HEARTBEAT_SECONDS, Sweep
+from sweeplab.search.states import SweepState, TrialState
+from sweeplab.search.storage import HEARTBEAT_SECONDS
+from sweeplab.search.sweep import Sweep
+
+STOP_WATCH_SECONDS = 1.0  # how often a running trial's worker looks for `stop --now`
 
 
 def owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def claim_lock(storage_url: str, study_name: str) -> DatabaseLock:
-    """The lock under which a worker counts the study's trials and creates the next one
-    (none for databases other than SQLite and PostgreSQL: counts may then overshoot by
-    the number of workers)."""
-    return DatabaseLock(storage_url, "claim", study_name)
-
-
 @contextlib.contextmanager
-def heartbeat(storage: Any, trial: optuna.Trial) -> Iterator[None]:
-    """Record Optuna heartbeats for ``trial`` until the block ends (a daemon thread).
+def heartbeat(sweep: Sweep, trial: optuna.Trial) -> Iterator[None]:
+    """Record Optuna heartbeats for ``trial`` until the block ends, and interrupt it if
+    the sweep is stopped ``--now`` (daemon threads).
 
-    Optuna records them itself only inside ``Study.optimize``, which sweeplab's workers
-    do not use (they take trials under the claim lock).
+    Optuna records heartbeats itself only inside ``Study.optimize``, which sweeplab's
+    workers do not use (they take trials under the claim lock).
     """
-    trial_id = trial._trial_id  # private: the storage's id, which Optuna's own thread uses
-    storage.record_heartbeat(trial_id)
-    with every(HEARTBEAT_SECONDS, lambda: storage.record_heartbeat(trial_id)):
+    storage, number = sweep.storage, compat.trial_id(trial)
+    storage.record_heartbeat(number)
+    with every(HEARTBEAT_SECONDS, lambda: storage.record_heartbeat(number)), stop_watch(sweep):
         yield
 
 
 @contextlib.contextmanager
-def owned_heartbeats(storage: Any, study: optuna.Study, who: str) -> Iterator[None]:
-    """Record heartbeats for every running trial of ``study`` that ``who`` owns, until
+def owned_heartbeats(sweep: Sweep, who: str) -> Iterator[None]:
+    """Record heartbeats for every running trial of the sweep that ``who`` owns, until
     the block ends: a Ray driver's, whose trials run in worker processes, perhaps on
     other hosts. If the driver's host is lost, the beats stop, and ``Recovery`` (in
     ``resume`` or a joining worker, on any host) fails its trials after the grace period.
     """
 
     def beat() -> None:
-        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        for t in sweep.study.get_trials(deepcopy=False, states=(OptunaState.RUNNING,)):
             if t.user_attrs.get(ATTR_OWNER) == who:
-                storage.record_heartbeat(t._trial_id)  # private, as in Recovery.run
+                sweep.storage.record_heartbeat(compat.trial_id(t))
 
-    with every(HEARTBEAT_SECONDS, beat):
+    with every(HEARTBEAT_SECONDS, beat), stop_watch(sweep):
+        yield
+
+
+@contextlib.contextmanager
+def stop_watch(sweep: Sweep) -> Iterator[None]:
+    """While the block runs: once the sweep is stopped ``--now``, interrupt this
+    process's main thread as Ctrl-C does (once)."""
+    sent = threading.Event()
+
+    def look() -> None:
+        if not sent.is_set() and sweep.state is SweepState.STOPPING_NOW:
+            sent.set()
+            _thread.interrupt_main()
+
+    with every(STOP_WATCH_SECONDS, look):
         yield
 
 
@@ -151,27 +165,22 @@ class Recovery:
         self._last = time.monotonic()
         storage = self.storage
         host = socket.gethostname()
-        # Optuna's fail_stale_trials fails them without a reason, and a finished trial
-        # cannot take one afterwards: the reason goes first, so its stale-trial query
-        # (private, the only way to ask which trials missed their heartbeats) is used
-        study_id = self.study._study_id  # private: the id that query takes
-        stale = set(storage._get_stale_trial_ids(study_id)) if _beats(storage) else set()
+        # the reason goes first: a finished trial cannot take one afterwards
+        stale = compat.stale_trial_ids(storage, self.study)
         # The Optuna backend creates a trial and records its owner under the claim lock,
         # which Recovery also holds: a running trial with no owner seen here lost its
         # worker in between (killed, or its disk full). Ray's driver records the owner
         # outside the lock, so there only the heartbeat's grace period tells.
         ownerless_dead = bool(self.study.user_attrs.get(ATTR_OWNERS_LOCKED, True))
-        # FrozenTrial._trial_id (private): the storage's calls take that id, and Optuna
-        # offers it publicly only through one more query per trial
-        for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        for t in self.study.get_trials(deepcopy=False, states=(OptunaState.RUNNING,)):
             who = str(t.user_attrs.get(ATTR_OWNER, ""))
             name, _, pid = who.rpartition(":")
             if name == host and pid.isdigit() and not _alive(int(pid)):
-                self._fail(t._trial_id, f"worker {who} died")
+                self._fail(compat.trial_id(t), f"worker {who} died")
             elif not who and ownerless_dead:
-                self._fail(t._trial_id, "its worker died before the trial started")
-            elif t._trial_id in stale:
-                self._fail(t._trial_id, f"worker {who or '?'} died (no heartbeat)")
+                self._fail(compat.trial_id(t), "its worker died before the trial started")
+            elif compat.trial_id(t) in stale:
+                self._fail(compat.trial_id(t), f"worker {who or '?'} died (no heartbeat)")
         return self._end_orphan_runs()
 
     def _fail(self, trial_id: int, reason: str) -> None:
@@ -183,13 +192,13 @@ class Recovery:
         storage = self.storage
         with contextlib.suppress(UpdateFinishedTrialError):
             storage.set_trial_user_attr(trial_id, ATTR_REASON, reason)
-            if storage.get_trial(trial_id).state == TrialState.RUNNING:
+            if storage.get_trial(trial_id).state == OptunaState.RUNNING:
                 retry(self.study, storage, trial_id, self.death_retries, died=True)
-            storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
+            storage.set_trial_state_values(trial_id, state=OptunaState.FAIL)
 
     def _end_orphan_runs(self) -> list[int]:
         ended = []
-        for t in self.study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+        for t in self.study.get_trials(deepcopy=False, states=(OptunaState.FAIL,)):
             run_id = t.user_attrs.get(ATTR_RUN)
             if not run_id or t.number in self.checked:
                 continue
@@ -203,14 +212,11 @@ class Recovery:
             )
             for r in [*nested, run]:
                 if r.info.status == "RUNNING":
-                    self.tracker.set_tags(r.info.run_id, {TAG_STATE: "failed", TAG_REASON: reason})
+                    tags = {TAG_STATE: TrialState.FAILED.value, TAG_REASON: reason}
+                    self.tracker.set_tags(r.info.run_id, tags)
                     self.tracker.end_run(r.info.run_id, "KILLED")
             ended.append(t.number)
         return ended
-
-
-def _beats(storage: Any) -> bool:
-    return isinstance(storage, BaseHeartbeat) and storage.get_heartbeat_interval() is not None
 
 
 def retry(study: optuna.Study, storage: Any, trial_id: int, limit: int, died: bool = False) -> bool:
@@ -236,6 +242,6 @@ def retry(study: optuna.Study, storage: Any, trial_id: int, limit: int, died: bo
         },
         skip_if_exists=False,
     )
-    queued = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))[-1]
+    queued = study.get_trials(deepcopy=False, states=(OptunaState.WAITING,))[-1]
     storage.set_trial_user_attr(trial_id, ATTR_RETRIED, queued.number)
     return True

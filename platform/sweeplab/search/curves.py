@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sweeplab.search.keys import ATTR_RUN, TAG_CURVE
-from sweeplab.search.study import Sweep, front, top
+from sweeplab.search.keys import TAG_CURVE
+from sweeplab.search.sweep import Sweep
 from sweeplab.spec import Experiment
 from sweeplab.tracking.plots import learning_curves
 from sweeplab.tracking.tracker import Tracker
@@ -25,11 +25,10 @@ TOP = 5  # the trials whose figures a sweep's end draws
 def draw_trial_figures(sweep: Sweep, k: int = TOP) -> int:
     """The figures of the sweep's ``k`` best trials and of its Pareto front, where
     missing; returns how many were drawn."""
-    trials = top(sweep.study, k)
+    trials = sweep.top(k)
     if sweep.exp.trade_offs:
-        trials += front(sweep.study)
-    runs = [str(t.user_attrs[ATTR_RUN]) for t in trials if t.user_attrs.get(ATTR_RUN)]
-    return draw_missing(sweep.tracker, sweep.exp, runs)
+        trials += sweep.front()
+    return draw_missing(sweep.tracker, sweep.exp, [t.run_id for t in trials if t.run_id])
 
 
 def draw_missing(tracker: Tracker, exp: Experiment, run_ids: Iterable[str]) -> int:

@@ -4,6 +4,7 @@ is batched. What a backend plugs into them: ``TrialHooks``."""
 
 from __future__ import annotations
 
+import time
 import traceback
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
@@ -13,10 +14,13 @@ from lightning.pytorch.callbacks import Callback
 from sweeplab.search.curves import curve_keys, plot_curves
 from sweeplab.search.keys import TAG_FOLD, TAG_REASON, TAG_RESTART, TAG_STATE
 from sweeplab.search.restarts import members
+from sweeplab.search.states import TrialState
 from sweeplab.spec import Experiment
 from sweeplab.tracking.logger import BatchedMlflowLogger
 from sweeplab.tracking.tracker import Tracker
 from sweeplab.training.fit import FitResult, TrainingDiverged, fit
+
+INTERRUPTED = "interrupted (Ctrl-C or sweeplab stop --now)"  # a run's reason
 
 
 class TrialHooks(Protocol):
@@ -81,6 +85,7 @@ class Fits:
         self.diverged: list[TrainingDiverged] = []  # fits left out of the trial's value
         self.curves: dict[str, dict[str, list[float]]] = {}
         self.pending: list[Any] = []  # the trial run's metric points not written yet
+        self.seconds = 0.0  # inside Lightning's fit, over the fits so far (fused: once)
 
     def run(self, index: int, label: str, fold: int, restart: int, ckpt: str | None) -> None:
         exp, tracker = self.exp, self.tracker
@@ -91,6 +96,7 @@ class Fits:
         logger = BatchedMlflowLogger(tracker.client, sub_id, hold=True)
         if ckpt is not None:
             logger.load_history(curve_keys(exp))
+        started = time.perf_counter()
         try:
             result = fit(
                 exp,
@@ -115,6 +121,8 @@ class Fits:
             else:
                 self.pending = logger.take()
             raise
+        finally:
+            self.seconds += time.perf_counter() - started
         self._kept(label, fold, sub_id, logger, result)
 
     def _kept(
@@ -128,7 +136,8 @@ class Fits:
         if self.nested:
             if self.figures:
                 plot_curves(tracker, sub_id, {"": self.curves[label]}, self.exp)
-            tracker.write(sub_id, tags={TAG_STATE: "complete"}, pending=logger.take())
+            tags = {TAG_STATE: TrialState.COMPLETE.value}
+            tracker.write(sub_id, tags=tags, pending=logger.take())
             tracker.end_run(sub_id)
         else:
             self.pending = logger.take()
@@ -152,6 +161,7 @@ class Fits:
             for _, label, restart in group
         ]
         loggers = [BatchedMlflowLogger(tracker.client, sub, hold=True) for sub in subs]
+        started = time.perf_counter()
         try:
             results = fit_fused(
                 exp,
@@ -166,6 +176,8 @@ class Fits:
                 self.epochs[label] = self._epochs_of(logger)
                 end_run(tracker, sub, exc, self.hooks, logger.take())
             raise
+        finally:
+            self.seconds += time.perf_counter() - started
         for (_, label, _), sub, logger, result in zip(group, subs, loggers, results, strict=True):
             if isinstance(result, TrainingDiverged):  # dropped from the mean, the others went on
                 end_run(tracker, sub, result, self.hooks, logger.take())
@@ -192,15 +204,15 @@ def end_run(
             tracker.write(run_id, pending=list(pending))
         return
     if isinstance(exc, hooks.pruned):
-        tracker.write(run_id, tags={TAG_STATE: "pruned"}, pending=list(pending))
+        tracker.write(run_id, tags={TAG_STATE: TrialState.PRUNED.value}, pending=list(pending))
         tracker.end_run(run_id, "FINISHED")
     elif isinstance(exc, KeyboardInterrupt | SystemExit):
-        tags = {TAG_STATE: "interrupted", TAG_REASON: "interrupted (Ctrl-C)"}
+        tags = {TAG_STATE: TrialState.INTERRUPTED.value, TAG_REASON: INTERRUPTED}
         tracker.write(run_id, tags=tags, pending=list(pending))
         tracker.end_run(run_id, "KILLED")
     else:
         reason = f"{type(exc).__name__}: {exc}"
-        tags = {TAG_STATE: "failed", TAG_REASON: reason[:5000]}
+        tags = {TAG_STATE: TrialState.FAILED.value, TAG_REASON: reason[:5000]}
         tracker.write(run_id, tags=tags, pending=list(pending))
         tracker.log_text(run_id, "".join(traceback.format_exception(exc)), "error.txt")
         tracker.end_run(run_id, "FAILED")

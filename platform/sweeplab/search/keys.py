@@ -14,6 +14,10 @@ ATTR_BACKEND_OPTIONS = "sweeplab.ray_options"  # what a resumed sweep runs with 
 # True when a trial's owner is recorded under the claim lock, as the trial is created:
 # a running trial without one then lost its worker (claims.Recovery)
 ATTR_OWNERS_LOCKED = "sweeplab.owners_locked"
+ATTR_STATE = "sweeplab.state"  # the sweep's state (states.SweepState); its parent run shows it
+ATTR_TRIALS = "sweeplab.trials"  # the trials it runs to: sweep.trials, or more once extended
+ATTR_STOP_REASON = "sweeplab.stop_reason"  # why it stopped asking for trials
+ATTR_WARM_START = "sweeplab.warm_start"  # what its warm start took and skipped, as JSON
 
 # ------------------------------------------------------------- on a trial (user attrs)
 ATTR_RUN = "mlflow_run_id"  # the trial's MLflow run
@@ -29,12 +33,16 @@ ATTR_RESTARTS = "restart_values"  # one value per fit (fold × restart)
 ATTR_FINAL_PARAMS = "pbt_params"  # a complete PBT trial: the values it ended with
 ATTR_TUNE = "sweeplab.ray_trial"  # a PBT trial: its Tune trial id
 ATTR_SAME_AS = "sweeplab.same_as"  # drawn again by the sampler: the earlier trial's number
+ATTR_PRIOR = "sweeplab.prior_of"  # a warm start's prior trial: "SWEEP#NUMBER" it came from
+ATTR_PRIOR_RUN = "sweeplab.prior_run_id"  # and that trial's MLflow run
+ATTR_ENQUEUED = "sweeplab.enqueued"  # a configuration of sweep.enqueue: its index there
+ATTR_FIT_SECONDS = "fit_seconds"  # seconds inside Lightning's fit, every fit of the trial
 
 # ---------------------------------------------------------------------- on MLflow runs
 TAG_KIND = "sweeplab.kind"  # sweep (a parent run) or train (sweeplab train)
 TAG_SWEEP = "sweeplab.sweep"
 TAG_TRIAL = "sweeplab.trial_number"
-TAG_STATE = "sweeplab.state"  # running, complete, pruned, failed, interrupted
+TAG_STATE = "sweeplab.state"  # a run: states.TrialState; a parent run: states.SweepState
 TAG_REASON = "sweeplab.fail_reason"
 TAG_RESTART = "sweeplab.restart"  # a nested run: which restart and fold it is
 TAG_FOLD = "sweeplab.fold"

@@ -1,61 +1,52 @@
 """The life of a sweep, whichever backend runs its trials:
 
-    run_sweep        check everything (spec, backend options, data, stores): a mistake
-                     stops here, before anything is written
-                     create the study and the MLflow parent run (spec, search space)
+    optimize         (a created or loaded Sweep) the target, reopened if it was finished;
+                     the trials of dead workers failed and queued again; the backend's
+                     options checked (a wrong backend's refused)
     backend.run      the trials (a backend of catalog.BACKENDS, behind the Backend protocol)
-    finish           best params and value, history plot, the best model registered
+    finish           state, best params and value, figures, plots, the best model
+                     registered; whoever ends the last trial does it, and only here
 
-``continue_sweep`` (``resume``, ``agent``) opens a sweep again, fails its dead workers'
-trials, and runs the trials it lacks on the backend it was created with. Whoever ends
-the last trial finishes the sweep; this module is the only place that does.
+``Lifecycle`` is the ``Runner`` that the Python API hands to every sweep it creates or
+loads (``search.api``): ``Sweep.optimize``, ``register_best`` and ``compare`` are
+carried out here, above the search core.
 
-Ctrl-C: the running trial is marked failed ("interrupted") with its run KILLED, the
-parent run ends KILLED, and ``SweepInterrupted`` carries what was finished.
+Ctrl-C: the running trial is marked failed ("interrupted") with its run KILLED and its
+configuration queued again, the sweep is ``interrupted``, its parent run ends KILLED,
+and ``SweepInterrupted`` carries what was finished.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import re
-from collections.abc import Callable
+import time
+from collections.abc import Sequence
 from typing import Any, Protocol
 
-import optuna
-import yaml
-from optuna.trial import TrialState
+from optuna.trial import TrialState as OptunaState
 
 from sweeplab.search import keys
-from sweeplab.search.catalog import BACKENDS
-from sweeplab.search.claims import Recovery, claim_lock, owner
+from sweeplab.search.catalog import BACKEND_OPTIONS, BACKENDS
+from sweeplab.search.claims import Recovery
 from sweeplab.search.curves import draw_trial_figures
+from sweeplab.search.fits import INTERRUPTED
+from sweeplab.search.options import BackendOptions
 from sweeplab.search.publish import register_best
-from sweeplab.search.sampling import build_pruner, build_sampler, load
-from sweeplab.search.study import (
-    Sweep,
-    SweepResult,
-    TrialEvent,
-    first_value,
-    open_storage,
-    open_sweep,
-    sweep_result,
-    unique_name,
-)
-from sweeplab.spec import NAME_PATTERN, Experiment, InputError
-from sweeplab.store import Store
+from sweeplab.search.ranking import first_value, own
+from sweeplab.search.results import Comparison, Registered, SweepResult, Trial, TrialEvent
+from sweeplab.search.sampling import load
+from sweeplab.search.states import SweepState, TrialState
+from sweeplab.search.sweep import OnTrial, Plan, Sweep, Work
+from sweeplab.spec import Experiment, InputError
 from sweeplab.tracking.plots import sweep_history
-from sweeplab.tracking.tracker import Tracker, flatten
 
 logger = logging.getLogger(__name__)
 
-OnTrial = Callable[[TrialEvent], None]
-
 
 class Backend(Protocol):
-    """What runs a sweep's trials. A backend is made by ``create(options, address,
-    kept)``: its own options (``RayOptions``), where it runs, and what a resumed sweep
-    kept of them."""
+    """What runs a sweep's trials. Made by its class's ``create(options, address,
+    kept)``: its own options (``search.options``; None: its defaults), where it runs,
+    and what a resumed sweep kept of them."""
 
     # True when a trial's owner is recorded under the claim lock as the trial is
     # created (then a running trial without an owner lost its worker)
@@ -69,16 +60,25 @@ class Backend(Protocol):
         """The options a resumed sweep runs with again (stored with the study)."""
         ...
 
-    def run(self, sweep: Sweep, on_trial: OnTrial | None) -> None:
-        """Run trials until the study holds ``sweep.trials`` (or the timeout), then return
-        without finishing the sweep."""
+    def run(self, sweep: Sweep, work: Work) -> None:
+        """Run trials as ``work`` says, then return without finishing the sweep."""
         ...
 
 
 def backend_for(
-    name: str, options: Any = None, address: str | None = None, kept: Any = None
+    name: str,
+    options: BackendOptions | None = None,
+    address: str | None = None,
+    kept: dict[str, Any] | None = None,
 ) -> Backend:
-    backend: Backend = load(BACKENDS[name]).create(options, address=address, kept=kept)
+    """Backend ``name`` with ``options``; InputError for another backend's options."""
+    if options is not None and type(options).__name__ != BACKEND_OPTIONS[name]:
+        theirs = next(b for b, o in BACKEND_OPTIONS.items() if o == type(options).__name__)
+        raise InputError(
+            f"{type(options).__name__} are options of the {theirs} backend, but this sweep "
+            f"runs on {name}: give {BACKEND_OPTIONS[name]}, or none"
+        )
+    backend: Backend = load(BACKENDS[name]).create(options, address=address, kept=kept or {})
     return backend
 
 
@@ -90,122 +90,109 @@ class SweepInterrupted(Exception):
         self.result = result
 
 
-def run_sweep(
-    exp: Experiment,
-    store: Store,
-    *,
-    name: str | None = None,
-    on_trial: OnTrial | None = None,
-    options: Any = None,
-) -> SweepResult:
-    """Create the sweep's study and parent run, run ``sweep.trials`` trials, finish.
+class Lifecycle:
+    """Runs, finishes, registers and compares sweeps (``Runner``)."""
 
-    ``options``: the backend's own (``RayOptions`` for ``sweep.backend: ray``).
-    """
-    from sweeplab.training.fit import check_inputs
+    def __init__(self, *, address: str | None = None) -> None:
+        self.address = address  # a Ray sweep's cluster, when resumed without options
 
-    if name is not None and not re.fullmatch(NAME_PATTERN, name):
-        raise InputError(
-            "a sweep name must start with a letter or digit and hold only letters, digits, "
-            f"'_', '.' and '-', but got {name!r}"
+    def optimize(self, sweep: Sweep, plan: Plan) -> SweepResult:
+        backend = self.backend(sweep, plan.options)
+        backend.check(sweep.exp)  # its options, before the sweep is touched
+        reopen(sweep, plan.n_trials)
+        if plan.options is not None:
+            sweep.study.set_user_attr(keys.ATTR_BACKEND_OPTIONS, backend.kept())
+        timeout = sweep.exp.sweep.timeout if plan.timeout is None else plan.timeout
+        work = Work(
+            deadline=None if timeout is None else time.monotonic() + timeout,
+            on_trial=_with_callbacks(sweep, plan),
         )
-    backend = backend_for(exp.sweep.backend, options)
-    sampler = build_sampler(exp)
-    pruner = build_pruner(exp)  # a bad pruner option stops here, before anything is written
-    backend.check(exp)  # so does a backend's (a bad scheduler option)
-    store.check()
-    check_inputs(exp, store.tracking_uri)  # so do unreadable data and a missing source
-    store.prepare()
-    storage = open_storage(store.storage_url)
-    tracker = Tracker(store, exp.experiment_name)
-    study = optuna.create_study(
-        storage=storage,
-        study_name=unique_name(storage, name or exp.name),
-        sampler=sampler,
-        pruner=pruner,
-        directions=["maximize" if o.mode == "max" else "minimize" for o in exp.objectives],
-    )
-    sweep = Sweep(study, storage, exp, tracker, _parent_run(study, exp, tracker))
-    study.set_user_attr(keys.ATTR_BACKEND, exp.sweep.backend)
-    study.set_user_attr(keys.ATTR_BACKEND_OPTIONS, backend.kept())
-    study.set_user_attr(keys.ATTR_OWNERS_LOCKED, backend.owners_locked)
-    return _run(sweep, backend, on_trial)
+        return run(sweep, backend, work)
+
+    def backend(self, sweep: Sweep, options: BackendOptions | None) -> Backend:
+        attrs = sweep.study.user_attrs
+        return backend_for(
+            str(attrs.get(keys.ATTR_BACKEND, sweep.exp.sweep.backend)),
+            options,
+            address=self.address,
+            kept=dict(attrs.get(keys.ATTR_BACKEND_OPTIONS) or {}),
+        )
+
+    def register_best(self, sweep: Sweep, name: str | None, trial: Trial | None) -> Registered:
+        name = name or sweep.exp.tracking.register_as
+        if name is None:
+            raise InputError(
+                f"sweep {sweep.name!r} registers no model (tracking.register_as is not "
+                "set): give a model name"
+            )
+        return register_best(sweep, sweep.result(trial), name)
+
+    def compare(self, sweeps: Sequence[Sweep]) -> Comparison:
+        from sweeplab.search.analysis.compare import ranked, same_objective
+
+        same_objective(sweeps)
+        return ranked(list(sweeps))
 
 
-def _parent_run(study: optuna.Study, exp: Experiment, tracker: Tracker) -> str:
-    """The sweep's MLflow parent run (the spec as params and artifacts), tied to the study."""
-    spec = exp.model_dump(mode="json")
-    params = flatten({k: v for k, v in spec.items() if k != "search_space"})
-    tags = {keys.TAG_SWEEP: study.study_name, keys.TAG_KIND: "sweep"}
-    parent = tracker.start_run(study.study_name, tags=tags, params=params)
-    tracker.log_text(parent, yaml.safe_dump(spec, sort_keys=False), "spec.yaml")
-    tracker.log_text(parent, yaml.safe_dump(exp.search_space, sort_keys=False), "search_space.yaml")
-    study.set_user_attr(keys.ATTR_SPEC, json.dumps(spec))
-    study.set_user_attr(keys.ATTR_PARENT, parent)
-    study.set_user_attr(keys.ATTR_EXPERIMENT, tracker.experiment_id)
-    return parent
+def _with_callbacks(sweep: Sweep, plan: Plan) -> OnTrial | None:
+    """``plan``'s progress display, then its callbacks, after each trial that ends."""
+    if plan.on_trial is None and not plan.callbacks:
+        return None
+
+    def on_trial(event: TrialEvent) -> None:
+        if plan.on_trial is not None:
+            plan.on_trial(event)
+        for callback in plan.callbacks:
+            callback(sweep, event.trial)
+
+    return on_trial
 
 
-def continue_sweep(
-    store: Store,
-    name: str,
-    on_trial: OnTrial | None = None,
-    address: str | None = None,
-    options: Any = None,
-) -> SweepResult:
-    """Resume sweep ``name`` (after a crash, kill -9 or Ctrl-C), or join it as one more
-    worker: dead workers' trials are failed, then trials are taken until there are enough.
-
-    A Ray sweep continues on Ray (the cluster at ``address``, or a local one) with the
-    trials it still lacks.
-    """
-    sweep = open_sweep(store, name, owner())
-    study, tracker = sweep.study, sweep.tracker
-    backend = backend_for(
-        str(study.user_attrs.get(keys.ATTR_BACKEND, "optuna")),
-        options,
-        address=address,
-        kept=study.user_attrs.get(keys.ATTR_BACKEND_OPTIONS, {}),
-    )
-    backend.check(sweep.exp)  # its options (--workers), before the parent run is touched
-    if tracker.client.get_run(sweep.parent).data.tags.get(keys.TAG_STATE) != "complete":
-        tracker.client.update_run(sweep.parent, status="RUNNING")
-        tracker.set_tags(sweep.parent, {keys.TAG_STATE: "running"})
-    with claim_lock(store.storage_url, name).held():
+def reopen(sweep: Sweep, n_trials: int | None) -> None:
+    """Before a process runs trials: the target (``n_trials`` more than the sweep holds),
+    the dead workers' trials failed and queued again, and the sweep running again if
+    there is anything to run (a stopped, interrupted or finished one)."""
+    with sweep.lock.held():
+        if n_trials is not None:
+            sweep.set_target(sweep.counts.taken + n_trials)
         Recovery(sweep).run()  # the trials of dead workers (or of a dead Ray driver)
-    return _run(sweep, backend, on_trial)
+        counts, state = sweep.counts, sweep.state
+        more = counts.taken < sweep.target or counts.waiting > 0 or counts.running > 0
+        if state is not SweepState.RUNNING and more:
+            sweep.set_state(SweepState.RUNNING)
+            if sweep.parent:
+                sweep.tracker.client.update_run(sweep.parent, status="RUNNING")
 
 
-def _run(sweep: Sweep, backend: Backend, on_trial: OnTrial | None) -> SweepResult:
-    tracker = sweep.tracker
+def run(sweep: Sweep, backend: Backend, work: Work) -> SweepResult:
+    """The backend's trials, then the sweep's end; Ctrl-C: ``SweepInterrupted``."""
     try:
-        backend.run(sweep, on_trial)
+        backend.run(sweep, work)
     except KeyboardInterrupt:
-        tracker.set_tags(sweep.parent, {keys.TAG_STATE: "interrupted"})
+        sweep.set_state(SweepState.INTERRUPTED)
         result = summarize(sweep)
-        tracker.end_run(sweep.parent, "KILLED")
+        sweep.tracker.end_run(sweep.parent, "KILLED")
         raise SweepInterrupted(result) from None
     return finish(sweep)
 
 
 def finish(sweep: Sweep) -> SweepResult:
     """Finish the sweep if every trial has ended and nobody finished it yet."""
-    exp, tracker = sweep.exp, sweep.tracker
-    with claim_lock(tracker.store.storage_url, sweep.name).held():
-        done = tracker.client.get_run(sweep.parent).data.tags.get(keys.TAG_STATE) == "complete"
-        result = sweep_result(sweep.study, exp, tracker.store)
-        if result.counts["running"] or done:  # other workers still run, or finished it
-            return result
+    with sweep.lock.held():
+        state = sweep.state
+        if state.finished or sweep.counts.running:  # finished, or other workers still run
+            return sweep.result()
         _end_orphans(sweep)
-        summarize(sweep, result)
+        result = summarize(sweep)
         draw_trial_figures(sweep)
-        if exp.tracking.report:
+        if sweep.exp.tracking.report:
             _plots(sweep)
-        if result.best_run_id is not None and exp.tracking.register_as:
-            result.registered = register_best(exp, tracker, result)
-        tracker.set_tags(sweep.parent, {keys.TAG_STATE: "complete"})
-        tracker.end_run(sweep.parent)
-        return result
+        registered = None
+        if result.best is not None and sweep.exp.tracking.register_as:
+            registered = register_best(sweep, result, sweep.exp.tracking.register_as)
+        sweep.set_state(state.ending)
+        sweep.tracker.end_run(sweep.parent)
+        return sweep.result(registered=registered)
 
 
 def _end_orphans(sweep: Sweep) -> None:
@@ -216,12 +203,12 @@ def _end_orphans(sweep: Sweep) -> None:
     left = tracker.search(
         f"tags.`{keys.TAG_SWEEP}` = '{sweep.name}' and attributes.status = 'RUNNING'"
     )
-    for run in left:
-        if run.info.run_id != sweep.parent:
-            reason = "its worker stopped before ending it; the trial was run again"
-            tags = {keys.TAG_STATE: "interrupted", keys.TAG_REASON: reason}
-            tracker.write(run.info.run_id, tags=tags)
-            tracker.end_run(run.info.run_id, "KILLED")
+    for r in left:
+        if r.info.run_id != sweep.parent:
+            reason = f"{INTERRUPTED}: its worker stopped before ending it; the trial ran again"
+            tags = {keys.TAG_STATE: TrialState.INTERRUPTED.value, keys.TAG_REASON: reason}
+            tracker.write(r.info.run_id, tags=tags)
+            tracker.end_run(r.info.run_id, "KILLED")
 
 
 def _plots(sweep: Sweep) -> None:
@@ -235,19 +222,24 @@ def _plots(sweep: Sweep) -> None:
         logger.warning("the plots of sweep %s could not be drawn: %s", sweep.name, exc)
 
 
-def summarize(sweep: Sweep, result: SweepResult | None = None) -> SweepResult:
+def summarize(sweep: Sweep) -> SweepResult:
     """The sweep's result, also written to the parent run (best params, value, history)."""
     tracker, parent = sweep.tracker, sweep.parent
-    result = result or sweep_result(sweep.study, sweep.exp, tracker.store)
-    tracker.log_metrics(parent, {f"trials_{k}": v for k, v in result.counts.items()})
-    if result.best_trial is None:
+    result = sweep.result()
+    counts = {f"trials_{k}": v for k, v in result.counts.as_dict().items()}
+    tracker.log_metrics(parent, counts)
+    if result.best is None:
         return result
-    tracker.log_params(parent, {f"best.{k}": v for k, v in result.best_params.items()})
+    # params cannot change in MLflow: ``best.*`` are the best's at the sweep's first end;
+    # an extended sweep's later best is in the tags below and in ``best_value``
+    logged = tracker.client.get_run(parent).data.params
+    best = {f"best.{k}": v for k, v in result.best_params.items()}
+    tracker.log_params(parent, {k: v for k, v in best.items() if k not in logged})
     tracker.log_metrics(parent, {"best_value": float(result.best_value or 0.0), **result.test})
     tracker.set_tags(
         parent, {keys.TAG_BEST_TRIAL: result.best_trial, keys.TAG_BEST_RUN: result.best_run_id}
     )
-    complete = sweep.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    complete = own(sweep.study, (OptunaState.COMPLETE,))
     numbers = [t.number for t in complete]
     values = [float(first_value(t) or 0.0) for t in complete]
     objective = sweep.exp.objective

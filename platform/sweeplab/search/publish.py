@@ -12,9 +12,9 @@ from sweeplab.registry.evaluate import held_out, score
 from sweeplab.registry.lineage import TAG_PORTABLE, lineage_tags
 from sweeplab.registry.register import Logged, log_model, register
 from sweeplab.search.keys import CHECKPOINT, TAG_REGISTERED, TAG_VALUE
-from sweeplab.search.study import SweepResult, choose, load_study, sweep_result
+from sweeplab.search.results import Registered, SweepResult
+from sweeplab.search.sweep import Sweep
 from sweeplab.spec import Experiment
-from sweeplab.store import Store
 from sweeplab.tracking.tracker import Tracker
 
 
@@ -65,45 +65,31 @@ def version_tags(
     )
 
 
-def register_best(
-    exp: Experiment, tracker: Tracker, result: SweepResult, name: str | None = None
-) -> tuple[str, int]:
-    """Rebuild the best trial's model from its checkpoint, log it, register a new version
-    of ``name`` (default ``tracking.register_as``) with its lineage."""
+def register_best(sweep: Sweep, result: SweepResult, name: str) -> Registered:
+    """The version of ``name`` holding ``result``'s best trial (or the trial it was read
+    with): found if registered already, else rebuilt from its checkpoint, logged and
+    registered with its lineage."""
     import torch
 
+    from sweeplab.registry.models import client_for
     from sweeplab.training.fit import prepare
 
-    if result.best_run_id is None or result.best_trial is None:
+    best, tracker = result.best, sweep.tracker
+    if best is None or best.run_id is None:
         raise LookupError(f"sweep {result.name!r} has no completed trial to register")
-    name = name or str(exp.tracking.register_as)
-    resolved = exp.with_params(result.best_params)
+    client = client_for(tracker.store.tracking_uri)
+    for found in client.search_model_versions(f"run_id = '{best.run_id}'"):
+        if found.name == name:
+            return Registered(name=name, version=int(found.version))
+    resolved = sweep.exp.with_params(best.params)
     data, module = prepare(resolved, tracking_uri=tracker.store.tracking_uri)
-    state = torch.load(tracker.download(result.best_run_id, CHECKPOINT), weights_only=True)
+    state = torch.load(tracker.download(best.run_id, CHECKPOINT), weights_only=True)
     module.load_state_dict(state)
-    logged = log_trained_model(tracker, result.best_run_id, module, resolved, data.split)
+    logged = log_trained_model(tracker, best.run_id, module, resolved, data.split)
     lineage = version_tags(
-        module, resolved, data.split, result.best_run_id, sweep=result.name, trial=result.best_trial
+        module, resolved, data.split, best.run_id, sweep=result.name, trial=best.number
     )
-    tags = {**lineage, TAG_VALUE: result.best_value, **result.test, **portability(logged)}
-    version = register(tracker, name, logged.uri, result.best_run_id, tags)
+    tags = {**lineage, TAG_VALUE: best.value, **best.test, **portability(logged)}
+    version = register(tracker, name, logged.uri, best.run_id, tags)
     tracker.set_tags(result.parent_run_id, {TAG_REGISTERED: f"{name}/{version}"})
-    return name, version
-
-
-def register_sweep_best(
-    store: Store, sweep: str, name: str, within: float | None = None, trial: int | None = None
-) -> int:
-    """The version of ``name`` holding sweep ``sweep``'s best trial (or the one that
-    ``study.choose`` picks with ``within`` or ``trial``), registered if not yet."""
-    from sweeplab.registry.models import client_for
-
-    study, exp, _ = load_study(store, sweep)
-    result = sweep_result(study, exp, store, choose(study, within, trial))
-    client = client_for(store.tracking_uri)
-    if result.best_run_id is not None:
-        for version in client.search_model_versions(f"run_id = '{result.best_run_id}'"):
-            if version.name == name:
-                return int(version.version)
-    tracker = Tracker(store, exp.experiment_name)
-    return register_best(exp, tracker, result, name)[1]
+    return Registered(name=name, version=version)

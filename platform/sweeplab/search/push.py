@@ -25,7 +25,8 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from sweeplab.search import keys
-from sweeplab.search.study import counts, load_study, open_storage, study_names
+from sweeplab.search.storage import open_storage, study_names
+from sweeplab.search.sweep import Sweep
 from sweeplab.store import Store
 from sweeplab.tracking.copy import RunCopies, copy_runs
 from sweeplab.tracking.tracker import Tracker
@@ -61,14 +62,15 @@ def push_sweep(
     """Copy sweep ``name`` from ``source`` into ``target``; see the module's doc."""
     from sweeplab.registry.copy import copy_versions, versions_of_runs
 
-    study, exp, _ = load_study(source, name)
-    running = counts(study)["running"]
+    sweep = Sweep.open(source, name)
+    study, exp = sweep.study, sweep.exp
+    running = sweep.counts.running
     if running:
         raise PushRefused(
             f"sweep '{name}' has {running} running trial(s): push it once it has finished "
             f"(a sweep whose workers died: `sweeplab resume {name}` ends it first)"
         )
-    parent = str(study.user_attrs.get(keys.ATTR_PARENT, ""))
+    parent = sweep.parent
     target.prepare()
     to_storage = open_storage(target.storage_url)
     _check_name(to_storage, name, parent)

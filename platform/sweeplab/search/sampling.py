@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import importlib
 import math
+import warnings
 import zlib
 from typing import Any
 
 import optuna
 
 from sweeplab.search.catalog import PRUNERS, SAMPLERS
+from sweeplab.search.keys import ATTR_RETRY_OF
 from sweeplab.spec import (
     CategoricalDist,
     Experiment,
@@ -24,7 +26,7 @@ from sweeplab.spec import (
     SearchSpace,
     SpecError,
 )
-from sweeplab.spec._space import choice_keys, decode_choice
+from sweeplab.spec._space import choice_key, choice_keys, decode_choice
 
 
 def load(target: str) -> Any:
@@ -60,7 +62,8 @@ def grid_of(space: SearchSpace) -> dict[str, list[Any]]:
 
 
 def build_sampler(exp: Experiment, stream: str | None = None) -> optuna.samplers.BaseSampler:
-    """The spec's sampler, seeded with ``sweep.seed``: the sweep's own stream of draws.
+    """The spec's sampler with ``sweep.sampler_options``, seeded with ``sweep.seed``: the
+    sweep's own stream of draws. A bad option is a SpecError (before any side effect).
 
     ``stream`` names another stream of the same sweep (a resumed or joining worker): its
     seed is derived from ``sweep.seed`` and the name, so it does not replay the draws the
@@ -69,12 +72,20 @@ def build_sampler(exp: Experiment, stream: str | None = None) -> optuna.samplers
     name, seed = exp.sweep.sampler, exp.sweep.seed
     if stream is not None:
         seed = zlib.crc32(f"{seed}:{stream}".encode())
-    cls = load(SAMPLERS[name])
+    options: dict[str, Any] = dict(exp.sweep.sampler_options)
     if name == "grid":
-        return cls(grid_of(exp.space), seed=seed)
+        options["search_space"] = grid_of(exp.space)
     if name == "cmaes":
-        return cls(seed=seed, warn_independent_sampling=False)
-    return cls(seed=seed)
+        options.setdefault("warn_independent_sampling", False)
+    try:
+        with warnings.catch_warnings():  # the GP sampler is "experimental"
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            sampler: optuna.samplers.BaseSampler = load(SAMPLERS[name])(seed=seed, **options)
+    except (TypeError, ValueError) as exc:
+        raise SpecError.single(
+            None, "sweep.sampler_options", f"invalid for sampler '{name}': {exc}"
+        ) from None
+    return sampler
 
 
 def build_pruner(exp: Experiment) -> optuna.pruners.BasePruner:
@@ -133,3 +144,64 @@ def _suggest_one(trial: optuna.Trial, key: str, dist: Any) -> Any:
             for i in range(depth)
         ]
     return decode_choice(dist, trial.suggest_categorical(key, choice_keys(dist.choices)))
+
+
+# ------------------------------------------------------------ Optuna's view of a space
+
+
+def encode(space: SearchSpace, key: str, value: Any) -> dict[str, Any]:
+    """The Optuna parameters of entry ``key`` holding the spec value ``value``, as
+    ``suggest`` would have asked them (a layers entry: its depth and each width)."""
+    dist = space.root[key]
+    if isinstance(dist, LayersDist):
+        return {dist.part(key, "depth"): len(value)} | {
+            dist.part(key, i): width for i, width in enumerate(value)
+        }
+    return {key: choice_key(value) if isinstance(dist, CategoricalDist) else value}
+
+
+def distributions(space: SearchSpace) -> dict[str, optuna.distributions.BaseDistribution]:
+    """Optuna's distribution of every parameter ``suggest`` may ask for (a layers
+    entry's depth and each width it may reach)."""
+    from optuna.distributions import CategoricalDistribution as Categorical
+    from optuna.distributions import FloatDistribution, IntDistribution
+
+    out: dict[str, optuna.distributions.BaseDistribution] = {}
+    for key, dist in space.items():
+        if isinstance(dist, LayersDist):
+            w = dist.width
+            out[dist.part(key, "depth")] = IntDistribution(dist.depth.low, dist.depth.high)
+            for i in range(dist.depth.high):
+                out[dist.part(key, i)] = IntDistribution(w.low, w.high, log=w.log, step=w.step)
+        elif isinstance(dist, CategoricalDist):
+            out[key] = Categorical(choice_keys(dist.choices))
+        elif isinstance(dist, IntDist):
+            out[key] = IntDistribution(dist.low, dist.high, log=dist.log, step=dist.step)
+        else:
+            out[key] = FloatDistribution(dist.low, dist.high, log=dist.log, step=dist.step)
+    return out
+
+
+def same_as(study: optuna.Study, trial: optuna.Trial, grid: bool = False) -> int | None:
+    """The earlier trial whose params the sampler drew again, if any (a grid run out, a
+    space of few choices). A retry repeats its failed try on purpose: not counted.
+
+    A draw of a continuous float (off a grid) is never drawn again, so such a trial is
+    not compared with every earlier one."""
+    if ATTR_RETRY_OF in trial.user_attrs:
+        return None
+    if not grid and any(_continuous(d) for d in trial.distributions.values()):
+        return None
+    for t in study.get_trials(deepcopy=False):
+        if t.number >= trial.number:
+            break
+        if t.params == trial.params and ATTR_RETRY_OF not in t.user_attrs:
+            return t.number
+    return None
+
+
+def _continuous(distribution: optuna.distributions.BaseDistribution) -> bool:
+    return (
+        isinstance(distribution, optuna.distributions.FloatDistribution)
+        and distribution.step is None
+    )

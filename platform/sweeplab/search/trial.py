@@ -29,17 +29,20 @@ import contextlib
 import math
 import statistics
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import optuna
+from mlflow.entities import Metric
 
 from sweeplab.search.curves import plot_curves
 from sweeplab.search.fits import Fits, TrialHooks, end_run
 from sweeplab.search.keys import (
     ATTR_EPOCHS,
+    ATTR_FIT_SECONDS,
     ATTR_REASON,
     ATTR_RESTARTS,
     ATTR_SAME_AS,
@@ -57,7 +60,9 @@ from sweeplab.search.restarts import (
     spread_points,
     trial_value,
 )
-from sweeplab.search.study import Sweep, same_as
+from sweeplab.search.sampling import same_as
+from sweeplab.search.states import SweepState, TrialState
+from sweeplab.search.sweep import Sweep
 from sweeplab.spec import Experiment
 from sweeplab.tracking.tracker import Tracker
 from sweeplab.training.fit import FitResult
@@ -74,6 +79,7 @@ class TrialOutcome:
     test: dict[str, float]
     best: FitResult = field(repr=False)
     trade_offs: list[float] = field(default_factory=list)  # the other objectives' values
+    seconds: float = 0.0  # inside Lightning's fit, over its fits
 
     @property
     def objective_values(self) -> float | list[float]:
@@ -121,6 +127,7 @@ def run_trial(
             plot_curves(tracker, run_id, fits.curves, exp)
         if fits.nested and fits.epochs:  # a pruned trial's curve: the epochs it had
             fits.pending += spread_points(spread(list(fits.epochs.values())))
+        fits.pending.append(seconds_point(fits.seconds))
         end_run(tracker, run_id, exc, hooks, fits.pending)
         raise
     return _close(exp, tracker, run_id, fits)
@@ -139,6 +146,7 @@ def _close(exp: Experiment, tracker: Tracker, run_id: str, fits: Fits) -> TrialO
     best = results[values.index(pick(values))]
     std = statistics.pstdev(values) if len(values) > 1 else 0.0
     summary = {"value": value, "value_std": std, "epochs": float(best.epochs)}
+    summary[ATTR_FIT_SECONDS] = fits.seconds
     curves: dict[str, dict[int, tuple[float, float]]] = {}
     if fits.nested:
         summary.update(best.test)  # nested runs hold their own; the trial shows the best's
@@ -153,10 +161,17 @@ def _close(exp: Experiment, tracker: Tracker, run_id: str, fits: Fits) -> TrialO
     elif fits.figures:
         plot_curves(tracker, run_id, fits.curves, exp)
     _save_checkpoint(tracker, run_id, best)
-    tracker.write(run_id, summary, {TAG_STATE: "complete"}, fits.pending)
+    tracker.write(run_id, summary, {TAG_STATE: TrialState.COMPLETE.value}, fits.pending)
     tracker.end_run(run_id)
     trade_offs = [_trade_off(fits, best, o.metric) for o in exp.trade_offs]
-    return TrialOutcome(value, run_id, values, std, best.epochs, best.test, best, trade_offs)
+    return TrialOutcome(
+        value, run_id, values, std, best.epochs, best.test, best, trade_offs, fits.seconds
+    )
+
+
+def seconds_point(seconds: float) -> Metric:
+    """A trial's seconds inside Lightning's fit, as its run's ``fit_seconds``."""
+    return Metric(ATTR_FIT_SECONDS, seconds, int(time.time() * 1000), 0)
 
 
 def _trade_off(fits: Fits, best: FitResult, metric: str) -> float:
@@ -205,7 +220,7 @@ def sweep_trial(
     if same is not None:
         trial.set_user_attr(ATTR_SAME_AS, same)
         tags[TAG_SAME_AS] = same
-    with reason_noted(trial):
+    with reason_noted(sweep, trial):
         exp = sweep.exp.with_params(params)
         outcome = run_trial(
             exp,
@@ -223,7 +238,7 @@ def sweep_trial(
 
 
 @contextlib.contextmanager
-def reason_noted(trial: optuna.Trial) -> Iterator[None]:
+def reason_noted(sweep: Sweep, trial: optuna.Trial) -> Iterator[None]:
     """Record on ``trial`` why its run failed or was interrupted; the exception goes on.
 
     Pruning (optuna.TrialPruned) and a Ray stop or PBT pause (SystemExit) are no failure.
@@ -233,19 +248,26 @@ def reason_noted(trial: optuna.Trial) -> Iterator[None]:
     except optuna.TrialPruned:
         raise
     except KeyboardInterrupt:
-        trial.set_user_attr(ATTR_REASON, "interrupted (Ctrl-C)")
+        now = sweep.state is SweepState.STOPPING_NOW
+        trial.set_user_attr(ATTR_REASON, STOPPED_NOW if now else CTRL_C)
         raise
     except Exception as exc:
         trial.set_user_attr(ATTR_REASON, describe(exc))
         raise
 
 
+CTRL_C = "interrupted (Ctrl-C)"
+STOPPED_NOW = "interrupted (sweeplab stop --now)"
+
+
 def record(trial: optuna.Trial, outcome: TrialOutcome) -> None:
-    """What a finished trial keeps besides its value: epochs, test metrics, and the spread
-    of its fits when it had several (each attribute is one write to the storage)."""
+    """What a finished trial keeps besides its value: epochs, seconds of fitting, test
+    metrics, and the spread of its fits when it had several (each attribute is one write
+    to the storage)."""
     if len(outcome.values) > 1:
         trial.set_user_attr(ATTR_STD, outcome.std)
         trial.set_user_attr(ATTR_RESTARTS, outcome.values)
     trial.set_user_attr(ATTR_EPOCHS, outcome.epochs)
+    trial.set_user_attr(ATTR_FIT_SECONDS, outcome.seconds)
     for key, value in outcome.test.items():
         trial.set_user_attr(key, value)

@@ -185,6 +185,8 @@ def check_space(exp: Experiment, file: str | None, corners: bool = True) -> list
         issues += _check_fit(space, tree, key, dist, file, corners)
     if structure:
         return issues + structure
+    if not issues:
+        issues += check_enqueue(exp, space, tree, file)
     if exp.sweep.sampler == "grid":
         for key, dist in space.items():
             if isinstance(dist, FloatDist) and dist.step is None:
@@ -197,6 +199,48 @@ def check_space(exp: Experiment, file: str | None, corners: bool = True) -> list
                     )
                 )
     return issues
+
+
+def check_enqueue(
+    exp: Experiment, space: SearchSpace, tree: dict[str, Any], file: str | None
+) -> list[SpecIssue]:
+    """``sweep.enqueue``: each configuration names entries of the space, with values they
+    could give (their conditions holding), and makes a valid spec, as a corner must."""
+    issues = []
+    bare = {**tree, "search_space": {}}
+    for i, config in enumerate(exp.sweep.enqueue):
+        where = f"sweep.enqueue.{i}"
+        found = []
+        for key, value in config.items():
+            if key not in space.root:
+                entries = ", ".join(space.root) or "none"
+                message = (
+                    f"is not an entry of the search space{did_you_mean(key, space.root)}; "
+                    f"entries: {entries}"
+                )
+            else:
+                why = space.root[key].refuses(value)
+                message = "" if why is None else f"{why}: not a value of the search space"
+                if not message and not _conditions_hold(space, key, config):
+                    message = f"is sampled only when {space.root[key].when}, which {where} breaks"
+            if message:
+                found.append(SpecIssue(file, f"{where}.{key}", message))
+        if not found:
+            try:
+                spec_from_dict(apply_params(bare, config))
+            except SpecError as err:
+                reasons = "; ".join(issue.message for issue in err.issues)
+                found.append(SpecIssue(file, where, f"makes the spec invalid: {reasons}"))
+        issues += found
+    return issues
+
+
+def _conditions_hold(space: SearchSpace, key: str, config: dict[str, Any]) -> bool:
+    """Whether the entries ``key`` depends on allow it, where ``config`` sets them (the
+    others are sampled, and may)."""
+    when = space.root[key].when or {}
+    given = {path: value for path, value in config.items() if path in when}
+    return space.holds(key, {**{p: v[0] for p, v in when.items()}, **given})
 
 
 def _check_fit(

@@ -216,7 +216,9 @@ class TransferConfig(ArchConfig):
 
 
 class CustomConfig(ArchConfig):
-    """Your own LightningModule by import path: ``class: package.module:ClassName``.
+    """Your own LightningModule by import path: ``class: package.module:ClassName``, or a
+    function that builds one (``package.module:build``, called with ``spec=`` the trial's
+    spec besides the keywords below); the Python API's ``model=`` writes it for you.
 
     The contract (see the README): ``__init__`` takes keyword arguments
     ``n_features`` (flat input width), ``n_outputs``, ``input_shape`` (the
@@ -262,30 +264,33 @@ def load_class(target: str) -> Any:
 
 
 def signature_problems(cls: Any, kwargs: dict[str, Any]) -> list[str]:
-    """Why ``cls(n_features=…, n_outputs=…, input_shape=…, task=…, **kwargs)`` cannot work."""
+    """Why ``cls(n_features=…, n_outputs=…, input_shape=…, task=…, **kwargs)`` cannot work
+    (a function that builds the module is called with ``spec=`` the trial's spec too)."""
     import lightning.pytorch as pl
 
-    if not (inspect.isclass(cls) and issubclass(cls, pl.LightningModule)):
-        return [f"{cls!r} is not a LightningModule subclass"]
-    params = inspect.signature(cls.__init__).parameters
-    given = {*CUSTOM_ARGS, *kwargs}
+    builder = inspect.isfunction(cls)
+    if not builder and not (inspect.isclass(cls) and issubclass(cls, pl.LightningModule)):
+        return [f"{cls!r} is not a LightningModule subclass, nor a function that builds one"]
+    params = dict(inspect.signature(cls if builder else cls.__init__).parameters)
+    if not builder:
+        params.pop(next(iter(params)))  # self
+    given = {*CUSTOM_ARGS, *kwargs, *(["spec"] if builder else [])}
+    name = cls.__name__ if builder else f"{cls.__name__}.__init__"
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     problems = []
     unknown = [k for k in kwargs if k not in params and not takes_any]
     if unknown:
-        problems.append(
-            f"{cls.__name__}.__init__ does not take {', '.join(unknown)} (from model.kwargs)"
-        )
+        problems.append(f"{name} does not take {', '.join(unknown)} (from model.kwargs)")
     missing = [
-        name
-        for name, p in list(params.items())[1:]
+        arg
+        for arg, p in params.items()
         if p.default is inspect.Parameter.empty
         and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-        and name not in given
+        and arg not in given
     ]
     if missing:
         problems.append(
-            f"{cls.__name__}.__init__ needs {', '.join(missing)}, which neither sweeplab "
+            f"{name} needs {', '.join(missing)}, which neither sweeplab "
             f"({', '.join(CUSTOM_ARGS)}) nor model.kwargs provides"
         )
     return problems

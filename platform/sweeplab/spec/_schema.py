@@ -15,25 +15,18 @@ from pydantic import Field, ValidationError, model_validator
 
 from sweeplab.data.catalog import KIND_VIEWS, Task
 from sweeplab.optim.catalog import LOSSES
-from sweeplab.search.catalog import PBT_MUTABLE, pruner_parameters, scheduler_parameters
 from sweeplab.spec._convert import issues_of
 from sweeplab.spec._data import DataConfig, PositiveInt, Section, Seed
-from sweeplab.spec._errors import SpecError, SpecIssue, did_you_mean
+from sweeplab.spec._errors import SpecError, SpecIssue
 from sweeplab.spec._models import ARCHITECTURES, AutoencoderConfig, GANConfig, ModelConfig
 from sweeplab.spec._names import (
-    BackendName,
     LossName,
     OptimizerName,
-    PrunerName,
-    SamplerName,
     ScheduleName,
-    SchedulerName,
 )
 from sweeplab.spec._objectives import ObjectiveConfig, objective_problems, split_objective
 from sweeplab.spec._space import SearchSpace, apply_params
-
-NonNegativeInt = Annotated[int, Field(ge=0)]
-
+from sweeplab.spec._sweep import NAME_PATTERN, SweepConfig, sweep_problems
 
 # ----------------------------------------------------------------------------- train
 
@@ -87,31 +80,6 @@ class TrainConfig(Section):
 # ----------------------------------------------------------------- objective, sweep
 
 
-class SweepConfig(Section):
-    trials: PositiveInt = 20
-    sampler: SamplerName = "tpe"
-    pruner: PrunerName = "none"
-    pruner_options: dict[str, float | int | str | bool] = Field(default_factory=dict)
-    backend: BackendName = "optuna"
-    scheduler: SchedulerName = "none"  # Ray Tune's trial scheduler (backend: ray)
-    scheduler_options: dict[str, float | int | str | bool] = Field(default_factory=dict)
-    max_concurrent: PositiveInt | None = None  # trials at once [default: what fits]
-    max_retries: NonNegativeInt = 0  # a trial that raised is run again this many times
-    # a trial whose worker died (killed, Ctrl-C, lost) is run again this many times: the
-    # configuration is not to blame, and the sweep keeps its trial count
-    death_retries: NonNegativeInt = 2
-    restarts: PositiveInt = 1
-    # a trial's value from its restarts: the best, the mean, or the mean less (lcb, for a
-    # maximized metric) or plus (ucb, minimized) restart_z standard errors
-    restart_aggregate: Literal["best", "mean", "lcb", "ucb"] = "best"
-    restart_z: Annotated[float, Field(ge=0)] = 1.0
-    # train a trial's restarts in lockstep as one batched model where the architecture
-    # allows (training.fused); false: one after another
-    fused_restarts: bool = True
-    seed: Seed = 0
-    timeout: Annotated[float, Field(gt=0)] | None = None
-
-
 class TrackingConfig(Section):
     experiment: str | None = None  # default: the spec's name
     register_as: str | None = None  # register the best model under this name
@@ -125,7 +93,6 @@ class TrackingConfig(Section):
 
 # A sweep's name is also a folder name (Ray's results, compare's plots): no separator,
 # no leading dot, so no name can point outside the store.
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 
 class Experiment(Section):
@@ -215,12 +182,7 @@ class Experiment(Section):
         problems += self._metric_problems()
         problems += objective_problems(self.objectives, self.metrics(), self.sweep)
         problems += self._train_problems()
-        problems += self._backend_problems()
-        if self.sweep.pruner_options:
-            allowed = pruner_parameters(self.sweep.pruner)
-            problems += _unknown_options(
-                "pruner", self.sweep.pruner, self.sweep.pruner_options, allowed
-            )
+        problems += sweep_problems(self.sweep, self.objective, self.search_space, self.data.folds)
         return problems
 
     def _metric_problems(self) -> list[tuple[str, str]]:
@@ -298,62 +260,6 @@ class Experiment(Section):
             )
         return problems
 
-    def _backend_problems(self) -> list[tuple[str, str]]:
-        """Schedulers belong to Ray Tune; an Optuna pruner judges the trials of both
-        backends (a Ray trial is a trial of the same study), but not with a scheduler."""
-        sweep = self.sweep
-        problems = []
-        if sweep.backend == "optuna" and sweep.scheduler != "none":
-            problems.append(
-                (
-                    "sweep.scheduler",
-                    f"'{sweep.scheduler}' is a Ray Tune scheduler: run with --backend ray "
-                    "(or use sweep.pruner with the Optuna backend)",
-                )
-            )
-        if sweep.backend == "ray" and sweep.pruner != "none" and sweep.scheduler != "none":
-            problems.append(
-                (
-                    "sweep.pruner",
-                    f"'{sweep.pruner}' (Optuna's pruner) and sweep.scheduler "
-                    f"'{sweep.scheduler}' (Ray Tune's) would both stop trials: keep one, and "
-                    "set the other to none",
-                )
-            )
-        bound = {"lcb": "max", "ucb": "min"}.get(sweep.restart_aggregate)
-        if bound is not None and self.objective.mode != bound:
-            side, other = ("lower", "ucb") if bound == "max" else ("upper", "lcb")
-            message = (
-                f"'{sweep.restart_aggregate}' ranks a {bound}imized metric by a {side} bound, "
-                f"but {self.objective.metric} is {self.objective.mode}imized: use '{other}' "
-                "(or mean, best)"
-            )
-            problems.append(("sweep.restart_aggregate", message))
-        if sweep.scheduler == "pbt" and (sweep.restarts > 1 or self.data.folds > 1):
-            problems.append(
-                (
-                    "sweep.scheduler",
-                    "'pbt' trains each trial once and copies weights between trials; "
-                    "it needs sweep.restarts: 1 and data.folds: 1",
-                )
-            )
-        if sweep.scheduler == "pbt":
-            for path in self.search_space:
-                if path not in PBT_MUTABLE:
-                    problems.append(
-                        (
-                            f"search_space.{path}",
-                            "'pbt' copies weights between trials, so it can only search "
-                            f"values that keep their shapes: {', '.join(PBT_MUTABLE)}",
-                        )
-                    )
-        if sweep.scheduler_options:
-            allowed = scheduler_parameters(sweep.scheduler)
-            problems += _unknown_options(
-                "scheduler", sweep.scheduler, sweep.scheduler_options, allowed
-            )
-        return problems
-
     def _view_problems(self) -> list[tuple[str, str]]:
         arch, kind = self.model.arch, self.data.kind
         view, views = self.view, ARCHITECTURES[self.model.arch].views
@@ -381,18 +287,3 @@ class Experiment(Section):
             if view != want:
                 return [("data.view", f"a {self.model.kind} autoencoder takes '{want}' input")]
         return []
-
-
-def _unknown_options(
-    kind: str, name: str, options: Mapping[str, Any], allowed: list[str]
-) -> list[tuple[str, str]]:
-    """``sweep.<kind>_options`` keys the library's class does not take, with the list."""
-    return [
-        (
-            f"sweep.{kind}_options.{key}",
-            f"unknown option of {kind} '{name}'{did_you_mean(key, allowed)}; "
-            f"allowed: {', '.join(allowed)}",
-        )
-        for key in options
-        if key not in allowed
-    ]

@@ -60,6 +60,12 @@ class FloatDist(_Dist):
     def corners(self) -> list[Any]:
         return [self.low, self.high]
 
+    def refuses(self, value: Any) -> str | None:
+        """Why ``value`` is not one this distribution gives (None: it is)."""
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return f"{value!r} is not a number"
+        return _outside(value, self.low, self.high, self.step)
+
 
 class IntDist(_Dist):
     type: Literal["int"]
@@ -78,6 +84,12 @@ class IntDist(_Dist):
     def corners(self) -> list[Any]:
         return [self.low, self.high - (self.high - self.low) % self.step]
 
+    def refuses(self, value: Any) -> str | None:
+        """Why ``value`` is not one this distribution gives (None: it is)."""
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"{value!r} is not an integer"
+        return _outside(value, self.low, self.high, self.step if self.step != 1 else None)
+
 
 class CategoricalDist(_Dist):
     type: Literal["categorical"]
@@ -92,6 +104,12 @@ class CategoricalDist(_Dist):
 
     def corners(self) -> list[Any]:
         return list(self.choices)
+
+    def refuses(self, value: Any) -> str | None:
+        """Why ``value`` is not one this distribution gives (None: it is)."""
+        if choice_key(value) in choice_keys(self.choices):
+            return None
+        return f"{value!r} is not one of the choices {self.choices}"
 
 
 class _Range(BaseModel):
@@ -146,6 +164,22 @@ class LayersDist(_Dist):
         top = w.high - (w.high - w.low) % w.step
         return [[w.low] * self.depth.low, [top] * self.depth.high]
 
+    def refuses(self, value: Any) -> str | None:
+        """Why ``value`` is not one this distribution gives (None: it is)."""
+        if not isinstance(value, list):
+            return f"{value!r} is not a list of layer widths"
+        depth = _outside(len(value), self.depth.low, self.depth.high, None)
+        if depth is not None:
+            return f"its depth {len(value)} is outside [{self.depth.low}, {self.depth.high}]"
+        w = self.width
+        for i, width in enumerate(value):
+            if isinstance(width, bool) or not isinstance(width, int):
+                return f"layer {i}'s width {width!r} is not an integer"
+            why = _outside(width, w.low, w.high, w.step if w.step != 1 else None)
+            if why is not None:
+                return f"layer {i}'s width: {why}"
+        return None
+
 
 Distribution = Annotated[
     FloatDist | IntDist | CategoricalDist | LayersDist, Field(discriminator="type")
@@ -195,6 +229,17 @@ class SearchSpace(RootModel[dict[str, Distribution]]):
                 out |= self.branch(path, (*seen, key))
                 out[path] = values[0]
         return out
+
+
+def _outside(value: float, low: float, high: float, step: float | None) -> str | None:
+    """Why ``value`` is not in [low, high] (on the grid low + k * step), or None."""
+    if not low <= value <= high:
+        return f"{value!r} is outside [{low}, {high}]"
+    if step is not None:
+        k = (value - low) / step
+        if abs(k - round(k)) > 1e-9 * max(1.0, abs(k)):
+            return f"{value!r} is not on the grid {low} + k * {step}"
+    return None
 
 
 def _check_bounds(low: float, high: float, log: bool) -> None:

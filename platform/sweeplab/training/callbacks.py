@@ -86,10 +86,9 @@ class SpecOptimizerSettings(pl.Callback):
     """
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        # Lightning's own parsing of configure_optimizers' return value
-        from lightning.pytorch.core.optimizer import _init_optimizers_and_lr_schedulers
+        from sweeplab.compat import configured_optimizers
 
-        fresh, _ = _init_optimizers_and_lr_schedulers(pl_module)
+        fresh = configured_optimizers(pl_module)  # as Lightning parses them
         ratios: dict[int, list[float]] = {}
         for restored, new in zip(trainer.optimizers, fresh, strict=True):
             ratios[id(restored)] = []
@@ -102,10 +101,12 @@ class SpecOptimizerSettings(pl.Callback):
                 for key in ("weight_decay", "momentum"):
                     if key in spec:
                         group[key] = spec[key]
+        from sweeplab.compat import chained_schedulers
+
         for config in trainer.lr_scheduler_configs:
             scheduler: Any = config.scheduler
             scale = ratios.get(id(scheduler.optimizer))
-            for sched in [scheduler, *getattr(scheduler, "_schedulers", [])]:
+            for sched in chained_schedulers(scheduler):
                 if scale and hasattr(sched, "base_lrs"):
                     sched.base_lrs = [lr * r for lr, r in zip(sched.base_lrs, scale, strict=True)]
 

@@ -8,132 +8,94 @@ trials at once, the sweep's runs page by page.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any
+from collections.abc import Sequence
 
-import optuna
-
-from sweeplab.search.analysis.status import trial_rows
-from sweeplab.search.keys import ATTR_PARENT, TAG_SWEEP
-from sweeplab.search.study import front, load_study
-from sweeplab.spec import Experiment, InputError
+from sweeplab.search.keys import TAG_SWEEP
+from sweeplab.search.results import Comparison, Row
+from sweeplab.search.states import TrialState
+from sweeplab.search.sweep import Sweep
+from sweeplab.spec import InputError
 from sweeplab.store import Store
-from sweeplab.tracking.tracker import Tracker
 
-STATE_ORDER = ("complete", "pruned", "running", "waiting", "failed")
+__all__ = ["CompareError", "Comparison", "Row", "compare", "ranked", "same_objective"]
+
+STATE_ORDER = (
+    TrialState.COMPLETE,
+    TrialState.PRUNED,
+    TrialState.RUNNING,
+    TrialState.WAITING,
+    TrialState.FAILED,
+)
 
 
 class CompareError(InputError):
     """The sweeps cannot be compared (another objective)."""
 
 
-@dataclass
-class Row:
-    sweep: str
-    trial: int
-    state: str
-    value: float | None
-    params: dict[str, Any]
-    epochs: int | None
-    seconds: float | None
-    param_count: int | None
-    run_id: str | None
-    rank: int | None = None
-    std: float | None = None  # the spread of its fits' values (restarts, folds)
-    trade_offs: dict[str, float] = field(default_factory=dict)  # the other objectives
-    front: bool | None = None  # on a multi-objective sweep's Pareto front (None: one)
-
-
-@dataclass
-class Comparison:
-    metric: str
-    mode: str
-    sweeps: list[str]
-    rows: list[Row]
-    plots: list[Path] = field(default_factory=list)
-    report: Path | None = None  # the HTML report, also in each sweep's parent run
-    reused: bool = False  # the plots and report were current: not drawn again
-    skipped: list[str] = field(default_factory=list)  # plots that could not be drawn, and why
-
-    @property
-    def param_keys(self) -> list[str]:
-        return list(dict.fromkeys(k for row in self.rows for k in row.params))
-
-    def records(self) -> list[dict[str, Any]]:
-        return [asdict(row) for row in self.rows]
-
-
-@dataclass
-class SweepView:
-    """One compared sweep: its study, spec, parent run and MLflow experiment."""
-
-    name: str
-    study: optuna.Study
-    parent: str
-    tracker: Tracker
-    exp: Experiment
-
-
-def compare(store: Store, names: list[str]) -> tuple[Comparison, list[SweepView]]:
+def compare(store: Store, names: list[str]) -> tuple[Comparison, list[Sweep]]:
     """The ranked rows of sweeps ``names`` (complete trials by value, then the others)."""
-    sweeps: list[SweepView] = []
-    for name in dict.fromkeys(names):
-        study, exp, _ = load_study(store, name)
-        objective = (exp.objective.metric, exp.objective.mode)
-        first = sweeps[0].exp.objective if sweeps else None
-        if first is not None and objective != (first.metric, first.mode):
-            raise CompareError(
-                f"sweep {name!r} optimizes {objective[0]} ({objective[1]}), but "
-                f"{sweeps[0].name!r} optimizes {first.metric} ({first.mode}): only sweeps of "
-                "the same objective can be compared"
-            )
-        tracker = Tracker(store, exp.experiment_name)
-        parent = str(study.user_attrs.get(ATTR_PARENT, ""))
-        sweeps.append(SweepView(name, study, parent, tracker, exp))
+    sweeps = [Sweep.open(store, name) for name in dict.fromkeys(names)]
+    same_objective(sweeps)
     return ranked(sweeps), sweeps
 
 
-def ranked(sweeps: list[SweepView]) -> Comparison:
-    """The rows of ``sweeps`` (of one objective), ranked."""
+def same_objective(sweeps: Sequence[Sweep]) -> None:
+    """CompareError unless every sweep optimizes the first one's objective."""
+    first = sweeps[0].exp.objective
+    for s in sweeps[1:]:
+        objective = s.exp.objective
+        if (objective.metric, objective.mode) != (first.metric, first.mode):
+            raise CompareError(
+                f"sweep {s.name!r} optimizes {objective.metric} ({objective.mode}), but "
+                f"{sweeps[0].name!r} optimizes {first.metric} ({first.mode}): only sweeps of "
+                "the same objective can be compared"
+            )
+
+
+def ranked(sweeps: list[Sweep]) -> Comparison:
+    """The rows of ``sweeps`` (of one objective), ranked; prior trials are shown, never
+    ranked."""
     metric, mode = sweeps[0].exp.objective.metric, sweeps[0].exp.objective.mode
-    rows = [row for s in sweeps for row in _rows(s.name, s.study, s.exp, s.tracker)]
+    rows = [row for s in sweeps for row in _rows(s)]
     sign = -1.0 if mode == "max" else 1.0
 
-    def key(row: Row) -> tuple[int, float, str, int]:
+    def key(row: Row) -> tuple[bool, int, float, str, int]:
         value = sign * row.value if row.value is not None else math.inf
-        return (STATE_ORDER.index(row.state), value, row.sweep, row.trial)
+        state = STATE_ORDER.index(TrialState(row.state))
+        return (row.prior is not None, state, value, row.sweep, row.trial)
 
     rows.sort(key=key)
-    for rank, row in enumerate((r for r in rows if r.state == "complete"), start=1):
+    complete = (r for r in rows if r.state == TrialState.COMPLETE and r.prior is None)
+    for rank, row in enumerate(complete, start=1):
         row.rank = rank
-    return Comparison(metric, mode, [s.name for s in sweeps], rows)
+    return Comparison(metric=metric, mode=mode, sweeps=[s.name for s in sweeps], rows=rows)
 
 
-def _rows(name: str, study: optuna.Study, exp: Experiment, tracker: Tracker) -> list[Row]:
+def _rows(sweep: Sweep) -> list[Row]:
     """The sweep's trial rows (as ``sweeplab status`` reads them) with each run's
     parameter count from MLflow."""
-    runs = tracker.search(f"tags.`{TAG_SWEEP}` = '{name}'")  # restart runs too: all pages
+    runs = sweep.tracker.search(f"tags.`{TAG_SWEEP}` = '{sweep.name}'")  # restart runs too
     counts = {r.info.run_id: r.data.metrics.get("param_count") for r in runs}
-    names = [o.metric for o in exp.trade_offs]
-    on_front = {t.number for t in front(study)} if names else set()
+    names = [o.metric for o in sweep.exp.trade_offs]
+    on_front = {t.number for t in sweep.front()} if names else set()
     rows = []
-    for t in trial_rows(study, exp):
-        param_count = counts.get(t.run_id)
+    for t in [*sweep.trials, *sweep.prior_trials]:
+        param_count = counts.get(t.run_id) if t.run_id else None
         rows.append(
             Row(
-                name,
-                t.number,
-                t.state,
-                t.value,
-                t.params,
-                t.epochs,
-                t.seconds,
-                int(param_count) if param_count is not None else None,
-                t.run_id,
-                std=t.std,
+                sweep=sweep.name,
+                trial=t.number,
+                state=t.state.value,
+                value=t.value,
+                params=t.params,
+                epochs=t.epochs,
+                seconds=t.seconds,
+                param_count=int(param_count) if param_count is not None else None,
+                run_id=t.run_id,
+                std=t.spread,
                 trade_offs=dict(zip(names, t.trade_offs, strict=False)),
                 front=(t.number in on_front) if names else None,
+                prior=t.prior,
             )
         )
     return rows

@@ -19,10 +19,11 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sweeplab.search.analysis.compare import Comparison, Row, SweepView, ranked
+from sweeplab.search.analysis.compare import ranked
 from sweeplab.search.analysis.report_page import REPORT
 from sweeplab.search.curves import draw_missing
-from sweeplab.search.study import Sweep
+from sweeplab.search.results import Comparison, Row
+from sweeplab.search.sweep import Sweep
 from sweeplab.store import Store
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ MANIFEST = "plots.json"  # in the folder: the fingerprint, the files drawn, thos
 
 def write_plots(
     comparison: Comparison,
-    sweeps: list[SweepView],
+    sweeps: list[Sweep],
     folder: Path,
     top_k: int = 5,
     ui_url: str | None = None,
@@ -67,7 +68,7 @@ def write_plots(
     return comparison
 
 
-def _log(comparison: Comparison, sweeps: list[SweepView], report: Path, mark: str) -> None:
+def _log(comparison: Comparison, sweeps: list[Sweep], report: Path, mark: str) -> None:
     """Into each sweep's parent run: one sweep's plots under ``compare/`` and its report
     as ``report.html``; a comparison of several under ``compare/A+B/``, so that it does
     not replace a sweep's own."""
@@ -85,9 +86,8 @@ def _log(comparison: Comparison, sweeps: list[SweepView], report: Path, mark: st
 
 def draw_for_sweep(sweep: Sweep, top_k: int = 5) -> Comparison:
     """The sweep's plots and report, at its end, into ``STORE/compare/NAME``."""
-    view = SweepView(sweep.name, sweep.study, sweep.parent, sweep.tracker, sweep.exp)
-    folder = sweep.tracker.store.root / "compare" / sweep.name
-    return write_plots(ranked([view]), [view], folder, top_k)
+    folder = sweep.store.root / "compare" / sweep.name
+    return write_plots(ranked([sweep]), [sweep], folder, top_k)
 
 
 def ui_address(store: Store) -> str:
@@ -97,7 +97,7 @@ def ui_address(store: Store) -> str:
     return uri if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
 
 
-def fingerprint(sweeps: list[SweepView], top_k: int, ui_url: str) -> str:
+def fingerprint(sweeps: list[Sweep], top_k: int, ui_url: str) -> str:
     """What the plots are drawn from: each sweep's trials (number, state, values, end),
     the sweeps compared, ``top_k`` and the UI address of the report's links."""
     digest = hashlib.sha256(json.dumps([top_k, ui_url, [s.name for s in sweeps]]).encode())
@@ -108,7 +108,7 @@ def fingerprint(sweeps: list[SweepView], top_k: int, ui_url: str) -> str:
     return digest.hexdigest()[:32]
 
 
-def _current(comparison: Comparison, sweeps: list[SweepView], folder: Path, mark: str) -> bool:
+def _current(comparison: Comparison, sweeps: list[Sweep], folder: Path, mark: str) -> bool:
     """The plots in ``folder`` were drawn from these trials and logged to every parent."""
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
@@ -128,7 +128,7 @@ def _current(comparison: Comparison, sweeps: list[SweepView], folder: Path, mark
 
 
 def _write_pngs(
-    comparison: Comparison, sweeps: list[SweepView], folder: Path, importances: OnceImportance
+    comparison: Comparison, sweeps: list[Sweep], folder: Path, importances: OnceImportance
 ) -> None:
     """Optuna's plots (matplotlib) into ``folder``."""
     import matplotlib.pyplot as plt
@@ -170,7 +170,7 @@ def _figure(axes: Any) -> Any:
     return getattr(first, "figure", None)
 
 
-def _top_histories(comparison: Comparison, sweeps: list[SweepView], top: list[Row]) -> list[Curve]:
+def _top_histories(comparison: Comparison, sweeps: list[Sweep], top: list[Row]) -> list[Curve]:
     """The objective metric per epoch of each of the ``top`` trials that logged one."""
     from sweeplab.search.analysis.report import Curve
 

@@ -29,7 +29,8 @@ from optuna.importance import BaseImportanceEvaluator
 from sweeplab.search.analysis.report_page import REPORT, STYLE, UNPACK, page
 
 if TYPE_CHECKING:
-    from sweeplab.search.analysis.compare import Comparison, Row, SweepView
+    from sweeplab.search.results import Comparison, Row
+    from sweeplab.search.sweep import Sweep
 
 __all__ = ["REPORT", "Curve", "OnceImportance", "optuna_drawings", "write_report"]
 
@@ -46,7 +47,7 @@ class Curve:
 
 def write_report(
     comparison: Comparison,
-    sweeps: Sequence[SweepView],
+    sweeps: Sequence[Sweep],
     curves: Sequence[Curve],
     importances: BaseImportanceEvaluator,
     path: Path,
@@ -122,7 +123,7 @@ def _plotly_gz() -> str:
 
 
 def optuna_drawings(
-    sweeps: Sequence[SweepView],
+    sweeps: Sequence[Sweep],
     metric: str,
     importances: BaseImportanceEvaluator,
     ov: Any,
@@ -185,7 +186,7 @@ TITLES = {
 
 def _figures(
     comparison: Comparison,
-    sweeps: Sequence[SweepView],
+    sweeps: Sequence[Sweep],
     curves: Sequence[Curve],
     importances: BaseImportanceEvaluator,
 ) -> list[tuple[str, Any]]:
@@ -242,7 +243,7 @@ def _summary(comparison: Comparison) -> str:
     return html.escape(line)
 
 
-def _table(comparison: Comparison, sweeps: Sequence[SweepView], ui_url: str | None) -> str:
+def _table(comparison: Comparison, sweeps: Sequence[Sweep], ui_url: str | None) -> str:
     """The trial table: one row per trial, linked to its MLflow run."""
     experiments = {s.name: s.tracker.experiment_id for s in sweeps}
     keys = comparison.param_keys

@@ -1,15 +1,14 @@
-"""The Optuna backend as the lifecycle sees it (``lifecycle.Backend``)."""
+"""OptunaBackend: a sweep's trials in this process, or in local worker processes."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from sweeplab.search.optuna_backend.options import LocalWorkers
+from sweeplab.search.options import BackendOptions, LocalWorkers
 from sweeplab.search.optuna_backend.pool import run_workers
 from sweeplab.search.optuna_backend.worker import take_trials
-from sweeplab.search.study import Sweep, TrialEvent
-from sweeplab.spec import Experiment, InputError
+from sweeplab.search.sweep import Sweep, Work
+from sweeplab.spec import Experiment
 
 
 class OptunaBackend:
@@ -22,18 +21,23 @@ class OptunaBackend:
         self.options = options
 
     @classmethod
-    def create(cls, options: Any = None, address: str | None = None, kept: Any = None) -> Any:
+    def create(
+        cls,
+        options: BackendOptions | None = None,
+        address: str | None = None,
+        kept: dict[str, Any] | None = None,
+    ) -> OptunaBackend:
+        # another backend's options never get here (lifecycle.backend_for refuses them)
         return cls(options if isinstance(options, LocalWorkers) else LocalWorkers())
 
     def check(self, exp: Experiment) -> None:
-        if self.options.workers < 1:
-            raise InputError(f"--workers must be >= 1, but got {self.options.workers}.")
+        self.options.check()
 
     def kept(self) -> dict[str, Any]:
         return {}
 
-    def run(self, sweep: Sweep, on_trial: Callable[[TrialEvent], None] | None) -> None:
+    def run(self, sweep: Sweep, work: Work) -> None:
         if self.options.workers > 1:
-            run_workers(sweep, self.options, on_trial)
+            run_workers(sweep, self.options, work)
         else:
-            take_trials(sweep, on_trial)
+            take_trials(sweep, work)

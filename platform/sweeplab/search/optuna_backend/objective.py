@@ -11,7 +11,7 @@ from lightning.pytorch.callbacks import Callback
 
 from sweeplab.search.keys import ATTR_RUN
 from sweeplab.search.sampling import pruning_callback, suggest
-from sweeplab.search.study import Sweep
+from sweeplab.search.sweep import Sweep
 from sweeplab.search.trial import sweep_trial
 
 

@@ -22,15 +22,16 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from sweeplab.logs import scoped_environ
 from sweeplab.search.claims import every
-from sweeplab.search.optuna_backend.options import LocalWorkers
+from sweeplab.search.options import LocalWorkers
 from sweeplab.search.optuna_backend.worker import take_trials
-from sweeplab.search.study import STATE_NAMES, Sweep, TrialEvent, open_sweep, trial_event
+from sweeplab.search.ranking import own
+from sweeplab.search.sweep import OnTrial, Sweep, Work
 from sweeplab.store import Store
 
 POLL_SECONDS = 0.5
@@ -43,9 +44,7 @@ def visible_gpus() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
-def run_workers(
-    sweep: Sweep, options: LocalWorkers, on_trial: Callable[[TrialEvent], None] | None
-) -> None:
+def run_workers(sweep: Sweep, options: LocalWorkers, work: Work) -> None:
     """Start the workers, report each trial as it ends, wait for them all.
 
     Without GPUs this process is worker 0: it has imported torch already and trains at
@@ -55,13 +54,15 @@ def run_workers(
     threads = max(1, (os.cpu_count() or 1) // options.workers)
     gpus = visible_gpus() if options.gpus is None else len(options.gpus)
     here = options.gpu_of(0, gpus) is None
-    processes = _spawn(sweep, options, range(1 if here else 0, options.workers), threads, gpus)
-    progress = _Progress(sweep, on_trial)
+    indices = range(1 if here else 0, options.workers)
+    processes = _spawn(sweep, options, indices, threads, gpus, work.deadline)
+    progress = _Progress(sweep, work.on_trial)
+    alone = Work(deadline=work.deadline)  # progress events come from the poll, for all
     try:
         if here:
             # progress events from a thread while this process trains as worker 0
             with every(POLL_SECONDS, progress.report), _torch_threads(threads):
-                take_trials(sweep, None)
+                take_trials(sweep, alone)
         # every worker asked each time (not any(), which stops at the first alive): asking
         # reaps a dead one, which until then is a zombie that looks alive to the others
         while sum([p.is_alive() for p in processes]):
@@ -71,7 +72,7 @@ def run_workers(
             # a worker died after this one had taken its last trial: its trial is failed
             # and run again here (Recovery in take_trials), not left to `resume`
             with _torch_threads(threads):
-                take_trials(sweep, None)
+                take_trials(sweep, alone)
     except KeyboardInterrupt:
         _stop(processes)
         raise
@@ -79,10 +80,15 @@ def run_workers(
 
 
 def _spawn(
-    sweep: Sweep, options: LocalWorkers, indices: range, threads: int, gpus: int
+    sweep: Sweep,
+    options: LocalWorkers,
+    indices: range,
+    threads: int,
+    gpus: int,
+    deadline: float | None,
 ) -> list[Any]:
     context = multiprocessing.get_context("spawn")
-    store, name = sweep.tracker.store, sweep.name
+    store, name = sweep.store, sweep.name
     processes = []
     for index in indices:
         env = {"OMP_NUM_THREADS": str(threads)}
@@ -92,7 +98,9 @@ def _spawn(
         # a spawned process takes this process's environment as it is at its start
         with scoped_environ(env, override=True):
             process = context.Process(
-                target=_work, args=(store, name, threads), name=f"sweeplab-worker-{index}"
+                target=_work,
+                args=(store, name, threads, deadline),
+                name=f"sweeplab-worker-{index}",
             )
             process.start()
         processes.append(process)
@@ -133,21 +141,21 @@ class _Progress:
     """One progress event per trial that ended, whichever worker ran it."""
 
     sweep: Sweep
-    on_trial: Callable[[TrialEvent], None] | None
+    on_trial: OnTrial | None
     seen: set[int] = field(default_factory=set)
 
     def report(self) -> None:
         if self.on_trial is None:
             return
-        total = self.sweep.exp.sweep.trials
-        for t in self.sweep.study.get_trials(deepcopy=False):
-            if t.number not in self.seen and t.state.is_finished() and t.state in STATE_NAMES:
+        for t in own(self.sweep.study):
+            if t.number not in self.seen and t.state.is_finished():
                 self.seen.add(t.number)
-                self.on_trial(trial_event(self.sweep.study, t, total))
+                self.on_trial(self.sweep.event(t))
 
 
-def _work(store: Store, name: str, threads: int) -> None:
-    """One worker process: its share of the cores, then trials until there are enough."""
+def _work(store: Store, name: str, threads: int, deadline: float | None) -> None:
+    """One worker process: its share of the cores, then trials until there are enough
+    (``deadline``: of ``time.monotonic``, one clock for every process of this machine)."""
     from sweeplab.logs import quiet_libraries
 
     quiet_libraries(training=True)  # a worker's start is an entry point
@@ -156,8 +164,8 @@ def _work(store: Store, name: str, threads: int) -> None:
     torch.set_num_threads(threads)
     from sweeplab.search.claims import owner
 
-    sweep = open_sweep(store, name, owner())
+    sweep = Sweep.open(store, name, stream=owner())
     try:
-        take_trials(sweep, None)
+        take_trials(sweep, Work(deadline=deadline))
     except KeyboardInterrupt:
         sys.exit(130)

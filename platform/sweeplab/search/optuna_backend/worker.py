@@ -4,18 +4,19 @@ heartbeats, tell the study how it ended; until the study holds ``sweep.trials``.
 from __future__ import annotations
 
 import contextlib
-import time
 import warnings
 from collections.abc import Callable
-from typing import Any
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
+from optuna.trial import TrialState as OptunaState
 
-from sweeplab.search.claims import Recovery, claim_lock, heartbeat, owner, retry
+from sweeplab import compat
+from sweeplab.search.claims import Recovery, heartbeat, owner, retry
 from sweeplab.search.keys import ATTR_OWNER
 from sweeplab.search.optuna_backend.objective import objective_for
-from sweeplab.search.study import Sweep, TrialEvent, counts, taken, trial_event
+from sweeplab.search.states import SweepState
+from sweeplab.search.sweep import Sweep, Work
 from sweeplab.store import DiskFull, disk_full
 
 # Dead workers' trials are looked for at most this often while trials remain (and always
@@ -23,72 +24,85 @@ from sweeplab.store import DiskFull, disk_full
 RECOVERY_SECONDS = 2.0
 
 
-def take_trials(sweep: Sweep, on_trial: Callable[[TrialEvent], None] | None) -> None:
-    """Take trials (under the claim lock) until the study has ``sweep.trials``.
+def take_trials(sweep: Sweep, work: Work) -> None:
+    """Take trials (under the claim lock) until the study holds the sweep's target, the
+    sweep is stopped, or ``work`` is out of time.
 
     Several processes may run this on one study (``sweeplab agent``): together they run
-    exactly ``sweep.trials`` trials.
+    exactly the sweep's target. ``sweeplab stop --now`` interrupts the running trial
+    (``claims.stop_watch``): it is queued again, and this returns.
     """
-    study, exp = sweep.study, sweep.exp
     objective = objective_for(sweep)
-    total = exp.sweep.trials
-    claims = claim_lock(sweep.tracker.store.storage_url, study.study_name)
     recovery = Recovery(sweep)
-    deadline = None if exp.sweep.timeout is None else time.monotonic() + exp.sweep.timeout
     try:
-        while deadline is None or time.monotonic() < deadline:
-            with claims.held():
-                recovery.run(every=RECOVERY_SECONDS)
-                c = counts(study)
-                if taken(c) >= total and c["running"]:  # a dead worker's trial must not count
-                    recovery.run()
-                    c = counts(study)
-                if taken(c) >= total and not c["waiting"]:  # a queued retry still runs
+        while not work.out_of_time():
+            trial = _claim(sweep, recovery)
+            if trial is None:
+                break
+            try:
+                frozen = run_one(sweep, trial, objective)
+            except KeyboardInterrupt:
+                if sweep.state is SweepState.STOPPING_NOW:  # a stop, not a Ctrl-C
                     break
-                with warnings.catch_warnings():  # heartbeats are recorded by run_one
-                    warnings.filterwarnings("ignore", message="Heartbeat of storage")
-                    trial = study.ask()
-                trial.set_user_attr(ATTR_OWNER, owner())
-            retries = (exp.sweep.max_retries, exp.sweep.death_retries)
-            frozen = run_one(study, sweep.storage, trial, objective, *retries)
-            if on_trial is not None:
-                on_trial(trial_event(study, frozen, total))
+                raise
+            sweep.check_stop_when(frozen)
+            if work.on_trial is not None:
+                work.on_trial(sweep.event(frozen))
     except DiskFull:
         raise
     except Exception as exc:
         full = disk_full(exc)
         if full is None:
             raise
-        raise full_disk(study, full, "between trials") from None
+        raise full_disk(sweep, full, "between trials") from None
 
 
-def full_disk(study: optuna.Study, why: str, where: str) -> DiskFull:
+def _claim(sweep: Sweep, recovery: Recovery) -> optuna.Trial | None:
+    """The next trial, created under the claim lock with this worker as its owner; None
+    when the sweep has its trials (a queued retry still runs) or takes none (stopped)."""
+    with sweep.lock.held():
+        if not sweep.state.takes_trials:
+            return None
+        recovery.run(every=RECOVERY_SECONDS)
+        c, total = sweep.counts, sweep.target
+        if c.taken >= total and c.running:  # a dead worker's trial must not count
+            recovery.run()
+            c = sweep.counts
+        if c.taken >= total and not c.waiting:
+            return None
+        with warnings.catch_warnings():  # heartbeats are recorded by run_one
+            warnings.filterwarnings("ignore", message="Heartbeat of storage")
+            trial = sweep.study.ask()
+        trial.set_user_attr(ATTR_OWNER, owner())
+        return trial
+
+
+def full_disk(sweep: Sweep, why: str, where: str) -> DiskFull:
     return DiskFull(
         f"the disk holding the store is full ({why}): the sweep stopped {where}; finished "
-        f"trials are saved. Free some space, then run: sweeplab resume {study.study_name}"
+        f"trials are saved. Free some space, then run: sweeplab resume {sweep.name}"
     )
 
 
 def run_one(
-    study: optuna.Study,
-    storage: Any,
+    sweep: Sweep,
     trial: optuna.Trial,
     objective: Callable[[optuna.Trial], float | list[float]],
-    max_retries: int = 0,
-    death_retries: int = 0,
 ) -> FrozenTrial:
     """Run ``objective`` on ``trial`` with heartbeats and tell the study how it ended;
-    a trial that raised is queued again while it has retries left, and so is one that
-    Ctrl-C interrupted (``resume`` then runs it)."""
-    with heartbeat(storage, trial):
+    a trial that raised is queued again while it has retries left (``sweep.max_retries``),
+    and so is one that Ctrl-C or ``stop --now`` interrupted (``sweep.death_retries``;
+    ``resume`` then runs it)."""
+    study, storage, spec = sweep.study, sweep.storage, sweep.exp.sweep
+    with heartbeat(sweep, trial):
         try:
             value = objective(trial)
         except optuna.TrialPruned:
-            return study.tell(trial, state=TrialState.PRUNED)
+            return study.tell(trial, state=OptunaState.PRUNED)
         except KeyboardInterrupt:
             with contextlib.suppress(Exception):  # a failed write must not keep it from the tell
-                retry(study, storage, trial._trial_id, death_retries, died=True)
-            study.tell(trial, state=TrialState.FAIL)
+                retry(study, storage, compat.trial_id(trial), spec.death_retries, died=True)
+            study.tell(trial, state=OptunaState.FAIL)
             raise
         except Exception as exc:  # the objective recorded the reason on the trial
             full = disk_full(exc)
@@ -96,8 +110,7 @@ def run_one(
                 # The trial is left running, not told FAIL: `resume` finds its worker gone
                 # and queues its params again, as for a kill (a FAIL that the full disk
                 # let through would count a sound configuration as failed)
-                raise full_disk(study, full, f"in trial {trial.number}") from None
-            # Trial._trial_id (private): the storage's calls take it (see claims.heartbeat)
-            retry(study, storage, trial._trial_id, max_retries)
-            return study.tell(trial, state=TrialState.FAIL)
+                raise full_disk(sweep, full, f"in trial {trial.number}") from None
+            retry(study, storage, compat.trial_id(trial), spec.max_retries)
+            return study.tell(trial, state=OptunaState.FAIL)
     return study.tell(trial, value)

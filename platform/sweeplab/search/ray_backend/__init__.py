@@ -16,7 +16,6 @@ schedulers, resources per trial, ``max_concurrent``, retries, a cluster).
       final report → COMPLETE, none → PRUNED, error → FAIL
     TrialEnd callback: ends a run its worker could not end, progress events
 
-    options.py     RayOptions (command-line options; imports no Ray)
     schedulers.py  Tune's schedulers from the spec
     searcher.py    SweepSearch: Ray's OptunaSearch on the sweep's study
     worker.py      a trial in a Ray worker process, and what it reports
@@ -24,10 +23,6 @@ schedulers, resources per trial, ``max_concurrent``, retries, a cluster).
     pbt.py         population-based training (workers create their Optuna trials)
     parallel.py    data-parallel trials on Ray Train
 
-Only ``options`` is imported with the package: Ray is imported by the modules that
-use it, so the CLI and the Optuna backend never load it.
+Its options are ``search.options.RayOptions`` (imports no Ray). Ray is imported by the
+modules that use it, so the CLI and the Optuna backend never load it.
 """
-
-from sweeplab.search.ray_backend.options import RayOptions
-
-__all__ = ["RayOptions"]

@@ -6,35 +6,27 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import optuna
 from ray import tune
 
 from sweeplab.logs import ray_environment, scoped_environ
 from sweeplab.search.claims import owned_heartbeats, owner
 from sweeplab.search.keys import ATTR_REASON, ATTR_RUN, TAG_REASON, TAG_STATE
-from sweeplab.search.ray_backend.options import RayOptions
+from sweeplab.search.options import BackendOptions, RayOptions
 from sweeplab.search.ray_backend.pbt import pbt_trial_ended, population, run_pbt_trial, settle
 from sweeplab.search.ray_backend.schedulers import build_scheduler
-from sweeplab.search.ray_backend.searcher import (
-    FINAL,
-    TRIAL_ID,
-    WORKER_DIED,
-    Budget,
-    SweepSearch,
-)
+from sweeplab.search.ray_backend.searcher import FINAL, TRIAL_ID, WORKER_DIED, SweepSearch
 from sweeplab.search.ray_backend.searcher import define_by_run as _define_by_run
 from sweeplab.search.ray_backend.worker import RaySweep, run_ray_trial
-from sweeplab.search.study import Sweep, TrialEvent, best_value, counts, open_storage, taken
+from sweeplab.search.states import TrialState
+from sweeplab.search.sweep import OnTrial, Sweep, Work
 from sweeplab.spec import Experiment, InputError
 from sweeplab.store import Store
-from sweeplab.tracking.tracker import Tracker
-
-OnTrial = Callable[[TrialEvent], None]
 
 
 class RayBackend:
@@ -47,8 +39,12 @@ class RayBackend:
 
     @classmethod
     def create(
-        cls, options: Any = None, address: str | None = None, kept: Any = None
+        cls,
+        options: BackendOptions | None = None,
+        address: str | None = None,
+        kept: dict[str, Any] | None = None,
     ) -> RayBackend:
+        # another backend's options never get here (lifecycle.backend_for refuses them)
         if isinstance(options, RayOptions):
             return cls(options)
         return cls(RayOptions(address, **(kept or {})))
@@ -66,11 +62,11 @@ class RayBackend:
     def kept(self) -> dict[str, Any]:
         return self.options.kept()
 
-    def run(self, sweep: Sweep, on_trial: OnTrial | None) -> None:
+    def run(self, sweep: Sweep, work: Work) -> None:
         with scoped_environ(ray_environment()):
             start_ray(self.options)
-            tuner = _tuner(sweep, on_trial, self.options)
-            with _library_notes_ignored(), owned_heartbeats(sweep.storage, sweep.study, owner()):
+            tuner = _tuner(sweep, work, self.options)
+            with _library_notes_ignored(), owned_heartbeats(sweep, owner()):
                 tuner.fit()
         if sweep.exp.sweep.scheduler == "pbt":
             settle(sweep.study, sweep.tracker, owner())
@@ -110,12 +106,12 @@ def _library_notes_ignored() -> Iterator[None]:
         yield
 
 
-def _tuner(sweep: Sweep, on_trial: OnTrial | None, options: RayOptions) -> tune.Tuner:
+def _tuner(sweep: Sweep, work: Work, options: RayOptions) -> tune.Tuner:
     """Tune's run of the trials the sweep lacks (all of them, unless resumed)."""
     from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 
-    exp, study, store = sweep.exp, sweep.study, sweep.tracker.store
-    ray_sweep = RaySweep(exp, store, sweep.name, sweep.parent)
+    exp, study, store = sweep.exp, sweep.study, sweep.store
+    ray_sweep = RaySweep(exp, store, sweep.name)
     pbt = exp.sweep.scheduler == "pbt"
     searcher: Any
     if pbt:  # no searcher: Tune draws the population (pbt.py)
@@ -125,16 +121,12 @@ def _tuner(sweep: Sweep, on_trial: OnTrial | None, options: RayOptions) -> tune.
         trainable: Any = functools.partial(run_pbt_trial, sweep=ray_sweep, driver=owner())
     else:
         searcher = SweepSearch(
+            sweep=sweep,
             space=functools.partial(_define_by_run, exp.space),
             metric=[o.metric for o in exp.objectives] if exp.trade_offs else exp.objective.metric,
             mode=[o.mode for o in exp.objectives] if exp.trade_offs else exp.objective.mode,
-            sampler=sweep.study.sampler,  # the sweep's stream (a resumed sweep: a new one)
-            study_name=study.study_name,
-            storage=sweep.storage,
-        )
-        searcher.workers_report = exp.sweep.pruner != "none"
-        searcher.budget = Budget(
-            study, exp.sweep.trials, exp.sweep.max_retries, exp.sweep.death_retries
+            workers_report=exp.sweep.pruner != "none",
+            on_trial=work.on_trial,
         )
         if exp.sweep.max_concurrent:
             searcher = ConcurrencyLimiter(searcher, max_concurrent=exp.sweep.max_concurrent)
@@ -152,8 +144,8 @@ def _tuner(sweep: Sweep, on_trial: OnTrial | None, options: RayOptions) -> tune.
         tune_config=tune.TuneConfig(
             search_alg=searcher,
             scheduler=build_scheduler(exp),
-            num_samples=_samples(exp, study),
-            time_budget_s=exp.sweep.timeout,
+            num_samples=_samples(sweep),
+            time_budget_s=None if work.deadline is None else work.deadline - time.monotonic(),
             # a new worker process costs seconds of imports per trial; but a data-parallel
             # trial's actor owns its Train run, which must end with it when Tune stops it
             reuse_actors=options.workers_per_trial == 1,
@@ -164,16 +156,17 @@ def _tuner(sweep: Sweep, on_trial: OnTrial | None, options: RayOptions) -> tune.
             verbose=0,
             # PBT's trials are restarted by Tune; others are queued again by the searcher
             failure_config=tune.FailureConfig(max_failures=exp.sweep.max_retries if pbt else 0),
-            callbacks=[TrialEnd(store, study.study_name, exp, on_trial)],
+            callbacks=[TrialEnd(store, study.study_name, exp, work.on_trial if pbt else None)],
         ),
     )
 
 
-def _samples(exp: Experiment, study: optuna.Study) -> int:
+def _samples(sweep: Sweep) -> int:
     """Tune's ``num_samples``: the trials the sweep lacks (all of them, unless resumed);
     with a searcher, which stops Tune itself when the study has them, as many as their
     retries could take."""
-    lacking = exp.sweep.trials - taken(counts(study))
+    exp = sweep.exp
+    lacking = max(0, sweep.target - sweep.counts.taken)
     if exp.sweep.scheduler == "pbt":
         return lacking
     return lacking * (1 + exp.sweep.max_retries + exp.sweep.death_retries)
@@ -181,7 +174,9 @@ def _samples(exp: Experiment, study: optuna.Study) -> int:
 
 class TrialEnd(tune.Callback):
     """On the driver, when a trial ends: end its MLflow run if its worker was stopped or
-    killed before it could (pruned → FINISHED, error → FAILED), and send a progress event."""
+    killed before it could (pruned → FINISHED, error → FAILED). A PBT trial, which no
+    searcher tells the study about, is told here, and its progress event sent
+    (``on_trial``); the searcher sends the others' once it has told the study."""
 
     def __init__(self, store: Store, sweep: str, exp: Experiment, on_trial: OnTrial | None) -> None:
         self.store = store
@@ -198,10 +193,7 @@ class TrialEnd(tune.Callback):
     @property
     def opened(self) -> Sweep:
         if self._open is None:
-            storage = open_storage(self.store.storage_url)
-            study = optuna.load_study(study_name=self.sweep, storage=storage)
-            tracker = Tracker(self.store, self.exp.experiment_name)
-            self._open = Sweep(study, storage, self.exp, tracker, "")
+            self._open = Sweep.open(self.store, self.sweep)
         return self._open
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
@@ -213,36 +205,29 @@ class TrialEnd(tune.Callback):
     def _ended(self, trial: Any, error: bool) -> None:
         sweep = self.opened
         trial_id = trial.config.get(TRIAL_ID)
-        if trial_id is not None:
-            frozen: optuna.trial.FrozenTrial | None = sweep.storage.get_trial(int(trial_id))
-        else:  # a PBT trial, which no searcher tells the study about: told here
+        pbt = trial_id is None
+        if pbt:  # a PBT trial, which no searcher tells the study about: told here
             frozen = pbt_trial_ended(sweep, trial.trial_id, error)
+        else:
+            frozen = sweep.storage.get_trial(int(trial_id))
         if frozen is None:
             return
         final = bool((trial.last_result or {}).get(FINAL))
-        state = "failed" if error else "complete" if final else "pruned"
+        state = TrialState.FAILED if error else TrialState.COMPLETE if final else TrialState.PRUNED
         reason = frozen.user_attrs.get(ATTR_REASON)
-        if state == "failed" and reason is None:  # killed: its worker could not say why
+        if state is TrialState.FAILED and reason is None:  # killed: its worker could not say
             reason = WORKER_DIED
         self._end_run(frozen.user_attrs.get(ATTR_RUN), state, reason)
-        if self.on_trial is None:
-            return
-        now = counts(sweep.study)
-        if not frozen.state.is_finished():  # the searcher tells the study after this callback
-            now[state] += 1
-            now["running"] = max(0, now["running"] - 1)
-        metric = self.exp.objective.metric
-        value = (trial.last_result or {}).get(metric) if final else None
-        best, total = best_value(sweep.study), self.exp.sweep.trials
-        self.on_trial(TrialEvent(frozen.number, state, value, reason, now, best, total))
+        if pbt and self.on_trial is not None:
+            self.on_trial(sweep.event(frozen))
 
-    def _end_run(self, run_id: str | None, state: str, reason: str | None) -> None:
+    def _end_run(self, run_id: str | None, state: TrialState, reason: str | None) -> None:
         tracker = self.opened.tracker
         if not run_id or tracker.client.get_run(run_id).info.status != "RUNNING":
             return
-        if state == "failed":
-            tracker.set_tags(run_id, {TAG_STATE: "failed", TAG_REASON: str(reason)})
+        if state is TrialState.FAILED:
+            tracker.set_tags(run_id, {TAG_STATE: state.value, TAG_REASON: str(reason)})
             tracker.end_run(run_id, "FAILED")
         else:
-            tracker.set_tags(run_id, {TAG_STATE: state})
+            tracker.set_tags(run_id, {TAG_STATE: state.value})
             tracker.end_run(run_id, "FINISHED")

@@ -34,11 +34,11 @@ from typing import Any
 
 from sweeplab.logs import quiet_libraries
 from sweeplab.search.keys import ATTR_REASON, ATTR_RUN, TAG_REASON
-from sweeplab.search.ray_backend.options import RayOptions
+from sweeplab.search.options import RayOptions
 from sweeplab.search.ray_backend.searcher import FINAL, TRIAL_ID
 from sweeplab.search.ray_backend.worker import FitHooks, RaySweep, report, run_ray_trial
 from sweeplab.search.restarts import members
-from sweeplab.search.study import open_storage
+from sweeplab.search.storage import open_storage
 from sweeplab.store import Store
 from sweeplab.training.fit import fit
 

@@ -30,15 +30,10 @@ from typing import Any
 
 import optuna
 from lightning.pytorch import Callback, LightningModule, Trainer
-from optuna.distributions import (
-    BaseDistribution,
-    CategoricalDistribution,
-    FloatDistribution,
-    IntDistribution,
-)
-from optuna.trial import TrialState
+from optuna.trial import TrialState as OptunaState
 from ray import tune
 
+from sweeplab import compat
 from sweeplab.logs import quiet_libraries
 from sweeplab.search.keys import (
     ATTR_FINAL_PARAMS,
@@ -50,7 +45,9 @@ from sweeplab.search.keys import (
 )
 from sweeplab.search.ray_backend.searcher import FINAL, WORKER_DIED
 from sweeplab.search.ray_backend.worker import RayHooks, RaySweep, report
-from sweeplab.search.study import Sweep
+from sweeplab.search.sampling import distributions
+from sweeplab.search.states import TrialState
+from sweeplab.search.sweep import Sweep
 from sweeplab.search.trial import sweep_trial
 from sweeplab.spec import CategoricalDist, FloatDist, IntDist, SearchSpace
 from sweeplab.spec._space import choice_key, choice_keys, decode_choice
@@ -58,9 +55,8 @@ from sweeplab.tracking.logger import BatchedMlflowLogger
 from sweeplab.tracking.tracker import Tracker
 from sweeplab.training.callbacks import val_loss_diverged
 
-# Optuna's ``_trial_id`` and ``_study_id`` (private) below: the storage's own calls take
-# these ids, and a PBT trial is created and told through the storage
-# (tests/test_library_contracts.py)
+# A PBT trial is created and told through the storage, with the storage's own ids
+# (sweeplab.compat)
 TIME = "sweeplab_pbt_epoch"  # PBT's time_attr: in the reports after which it may exploit
 CKPT = "fit.ckpt"
 ORIGIN = "origin.json"  # in a checkpoint: {"trial": number, "epoch": epochs trained}
@@ -115,16 +111,8 @@ def params_of(space: SearchSpace, config: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
-def _distribution(dist: FloatDist | IntDist | CategoricalDist) -> BaseDistribution:
-    if isinstance(dist, CategoricalDist):
-        return CategoricalDistribution(choice_keys(dist.choices))
-    if isinstance(dist, IntDist):
-        return IntDistribution(dist.low, dist.high, log=dist.log, step=dist.step)
-    return FloatDistribution(dist.low, dist.high, log=dist.log, step=dist.step)
-
-
 def tune_trial(
-    study: optuna.Study, tune_id: str, states: tuple[TrialState, ...] | None = None
+    study: optuna.Study, tune_id: str, states: tuple[OptunaState, ...] | None = None
 ) -> optuna.trial.FrozenTrial | None:
     """The Optuna trial of PBT's Tune trial ``tune_id`` (tagged ``ATTR_TUNE``), if any."""
     for t in study.get_trials(deepcopy=False, states=states):
@@ -142,28 +130,28 @@ def pbt_trial_ended(sweep: Sweep, tune_id: str, error: bool) -> optuna.trial.Fro
     if t is None or t.state.is_finished():
         return t
     if error and ATTR_REASON not in t.user_attrs:
-        storage.set_trial_user_attr(t._trial_id, ATTR_REASON, WORKER_DIED)
-    study.tell(t.number, state=TrialState.FAIL if error else TrialState.PRUNED)
-    return storage.get_trial(t._trial_id)
+        storage.set_trial_user_attr(compat.trial_id(t), ATTR_REASON, WORKER_DIED)
+    study.tell(t.number, state=OptunaState.FAIL if error else OptunaState.PRUNED)
+    return storage.get_trial(compat.trial_id(t))
 
 
 def optuna_trial(sweep: Sweep, params: dict[str, Any], tune_id: str, driver: str) -> optuna.Trial:
     """The Optuna trial of Tune trial ``tune_id``: created RUNNING with ``params`` on its
     first start, found again when PBT restarts it."""
     study, space = sweep.study, sweep.exp.space
-    found = tune_trial(study, tune_id, (TrialState.RUNNING,))
+    found = tune_trial(study, tune_id, (OptunaState.RUNNING,))
     if found is not None:
-        return optuna.Trial(study, found._trial_id)
+        return optuna.Trial(study, compat.trial_id(found))
     template = optuna.trial.create_trial(
-        state=TrialState.RUNNING,
+        state=OptunaState.RUNNING,
         params={path: choice_key(value) for path, value in params.items()},
-        distributions={path: _distribution(dist) for path, dist in space.items()},
+        distributions=distributions(space),
         # the driver owns it: if the driver dies, `resume` fails the trial
         user_attrs={ATTR_TUNE: tune_id, ATTR_OWNER: driver},
     )
-    # private: the study's id, which the storage's public create_new_trial takes; Optuna's
-    # own add_trial would create the trial finished, and ask() would sample it
-    return optuna.Trial(study, sweep.storage.create_new_trial(study._study_id, template))
+    # the storage's create_new_trial: Optuna's own add_trial would create the trial
+    # finished, and ask() would sample it
+    return optuna.Trial(study, sweep.storage.create_new_trial(compat.study_id(study), template))
 
 
 class PbtReport(Callback):
@@ -287,11 +275,11 @@ def run_pbt_trial(config: dict[str, Any], *, sweep: RaySweep, driver: str) -> No
 def settle(study: optuna.Study, tracker: Tracker, driver: str) -> None:
     """After Tune: a trial of this driver still running (paused when the time budget ran
     out) ends as pruned, with its run."""
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+    for t in study.get_trials(deepcopy=False, states=(OptunaState.RUNNING,)):
         if ATTR_TUNE not in t.user_attrs or t.user_attrs.get(ATTR_OWNER) != driver:
             continue
         run_id = t.user_attrs.get(ATTR_RUN)
         if run_id and tracker.client.get_run(run_id).info.status == "RUNNING":
-            tracker.set_tags(run_id, {TAG_STATE: "pruned"})
+            tracker.set_tags(run_id, {TAG_STATE: TrialState.PRUNED.value})
             tracker.end_run(run_id)
-        study.tell(t.number, state=TrialState.PRUNED)
+        study.tell(t.number, state=OptunaState.PRUNED)

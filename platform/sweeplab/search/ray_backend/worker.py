@@ -16,7 +16,8 @@ from sweeplab.logs import quiet_libraries
 from sweeplab.search.keys import ATTR_RUN, TAG_HOST, TAG_NODE, TAG_RANKS
 from sweeplab.search.ray_backend.searcher import FINAL, TRIAL_ID
 from sweeplab.search.sampling import build_pruner, pruning_callback
-from sweeplab.search.study import Sweep, open_storage
+from sweeplab.search.storage import open_storage
+from sweeplab.search.sweep import Sweep
 from sweeplab.search.trial import sweep_trial
 from sweeplab.spec import Experiment
 from sweeplab.store import Store
@@ -31,7 +32,6 @@ class RaySweep:
     exp: Experiment
     store: Store
     name: str
-    parent: str
 
     def open(self) -> Sweep:
         storage = open_storage(self.store.storage_url)
@@ -39,8 +39,7 @@ class RaySweep:
         study = optuna.load_study(
             study_name=self.name, storage=storage, pruner=build_pruner(self.exp)
         )
-        tracker = Tracker(self.store, self.exp.experiment_name)
-        return Sweep(study, storage, self.exp, tracker, self.parent)
+        return Sweep(study=study, storage=storage, exp=self.exp, store=self.store)
 
     def params(self, config: dict[str, Any]) -> dict[str, Any]:
         """The spec values of a trial's config (Tune's, as the searcher drew them)."""
@@ -127,12 +126,13 @@ class RayHooks(FitHooks):
         tracker: Tracker,
         ranks: list[str] | None = None,
         each_epoch: bool = True,
+        prune: bool = False,
     ) -> None:
         super().__init__(metric, parallel=bool(ranks), each_epoch=each_epoch)
         self.trial = trial
         self.tracker = tracker
         self.ranks = ranks
-        self.prune = False
+        self.prune = prune
 
     def callbacks(self, restart: int) -> Sequence[Callback]:
         pruning = [pruning_callback(self.trial, self.metric)] if self.prune and restart == 0 else []
@@ -159,8 +159,8 @@ def run_ray_trial(
     trial = optuna.Trial(opened.study, int(config[TRIAL_ID]))
     metric = sweep.exp.objective.metric
     trade_offs = sweep.exp.trade_offs
-    hooks = RayHooks(trial, metric, opened.tracker, ranks, each_epoch=not trade_offs)
-    hooks.prune = sweep.exp.sweep.pruner != "none"
+    prune = sweep.exp.sweep.pruner != "none"
+    hooks = RayHooks(trial, metric, opened.tracker, ranks, each_epoch=not trade_offs, prune=prune)
     try:
         outcome = sweep_trial(opened, trial, sweep.params(config), hooks)
     except optuna.TrialPruned:

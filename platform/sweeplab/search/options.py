@@ -1,4 +1,9 @@
-"""Where and with what a Ray sweep runs: the command-line options (not in the spec)."""
+"""The backends' own options: how the trials of a sweep run, beside what its spec says.
+
+Command-line options, not spec fields (where a sweep runs is not what it is). Plain data,
+importing nothing heavy, so that the search core and the command line type the
+backend seam with them; ``catalog.BACKENDS`` says which backend takes which.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from sweeplab.spec import InputError
+
+
+@dataclass(frozen=True)
+class LocalWorkers:
+    """How many worker processes run a sweep's trials here, and on which GPUs."""
+
+    workers: int = 1
+    gpus: tuple[str, ...] | None = None  # CUDA device ids; None: every visible one
+
+    def gpu_of(self, index: int, visible: int) -> str | None:
+        """The GPU of worker ``index`` (round-robin), or None without a GPU."""
+        ids = list(self.gpus) if self.gpus is not None else [str(i) for i in range(visible)]
+        return ids[index % len(ids)] if ids else None
+
+    def check(self) -> None:
+        if self.workers < 1:
+            raise InputError(f"--workers must be >= 1, but got {self.workers}.")
 
 
 @dataclass(frozen=True)
@@ -48,3 +70,7 @@ class RayOptions:
             "gpus_per_trial": self.gpus_per_trial,
             "workers_per_trial": self.workers_per_trial,
         }
+
+
+# What a backend is given: its own options (None: its defaults)
+BackendOptions = LocalWorkers | RayOptions

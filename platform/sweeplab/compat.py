@@ -1,0 +1,90 @@
+"""The private parts of Optuna, Ray, Lightning and torch that sweeplab uses, in one place.
+
+Each function names the one private attribute it reads and says why no public API
+serves. ``tests/test_library_contracts.py`` has a test per function that fails when the
+library removes or reshapes that part, so an upgrade that breaks one shows there first,
+by name. Nothing else in sweeplab reads a library's private names (``tests/test_layers.py``
+checks that).
+
+The libraries are imported inside the functions: this module sits at the bottom of the
+layers and is imported by modules that must stay light.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import optuna
+    from lightning.pytorch import LightningModule
+    from optuna.trial import FrozenTrial
+    from ray.tune.search.optuna import OptunaSearch
+    from torch.optim import Optimizer
+
+
+def trial_id(trial: optuna.Trial | FrozenTrial) -> int:
+    """The storage's id of a trial (``_trial_id``).
+
+    The storage's own calls (heartbeats, attributes, states) take this id; Optuna offers
+    it publicly only through one more query per trial
+    (``get_trial_id_from_study_id_trial_number``), and a Ray worker rebuilds its trial
+    with ``optuna.Trial(study, id)``.
+    """
+    return int(trial._trial_id)
+
+
+def study_id(study: optuna.Study) -> int:
+    """The storage's id of a study (``_study_id``): what the stale-trial query and the
+    storage's ``create_new_trial`` take."""
+    return int(study._study_id)
+
+
+def study_storage(study: optuna.Study) -> Any:
+    """The storage a study was opened on (``_storage``): Ray's ``OptunaSearch`` holds only
+    the study, and the searcher records heartbeats and attributes through its storage."""
+    return study._storage
+
+
+def records_heartbeats(storage: Any) -> bool:
+    """Whether ``storage`` records heartbeats: an instance of Optuna's private
+    ``optuna.storages._heartbeat.BaseHeartbeat`` (the class Optuna's own
+    ``fail_stale_trials`` checks; it is exported under no public name) with an interval."""
+    from optuna.storages._heartbeat import BaseHeartbeat
+
+    return isinstance(storage, BaseHeartbeat) and storage.get_heartbeat_interval() is not None
+
+
+def stale_trial_ids(storage: Any, study: optuna.Study) -> set[int]:
+    """The running trials of ``study`` that missed their heartbeats
+    (``_get_stale_trial_ids``). Optuna's public ``fail_stale_trials`` fails them without a
+    reason, and a finished trial cannot take one afterwards: sweeplab asks first, records
+    why, then fails them."""
+    if not records_heartbeats(storage):
+        return set()
+    return set(storage._get_stale_trial_ids(study_id(study)))
+
+
+def search_trial(search: OptunaSearch, tune_id: str) -> optuna.Trial | None:
+    """The Optuna trial Ray's ``OptunaSearch`` asked for Tune trial ``tune_id``
+    (``_ot_trials``): it keeps them in this dict with no accessor, and a trial's owner and
+    id must be recorded as Tune starts it."""
+    trial: optuna.Trial | None = search._ot_trials.get(tune_id)
+    return trial
+
+
+def configured_optimizers(module: LightningModule) -> list[Optimizer]:
+    """The optimizers a module's ``configure_optimizers`` returns, parsed as Lightning
+    parses them (``lightning.pytorch.core.optimizer._init_optimizers_and_lr_schedulers``):
+    the return value may be an optimizer, a list, a dict or a tuple of lists, and Lightning
+    exports no public parser."""
+    from lightning.pytorch.core.optimizer import _init_optimizers_and_lr_schedulers
+
+    optimizers, _ = _init_optimizers_and_lr_schedulers(module)
+    return list(optimizers)
+
+
+def chained_schedulers(scheduler: Any) -> list[Any]:
+    """A scheduler and the schedulers it chains (torch's ``SequentialLR`` and
+    ``ChainedScheduler`` keep them in ``_schedulers``, with no public accessor): each has
+    its own ``base_lrs``."""
+    return [scheduler, *getattr(scheduler, "_schedulers", [])]

@@ -1,0 +1,167 @@
+"""The sweep section: how trials are drawn, judged, run, repeated and ended."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from sweeplab.search.catalog import (
+    PBT_MUTABLE,
+    pruner_parameters,
+    sampler_parameters,
+    scheduler_parameters,
+)
+from sweeplab.spec._data import PositiveInt, Section, Seed
+from sweeplab.spec._errors import did_you_mean
+from sweeplab.spec._names import BackendName, PrunerName, SamplerName, SchedulerName
+from sweeplab.spec._objectives import ObjectiveConfig
+
+NonNegativeInt = Annotated[int, Field(ge=0)]
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"  # a spec's, and so a sweep's, name
+
+# the keyword arguments of a library class a spec's options may set (imports the library)
+OPTION_PARAMETERS: dict[str, Callable[[str], list[str]]] = {
+    "pruner": pruner_parameters,
+    "sampler": sampler_parameters,
+    "scheduler": scheduler_parameters,
+}
+
+
+class StopWhen(Section):
+    """End the sweep once a trial reaches ``value`` on the objective (>= for a maximized
+    metric, <= for a minimized one): running trials finish, none starts."""
+
+    value: Annotated[float, Field(allow_inf_nan=False)]
+
+
+class SweepConfig(Section):
+    trials: PositiveInt = 20
+    sampler: SamplerName = "tpe"
+    # keyword arguments of the sampler's class (TPE's multivariate, n_startup_trials...),
+    # checked against its signature
+    sampler_options: dict[str, float | int | str | bool] = Field(default_factory=dict)
+    pruner: PrunerName = "none"
+    pruner_options: dict[str, float | int | str | bool] = Field(default_factory=dict)
+    backend: BackendName = "optuna"
+    scheduler: SchedulerName = "none"  # Ray Tune's trial scheduler (backend: ray)
+    scheduler_options: dict[str, float | int | str | bool] = Field(default_factory=dict)
+    max_concurrent: PositiveInt | None = None  # trials at once [default: what fits]
+    max_retries: NonNegativeInt = 0  # a trial that raised is run again this many times
+    # a trial whose worker died (killed, Ctrl-C, lost) is run again this many times: the
+    # configuration is not to blame, and the sweep keeps its trial count
+    death_retries: NonNegativeInt = 2
+    restarts: PositiveInt = 1
+    # a trial's value from its restarts: the best, the mean, or the mean less (lcb, for a
+    # maximized metric) or plus (ucb, minimized) restart_z standard errors
+    restart_aggregate: Literal["best", "mean", "lcb", "ucb"] = "best"
+    restart_z: Annotated[float, Field(ge=0)] = 1.0
+    # train a trial's restarts in lockstep as one batched model where the architecture
+    # allows (training.fused); false: one after another
+    fused_restarts: bool = True
+    seed: Seed = 0
+    timeout: Annotated[float, Field(gt=0)] | None = None
+    stop_when: StopWhen | None = None
+    # earlier sweeps of the same storage whose finished trials the sampler learns from
+    # (prior trials: they fit the search space, and do not count towards trials)
+    warm_start: list[Annotated[str, Field(min_length=1, pattern=NAME_PATTERN)]] = Field(
+        default_factory=list
+    )
+    # configurations run first, in this order: {search-space path: value}; a path not
+    # given is sampled
+    enqueue: list[dict[str, Any]] = Field(default_factory=list)
+
+
+def sweep_problems(
+    sweep: SweepConfig, objective: ObjectiveConfig, search_space: Mapping[str, Any], folds: int
+) -> list[tuple[str, str]]:
+    """What the sweep section gets wrong with the rest of the spec. Schedulers belong to
+    Ray Tune; an Optuna pruner judges the trials of both backends (a Ray trial is a
+    trial of the same study), but not with a scheduler. Options of a library class are
+    checked against its signature."""
+    problems = []
+    if sweep.backend == "optuna" and sweep.scheduler != "none":
+        problems.append(
+            (
+                "sweep.scheduler",
+                f"'{sweep.scheduler}' is a Ray Tune scheduler: run with --backend ray "
+                "(or use sweep.pruner with the Optuna backend)",
+            )
+        )
+    if sweep.backend == "ray" and sweep.pruner != "none" and sweep.scheduler != "none":
+        problems.append(
+            (
+                "sweep.pruner",
+                f"'{sweep.pruner}' (Optuna's pruner) and sweep.scheduler "
+                f"'{sweep.scheduler}' (Ray Tune's) would both stop trials: keep one, and "
+                "set the other to none",
+            )
+        )
+    bound = {"lcb": "max", "ucb": "min"}.get(sweep.restart_aggregate)
+    if bound is not None and objective.mode != bound:
+        side, other = ("lower", "ucb") if bound == "max" else ("upper", "lcb")
+        message = (
+            f"'{sweep.restart_aggregate}' ranks a {bound}imized metric by a {side} bound, "
+            f"but {objective.metric} is {objective.mode}imized: use '{other}' "
+            "(or mean, best)"
+        )
+        problems.append(("sweep.restart_aggregate", message))
+    problems += _pbt_problems(sweep, search_space, folds)
+    for kind, name, options in (
+        ("pruner", sweep.pruner, sweep.pruner_options),
+        ("sampler", sweep.sampler, sweep.sampler_options),
+        ("scheduler", sweep.scheduler, sweep.scheduler_options),
+    ):
+        if options:
+            problems += _unknown_options(kind, name, options, OPTION_PARAMETERS[kind](name))
+    if len(sweep.enqueue) > sweep.trials:
+        problems.append(
+            (
+                "sweep.enqueue",
+                f"{len(sweep.enqueue)} configurations are more than the sweep's "
+                f"{sweep.trials} trials: raise sweep.trials or enqueue fewer",
+            )
+        )
+    return problems
+
+
+def _pbt_problems(
+    sweep: SweepConfig, search_space: Mapping[str, Any], folds: int
+) -> list[tuple[str, str]]:
+    """PBT copies weights between trials: one fit per trial, only shape-keeping values."""
+    problems: list[tuple[str, str]] = []
+    if sweep.scheduler == "pbt" and (sweep.restarts > 1 or folds > 1):
+        problems.append(
+            (
+                "sweep.scheduler",
+                "'pbt' trains each trial once and copies weights between trials; "
+                "it needs sweep.restarts: 1 and data.folds: 1",
+            )
+        )
+    if sweep.scheduler == "pbt":
+        for path in search_space:
+            if path not in PBT_MUTABLE:
+                problems.append(
+                    (
+                        f"search_space.{path}",
+                        "'pbt' copies weights between trials, so it can only search "
+                        f"values that keep their shapes: {', '.join(PBT_MUTABLE)}",
+                    )
+                )
+    return problems
+
+
+def _unknown_options(
+    kind: str, name: str, options: Mapping[str, Any], allowed: list[str]
+) -> list[tuple[str, str]]:
+    """``sweep.<kind>_options`` keys the library's class does not take, with the list."""
+    return [
+        (
+            f"sweep.{kind}_options.{key}",
+            f"unknown option of {kind} '{name}'{did_you_mean(key, allowed)}; "
+            f"allowed: {', '.join(allowed)}",
+        )
+        for key in options
+        if key not in allowed
+    ]
