@@ -72,12 +72,16 @@ class SweepSearch(OptunaSearch):
         self._full: bool | None = None  # whether the study holds its trials (None: count)
         self._live: set[str] = set()  # Tune's ids of the trials started and not ended
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles its Tuner (search algorithm included) into the experiment folder,
+        # and OptunaSearch.save its __dict__: the sweep (its MLflow client, its storage's
+        # engine and lock hold weak references) and the progress callback stay out; they
+        # are the driver's own, which never restores a Tuner from that file
+        return {k: v for k, v in self.__dict__.items() if k not in ("sweep", "on_trial")}
+
     def save(self, checkpoint_path: str) -> None:
-        # OptunaSearch pickles its __dict__: the sweep (with its MLflow client) and the
-        # progress callback stay out, and are the driver's own when it restores
-        kept = {k: v for k, v in self.__dict__.items() if k not in ("sweep", "on_trial")}
         with open(checkpoint_path, "wb") as out:
-            pickle.dump(kept, out)
+            pickle.dump(self.__getstate__(), out)
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         if not self.workers_report:
