@@ -23,7 +23,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.conftest import (  # noqa: E402
+from tests.helpers import (  # noqa: E402
     chromium,
     free_port,
     show_sweep_in_runs_table,

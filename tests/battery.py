@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import tiny_spec
+from tests.helpers import tiny_spec
 
 FINISHED_STATES = ("COMPLETE", "PRUNED", "FAIL")
 

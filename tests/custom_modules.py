@@ -27,3 +27,17 @@ class UnluckySeed(TinyMLP):
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         loss = super().training_step(batch, batch_idx)
         return loss * float("nan") if self.unlucky else loss
+
+
+def build_tiny_mlp(
+    spec: Any,
+    n_features: int,
+    n_outputs: int,
+    input_shape: tuple[int, ...],
+    task: str,
+    **kwargs: Any,
+) -> pl.LightningModule:
+    """A function that builds the module from the trial's spec (the Python API's
+    ``model=``): its width from the spec's kwargs, its learning rate from ``train.lr``."""
+    width = int(kwargs.get("width", 8))
+    return TinyMLP(n_features, n_outputs, input_shape, task, width=width, lr=spec.train.lr)

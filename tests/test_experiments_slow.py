@@ -10,7 +10,7 @@ from mlflow import MlflowClient
 
 from sweeplab.search import run_sweep
 from sweeplab.spec import load_spec
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 
 @pytest.mark.slow

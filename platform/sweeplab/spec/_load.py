@@ -201,13 +201,18 @@ def check_space(exp: Experiment, file: str | None, corners: bool = True) -> list
     return issues
 
 
+def _bare(tree: dict[str, Any]) -> dict[str, Any]:
+    """The spec without its search space (nor the configurations enqueued in it)."""
+    return {**tree, "search_space": {}, "sweep": {**tree.get("sweep", {}), "enqueue": []}}
+
+
 def check_enqueue(
     exp: Experiment, space: SearchSpace, tree: dict[str, Any], file: str | None
 ) -> list[SpecIssue]:
     """``sweep.enqueue``: each configuration names entries of the space, with values they
     could give (their conditions holding), and makes a valid spec, as a corner must."""
     issues = []
-    bare = {**tree, "search_space": {}}
+    bare = _bare(tree)
     for i, config in enumerate(exp.sweep.enqueue):
         where = f"sweep.enqueue.{i}"
         found = []
@@ -284,7 +289,7 @@ def _check_fit(
             ]
     if not corners:
         return []
-    bare = {**tree, "search_space": {}}
+    bare = _bare(tree)
     needs = space.branch(key) if dist.when else {}
     for value in dist.corners():
         try:

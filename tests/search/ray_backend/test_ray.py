@@ -1,0 +1,451 @@
+"""The Ray Tune backend: same sampler as Optuna, schedulers, retries, a 2-node cluster.
+
+Ray runs for real: started locally with 2 CPUs by the first test that needs it, and a
+second, 2-node cluster (ray.cluster_utils) for the last test.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from mlflow import MlflowClient
+from optuna.trial import TrialState
+
+from sweeplab.compat import trial_id
+from sweeplab.search import RayOptions, run_sweep
+from sweeplab.search.keys import TAG_NODE
+from sweeplab.search.results import decoded_params
+from sweeplab.spec import SearchSpace, spec_from_dict
+from sweeplab.store import Store
+from tests.helpers import all_runs, tiny_spec
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+def _study(store: Store, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=store.storage_url)
+
+
+def _check_runs(store: Store, experiment: str, study: optuna.Study) -> dict[int, Any]:
+    """Every trial ended, with one finished run whose state tag agrees; none left RUNNING."""
+    runs = all_runs(store, experiment)
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    by_id = {r.info.run_id: r for r in runs}
+    trial_runs = [r for r in runs if "sweeplab.trial_number" in r.data.tags]
+    assert len(trial_runs) == len(study.trials)  # one child run per trial
+    out = {}
+    for t in study.trials:
+        assert t.state in FINISHED
+        run = by_id[t.user_attrs["mlflow_run_id"]]
+        assert (
+            run.data.tags["sweeplab.state"]
+            == {
+                TrialState.COMPLETE: "complete",
+                TrialState.PRUNED: "pruned",
+                TrialState.FAIL: "failed",
+            }[t.state]
+        )
+        assert run.data.tags["sweeplab.trial_number"] == str(t.number)
+        out[t.number] = run
+    return out
+
+
+def test_ray_backend_samples_like_optuna_and_tracks_every_trial(
+    local_ray: Any, store: Store
+) -> None:
+    spec = tiny_spec(
+        train={"max_epochs": 6},
+        sweep={
+            "trials": 6,
+            "sampler": "random",
+            "seed": 3,
+            "scheduler": "asha",
+            "scheduler_options": {"grace_period": 1, "reduction_factor": 2},
+            "backend": "ray",
+        },
+        tracking={"experiment": "ray", "register_as": "ray-best"},
+    )
+    result = run_sweep(spec_from_dict(spec), store, name="on-ray", options=RayOptions())
+    study = _study(store, "on-ray")
+    assert len(study.trials) == 6
+    runs = _check_runs(store, "ray", study)
+    states = [t.state for t in study.trials]
+    assert TrialState.COMPLETE in states and TrialState.PRUNED in states  # ASHA stopped some
+    for t in study.trials:
+        history = MlflowClient(store.tracking_uri).get_metric_history(
+            runs[t.number].info.run_id, "val_acc"
+        )
+        if t.state == TrialState.COMPLETE:
+            assert len(history) == 6 and max(h.value for h in history) == pytest.approx(t.value)
+        else:
+            assert 1 <= len(history) < 6  # stopped at a rung, its curve kept
+    assert result.best_trial == study.best_trial.number
+    assert result.registered == ("ray-best", 1)
+    parent = MlflowClient(store.tracking_uri).get_run(result.parent_run_id)
+    assert parent.info.status == "FINISHED"
+    assert all(r.data.tags["mlflow.parentRunId"] == result.parent_run_id for r in runs.values())
+
+    # the same spec on the Optuna backend draws the same params, trial for trial
+    spec["sweep"].update(backend="optuna", scheduler="none", scheduler_options={})
+    spec["train"]["max_epochs"] = 1
+    run_sweep(spec_from_dict(spec), store, name="on-optuna")
+    same = _study(store, "on-optuna")
+    assert [t.params for t in same.trials] == [t.params for t in study.trials]
+
+
+# a trial run three times on Ray (30 s): CI runs it with the distributed tests, to keep
+# `make test` under its 15 minutes
+@pytest.mark.distributed
+def test_ray_retries_a_failing_trial_then_records_it_failed(local_ray: Any, store: Store) -> None:
+    spec = tiny_spec(
+        train={"optimizer": "sgd", "max_epochs": 2},
+        search_space={"train.lr": {"type": "categorical", "choices": [0.05, 1e8]}},
+        sweep={"trials": 2, "sampler": "grid", "backend": "ray", "max_retries": 1},
+        tracking={"experiment": "ray-retry"},
+    )
+    exp = spec_from_dict(spec)
+    result = run_sweep(exp, store, options=RayOptions())
+    study = _study(store, result.name)
+    space = SearchSpace.model_validate(exp.search_space)
+    failed = [t for t in study.trials if t.state == TrialState.FAIL]
+    # as on the Optuna backend: the failed try stays, marked retried, and its params run
+    # once more (max_retries: 1) as a trial of their own, which fails too
+    assert [decoded_params(space, t)["train.lr"] for t in failed] == [1e8, 1e8]
+    first, second = failed
+    assert first.user_attrs["sweeplab.retried_as"] == second.number
+    assert second.user_attrs["sweeplab.retry_of"] == first.number
+    assert "val_loss became nan" in second.user_attrs["fail_reason"]
+    assert (result.counts.complete, result.counts.failed) == (1, 1)
+    assert result.counts.retried == 1
+    # each try has its FAILED run
+    runs = all_runs(store, "ray-retry")
+    for t in failed:
+        tries = [r for r in runs if r.data.tags.get("sweeplab.trial_number") == str(t.number)]
+        assert [r.info.status for r in tries] == ["FAILED"]
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+
+
+@pytest.mark.distributed
+def test_a_sweep_on_a_two_node_cluster_runs_trials_on_both(store: Store) -> None:
+    import ray
+    from ray.cluster_utils import Cluster
+
+    ray.shutdown()
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    cluster.add_node(num_cpus=1)
+    try:
+        spec = tiny_spec(
+            train={"max_epochs": 3},
+            sweep={"trials": 4, "sampler": "random", "backend": "ray", "max_concurrent": 2},
+            tracking={"experiment": "cluster"},
+        )
+        options = RayOptions(address=cluster.address)
+        result = run_sweep(spec_from_dict(spec), store, options=options)
+        nodes = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+        assert len(nodes) == 2
+        study = _study(store, result.name)
+        runs = _check_runs(store, "cluster", study)
+        assert result.counts.complete == 4
+        assert {r.data.tags[TAG_NODE] for r in runs.values()} == nodes
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("sweep", "args", "message"),
+    [
+        ({"pruner": "median", "scheduler": "asha"}, ["--backend", "ray"], "sweep.pruner"),
+        (
+            {"pruner": "median"},
+            ["--backend", "ray", "--workers-per-trial", "2"],
+            "cannot be used with sweep.pruner 'median'",
+        ),
+        ({"scheduler": "asha"}, [], "sweep.scheduler"),
+        ({"scheduler": "asha", "scheduler_options": {"grace": 1}}, ["--backend", "ray"], "grace"),
+        (
+            {"scheduler": "asha", "scheduler_options": {"reduction_factor": 1}},
+            ["--backend", "ray"],
+            "reduction_factor",
+        ),
+        ({}, ["--address", "auto"], "--backend ray"),
+        ({}, ["--backend", "ray", "--cpus-per-trial", "0"], "--cpus-per-trial must be > 0"),
+        ({}, ["--workers-per-trial", "2"], "--backend ray"),
+        ({}, ["--backend", "ray", "--workers-per-trial", "0"], "--workers-per-trial must be >= 1"),
+        (
+            {"scheduler": "pbt"},
+            ["--backend", "ray", "--workers-per-trial", "2"],
+            "cannot be used with sweep.scheduler 'pbt'",
+        ),
+    ],
+)
+def test_ray_mistakes_exit_2_before_anything_is_created(
+    tmp_path: Path, write_spec: Any, sweep: dict[str, Any], args: list[str], message: str
+) -> None:
+    spec = write_spec(tiny_spec(sweep={"trials": 2, **sweep}))
+    # in this process: a fresh interpreter per case cost 4-9 s of imports (Ray's)
+    store = str(tmp_path / "store")
+    result = _in_process("sweep", str(spec), "--store", store, "--no-smoke", *args)
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+    assert not (tmp_path / "store").exists()
+
+
+def _in_process(*args: str) -> Any:
+    from typer.testing import CliRunner
+
+    from sweeplab.cli import app
+
+    return CliRunner().invoke(app, list(args))
+
+
+def test_pbt_searches_only_what_keeps_the_weights_shapes(tmp_path: Path, write_spec: Any) -> None:
+    spec = write_spec(
+        tiny_spec(
+            search_space={
+                "train.lr": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True},
+                "model.hidden": {"type": "categorical", "choices": [[8], [16]]},
+            },
+            sweep={"trials": 2, "backend": "ray", "scheduler": "pbt"},
+        )
+    )
+    result = _in_process("sweep", str(spec), "--store", str(tmp_path / "store"), "--no-smoke")
+    assert result.exit_code == 2, result.output
+    assert "search_space.model.hidden" in result.stderr and "model.dropout" in result.stderr
+    assert "search_space.train.lr" not in result.stderr
+    assert not (tmp_path / "store").exists()
+
+
+@pytest.mark.distributed
+def test_pbt_trains_on_from_copied_checkpoints_with_perturbed_values(
+    local_ray: Any, store: Store
+) -> None:
+    epochs = 6
+    spec = tiny_spec(
+        model={"arch": "mlp", "hidden": [16], "dropout": 0.1},
+        train={"max_epochs": epochs},
+        search_space={
+            "train.lr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True},
+            "model.dropout": {"type": "float", "low": 0.0, "high": 0.3},
+        },
+        sweep={
+            "trials": 4,
+            "seed": 1,
+            "backend": "ray",
+            "scheduler": "pbt",
+            # synchronous: all 4 trials perturb together at epochs 2 and 4, the bottom two
+            # taking the top two's checkpoints
+            "scheduler_options": {
+                "perturbation_interval": 2,
+                "quantile_fraction": 0.5,
+                "synch": True,
+            },
+        },
+        tracking={"experiment": "pbt", "register_as": "pbt-best"},
+    )
+    options = RayOptions(cpus_per_trial=0.5)  # the whole population at once on 2 CPUs
+    result = run_sweep(spec_from_dict(spec), store, name="pbt", options=options)
+    study = _study(store, "pbt")
+    runs = _check_runs(store, "pbt", study)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 4  # PBT prunes none
+    assert result.registered is not None
+    # the best model is described (and registered) by the values it ended with
+    assert result.best_params == study.best_trial.user_attrs["pbt_params"]
+    client = MlflowClient(store.tracking_uri)
+    copied = 0
+    for t in study.trials:
+        run_id = runs[t.number].info.run_id
+        # one point per epoch: paused and restarted trials go on at the next epoch, in
+        # the same run, from the checkpoint (else epochs would start again at 0)
+        val_acc = client.get_metric_history(run_id, "val_acc")
+        assert sorted(m.step for m in val_acc) == list(range(epochs))
+        lr = {m.step: m.value for m in client.get_metric_history(run_id, "lr")}
+        assert sorted(lr) == list(range(epochs))
+        starts = client.get_metric_history(run_id, "pbt.train.lr")
+        assert [m.step for m in starts] == [0, 2, 4]  # a start, then a restart each perturbation
+        for m in starts:  # the optimizer trains at the value PBT chose, not the checkpoint's
+            assert lr[m.step] == pytest.approx(m.value)
+        copied += sum(
+            m.value != t.number for m in client.get_metric_history(run_id, "pbt.from_trial")
+        )
+        final = t.user_attrs["pbt_params"]
+        assert 1e-4 <= final["train.lr"] <= 1e-1 and 0.0 <= final["model.dropout"] <= 0.3
+    assert copied >= 2  # the bottom half took other trials' checkpoints at least once
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "rank 1 died, rank 0 told first",
+        "rank 1 died",
+        "rank 1's health check failed",
+        "rank 0 raised",
+    ],
+)
+def test_a_failed_data_parallel_trial_keeps_the_reason_that_explains_it(
+    store: Store, case: str
+) -> None:
+    """Whether rank 0 records the error it met in a collective with a dead rank before
+    the Train run's failure arrives is a race: either way the dead rank is the reason,
+    on the trial and on its run. A rank 0 that raised on its own keeps its error."""
+    from ray.exceptions import ActorDiedError
+    from ray.train import WorkerGroupError
+
+    from sweeplab.search.keys import ATTR_REASON, ATTR_RUN, TAG_REASON
+    from sweeplab.search.ray_backend.parallel import _note_failure
+    from sweeplab.search.storage import open_storage
+    from sweeplab.tracking.tracker import Tracker
+
+    store.prepare()
+    storage = open_storage(store.storage_url)
+    trial = optuna.create_study(study_name="ddp", storage=storage).ask()
+    tracker = Tracker(store, "ddp")
+    run_id = tracker.start_run("trial-0")
+    trial.set_user_attr(ATTR_RUN, run_id)
+    gloo = RuntimeError("[gloo/transport/tcp/pair.cc:537] Read error: Connection closed by peer")
+    own = ValueError("lr must be > 0, but got -1.")
+    failures: dict[int, Exception] = {0: gloo, 1: ActorDiedError()}
+    if case == "rank 0 raised":
+        failures = {0: own}
+    elif case == "rank 1's health check failed":  # how Ray Train's poll reports a death
+        from ray.train.v2._internal.exceptions import WorkerHealthCheckFailedError
+
+        failures[1] = WorkerHealthCheckFailedError("health check failed", ActorDiedError())
+    if case != "rank 1 died":  # what rank 0's run_trial records when its fit raises
+        first = f"{type(failures[0]).__name__}: {failures[0]}"
+        trial.set_user_attr(ATTR_REASON, first)
+        tracker.set_tags(run_id, {TAG_REASON: first})
+        tracker.end_run(run_id, "FAILED")
+
+    _note_failure(store, trial_id(trial), WorkerGroupError("training failed", failures))
+
+    reason = storage.get_trial(trial_id(trial)).user_attrs[ATTR_REASON]
+    tag = MlflowClient(store.tracking_uri).get_run(run_id).data.tags.get(TAG_REASON)
+    if case == "rank 0 raised":
+        assert reason == tag == "ValueError: lr must be > 0, but got -1."
+    else:
+        assert reason == "data-parallel rank 1 died (its worker process ended)"
+        assert tag == reason
+
+
+def test_the_specs_optuna_pruner_prunes_ray_trials(local_ray: Any, store: Store) -> None:
+    """One spec, both backends: sweep.pruner judges each Ray trial as a trial of the same
+    study, from the worker, epoch by epoch."""
+    spec = tiny_spec(
+        train={"max_epochs": 8},
+        search_space={"train.lr": {"type": "float", "low": 1e-5, "high": 1e-1, "log": True}},
+        sweep={
+            "trials": 8,
+            "sampler": "random",
+            "seed": 0,
+            "pruner": "median",
+            "pruner_options": {"n_startup_trials": 2, "n_warmup_steps": 1},
+            "backend": "ray",
+            "max_concurrent": 1,
+        },
+        tracking={"experiment": "ray-pruned"},
+    )
+    result = run_sweep(spec_from_dict(spec), store, name="ray-pruned", options=RayOptions())
+    study = _study(store, "ray-pruned")
+    states = [t.state for t in study.trials]
+    assert TrialState.PRUNED in states and TrialState.COMPLETE in states, states
+    runs = _check_runs(store, "ray-pruned", study)
+    for t in study.trials:
+        steps = sorted(t.intermediate_values)
+        assert steps == list(range(len(steps)))  # one value per epoch, from the worker
+        if t.state == TrialState.PRUNED:
+            assert runs[t.number].data.tags["sweeplab.state"] == "pruned"
+            assert len(steps) < 8
+    assert result.counts.pruned == states.count(TrialState.PRUNED)
+
+
+@pytest.mark.distributed
+def test_ray_takes_conditional_and_layers_entries(local_ray: Any, store: Store) -> None:
+    """The define-by-run space on Ray: an entry only where its condition holds, a layers
+    entry as one list, in each trial's run as on the Optuna backend."""
+    from tests.spec.test_space_structure import CONDITIONAL, LAYERS
+
+    spec = tiny_spec(
+        train={"max_epochs": 1},
+        search_space={k: v for k, v in CONDITIONAL.items() if k != "train.nesterov"} | LAYERS,
+        sweep={"trials": 6, "sampler": "random", "seed": 2, "backend": "ray"},
+        tracking={"experiment": "ray-structured"},
+    )
+    run_sweep(spec_from_dict(spec), store, name="ray-structured", options=RayOptions())
+    study = _study(store, "ray-structured")
+    runs = _check_runs(store, "ray-structured", study)
+    optimizers = set()
+    for t in study.trials:
+        assert t.state == TrialState.COMPLETE
+        params = runs[t.number].data.params
+        optimizers.add(params["train.optimizer"])
+        assert ("train.momentum" in params) == (params["train.optimizer"] != "adam")
+        assert len(json.loads(params["model.hidden"])) == t.params["model.hidden.depth"]
+    assert len(optimizers) > 1
+
+
+@pytest.mark.distributed
+def test_ray_runs_a_multi_objective_sweep(local_ray: Any, store: Store) -> None:
+    """OptunaSearch with several metrics: each trial tells the study every objective."""
+    from tests.search.test_multi_objective import OBJECTIVES, SPACE
+
+    spec = tiny_spec(
+        objective=OBJECTIVES,
+        train={"max_epochs": 1},
+        search_space=SPACE,
+        sweep={"trials": 4, "sampler": "random", "seed": 3, "backend": "ray"},
+        tracking={"experiment": "ray-pareto"},
+    )
+    result = run_sweep(spec_from_dict(spec), store, name="ray-pareto", options=RayOptions())
+    study = _study(store, "ray-pareto")
+    assert len(study.directions) == 2 and result.counts.complete == 4
+    for t in study.trials:
+        assert len(t.values) == 2 and t.values[1] > 0  # its network's parameter count
+    assert study.best_trials and result.best_trial is not None
+
+
+def test_the_teams_ray_address_does_not_stop_a_plain_sweep(tmp_path: Path, write_spec: Any) -> None:
+    """deploy/README.md exports SWEEPLAB_RAY_ADDRESS; a sweep on the Optuna backend runs
+    (the variable is read for Ray sweeps only), while --address without Ray is refused."""
+    from typer.testing import CliRunner
+
+    from sweeplab.cli import app
+
+    spec = write_spec(tiny_spec(sweep={"trials": 1}))
+    store = str(tmp_path / "store")
+    env = {"SWEEPLAB_RAY_ADDRESS": "ray://head:10001"}
+    args = ["sweep", str(spec), "--store", store, "--no-smoke", "-q"]
+    result = CliRunner().invoke(app, args, env=env)
+    assert result.exit_code == 0, result.output
+    assert "1 trials (1 complete" in result.output
+
+
+@pytest.mark.distributed
+def test_the_default_spec_runs_on_ray_unchanged_and_prunes(tmp_path: Path) -> None:
+    """experiments/mlp_digits.yaml with --backend ray: its hyperband pruner judges the
+    Ray trials (8 of its trials, one seed each, to keep the test short)."""
+    from tests.helpers import ROOT, sweeplab
+
+    store = tmp_path / "store"
+    out = sweeplab(
+        "sweep",
+        str(ROOT / "experiments" / "mlp_digits.yaml"),
+        "--backend",
+        "ray",
+        "--set",
+        "sweep.trials=8",
+        "--set",
+        "sweep.restarts=1",
+        "--store",
+        str(store),
+        "--no-smoke",
+        "-q",
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    study = optuna.load_study(study_name="mlp-digits", storage=f"sqlite:///{store / 'optuna.db'}")
+    states = [t.state for t in study.trials]
+    assert len(states) == 8 and TrialState.PRUNED in states and TrialState.COMPLETE in states

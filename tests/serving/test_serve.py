@@ -1,0 +1,178 @@
+"""sweeplab serve over real HTTP: predictions, metadata, every bad request, --follow-alias."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from sweeplab.registry.evaluate import held_out, predict
+from sweeplab.registry.models import ModelRef, client_for, load_torch, resolve
+from sweeplab.registry.promote import promote
+from sweeplab.spec import spec_from_dict
+from tests.helpers import Finished, assert_loopback_only, free_port, start_server, stop_server
+
+
+def call(url: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> Any:
+    """(status, JSON body) of a GET, or of a POST when ``body`` is given."""
+    request = urllib.request.Request(url, data=body, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        text = exc.read()
+        try:
+            return exc.code, json.loads(text)
+        except json.JSONDecodeError:
+            return exc.code, text.decode()
+
+
+@pytest.fixture(scope="module")
+def served(finished: Finished) -> Iterator[tuple[str, Finished]]:
+    """``sweeplab serve iris@served --follow-alias`` on a free port."""
+    promote(finished.store.tracking_uri, finished.model, finished.good, "served")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "sweeplab", "serve", "iris@served", "--port", str(port)]
+    command += ["--store", str(finished.store.root), "--follow-alias", "--poll-seconds", "0.5"]
+    command += ["--max-batch", "50"]
+    proc = start_server(command, f"{base}/health")
+    yield base, finished
+    stop_server(proc)
+
+
+def _rows(finished: Finished, version: int) -> np.ndarray:
+    client = client_for(finished.store.tracking_uri)
+    mv = client.get_model_version(finished.model, str(version))
+    return held_out(spec_from_dict(json.loads(mv.tags["sweeplab.spec"]))).x
+
+
+def test_predictions_equal_the_in_process_model(served: tuple[str, Finished]) -> None:
+    base, finished = served
+    rows = _rows(finished, finished.good)
+    status, body = call(f"{base}/predict", json.dumps({"rows": rows.tolist()}).encode())
+    assert status == 200 and body["version"] == finished.good
+    client = client_for(finished.store.tracking_uri)
+    model = load_torch(finished.store.tracking_uri, resolve(client, ModelRef("iris", "served")))
+    expected = predict(model, rows)
+    np.testing.assert_allclose(np.array(body["predictions"]), expected, rtol=1e-6, atol=1e-7)
+    # the data's own class values (iris' species), the output indices alongside
+    assert body["label_indices"] == expected.argmax(axis=1).tolist()
+    species = ["setosa", "versicolor", "virginica"]
+    assert body["labels"] == [species[i] for i in body["label_indices"]]
+    # one row without the batch wrapper
+    status, one = call(f"{base}/predict", json.dumps(rows[0].tolist()).encode())
+    assert status == 200 and one["labels"] == body["labels"][:1]
+
+
+def test_metadata_and_health(served: tuple[str, Finished]) -> None:
+    base, finished = served
+    status, meta = call(f"{base}/metadata")
+    assert status == 200
+    assert (meta["name"], meta["alias"], meta["version"]) == ("iris", "served", finished.good)
+    assert meta["lineage"]["sweep"] == finished.sweep
+    assert meta["lineage"]["spec"]["data"]["dataset"] == "iris"
+    assert meta["lineage"]["data_hash"]
+    assert meta["input_schema"][0]["tensor-spec"]["shape"] == [-1, 4]
+    assert meta["output"] == "probabilities" and meta["max_batch"] == 50
+    assert call(f"{base}/health") == (200, {"status": "ok", "version": finished.good})
+
+
+BAD = [
+    (b'{"rows": [[1, 2, 3]]}', 422, "expected 4 numbers per row"),
+    (b'{"rows": [[1, "a", 3, 4]]}', 422, 'column 1 is "a", expected a number'),
+    (b'{"rows": [[1, true, 3, 4]]}', 422, "expected a number"),
+    (b'{"rows": [[1, NaN, 3, 4]]}', 422, "expected a finite number"),
+    (b'{"rows": [[1, 2, 3, 4], 5]}', 422, "row 1 is a int"),
+    (b'{"rows": []}', 422, "non-empty list"),
+    (b'{"inputs": [[1, 2, 3, 4]]}', 422, "missing field 'rows'"),
+    (b'{"rows": [[1, 2,', 400, "not valid JSON"),
+    (b"\xff\xfe", 400, "not valid JSON"),
+    (json.dumps({"rows": [[1, 2, 3, 4]] * 51}).encode(), 413, "at most 50 per request"),
+]
+
+
+@pytest.mark.parametrize(("body", "status", "message"), BAD)
+def test_each_bad_request_gets_its_4xx_and_the_service_keeps_serving(
+    served: tuple[str, Finished], body: bytes, status: int, message: str
+) -> None:
+    base, _ = served
+    got, answer = call(f"{base}/predict", body)
+    assert got == status and message in answer["error"]
+    ok, good = call(f"{base}/predict", b'{"rows": [[5.1, 3.5, 1.4, 0.2]]}')
+    assert ok == 200 and len(good["predictions"]) == 1
+
+
+def test_wrong_routes_methods_and_hosts(served: tuple[str, Finished]) -> None:
+    base, _ = served
+    assert call(f"{base}/nope")[0] == 404
+    assert call(f"{base}/predict")[0] == 405  # GET
+    assert call(f"{base}/health", headers={"Host": "attacker.example"})[0] == 400
+    assert call(f"{base}/health", headers={"Host": "localhost"})[0] == 200
+    assert_loopback_only(int(base.rsplit(":", 1)[1]))  # served without --host
+    # no route reads a file: paths that try to leave get the JSON 404, never a file
+    for path in ("/../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd", "/predict/../../mlflow.db"):
+        status, body = call(base + path)
+        assert status == 404 and "no route" in body["error"], path
+
+
+def test_follow_alias_reloads_when_the_alias_moves(served: tuple[str, Finished]) -> None:
+    base, finished = served
+    uri = finished.store.tracking_uri
+    promote(uri, finished.model, finished.bad, "served", force=True)
+    try:
+        deadline = time.monotonic() + 60
+        while call(f"{base}/health")[1]["version"] != finished.bad:
+            assert time.monotonic() < deadline, "the service never moved to the new version"
+            time.sleep(0.3)
+        status, body = call(f"{base}/predict", b'{"rows": [[5.1, 3.5, 1.4, 0.2]]}')
+        assert status == 200 and body["version"] == finished.bad
+        assert call(f"{base}/metadata")[1]["version"] == finished.bad
+    finally:
+        promote(uri, finished.model, finished.good, "served")
+
+
+def test_mlflow_models_serve_gives_the_same_predictions(finished: Finished) -> None:
+    """The version is a standard pyfunc model: MLflow's own server answers the same."""
+    port = free_port()
+    uri = finished.store.tracking_uri
+    version = client_for(uri).get_model_version(finished.model, str(finished.good))
+    env = {**os.environ, "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"}
+    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", version.source]
+    command += ["--env-manager", "local", "-p", str(port), "-h", "127.0.0.1"]
+    proc = start_server(command, f"http://127.0.0.1:{port}/health", env=env)
+    try:
+        rows = _rows(finished, finished.good)
+        status, body = call(
+            f"http://127.0.0.1:{port}/invocations",
+            json.dumps({"inputs": rows.tolist()}).encode(),
+            {"Content-Type": "application/json"},
+        )
+        assert status == 200
+        expected = predict(load_torch(uri, version), rows)
+        np.testing.assert_allclose(np.array(body["predictions"]), expected, rtol=1e-6, atol=1e-7)
+    finally:
+        stop_server(proc)
+
+
+def test_serve_mistakes_exit_with_a_message(finished: Finished, tmp_path: Any) -> None:
+    from tests.helpers import sweeplab
+
+    root = str(finished.store.root)
+    cases = [
+        (["serve", "iris/3/x", "--store", root], 2, "NAME@ALIAS, NAME/VERSION"),
+        (["serve", "iris/1", "--follow-alias", "--store", root], 2, "--follow-alias needs"),
+        (["serve", "iris@nosuch", "--store", root], 1, "does not exist"),
+        (["serve", "iris@champion", "--store", str(tmp_path / "none")], 1, "run a sweep first"),
+    ]
+    for args, code, message in cases:
+        out = sweeplab(*args)
+        assert out.returncode == code and message in out.stderr, (args, out.stderr)
