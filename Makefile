@@ -11,7 +11,7 @@ PIP     := $(PY) -m pip
 SPEC    ?= experiments/mlp_digits.yaml
 PYTEST_ARGS ?=
 
-.PHONY: install dev sweep test test-slow test-distributed soak lint typecheck unit bench experiments clean-store help
+.PHONY: install dev sweep test test-slow test-distributed soak lint typecheck unit bench bench-tiny experiments clean-store help
 
 help:
 	@echo "make sweep      install (if needed) and run the default sweep ($(SPEC))"
@@ -20,6 +20,7 @@ help:
 	@echo "make test-distributed  clusters, data-parallel trials, kill -9 on Ray (CI runs it too)"
 	@echo "make soak       the reliability battery's long cases: 25 kills in a row, 400 fuzzed specs, a killed agent"
 	@echo "make bench      the benchmarks in bench/ (appends to bench/RESULTS.md)"
+	@echo "make bench-tiny every benchmark at its tiny size: only checks they run (CI runs it)"
 	@echo "make experiments  run the shipped experiments, print every trial (NAMES=cnn_digits ...)"
 
 $(VENV)/.installed: pyproject.toml
@@ -62,6 +63,9 @@ soak: dev
 
 bench: dev
 	$(PY) bench/run_all.py
+
+bench-tiny: dev
+	$(PY) bench/run_all.py --tiny
 
 experiments: install
 	$(PY) bench/experiments.py $(NAMES)

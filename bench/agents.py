@@ -1,15 +1,14 @@
-"""Bookkeeping per trial: 3 agents on PostgreSQL, 300 trials of a 10 ms objective.
+"""Bookkeeping per trial: 3 agents on PostgreSQL, 300 trials of a tiny training.
 
-Training is replaced by a 10 ms sleep (``sweeplab.search.trial.fit`` is swapped for
-a function that sleeps and returns a result), so what is left is sweeplab's own
-work per trial, all of it real: the Optuna trial on PostgreSQL (ask, claim,
-heartbeat, tell), the MLflow child run on PostgreSQL (params, tags, metrics, the
-learning-curve figure, the checkpoint file, end), and the agents' coordination.
+    optuna      3 processes, study.optimize of a 10 ms objective (a sleep), same server
+    sweeplab    `sweeplab sweep` in one process and 2 `sweeplab agent`s, real trials of
+                one epoch (iris, an MLP of 8 units): the Optuna trial on PostgreSQL (ask,
+                claim, heartbeat, tell), the MLflow child run on PostgreSQL (params,
+                tags, metrics, the checkpoint file, end), the agents' coordination
 
-    optuna      3 processes, study.optimize of the bare 10 ms objective, same server
-    sweeplab    `sweeplab sweep` in one process and 2 `sweeplab agent`s
-
-Overhead per trial = time x 3 processes / 300 trials - 10 ms, for two times:
+What each trial spent training is read from the sweep, not timed here: every trial
+records its seconds inside ``fit`` (its ``fit_seconds`` attribute). Overhead per trial =
+(time x 3 processes - the objectives' seconds) / trials, for two times:
 
     wall        from starting the processes to the last one's exit: imports, the
                 databases' set-up and the sweep's end included (fixed costs, spread
@@ -30,40 +29,29 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from tiny import TINY_HELP  # bench/tiny.py: this script's folder is on sys.path
+
 ROOT = Path(__file__).resolve().parents[1]
 TRIALS = 300
 AGENTS = 3
-WORK_S = 0.010
-SPEC: dict[str, Any] = {
-    "name": "bookkeeping",
-    "model": {"arch": "mlp", "hidden": [8]},
-    "data": {"dataset": "iris"},
-    "train": {"max_epochs": 1},
-    "objective": {"metric": "val_acc", "mode": "max"},
-    "search_space": {"train.lr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True}},
-    "sweep": {"trials": TRIALS, "sampler": "random", "seed": 0},
-    "tracking": {"experiment": "bookkeeping"},
-}
+WORK_S = 0.010  # the bare Optuna objective's sleep
+NAME = "bookkeeping"
 
 
-def ten_ms_fit(exp: Any, *, logger: Any = None, seed: int | None = None, **_: Any) -> Any:
-    """The 10 ms objective: sleeps, logs one epoch, returns a result as fit does."""
-    import random
-
-    import torch
-
-    from sweeplab.training.fit import FitResult
-
-    time.sleep(WORK_S)
-    value = random.Random(f"{exp.train.lr}-{seed}").random()
-    if logger is not None:
-        logger.log_metrics({"train_loss": 1 - value, "val_loss": 1 - value, "val_acc": value}, 0)
-        logger.flush()
-    module: Any = torch.nn.Linear(4, 3)
-    return FitResult(value, 0, 1, {}, module, None, {})  # type: ignore[arg-type]
+def spec(trials: int) -> dict[str, Any]:
+    return {
+        "name": NAME,
+        "model": {"arch": "mlp", "hidden": [8]},
+        "data": {"dataset": "iris"},
+        "train": {"max_epochs": 1},
+        "objective": {"metric": "val_acc", "mode": "max"},
+        "search_space": {"train.lr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True}},
+        "sweep": {"trials": trials, "sampler": "random", "seed": 0},
+        "tracking": {"experiment": NAME, "register_as": None},
+    }
 
 
-def run_worker(role: str, storage: str, tracking: str, root: str) -> None:
+def run_worker(role: str, storage: str, tracking: str, root: str, trials: str) -> None:
     """One of the 3 processes (``--role``)."""
     import optuna
 
@@ -77,23 +65,23 @@ def run_worker(role: str, storage: str, tracking: str, root: str) -> None:
             return float(lr)
 
         # each process takes trials until the study has TRIALS of them, as the agents do
-        enough = optuna.study.MaxTrialsCallback(TRIALS, states=None)
+        enough = optuna.study.MaxTrialsCallback(int(trials), states=None)
         study.optimize(objective, callbacks=[enough])
         return
 
-    import sweeplab.search.trial as trial_module
+    from sweeplab.logs import quiet_libraries
     from sweeplab.search import continue_sweep, run_sweep
     from sweeplab.spec import spec_from_dict
     from sweeplab.store import Store
 
-    trial_module.fit = ten_ms_fit  # type: ignore[assignment]
+    quiet_libraries(training=True)
     store = Store.resolve(Path(root), tracking, storage)
     if role == "sweep":
-        run_sweep(spec_from_dict(SPEC), store, name="bookkeeping")
+        run_sweep(spec_from_dict(spec(int(trials))), store, name=NAME)
         return
-    while not _created(storage, "bookkeeping"):
+    while not _created(storage, NAME):
         time.sleep(0.1)
-    continue_sweep(store, "bookkeeping")
+    continue_sweep(store, NAME)
 
 
 def _created(storage: str, name: str) -> bool:
@@ -107,12 +95,14 @@ def _created(storage: str, name: str) -> bool:
     return ATTR_SPEC in optuna.load_study(study_name=name, storage=storage).user_attrs
 
 
-def timed(roles: list[str], storage: str, tracking: str, root: Path) -> tuple[datetime, datetime]:
+def timed(
+    roles: list[str], storage: str, tracking: str, root: Path, trials: int
+) -> tuple[datetime, datetime]:
     """When the processes were started, and when the last one exited."""
     started = datetime.now()
     procs = [
         subprocess.Popen(
-            [sys.executable, __file__, "--role", role, storage, tracking, str(root)],
+            [sys.executable, __file__, "--role", role, storage, tracking, str(root), str(trials)],
             cwd=ROOT,
         )
         for role in roles
@@ -123,44 +113,64 @@ def timed(roles: list[str], storage: str, tracking: str, root: Path) -> tuple[da
     return started, datetime.now()
 
 
-def finished(storage: str, study: str) -> tuple[int, datetime, datetime]:
-    """How many trials finished, the first one's start and the last one's end (Optuna
-    records local times without a zone, as ``datetime.now()``)."""
+def finished(storage: str, study: str) -> tuple[int, datetime, datetime, float]:
+    """How many trials finished, the first one's start, the last one's end (Optuna
+    records local times without a zone, as ``datetime.now()``), and the seconds their
+    objectives spent training (sweeplab's: as each trial recorded; Optuna's: 10 ms each)."""
     import optuna
+
+    from sweeplab.search.keys import ATTR_FIT_SECONDS
 
     trials = optuna.load_study(study_name=study, storage=storage).trials
     ended = [t for t in trials if t.state.is_finished() and t.datetime_start is not None]
     first = min(t.datetime_start for t in ended if t.datetime_start is not None)
     last = max(t.datetime_complete for t in ended if t.datetime_complete is not None)
-    return len(ended), first, last
+    work = sum(float(t.user_attrs.get(ATTR_FIT_SECONDS, WORK_S)) for t in ended)
+    return len(ended), first, last, work
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=TRIALS)
+    parser.add_argument("--tiny", action="store_true", help=TINY_HELP)
+    parser.add_argument("--role", choices=["optuna", "sweep", "agent"], help=argparse.SUPPRESS)
+    parser.add_argument("where", nargs="*", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.role:  # one of the processes timed
+        run_worker(args.role, *args.where)
+        return
+    trials = 12 if args.tiny else args.trials
     sys.path.insert(0, str(ROOT))
     import optuna
-    from tests.conftest import postgres_server
+    from tests.helpers import postgres_server
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     with postgres_server() as server, tempfile.TemporaryDirectory() as tmp:
         storage, tracking = server.create("optuna"), server.create("mlflow")
         optuna.create_study(study_name="bare", storage=storage)
-        bare = timed(["optuna"] * AGENTS, storage, tracking, Path(tmp))
-        ours = timed(["sweep"] + ["agent"] * (AGENTS - 1), storage, tracking, Path(tmp))
-        found = {"optuna": finished(storage, "bare"), "sweeplab": finished(storage, "bookkeeping")}
-    print(f"{AGENTS} processes, {TRIALS} trials, {WORK_S * 1000:.0f} ms objective, PostgreSQL")
-    print("           trials   wall     per trial   first to last trial  per trial  start-up  end")
-    spans = {}
+        bare = timed(["optuna"] * AGENTS, storage, tracking, Path(tmp), trials)
+        ours = timed(["sweep"] + ["agent"] * (AGENTS - 1), storage, tracking, Path(tmp), trials)
+        found = {"optuna": finished(storage, "bare"), "sweeplab": finished(storage, NAME)}
+    print(
+        f"{AGENTS} processes, {trials} trials, PostgreSQL; Optuna's objective sleeps "
+        f"{WORK_S * 1000:.0f} ms, sweeplab's trains 1 epoch (its recorded fit seconds)"
+    )
+    print(
+        "           trials   wall     per trial   first to last trial  per trial  "
+        "start-up  end   objective per trial"
+    )
+    extra = {}
     for label, (launched, exited) in (("optuna", bare), ("sweeplab", ours)):
-        count, first, last = found[label]
+        count, first, last, work = found[label]
         wall, span = (exited - launched).total_seconds(), (last - first).total_seconds()
-        spans[label] = (wall, span)
+        extra[label] = (per_trial(wall, work, trials), per_trial(span, work, trials))
         print(
-            f"{label:9s} {count:6d} {wall:6.1f} s {_per_trial(wall):7.1f} ms   {span:10.1f} s"
-            f"      {_per_trial(span):7.1f} ms  {(first - launched).total_seconds():6.1f} s"
-            f"  {(exited - last).total_seconds():4.1f} s"
+            f"{label:9s} {count:6d} {wall:6.1f} s {extra[label][0]:7.1f} ms   {span:10.1f} s"
+            f"      {extra[label][1]:7.1f} ms  {(first - launched).total_seconds():6.1f} s"
+            f"  {(exited - last).total_seconds():4.1f} s  {work / count * 1000:7.1f} ms"
         )
-    trial_extra = (spans["sweeplab"][1] - spans["optuna"][1]) * AGENTS / TRIALS * 1000
-    wall_extra = (spans["sweeplab"][0] - spans["optuna"][0]) * AGENTS / TRIALS * 1000
+    trial_extra = extra["sweeplab"][1] - extra["optuna"][1]
+    wall_extra = extra["sweeplab"][0] - extra["optuna"][0]
     verdict = "met" if trial_extra <= 100 else "MISSED"
     print(
         f"sweeplab's bookkeeping beyond Optuna's, per trial: {trial_extra:.1f} ms ({verdict}: "
@@ -169,16 +179,10 @@ def main() -> None:
     )
 
 
-def _per_trial(seconds: float) -> float:
-    return (seconds * AGENTS / TRIALS - WORK_S) * 1000
+def per_trial(seconds: float, work: float, trials: int) -> float:
+    """Milliseconds per trial beyond its objective's, over ``AGENTS`` processes."""
+    return (seconds * AGENTS - work) / trials * 1000
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--role", choices=["optuna", "sweep", "agent"])
-    parser.add_argument("where", nargs="*", help="storage URL, tracking URI, store folder")
-    args = parser.parse_args()
-    if args.role:
-        run_worker(args.role, *args.where)
-    else:
-        main()
+    main()

@@ -12,11 +12,14 @@ Target (2 cores): compare on the default sweep <= 5 s.
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from tiny import TINY_HELP, TINY_SWEEP  # bench/tiny.py: this script's folder is on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "experiments" / "mlp_digits.yaml"
@@ -33,12 +36,16 @@ def timed(*args: str) -> float:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tiny", action="store_true", help=TINY_HELP)
+    args = parser.parse_args()
+    smaller = TINY_SWEEP if args.tiny else []
     with tempfile.TemporaryDirectory() as tmp:
         store = ["--store", tmp]
-        sweep = timed("sweep", str(SPEC), "-q", *store)
+        sweep = timed("sweep", str(SPEC), "-q", *store, *smaller)
         current = [timed("compare", "mlp-digits", *store) for _ in range(2)]
         redraw = [timed("compare", "mlp-digits", "--redraw", *store) for _ in range(2)]
-    print(f"default sweep (24 trials): {sweep:.1f} s")
+    print(f"default sweep ({'tiny' if args.tiny else '24 trials'}): {sweep:.1f} s")
     worst = max(current)
     print(f"compare:          {current[0]:.2f} s, {current[1]:.2f} s", end=" ")
     print(f"({'met' if worst <= 5 else 'MISSED'}: <= 5 s, both runs)")

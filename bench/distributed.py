@@ -27,6 +27,7 @@ from pathlib import Path
 
 import optuna
 from mlflow import MlflowClient
+from tiny import TINY_HELP  # bench/tiny.py: this script's folder is on sys.path
 
 from sweeplab.search import RayOptions, run_sweep
 from sweeplab.search.keys import ATTR_RUN, TAG_TRIAL
@@ -121,7 +122,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--epochs", type=int, nargs="+", default=[5, 40])
+    parser.add_argument("--tiny", action="store_true", help=TINY_HELP)
     args = parser.parse_args()
+    if args.tiny:
+        args.trials, args.epochs = 2, [1]
     SPEC["sweep"]["trials"] = args.trials  # type: ignore[index]
     import torch
 

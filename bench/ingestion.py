@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import mlflow
+from tiny import TINY_HELP  # bench/tiny.py: this script's folder is on sys.path
 
 from sweeplab.store import Store
 from sweeplab.tracking.logger import BatchedMlflowLogger
@@ -33,7 +34,10 @@ def stored(client: mlflow.MlflowClient, run_id: str) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--values", type=int, default=10_000)
+    parser.add_argument("--tiny", action="store_true", help=TINY_HELP)
     args = parser.parse_args()
+    if args.tiny:
+        args.values = 200
     steps = args.values // METRICS
     rows = [
         {f"m{k}": (step * METRICS + k) / args.values for k in range(METRICS)}

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from tiny import TINY_HELP  # bench/tiny.py: this script's folder is on sys.path
 
 from sweeplab.search import run_sweep
 from sweeplab.spec import spec_from_dict
@@ -77,7 +78,11 @@ def to_reach(run: dict[str, Any], threshold: float) -> tuple[int, float] | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=40)
+    parser.add_argument("--tiny", action="store_true", help=TINY_HELP)
     args = parser.parse_args()
+    if args.tiny:
+        args.trials = 3
+        SPEC["train"]["max_epochs"] = 3
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     with tempfile.TemporaryDirectory() as tmp:
         runs = {p: sweep(Path(tmp), p, args.trials) for p in ("none", "hyperband")}
@@ -88,7 +93,7 @@ def main() -> None:
         total = sum(epochs_of(t) for t in run["trials"])
         hit = reached[pruner] = to_reach(run, threshold)
         reach = f"{hit[0]:5d} epochs {hit[1]:6.1f} s" if hit else "never"
-        counts = ", ".join(f"{n} {state}" for state, n in run["counts"].items() if n)
+        counts = ", ".join(f"{n} {state}" for state, n in run["counts"].as_dict().items() if n)
         print(
             f"  {pruner:9s} best val_acc {run['best']:.4f}  {total:5d} epochs "
             f"{run['wall']:6.1f} s in all ({counts}); to reach {threshold:.4f}: {reach}"
@@ -98,6 +103,8 @@ def main() -> None:
     gap = runs["none"]["best"] - runs["hyperband"]["best"]
     epochs_ratio = none_epochs / hb_epochs
     wall_ratio = runs["none"]["wall"] / runs["hyperband"]["wall"]
+    if not hb_epochs:
+        raise SystemExit("hyperband ran no epochs")
     print(
         f"compute, no pruner / hyperband: epochs {epochs_ratio:.2f}x, wall time {wall_ratio:.2f}x"
     )

@@ -31,6 +31,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from tiny import TINY_HELP, TINY_SWEEP  # bench/tiny.py: this script's folder is on sys.path
 from torch import nn
 
 from sweeplab.data.split import split
@@ -156,7 +157,7 @@ def fits(epochs: int, repeats: int) -> None:
     print(f"fused k=4 / k=1: {ratio4:.2f}x (target <= 2.2: {'met' if ratio4 <= 2.2 else 'missed'})")
 
 
-def sweeps(seeds: list[int]) -> None:
+def sweeps(seeds: list[int], extra: list[str]) -> None:
     print()
     print("## the default sweep (`make sweep`): restarts fused vs one after another")
     print()
@@ -184,6 +185,7 @@ def sweeps(seeds: list[int]) -> None:
                     f"sweep.seed={seed}",
                     "--set",
                     f"sweep.fused_restarts={flag}",
+                    *extra,
                 ]
                 start = time.perf_counter()
                 done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
@@ -241,11 +243,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sweeps", action="store_true", help="also run the default sweep")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--tiny", action="store_true", help=TINY_HELP)
     args = parser.parse_args()
+    if args.tiny:
+        args.epochs, args.repeats, args.seeds = 1, 1, [0]
     quiet_libraries(training=True)
     fits(args.epochs, args.repeats)
     if args.sweeps:
-        sweeps(args.seeds)
+        sweeps(args.seeds, TINY_SWEEP if args.tiny else [])
 
 
 if __name__ == "__main__":

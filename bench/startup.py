@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from tiny import TINY_HELP  # bench/tiny.py: this script's folder is on sys.path
+
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_S = 0.5
 
@@ -39,7 +41,10 @@ def median_seconds(command: list[str], repeats: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--tiny", action="store_true", help=TINY_HELP)
     args = parser.parse_args()
+    if args.tiny:
+        args.repeats = 1
     cli = sweeplab()
     commands = {
         "python -c pass": [sys.executable, "-c", "pass"],

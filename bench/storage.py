@@ -3,9 +3,11 @@ trivial objective, on a SQLite file and on PostgreSQL.
 
     optuna     each process runs study.optimize with MaxTrialsCallback(500) on the
                storage URL: what a hand-written script does
-    sweeplab   each process takes trials as `sweeplab agent` does: under the study's
-               claim lock, counting the trials first, with heartbeats (open_storage's
-               SQLite settings: write-ahead log, 60 s busy timeout)
+    sweeplab   a sweep of that many trials; each process takes its trials as `sweeplab
+               agent` does (the Optuna backend's worker loop, take_trials): under the
+               sweep's claim lock, counting the trials first, with heartbeats
+               (open_storage's SQLite settings: write-ahead log, 60 s busy timeout),
+               with the same trivial objective in place of training
 
 Printed: trials/second (first trial start to last trial end), the final count of
 finished trials, and the lock errors the processes hit ("database is locked",
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -24,6 +27,9 @@ import warnings
 from pathlib import Path
 
 import optuna
+from tiny import TINY_HELP  # bench/tiny.py: this script's folder is on sys.path
+
+from sweeplab.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCK_WORDS = ("database is locked", "deadlock", "could not serialize", "lock timeout")
@@ -33,12 +39,28 @@ def objective(trial: optuna.Trial) -> float:
     return trial.suggest_float("x", -10, 10) ** 2
 
 
-def worker(kind: str, url: str, study_name: str, total: int) -> None:
-    """One process; prints {"ran": n, "errors": [...]} as JSON."""
-    from sweeplab.search.study import counts, open_storage, taken
+def sweep_spec(total: int) -> dict[str, object]:
+    """The sweep the sweeplab processes share (its training is never run here)."""
+    return {
+        "name": "storage",
+        "model": {"arch": "mlp", "hidden": [8]},
+        "data": {"dataset": "iris"},
+        "train": {"max_epochs": 1},
+        "objective": {"metric": "val_acc", "mode": "min"},
+        "search_space": {"train.lr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True}},
+        "sweep": {"trials": total, "sampler": "random", "seed": 0},
+    }
 
-    from sweeplab.search.claims import claim_lock, owner
-    from sweeplab.search.optuna_backend.worker import run_one
+
+def store_for(url: str, folder: str) -> Store:
+    """The sweep's store: ``url`` its Optuna storage, MLflow in a SQLite file beside."""
+    return Store.resolve(Path(folder), f"sqlite:///{folder}/mlflow.db", url)
+
+
+def worker(kind: str, url: str, study_name: str, total: int, folder: str) -> None:
+    """One process; prints {"ran": n, "errors": [...]} as JSON."""
+    from sweeplab.search.optuna_backend.worker import take_trials
+    from sweeplab.search.sweep import Sweep, Work
 
     optuna.logging.set_verbosity(optuna.logging.CRITICAL)
     warnings.simplefilter("ignore")
@@ -57,18 +79,17 @@ def worker(kind: str, url: str, study_name: str, total: int) -> None:
         except Exception as exc:  # a lock error outside a trial ends the process
             errors.append(f"{type(exc).__name__}: {exc}")
     else:
-        storage = open_storage(url)
-        study = optuna.load_study(study_name=study_name, storage=storage)
-        claims = claim_lock(url, study_name)
-        while True:
+        sweep = Sweep.open(store_for(url, folder), study_name, stream=str(os.getpid()))
+
+        def counted(trial: optuna.Trial) -> float:
+            nonlocal ran
+            ran += 1
+            return objective(trial)
+
+        while True:  # a lock error ends take_trials: count it, and take trials again
             try:
-                with claims.held():
-                    if taken(counts(study)) >= total:
-                        break
-                    trial = study.ask()
-                    trial.set_user_attr("sweeplab.owner", owner())
-                run_one(study, storage, trial, objective)
-                ran += 1
+                take_trials(sweep, Work(), objective=counted)
+                break
             except Exception as exc:
                 errors.append(f"{type(exc).__name__}: {exc}")
                 if len(errors) > 20:
@@ -76,11 +97,18 @@ def worker(kind: str, url: str, study_name: str, total: int) -> None:
     print(json.dumps({"ran": ran, "errors": errors}))
 
 
-def run(kind: str, url: str, processes: int, total: int, name: str) -> dict[str, object]:
-    optuna.create_study(study_name=name, storage=url)
+def run(
+    kind: str, url: str, processes: int, total: int, name: str, folder: str
+) -> dict[str, object]:
+    if kind == "optuna":
+        optuna.create_study(study_name=name, storage=url)
+    else:
+        from sweeplab.search.api import create_sweep
+
+        create_sweep(sweep_spec(total), store=store_for(url, folder), name=name)
     procs = [
         subprocess.Popen(
-            [sys.executable, __file__, "--worker", kind, url, name, str(total)],
+            [sys.executable, __file__, "--worker", kind, url, name, str(total), folder],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -107,14 +135,17 @@ def run(kind: str, url: str, processes: int, total: int, name: str) -> dict[str,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=500)
-    parser.add_argument("--worker", nargs=4, metavar=("KIND", "URL", "STUDY", "TOTAL"))
+    parser.add_argument("--tiny", action="store_true", help=TINY_HELP)
+    parser.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)  # KIND URL STUDY TOTAL DIR
     args = parser.parse_args()
     if args.worker:
-        kind, url, study, total = args.worker
-        worker(kind, url, study, int(total))
+        kind, url, study, total, folder = args.worker
+        worker(kind, url, study, int(total), folder)
         return
+    if args.tiny:
+        args.trials = 20
     sys.path.insert(0, str(ROOT))
-    from tests.conftest import postgres_server
+    from tests.helpers import postgres_server
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     n = args.trials
@@ -134,7 +165,7 @@ def main() -> None:
                         if database == "sqlite"
                         else server.create(f"{kind}_{processes}")
                     )
-                    r = run(kind, url, processes, n, name)
+                    r = run(kind, url, processes, n, name, tmp)
                     print(
                         f"  {database:10s} {processes:5d} {kind:8s} "
                         f"{r['finished'] / r['busy']:8.1f} {r['finished']:8d} "  # type: ignore[operator]

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tiny import TINY_HELP  # bench/tiny.py: this script's folder is on sys.path
+
 from sweeplab.spec import spec_from_dict
 from sweeplab.store import Store
 from sweeplab.tracking.logger import BatchedMlflowLogger
@@ -34,7 +36,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--tiny", action="store_true", help=TINY_HELP)
     args = parser.parse_args()
+    if args.tiny:
+        args.repeats, args.epochs = 1, 1
     SPEC["train"]["max_epochs"] = args.epochs  # type: ignore[index]
     exp = spec_from_dict(SPEC)
     import torch

@@ -29,13 +29,15 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from tiny import TINY_HELP  # bench/tiny.py: this script's folder is on sys.path
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from tracking_overhead import SPEC  # the same spec: MLP 64-256-128-10 on digits
 
 from sweeplab.data.split import split
 from sweeplab.logs import quiet_libraries
-from sweeplab.search.trial import NoHooks, run_trial
+from sweeplab.search.fits import NoHooks
+from sweeplab.search.trial import run_trial
 from sweeplab.spec import spec_from_dict
 from sweeplab.store import Store
 from sweeplab.tracking.tracker import Tracker
@@ -137,7 +139,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--tiny", action="store_true", help=TINY_HELP)
     args = parser.parse_args()
+    if args.tiny:
+        args.repeats, args.epochs = 1, 1
     SPEC["train"]["max_epochs"] = args.epochs  # type: ignore[index]
     exp = spec_from_dict(SPEC)
     torch.set_num_threads(1)  # as a trial of a sweep (one CPU each); steadier timings

@@ -31,9 +31,11 @@ import time
 from pathlib import Path
 
 import yaml
+from tiny import TINY_HELP, TINY_SWEEP  # bench/tiny.py: this script's folder is on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "experiments" / "mlp_digits.yaml"
+EXTRA: list[str] = []  # `sweeplab sweep` options of every run (--tiny: a smaller sweep)
 RUNS = {  # name: (workers, environment)
     "1 worker": (1, {}),
     "2 workers": (2, {}),
@@ -46,7 +48,7 @@ def sweep(spec: Path, store: Path, workers: int, *extra: str, env: dict[str, str
     command = [sys.executable, "-m", "sweeplab", "sweep", str(spec), "--store", str(store)]
     options = ["--no-smoke", "-q", "--workers", str(workers)]
     out = subprocess.run(
-        [*command, *options, "--set", "tracking.register_as=null", *extra],
+        [*command, *options, "--set", "tracking.register_as=null", *EXTRA, *extra],
         capture_output=True,
         text=True,
         env={**os.environ, **env},
@@ -102,8 +104,12 @@ def compare(title: str, spec: Path, trials: int) -> float:
 
 
 def main() -> None:
-    argparse.ArgumentParser(description=__doc__).parse_args()
-    trials = int(yaml.safe_load(SPEC.read_text())["sweep"]["trials"])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tiny", action="store_true", help=TINY_HELP)
+    args = parser.parse_args()
+    if args.tiny:
+        EXTRA.extend(TINY_SWEEP)
+    trials = 2 if args.tiny else int(yaml.safe_load(SPEC.read_text())["sweep"]["trials"])
     print(f"default spec as it is, {trials} trials, start-up included")
     compare("as it is", SPEC, trials)
     print(f"default spec, fixed work per trial, {trials} trials, start-up included")
@@ -111,7 +117,7 @@ def main() -> None:
         ratio = compare("fixed work", fixed_work_spec(Path(tmp)), trials)
     verdict = "met" if ratio >= 1.7 else "missed"
     print(f"target: 2 workers / 1 >= 1.7x on the fixed work: {ratio:.2f}x ({verdict})")
-    gpus = _gpus()
+    gpus = 0 if args.tiny else _gpus()
     if not gpus:
         print("GPU: none visible here; the 1/2/4 workers on one GPU figure was not measured")
         return

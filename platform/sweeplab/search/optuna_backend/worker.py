@@ -24,15 +24,22 @@ from sweeplab.store import DiskFull, disk_full
 RECOVERY_SECONDS = 2.0
 
 
-def take_trials(sweep: Sweep, work: Work) -> None:
+def take_trials(
+    sweep: Sweep,
+    work: Work,
+    *,
+    objective: Callable[[optuna.Trial], float | list[float]] | None = None,
+) -> None:
     """Take trials (under the claim lock) until the study holds the sweep's target, the
     sweep is stopped, or ``work`` is out of time.
 
     Several processes may run this on one study (``sweeplab agent``): together they run
     exactly the sweep's target. ``sweeplab stop --now`` interrupts the running trial
-    (``claims.stop_watch``): it is queued again, and this returns.
+    (``claims.stop_watch``): it is queued again, and this returns. ``objective``: what
+    each trial runs (default: the spec's training, ``objective_for``; bench/storage.py
+    times the bookkeeping around a trivial one).
     """
-    objective = objective_for(sweep)
+    objective = objective or objective_for(sweep)
     recovery = Recovery(sweep)
     try:
         while not work.out_of_time():
