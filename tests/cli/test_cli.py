@@ -36,7 +36,7 @@ def test_help_on_every_command() -> None:
     commands = _commands(typer.main.get_command(app))
     names = {" ".join(path) for path, _ in commands}
     assert {"validate", "sweep", "agent", "status", "resume", "train", "compare"} <= names
-    assert {"models list", "models show", "models promote", "serve", "ui"} <= names
+    assert {"models list", "models show", "models promote", "serve", "ui", "stop", "push"} <= names
     for path, command in commands:
         result = runner.invoke(app, [*path, "--help"])
         assert result.exit_code == 0, path

@@ -147,6 +147,12 @@ CASES: list[tuple[str, dict[str, Any], str, list[str]]] = [
         "sweep.pruner_options.n_startup",
         ["median", "did you mean 'n_startup_trials'"],
     ),
+    (
+        "bad sampler option",
+        {"sweep": {"sampler": "tpe", "sampler_options": {"n_startup": 3}}},
+        "sweep.sampler_options.n_startup",
+        ["sampler 'tpe'", "did you mean 'n_startup_trials'", "multivariate"],
+    ),
     # architectures, views, data and training techniques
     ("unknown arch", {"model": {"arch": "lstmm"}}, "model.arch", ["did you mean 'lstm'", "gru"]),
     (
