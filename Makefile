@@ -10,6 +10,7 @@ PY      := $(VENV)/bin/python
 PIP     := $(PY) -m pip
 SPEC    ?= experiments/mlp_digits.yaml
 PYTEST_ARGS ?=
+TEST_WORKERS ?= 2
 
 .PHONY: install dev sweep test test-slow test-distributed soak lint typecheck unit bench bench-tiny experiments clean-store help
 
@@ -47,8 +48,10 @@ lint: dev
 typecheck: dev
 	$(VENV)/bin/mypy
 
+# the fast tests on TEST_WORKERS processes (pytest-xdist; 0: in this one), tests handed
+# out one by one as a process is free, so a long one does not hold back a queue
 unit: dev
-	$(VENV)/bin/pytest -m "not slow and not distributed and not soak" $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -m "not slow and not distributed and not soak" -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 test: lint typecheck unit
 

@@ -64,7 +64,7 @@ def test_stop_from_another_process_ends_a_sweep_of_two_local_workers(
 ) -> None:
     from sweeplab import SweepState, load_sweep
 
-    proc = _start(store, write_spec(_slow_spec("stopped", trials=40, epochs=30)), "--workers", "2")
+    proc = _start(store, write_spec(_slow_spec("stopped", trials=40, epochs=12)), "--workers", "2")
     try:
         _wait_for(store, "stopped", proc, done=1, running=2)
         said = sweeplab("stop", "stopped", "--store", str(store.root))
@@ -133,12 +133,15 @@ def test_stop_when_ends_the_sweep_at_the_trial_that_reached_it(store: Store) -> 
 
 
 def test_an_agent_of_a_finished_sweep_exits_at_once_with_one_line(
-    store: Store, postgres: Postgres, write_spec: Any
+    store: Store, postgres: Postgres
 ) -> None:
+    from sweeplab import create_sweep
+
     storage = postgres.create("agentdone")
     where = ("--store", str(store.root), "--storage", storage)
-    spec = write_spec(tiny_spec(name="done", sweep={"trials": 1, "sampler": "random"}))
-    assert sweeplab("sweep", str(spec), "--no-smoke", "-q", *where).returncode == 0
+    on_postgres = Store.resolve(store.root, storage=storage)
+    spec = tiny_spec(name="done", sweep={"trials": 1, "sampler": "random"})
+    create_sweep(spec, store=on_postgres).optimize()
     out = sweeplab("agent", "done", *where)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines() == [

@@ -153,6 +153,12 @@ CASES: list[tuple[str, dict[str, Any], str, list[str]]] = [
         "sweep.sampler_options.n_startup",
         ["sampler 'tpe'", "did you mean 'n_startup_trials'", "multivariate"],
     ),
+    (
+        "sampler seed in its options",
+        {"sweep": {"sampler": "random", "sampler_options": {"seed": 3}}},
+        "sweep.sampler_options.seed",
+        ["from sweep.seed"],
+    ),
     # architectures, views, data and training techniques
     ("unknown arch", {"model": {"arch": "lstmm"}}, "model.arch", ["did you mean 'lstm'", "gru"]),
     (

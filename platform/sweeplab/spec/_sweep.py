@@ -159,7 +159,9 @@ def _unknown_options(
     return [
         (
             f"sweep.{kind}_options.{key}",
-            f"unknown option of {kind} '{name}'{did_you_mean(key, allowed)}; "
+            f"{kind} '{name}' takes its seed from sweep.seed, not from its options"
+            if key == "seed" and kind == "sampler"
+            else f"unknown option of {kind} '{name}'{did_you_mean(key, allowed)}; "
             f"allowed: {', '.join(allowed)}",
         )
         for key in options
