@@ -157,13 +157,16 @@ def _unknown_options(
 ) -> list[tuple[str, str]]:
     """``sweep.<kind>_options`` keys the library's class does not take, with the list."""
     return [
-        (
-            f"sweep.{kind}_options.{key}",
-            f"{kind} '{name}' takes its seed from sweep.seed, not from its options"
-            if key == "seed" and kind == "sampler"
-            else f"unknown option of {kind} '{name}'{did_you_mean(key, allowed)}; "
-            f"allowed: {', '.join(allowed)}",
-        )
+        (f"sweep.{kind}_options.{key}", _not_an_option(kind, name, key, allowed))
         for key in options
         if key not in allowed
     ]
+
+
+def _not_an_option(kind: str, name: str, key: str, allowed: list[str]) -> str:
+    if kind == "sampler" and key == "seed":  # the library takes it, from sweep.seed
+        return f"sampler '{name}' takes its seed from sweep.seed, not from its options"
+    return (
+        f"unknown option of {kind} '{name}'{did_you_mean(key, allowed)}; "
+        f"allowed: {', '.join(allowed)}"
+    )
