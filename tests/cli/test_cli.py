@@ -220,14 +220,15 @@ def test_bad_store_locations_fail_clearly_and_create_nothing(
         ],
     )
     assert bad_url.exit_code == 1, bad_url.output
-    assert "not a usable SQLAlchemy URL" in bad_url.output and "Traceback" not in bad_url.output
+    assert "--storage 'nosuchdb://x/y' is not a database URL" in bad_url.output
+    assert "Traceback" not in bad_url.output
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     under_file = runner.invoke(
         app, ["sweep", str(spec), "--quiet", "--no-smoke", "--store", str(blocker / "store")]
     )
     assert under_file.exit_code == 1, under_file.output
-    assert "cannot create the store" in under_file.output
+    assert f"is not a folder (in {blocker}, a file)" in under_file.output
     assert set(tmp_path.rglob("*")) == before | {blocker}
 
 

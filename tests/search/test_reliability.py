@@ -51,7 +51,9 @@ def test_five_kills_in_a_row_then_resume_lose_nothing(store: Store, write_spec: 
         trial = study.trials[number]  # and its configuration run again
         assert trial.state.name == "FAIL" and "died" in trial.user_attrs["fail_reason"]
         retry = study.trials[trial.user_attrs["sweeplab.retried_as"]]
-        assert retry.params == trial.params
+        # a trial killed between its ask and its first suggest had no configuration
+        # yet: its retry samples one of its own, like any new trial
+        assert retry.params == trial.params or (not trial.params and retry.params)
         if run_id is not None:
             assert client.get_run(run_id).info.status == "KILLED"
     assert len(client.search_model_versions("name = 'battered-model'")) == 1

@@ -38,6 +38,24 @@ CASES: list[tuple[str, dict[str, Any], str, list[str]]] = [
         ["val_loss is minimized", "use 'ucb'"],
     ),
     (
+        "accuracy minimized",
+        {"objective": {"metric": "val_acc", "mode": "min"}},
+        "objective.mode",
+        ["'min' would minimize val_acc", "better higher", "allowed: max"],
+    ),
+    (
+        "loss maximized",
+        {"objective": {"metric": "val_loss", "mode": "max"}},
+        "objective.mode",
+        ["'max' would maximize val_loss", "allowed: min"],
+    ),
+    (
+        "early stopping on accuracy, minimized",
+        {"train": {"early_stopping": {"monitor": "val_acc", "mode": "min"}}},
+        "train.early_stopping.mode",
+        ["val_acc", "allowed: max"],
+    ),
+    (
         "low >= high",
         {"search_space": {"train.lr": {"type": "float", "low": 0.1, "high": 0.01}}},
         "train.lr",
@@ -423,6 +441,26 @@ def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
     result = runner.invoke(app, ["validate", str(bad)])
     assert result.exit_code == 2
     assert "bad.yaml" in result.output and "invalid YAML at line" in result.output
+
+
+def test_a_key_given_twice_is_refused_with_both_lines(tmp_path: Path) -> None:
+    """YAML keeps the last of two equal keys: the first section's settings would be lost."""
+    spec = tmp_path / "twice.yaml"
+    spec.write_text(
+        "name: twice\ndata: {dataset: iris}\nmodel: {arch: mlp, hidden: [8]}\n"
+        "sweep:\n  sampler: random\n  seed: 3\ntrain:\n  max_epochs: 1\n  lr: 0.01\n"
+        "  lr: 0.1\nsweep:\n  trials: 2\n"
+    )
+    for command in (["validate"], ["sweep", "--no-smoke", "-q", "--store", str(tmp_path / "s")]):
+        result = runner.invoke(app, [command[0], str(spec), *command[1:]])
+        assert result.exit_code == 2, result.output
+        assert "twice.yaml: train.lr: is given twice, at lines 9 and 10" in result.output
+    assert not (tmp_path / "s").exists()
+    spec.write_text(spec.read_text().replace("  lr: 0.1\n", ""))
+    result = runner.invoke(app, ["validate", str(spec)])
+    assert result.exit_code == 2 and "twice.yaml: sweep: is given twice, at lines 4 and 10" in (
+        result.output
+    ), result.output
 
 
 def test_search_space_file_errors_name_that_file(tmp_path: Path, write_spec: Any) -> None:

@@ -102,7 +102,9 @@ def open_store(
     from sweeplab.store import Store
 
     where = Store.resolve(store, tracking_uri, storage)
+    where.check()  # a malformed URL, a missing driver, a store that is a file
     where.verify(creating=creating)
+    where.reachable()  # a server that does not answer: named in seconds, nothing created
     where.follow_move()  # a store folder that was copied or moved works where it is
     return where
 
@@ -113,7 +115,9 @@ def tracking_store(store: Any, tracking_uri: str | None) -> Any:
     from sweeplab.store import Store
 
     where = Store.resolve(store, tracking_uri)
+    where.check()
     where.verify(storage=False)
+    where.reachable()
     if tracking_uri is None and not (where.root / "mlflow.db").is_file():
         raise fail(
             f"no tracking database or model registry at {where.root / 'mlflow.db'}: "

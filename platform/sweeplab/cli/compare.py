@@ -50,6 +50,9 @@ def compare(
         help="The MLflow UI the report's rows link to [default: the tracking server, or "
         "http://127.0.0.1:5000 (sweeplab ui) for an embedded store].",
     ),
+    force: bool = typer.Option(
+        False, "--force", help="Rank sweeps together even when their dataset or split differ."
+    ),
     store: Path | None = STORE,
     tracking_uri: str | None = TRACKING_URI,
     storage: str | None = STORAGE,
@@ -67,7 +70,7 @@ def compare(
     from sweeplab.search import compare as compare_sweeps
     from sweeplab.search import write_plots
 
-    comparison, studies = compare_sweeps(where, sweeps)
+    comparison, studies = compare_sweeps(where, sweeps, force=force)
     if plots:
         folder = out_dir or _inside(where.root / "compare", "+".join(comparison.sweeps))
         err.print(f"plots in {folder} …")

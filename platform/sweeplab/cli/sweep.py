@@ -41,8 +41,8 @@ def sweep(
     name: str | None = typer.Option(
         None,
         "--name",
-        help="Sweep name: letters, digits, '_', '.', '-' [default: the spec's name, with -2, "
-        "-3… if taken].",
+        help="Sweep name: letters, digits, '_', '.', '-'; refused if a sweep has it "
+        "[default: the spec's name, with -2, -3… if taken].",
     ),
     store: Path | None = STORE,
     tracking_uri: str | None = TRACKING_URI,
@@ -115,8 +115,8 @@ def sweep(
         from sweeplab.search import LocalWorkers
 
         options = LocalWorkers(workers, gpu_ids(gpus))  # run_sweep checks them
+    where = open_store(store, tracking_uri, storage, creating=True)  # before heavy imports
     quiet_libraries(training=True)
-    where = open_store(store, tracking_uri, storage, creating=True)
     if smoke:
         run_smoke(exp, quiet, where.tracking_uri)
     from sweeplab.search import run_sweep

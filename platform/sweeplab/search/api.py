@@ -158,6 +158,7 @@ def check(
     backend_for(exp.sweep.backend, options).check(exp)  # so does a backend's
     prior = warm.plan(exp, store, storage)  # so does a warm start's missing sweep
     store.check()
+    store.reachable()  # a tracking server or database that does not answer
     check_inputs(exp, store.tracking_uri)  # so do unreadable data and a missing source
     return prior
 
@@ -230,9 +231,16 @@ def run_sweep(
     on_trial: OnTrial | None = None,
     options: BackendOptions | None = None,
 ) -> SweepResult:
-    """``sweeplab sweep``: create sweep ``name`` (``name-2`` if taken), run its trials,
-    finish it."""
-    sweep = new_sweep(exp, store, name=name, rename_if_exists=True, options=options)
+    """``sweeplab sweep``: create sweep ``name``, run its trials, finish it. Without a
+    ``name`` the spec's is taken, numbered (``name-2``…) if a sweep has it; a ``name``
+    the user gave that is taken is refused (DuplicateSweep): it may be one to resume."""
+    given = name is not None and store.storage_exists()
+    if given and name in study_names(open_storage(store.storage_url)):
+        raise DuplicateSweep(
+            f"a sweep named {name!r} exists in this store: continue it with "
+            f"'sweeplab resume {name}', or give another --name"
+        )
+    sweep = new_sweep(exp, store, name=name, rename_if_exists=name is None, options=options)
     return sweep.optimize(options=options, on_trial=on_trial)
 
 

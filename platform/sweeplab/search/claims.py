@@ -224,6 +224,7 @@ def retry(study: optuna.Study, storage: Any, trial_id: int, limit: int, died: bo
     tries that raised (``sweep.max_retries``), or, when its worker ``died``, ``limit``
     deaths (``sweep.death_retries``), each counted on its own.
 
+    A trial that died before its first suggest has no params: its retry samples its own.
     The failed trial is marked (``sweeplab.retried_as``) and no longer counts towards
     the sweep's trials; the retry is a WAITING trial that the next ``ask`` takes.
     Call before the trial is told FAIL: Optuna refuses attributes on finished trials.

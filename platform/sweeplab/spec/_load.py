@@ -39,7 +39,17 @@ def _read_yaml(path: Path, what: str) -> Any:
     if not path.is_file():
         raise SpecError.single(str(path), "", f"{what} file not found")
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        twice = _duplicate_key(yaml.compose(text, Loader=yaml.SafeLoader), "")
+        if twice is not None:
+            where, first, again = twice
+            raise SpecError.single(
+                str(path),
+                where,
+                f"is given twice, at lines {first} and {again}: YAML keeps only the last, "
+                "so merge them into one",
+            )
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -47,6 +57,31 @@ def _read_yaml(path: Path, what: str) -> Any:
         raise SpecError.single(str(path), "", f"invalid YAML{where}: {problem}") from None
     except UnicodeDecodeError:
         raise SpecError.single(str(path), "", "is not a UTF-8 text file") from None
+
+
+def _duplicate_key(node: yaml.Node | None, path: str) -> tuple[str, int, int] | None:
+    """The first key a mapping holds twice, as (dotted path, first line, second line).
+
+    PyYAML's loaders keep the last of two equal keys without a word; the composed node
+    tree still holds both, with their lines."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[object, int] = {}
+        for key, value in node.value:
+            name = key.value if isinstance(key, yaml.ScalarNode) else None
+            where = f"{path}.{name}" if path else str(name)
+            if name is not None and name != "<<":
+                if name in seen:
+                    return where, seen[name], key.start_mark.line + 1
+                seen[name] = key.start_mark.line + 1
+            found = _duplicate_key(value, where)
+            if found is not None:
+                return found
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            found = _duplicate_key(item, f"{path}.{index}" if path else str(index))
+            if found is not None:
+                return found
+    return None
 
 
 def parse_overrides(items: Iterable[str]) -> list[tuple[str, Any]]:

@@ -11,6 +11,49 @@ from sweeplab.spec._errors import did_you_mean
 # What a trial measures of its model besides the validation metrics (training/cost.py)
 COSTS = ("param_count", "flops_per_sample")
 
+# The direction of the metrics sweeplab knows, by the name after its split prefix
+# (val_acc -> acc): a spec that asks for the other mode is a mistake, not a choice.
+# A metric not listed here (a custom module's) keeps the user's mode.
+DIRECTIONS: dict[str, Literal["min", "max"]] = {
+    "loss": "min",
+    "rmse": "min",
+    "mse": "min",
+    "mae": "min",
+    "fid": "min",
+    "param_count": "min",
+    "flops_per_sample": "min",
+    "acc": "max",
+    "accuracy": "max",
+    "auroc": "max",
+    "auc": "max",
+    "f1": "max",
+    "r2": "max",
+    "is": "max",
+}
+
+
+def direction(metric: str) -> Literal["min", "max"] | None:
+    """The mode a known metric is optimized in (``None`` for one sweeplab does not know)."""
+    for prefix in ("val_", "test_", "train_"):
+        if metric.startswith(prefix):
+            return DIRECTIONS.get(metric.removeprefix(prefix))
+    return DIRECTIONS.get(metric)
+
+
+def mode_problem(path: str, metric: str, mode: str) -> list[tuple[str, str]]:
+    """A mode that contradicts a known metric's direction, at ``path`` (its ``mode``)."""
+    known = direction(metric)
+    if known is None or known == mode:
+        return []
+    better = "higher" if known == "max" else "lower"
+    return [
+        (
+            path,
+            f"'{mode}' would {'minimize' if mode == 'min' else 'maximize'} {metric}, "
+            f"which is better {better}; allowed: {known}",
+        )
+    ]
+
 
 class ObjectiveConfig(Section):
     metric: str = "val_loss"

@@ -24,7 +24,12 @@ from sweeplab.spec._names import (
     OptimizerName,
     ScheduleName,
 )
-from sweeplab.spec._objectives import ObjectiveConfig, objective_problems, split_objective
+from sweeplab.spec._objectives import (
+    ObjectiveConfig,
+    mode_problem,
+    objective_problems,
+    split_objective,
+)
 from sweeplab.spec._space import SearchSpace, apply_params
 from sweeplab.spec._sweep import NAME_PATTERN, SweepConfig, sweep_problems
 
@@ -197,7 +202,13 @@ class Experiment(Section):
                     f"on a {self.task} dataset; allowed: {', '.join(metrics)}",
                 )
             )
+        for index, objective in enumerate(self.objectives):
+            listed = len(self.objectives) > 1
+            where = f"objective.{index}.mode" if listed else "objective.mode"
+            problems += mode_problem(where, objective.metric, objective.mode)
         es = self.train.early_stopping
+        if es is not None:
+            problems += mode_problem("train.early_stopping.mode", es.monitor, es.mode)
         if es is not None and es.monitor not in metrics:
             problems.append(
                 (

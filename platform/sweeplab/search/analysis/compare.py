@@ -17,7 +17,15 @@ from sweeplab.search.sweep import Sweep
 from sweeplab.spec import InputError
 from sweeplab.store import Store
 
-__all__ = ["CompareError", "Comparison", "Row", "compare", "ranked", "same_objective"]
+__all__ = [
+    "CompareError",
+    "Comparison",
+    "Row",
+    "compare",
+    "ranked",
+    "same_objective",
+    "same_split",
+]
 
 STATE_ORDER = (
     TrialState.COMPLETE,
@@ -32,11 +40,40 @@ class CompareError(InputError):
     """The sweeps cannot be compared (another objective)."""
 
 
-def compare(store: Store, names: list[str]) -> tuple[Comparison, list[Sweep]]:
-    """The ranked rows of sweeps ``names`` (complete trials by value, then the others)."""
+# What a data section may change without changing the examples a trial is scored on
+NOT_THE_SPLIT = frozenset({"view", "download", "label_fraction"})
+
+
+def compare(
+    store: Store, names: list[str], *, force: bool = False
+) -> tuple[Comparison, list[Sweep]]:
+    """The ranked rows of sweeps ``names`` (complete trials by value, then the others).
+    Sweeps of one objective only; of one dataset and split too, unless ``force``."""
     sweeps = [Sweep.open(store, name) for name in dict.fromkeys(names)]
     same_objective(sweeps)
+    if not force:
+        same_split(sweeps)
     return ranked(sweeps), sweeps
+
+
+def same_split(sweeps: Sequence[Sweep]) -> None:
+    """CompareError unless every sweep was scored on the first one's dataset and split
+    (its ``data`` section, but for what changes only how a model sees an example)."""
+
+    def split(s: Sweep) -> dict[str, object]:
+        data = s.exp.data.model_dump(mode="json")
+        return {k: v for k, v in data.items() if k not in NOT_THE_SPLIT}
+
+    first = split(sweeps[0])
+    for s in sweeps[1:]:
+        other = split(s)
+        differ = [k for k in first if first[k] != other.get(k)]
+        if differ:
+            what = ", ".join(f"data.{k} {other[k]!r} (not {first[k]!r})" for k in differ)
+            raise CompareError(
+                f"sweep {s.name!r} does not share {sweeps[0].name!r}'s dataset and split "
+                f"({what}): their scores are not comparable; --force ranks them anyway"
+            )
 
 
 def same_objective(sweeps: Sequence[Sweep]) -> None:
