@@ -14,6 +14,7 @@ folder, ``--tracking-uri`` / ``SWEEPLAB_TRACKING_URI`` an MLflow server,
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,8 +106,8 @@ class Store:
         store's ``artifacts/`` folder."""
         import sqlite3
 
-        if not self.local_tracking or not (self.root / "mlflow.db").is_file():
-            return None
+        if not self.local_tracking or not (self.root / "mlflow.db").is_file() or self.read_only:
+            return None  # a read-only copy is read where it is; its artifacts are not moved
         new = self.artifact_root.as_uri()
         try:
             db = sqlite3.connect(self.root / "mlflow.db", timeout=60, isolation_level=None)
@@ -132,6 +133,25 @@ class Store:
             ) from None
         finally:
             db.close()
+
+    @property
+    def read_only(self) -> bool:
+        """True when the store's folder exists and cannot be written (a read-only mount,
+        an archived copy): reading commands open it read-only (``for_reading``)."""
+        return self.root.is_dir() and not os.access(self.root, os.W_OK)
+
+    def for_reading(self) -> Store:
+        """This store with its study database opened read-only and immutable: SQLite in
+        write-ahead-log mode otherwise writes its shared-memory file even to read."""
+        path = _sqlite_file(self.storage_url)
+        if path is None or self.storage_url.startswith(_READ_ONLY_PREFIX):
+            return self
+        # a copy taken while a sweep ran holds its last commits in the log: SQLite reads a
+        # log read-only beside its shared-memory file; without a log, the file is immutable
+        log = [Path(f"{path}-{end}") for end in ("wal", "shm")]
+        logged = all(f.is_file() for f in log) and log[0].stat().st_size > 0
+        query = "mode=ro" if logged else "mode=ro&immutable=1"
+        return dataclasses.replace(self, storage_url=f"{_READ_ONLY_PREFIX}{path}?{query}&uri=true")
 
     def storage_exists(self) -> bool:
         """False when the default SQLite study file has not been created yet."""
@@ -322,8 +342,14 @@ def _like_prefix(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
+_READ_ONLY_PREFIX = "sqlite:///file:"  # a SQLite URI filename (``for_reading``)
+
+
 def _sqlite_file(url: str) -> Path | None:
-    """The file of a ``sqlite:///`` URL; None for any other database."""
+    """The file of a ``sqlite:///`` URL (a read-only one too); None for any other
+    database."""
+    if url.startswith(_READ_ONLY_PREFIX):
+        return Path(url.removeprefix(_READ_ONLY_PREFIX).split("?", 1)[0])
     return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
 
 

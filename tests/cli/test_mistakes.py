@@ -125,3 +125,59 @@ def _env(extra: dict[str, str]) -> dict[str, str]:
     import os
 
     return {**os.environ, **extra}
+
+
+def test_a_read_only_store_is_read_and_nothing_is_written(write_spec: Any, store: Any) -> None:
+    """An archived copy on read-only media: status and compare read it where it is (a
+    moved copy, so its artifact paths are old ones) and write nothing to it."""
+    import hashlib
+    import os
+    import shutil
+    import stat
+    import subprocess
+    import sys
+    import tempfile
+
+    import pytest
+
+    spec = write_spec(tiny_spec(**QUICK))
+    assert quick_sweep(spec, store, "--name", "kept").exit_code == 0
+    top = Path(tempfile.mkdtemp(prefix="sweeplab-ro-"))  # a folder another user can reach
+    try:
+        top.chmod(0o755)
+        copy = top / "archived"
+        shutil.copytree(store.root, copy)
+        for path in [copy, *copy.rglob("*")]:
+            mode = path.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
+            path.chmod(mode | stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+        before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in copy.rglob("*.db")}
+        files = sorted(copy.rglob("*"))
+        home = top / "home"
+        home.mkdir(mode=0o777)
+        as_user: list[str] = []
+        if os.geteuid() == 0:  # root writes to any folder: read as nobody, as a user would
+            setpriv = shutil.which("setpriv")
+            if setpriv is None:
+                pytest.skip("running as root without setpriv to read as another user")
+            as_user = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
+        env = {**os.environ, "HOME": str(home), "PYTHONDONTWRITEBYTECODE": "1"}
+        for command in (["status"], ["status", "kept"], ["compare", "kept"]):
+            done = subprocess.run(
+                [*as_user, sys.executable, "-m", "sweeplab", *command, "--store", str(copy)],
+                capture_output=True,
+                text=True,
+                env=env,
+                cwd=top,
+            )
+            assert done.returncode == 0, done.stderr
+            assert f"the store at {copy} is read-only: reading it, nothing is written" in (
+                done.stderr
+            )
+            assert "kept" in done.stdout and "complete" in done.stdout, done.stdout
+        assert "no plots: they are written into the store" in done.stderr
+        assert sorted(copy.rglob("*")) == files
+        assert {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in before} == before
+    finally:
+        for path in [top, *top.rglob("*")]:
+            path.chmod(path.stat().st_mode | stat.S_IWUSR)
+        shutil.rmtree(top)

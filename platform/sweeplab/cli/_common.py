@@ -94,14 +94,22 @@ QUIET = typer.Option(False, "--quiet", "-q", help="No progress display; only the
 
 
 def open_store(
-    store: Any, tracking_uri: str | None = None, storage: str | None = None, creating: bool = False
+    store: Any,
+    tracking_uri: str | None = None,
+    storage: str | None = None,
+    creating: bool = False,
+    reading: bool = False,
 ) -> Any:
     """The Store the options name, its SQLite files checked (a truncated or overwritten
     one stops the command with StoreError, exit 1, before anything reads it). Commands
-    that create the store (``creating``) accept an empty file, as ``Store.prepare`` does."""
+    that create the store (``creating``) accept an empty file, as ``Store.prepare`` does.
+    Commands that only read (``reading``) open a read-only store read-only, and say so."""
     from sweeplab.store import Store
 
     where = Store.resolve(store, tracking_uri, storage)
+    if reading and where.read_only:
+        err.print(f"the store at {where.root} is read-only: reading it, nothing is written")
+        where = where.for_reading()
     where.check()  # a malformed URL, a missing driver, a store that is a file
     where.verify(creating=creating)
     where.reachable()  # a server that does not answer: named in seconds, nothing created

@@ -63,9 +63,12 @@ def compare(
     A sweep's end draws them; they are drawn again only when its trials have changed."""
     from sweeplab.cli._common import open_store, quiet_libraries
 
-    where = open_store(store, tracking_uri, storage)
+    where = open_store(store, tracking_uri, storage, reading=True)
     if not where.storage_exists():
         raise fail(f"no sweeps yet: {where.storage_url} does not exist")
+    if plots and where.read_only:  # they are drawn into the store and logged to its runs
+        err.print("no plots: they are written into the store and logged to its runs")
+        plots = False
     quiet_libraries()
     from sweeplab.search import compare as compare_sweeps
     from sweeplab.search import write_plots

@@ -34,7 +34,7 @@ def status(
 
     from sweeplab.cli._common import open_store
 
-    where = open_store(store, storage=storage)
+    where = open_store(store, storage=storage, reading=True)
     if not where.storage_exists():
         raise fail(f"no sweeps yet: {where.storage_url} does not exist")
     quiet_libraries(mlflow=False)  # status reads the Optuna storage only

@@ -22,7 +22,7 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
     if url.startswith("sqlite"):
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
     storage = _create_schema_once(url, kwargs)
-    if url.startswith("sqlite"):
+    if url.startswith("sqlite") and "mode=ro" not in url:  # a read-only store stays so
         _write_ahead(storage.engine)
     return storage
 
