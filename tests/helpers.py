@@ -101,6 +101,26 @@ class Postgres:
         return self.url(database)
 
 
+def call(url: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> Any:
+    """(status, JSON body) of a GET, or of a POST of JSON when ``body`` is given (a
+    ``Content-Type`` in ``headers`` replaces application/json)."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    sent = {"Content-Type": "application/json"} if body is not None else {}
+    request = urllib.request.Request(url, data=body, headers=sent | (headers or {}))
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        text = exc.read()
+        try:
+            return exc.code, json.loads(text)
+        except json.JSONDecodeError:
+            return exc.code, text.decode()
+
+
 @contextlib.contextmanager
 def postgres_server() -> Iterator[Postgres]:
     """A real PostgreSQL server in a temp folder on a free port (also used by bench/).

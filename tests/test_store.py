@@ -14,8 +14,7 @@ from mlflow import MlflowClient
 from sweeplab.search import run_sweep
 from sweeplab.spec import spec_from_dict
 from sweeplab.store import Store
-from tests.helpers import free_port, start_server, stop_server, sweeplab, tiny_spec
-from tests.serving.test_serve import call
+from tests.helpers import call, free_port, start_server, stop_server, sweeplab, tiny_spec
 
 
 # a sweep, seven commands and a model server (about a minute): CI runs it with the

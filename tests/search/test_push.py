@@ -23,6 +23,7 @@ from sweeplab.store import Store
 from tests.helpers import (
     Finished,
     Postgres,
+    call,
     free_port,
     start_mlflow_server,
     start_server,
@@ -30,7 +31,6 @@ from tests.helpers import (
     sweeplab,
     tiny_spec,
 )
-from tests.serving.test_serve import call
 
 PUSH_TAGS = {"sweeplab.pushed_from", "sweeplab.pushed"}
 MAPPED_TAGS = {"mlflow.parentRunId", "sweeplab.best_run_id"}

@@ -210,8 +210,7 @@ def test_a_served_alias_outlives_missing_files_and_a_deleted_version(served_stor
 
     from sweeplab.registry.models import client_for
     from sweeplab.registry.promote import promote
-    from tests.helpers import free_port, server_output, start_server, stop_server, sweeplab
-    from tests.serving.test_serve import call
+    from tests.helpers import call, free_port, server_output, start_server, stop_server, sweeplab
 
     uri, root = served_store.tracking_uri, str(served_store.root)
     client = client_for(uri)

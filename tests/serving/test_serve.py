@@ -6,8 +6,6 @@ import json
 import os
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,21 +16,14 @@ from sweeplab.registry.evaluate import held_out, predict
 from sweeplab.registry.models import ModelRef, client_for, load_torch, resolve
 from sweeplab.registry.promote import promote
 from sweeplab.spec import spec_from_dict
-from tests.helpers import Finished, assert_loopback_only, free_port, start_server, stop_server
-
-
-def call(url: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> Any:
-    """(status, JSON body) of a GET, or of a POST when ``body`` is given."""
-    request = urllib.request.Request(url, data=body, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        text = exc.read()
-        try:
-            return exc.code, json.loads(text)
-        except json.JSONDecodeError:
-            return exc.code, text.decode()
+from tests.helpers import (
+    Finished,
+    assert_loopback_only,
+    call,
+    free_port,
+    start_server,
+    stop_server,
+)
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +88,9 @@ BAD = [
     (b'{"rows": [[1, 2,', 400, "not valid JSON"),
     (b"\xff\xfe", 400, "not valid JSON"),
     (json.dumps({"rows": [[1, 2, 3, 4]] * 51}).encode(), 413, "at most 50 per request"),
+    # nested deeper than the JSON parser's recursion limit: refused before it parses
+    (b"[" * 1000 + b"]" * 1000, 400, "nests more than 8 levels deep"),
+    (b'{"rows": ' + b"[" * 100000 + b"]" * 100000 + b"}", 400, "nests more than 8"),
 ]
 
 
@@ -176,3 +170,30 @@ def test_serve_mistakes_exit_with_a_message(finished: Finished, tmp_path: Any) -
     for args, code, message in cases:
         out = sweeplab(*args)
         assert out.returncode == code and message in out.stderr, (args, out.stderr)
+
+
+def test_a_port_in_use_is_said_to_be_taken(served: tuple[str, Finished]) -> None:
+    from tests.helpers import sweeplab
+
+    base, finished = served
+    port = base.rsplit(":", 1)[1]
+    out = sweeplab("serve", "iris@served", "--port", port, "--store", str(finished.store.root))
+    assert out.returncode == 1, out.stderr
+    assert out.stderr.strip().splitlines() == [
+        f"error: port {port} on 127.0.0.1 is taken: another server listens there; stop it, "
+        "or choose another with --port"
+    ]
+    assert out.stdout == ""
+    assert call(f"{base}/health")[0] == 200  # the server there keeps serving
+
+
+def test_predict_takes_json_only(served: tuple[str, Finished]) -> None:
+    """A form or text/plain body is what a web page can post to 127.0.0.1 without a CORS
+    preflight: refused with 415, whatever it holds."""
+    base, _ = served
+    row = b'{"rows": [[5.1, 3.5, 1.4, 0.2]]}'
+    for kind in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data"):
+        status, answer = call(f"{base}/predict", row, headers={"Content-Type": kind})
+        assert status == 415 and "takes application/json" in answer["error"], kind
+    json_kind = {"Content-Type": "application/json; charset=utf-8"}
+    assert call(f"{base}/predict", row, headers=json_kind)[0] == 200

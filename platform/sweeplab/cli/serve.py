@@ -47,6 +47,9 @@ def serve(
     if follow_alias and ref.alias is None:
         raise fail(f"--follow-alias needs NAME@ALIAS, but got {model!r}", 2)
     where = tracking_store(store, tracking_uri)
+    from sweeplab.cli._processes import bind
+
+    sock = bind(host, port)  # a port that is taken: one line, before the model loads
     quiet_libraries()
     import threading
 
@@ -86,7 +89,8 @@ def serve(
         f"serving {ref} (version {holder.current.version}) on http://{host}:{port} "
         f"— POST /predict, GET /health, GET /metadata (Ctrl-C to stop)"
     )
-    try:
-        uvicorn.run(app, host=host, port=port, log_level="warning")
+    try:  # on the socket bound above: no other process can take the port meanwhile
+        uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
     finally:
         stop.set()
+        sock.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,7 +15,7 @@ def ui(
     store: Path | None = STORE,
     tracking_uri: str | None = TRACKING_URI,
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind."),
-    port: int = typer.Option(5000, "--port", help="Port to listen on."),
+    port: int = typer.Option(5000, "--port", min=1, max=65535, help="Port to listen on."),
     auth: bool = typer.Option(
         False, "--auth", help="Turn on MLflow's basic authentication (--app-name basic-auth)."
     ),
@@ -61,14 +60,28 @@ def ui(
         command += ["--allowed-hosts", allowed_hosts]
     if where.local_tracking:
         command += ["--artifacts-destination", where.artifact_root.as_uri()]
-    err.print(
-        f"MLflow UI on http://{host}:{port}/#/experiments?workflowType=machine_learning "
-        "(Ctrl-C to stop): a sweep is a parent run, expand it for its trials"
+    from sweeplab.cli._processes import bind, serve_group
+
+    bind(host, port).close()  # a port that is taken: one line, before MLflow starts
+    err.print(f"starting the MLflow UI on {host}:{port} …")
+    address = f"[{host}]" if ":" in host else host
+    started: list[bool] = []
+
+    def ready() -> None:
+        started.append(True)
+        err.print(
+            f"MLflow UI on http://{address}:{port}/#/experiments?workflowType=machine_learning"
+            " (Ctrl-C to stop): a sweep is a parent run, expand it for its trials"
+        )
+
+    status = serve_group(
+        command, env=env, ready_url=f"http://{address}:{port}/health", on_ready=ready
     )
-    try:
-        raise typer.Exit(subprocess.call(command, env=env))
-    except KeyboardInterrupt:
-        raise typer.Exit(0) from None
+    if not started and status < 128:
+        raise fail(
+            f"the MLflow UI did not start (mlflow exited with {status}); see above", status or 1
+        )
+    raise typer.Exit(status)
 
 
 def _can_read(tracking_uri: str) -> None:

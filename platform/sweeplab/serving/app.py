@@ -30,6 +30,12 @@ def create_app(
 
     async def predict(request: Request) -> JSONResponse:
         loaded = holder.current
+        kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if kind != "application/json":
+            # a form or text/plain body is one a web page can post without a CORS preflight
+            return _error(
+                415, f"Content-Type is {kind or 'missing'!r}; /predict takes application/json"
+            )
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > max_bytes:
             return _error(413, f"request body is {declared} bytes; the limit is {max_bytes}")

@@ -8,9 +8,27 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 import numpy as np
+
+# A batch nests 3 levels ({"rows": [[...]]}); a body nested a thousand deep would reach
+# the JSON parser's recursion limit (a 500) before any check, so it is refused first.
+MAX_DEPTH = 8
+_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_BRACKETS = re.compile(rb"[\[\]{}]")
+
+
+def _depth(body: bytes) -> int:
+    """How deep ``body``'s brackets nest (strings skipped), counted up to MAX_DEPTH + 1."""
+    depth = deepest = 0
+    for match in _BRACKETS.finditer(_STRINGS.sub(b'""', body)):
+        depth += 1 if match.group() in (b"[", b"{") else -1
+        deepest = max(deepest, depth)
+        if deepest > MAX_DEPTH:
+            break
+    return deepest
 
 
 class BadRequest(Exception):
@@ -25,6 +43,8 @@ def parse_rows(body: bytes, n_features: int, max_batch: int, max_bytes: int) -> 
     expected = f'{{"rows": [[{n_features} numbers], ...]}}'
     if len(body) > max_bytes:
         raise BadRequest(413, f"request body is {len(body)} bytes; the limit is {max_bytes}")
+    if _depth(body) > MAX_DEPTH:
+        raise BadRequest(400, f"body nests more than {MAX_DEPTH} levels deep; expected {expected}")
     try:
         payload: Any = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
