@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,12 +35,8 @@ class DatabaseLock:
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:
         if self.file is not None:
-            with self.file.open("a") as handle:
-                fcntl.flock(handle, fcntl.LOCK_EX)
-                try:
-                    yield
-                finally:
-                    fcntl.flock(handle, fcntl.LOCK_UN)
+            with _locked_file(self.file):
+                yield
         elif self.url.startswith("postgresql"):
             from sqlalchemy import text
 
@@ -59,3 +56,29 @@ class DatabaseLock:
 
             self._engine = create_engine(self.url, pool_size=1, max_overflow=0)
         return self._engine.connect()
+
+
+@contextlib.contextmanager
+def _locked_file(file: Path) -> Iterator[None]:
+    """flock on the lock file, which exists only while it is held.
+
+    The holder removes the file before it lets go. A process that opened the file
+    before then holds a lock on a name that no longer exists, so after each flock it
+    checks that the path is still the file it locked, and starts again if not (the
+    usual pattern; fcntl and the filelock package leave the file behind)."""
+    while True:
+        handle = file.open("a")
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            same = os.stat(file).st_ino == os.fstat(handle.fileno()).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        handle.close()  # lets go of the lock on the removed file
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            file.unlink()
+        handle.close()

@@ -3,6 +3,7 @@ answer named within seconds, stores that are files or read-only. Real ports, rea
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from pathlib import Path
@@ -122,8 +123,6 @@ def test_a_store_that_is_a_file_is_said_to_be_one(tmp_path: Path, write_spec: An
 
 
 def _env(extra: dict[str, str]) -> dict[str, str]:
-    import os
-
     return {**os.environ, **extra}
 
 
@@ -131,7 +130,6 @@ def test_a_read_only_store_is_read_and_nothing_is_written(write_spec: Any, store
     """An archived copy on read-only media: status and compare read it where it is (a
     moved copy, so its artifact paths are old ones) and write nothing to it."""
     import hashlib
-    import os
     import shutil
     import stat
     import subprocess
@@ -181,3 +179,36 @@ def test_a_read_only_store_is_read_and_nothing_is_written(write_spec: Any, store
         for path in [top, *top.rglob("*")]:
             path.chmod(path.stat().st_mode | stat.S_IWUSR)
         shutil.rmtree(top)
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(
+    tmp_path: Path, write_spec: Any, store: Any
+) -> None:
+    """``sweeplab … | head``: the pipe closes before the summary; the command ends with
+    the status of a tool killed by SIGPIPE, prints nothing else, and the sweep is whole."""
+    import subprocess
+    import sys
+
+    from tests.battery import load
+
+    spec = write_spec(tiny_spec(**QUICK))
+    for command in (
+        ["sweep", str(spec), "-q", "--no-smoke", "--name", "piped"],
+        ["status", "piped"],
+    ):
+        read, write = os.pipe()
+        os.close(read)  # the reader has gone before the first line
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", "sweeplab", *command, "--store", str(store.root)],
+                stdout=write,
+                stderr=subprocess.PIPE,
+                text=True,
+                cwd=tmp_path,
+            )
+        finally:
+            os.close(write)
+        assert done.returncode == 141, done.stderr
+        assert done.stderr == "", done.stderr
+    trials = load(store, "piped").trials
+    assert [t.state.name for t in trials] == ["COMPLETE"]

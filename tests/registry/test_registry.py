@@ -92,6 +92,9 @@ def test_promotion_is_refused_when_worse_and_accepted_when_better(finished: Fini
     tag = _client(finished).get_model_version(name, str(finished.bad)).tags
     assert json.loads(tag[f"sweeplab.promoted.{alias}"])["forced"] is True
 
+    # a refused promotion, as a successful one, leaves no lock file in the store
+    assert list(finished.store.root.glob("*.lock")) == []
+
     back = promote(uri, name, finished.good, alias)  # better than the forced holder
     assert back.outcome == "promoted" and back.previous == finished.bad
     assert back.holder is not None and back.candidate is not None

@@ -17,7 +17,20 @@ __all__ = ["quiet_libraries"]  # the entry points' process set-up, with the opti
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-out = Console(
+SIGPIPE_STATUS = 128 + 13  # the status of a tool killed by SIGPIPE (| head closed)
+
+
+class _Output(Console):
+    """Standard output: a reader that went away (``sweeplab … | head``) ends the command
+    quietly with the status of a tool killed by SIGPIPE, not rich's 1."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(SIGPIPE_STATUS)
+
+
+out = _Output(
     highlight=False, soft_wrap=True, markup=False, width=None if sys.stdout.isatty() else 160
 )
 err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
@@ -151,7 +164,9 @@ def handle_errors(fn: F) -> F:
         from sweeplab.store import StoreError
 
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
+            sys.stdout.flush()  # a closed pipe is found here, not at exit
+            return result
         except SpecError as exc:
             for issue in exc.issues:
                 err.print(f"error: {issue}", style="bold red")
@@ -162,6 +177,11 @@ def handle_errors(fn: F) -> F:
             raise fail(str(exc.args[0] if exc.args else exc)) from None
         except StoreError as exc:
             raise fail(str(exc)) from None
+        except BrokenPipeError:
+            # the reader went away (sweeplab … | head): stop quietly, as tools killed by
+            # SIGPIPE do (status 141), and let nothing write to the closed pipe at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(SIGPIPE_STATUS) from None
         except Exception as exc:
             from sweeplab.store import disk_full
 
