@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import tiny_spec
+from tests.helpers import default_signals, tiny_spec
 
 FINISHED_STATES = ("COMPLETE", "PRUNED", "FAIL")
 
@@ -26,6 +26,7 @@ def popen(*args: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        preexec_fn=default_signals,
     )
 
 

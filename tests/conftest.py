@@ -4,6 +4,7 @@ only read it, PostgreSQL and Ray for a session or module, and leak checks. Helpe
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,23 @@ def _end_leaked_mlflow_runs() -> Any:
 
         while mlflow.active_run() is not None:
             mlflow.end_run("KILLED")
+
+
+@pytest.fixture(autouse=True)
+def _no_process_left() -> Any:
+    """A sweeplab or MLflow process a test started and left running (it failed before
+    stopping it) is killed when the test ends, so it cannot slow the tests after it."""
+    import os
+    import signal
+
+    from tests.helpers import descendants
+
+    before = descendants(os.getpid())
+    yield
+    for pid, command in descendants(os.getpid()).items():
+        if pid not in before and ("sweeplab" in command or "mlflow" in command):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture(scope="session")

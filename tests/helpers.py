@@ -201,6 +201,39 @@ def assert_loopback_only(port: int) -> None:
             assert s.connect_ex((address, port)) != 0, f"port {port} is open on {address}"
 
 
+def default_signals() -> None:
+    """``preexec_fn`` of a child a test signals: SIGINT, SIGTERM and SIGHUP at their
+    default disposition. A background job (``make test &``) starts its children with
+    SIGINT ignored, they inherit it, and Python then never raises KeyboardInterrupt."""
+    import signal
+
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, signal.SIG_DFL)
+
+
+def descendants(pid: int) -> dict[int, str]:
+    """The processes below ``pid`` (children, theirs…) and their command lines, read
+    from /proc (empty where there is none)."""
+    parents: dict[int, int] = {}
+    lines: dict[int, str] = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            stat = (entry / "stat").read_text()
+            lines[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, ValueError):
+            continue
+        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found: dict[int, str] = {}
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        for child, ppid in parents.items():
+            if ppid == parent and child not in found:
+                found[child] = lines.get(child, "")
+                todo.append(child)
+    return found
+
+
 def free_port() -> int:
     import socket
 
@@ -232,6 +265,7 @@ def start_server(
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,
+            preexec_fn=default_signals,
             env=env,
             cwd=cwd,
         )

@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from sweeplab.cli import app
-from tests.helpers import ROOT, all_runs, tiny_spec
+from tests.helpers import ROOT, all_runs, default_signals, tiny_spec
 
 runner = CliRunner()
 
@@ -140,6 +140,7 @@ def test_ctrl_c_keeps_finished_trials_and_leaves_nothing_running(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=default_signals,  # Ctrl-C works in the child even under `make test &`
     )
     deadline = time.monotonic() + 120
     running = False
@@ -173,6 +174,37 @@ def test_ctrl_c_keeps_finished_trials_and_leaves_nothing_running(
     assert [t.state for t in done.trials] == [TrialState.COMPLETE]
 
 
+BACKGROUND_JOB = """
+import signal, subprocess, sys
+from tests.helpers import default_signals
+child = subprocess.Popen(
+    [sys.executable, "-c", "import time; print('up', flush=True); time.sleep(60)"],
+    stdout=subprocess.PIPE, text=True, preexec_fn=default_signals,
+)
+child.stdout.readline()
+child.send_signal(signal.SIGINT)
+try:
+    print(child.wait(20))
+except subprocess.TimeoutExpired:
+    child.kill()
+    print("the Ctrl-C was ignored")
+"""
+
+
+def test_a_ctrl_c_reaches_a_tests_child_when_the_suite_runs_as_a_background_job() -> None:
+    """``make test &``: the shell starts the suite with SIGINT ignored and its children
+    inherit that; the Ctrl-C tests start theirs with the default disposition."""
+    out = subprocess.run(
+        [sys.executable, "-c", BACKGROUND_JOB],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        cwd=ROOT,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),  # as `&` does
+    )
+    assert out.stdout.strip() == str(-signal.SIGINT), out.stdout + out.stderr
+
+
 CTRL_C_IN_A_CALLBACK = """
 import time, weakref
 from sweeplab.logs import quiet_libraries
@@ -195,7 +227,11 @@ def test_a_ctrl_c_in_a_garbage_collector_callback_still_stops_and_prints_no_trac
     """Python drops a KeyboardInterrupt raised inside a weakref callback ("Exception
     ignored", a traceback on stderr); a sweeplab entry point raises it again instead."""
     out = subprocess.run(
-        [sys.executable, "-c", CTRL_C_IN_A_CALLBACK], capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", CTRL_C_IN_A_CALLBACK],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=default_signals,
     )
     assert out.stdout.strip() == "stopped by the Ctrl-C", out.stdout + out.stderr
     assert "Traceback" not in out.stderr and "Exception ignored" not in out.stderr, out.stderr

@@ -13,7 +13,7 @@ from optuna.trial import TrialState as OptunaState
 
 from sweeplab.store import Store
 from tests.battery import wait_for_study
-from tests.helpers import Postgres, all_runs, sweeplab, tiny_spec
+from tests.helpers import Postgres, all_runs, default_signals, sweeplab, tiny_spec
 
 
 def _slow_spec(name: str, trials: int, epochs: int) -> dict[str, Any]:
@@ -31,7 +31,13 @@ def _slow_spec(name: str, trials: int, epochs: int) -> dict[str, Any]:
 def _start(store: Store, spec: Any, *extra: str) -> subprocess.Popen[str]:
     command = [sys.executable, "-m", "sweeplab", "sweep", str(spec), "--no-smoke", "-q"]
     command += ["--store", str(store.root), *extra]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=default_signals,
+    )
 
 
 def _wait_for(
