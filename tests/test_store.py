@@ -44,6 +44,11 @@ def test_a_moved_store_works_where_it_is_with_the_old_folder_gone(tmp_path: Path
     assert Path(json.loads(compare.stdout)["report"]).is_relative_to(new)
     resume = sweeplab("resume", "moving", *where)  # finished: nothing to run, no error
     assert resume.returncode == 0, resume.stderr
+    # one line, not an empty progress bar and the summary again
+    assert resume.stdout.splitlines() == [
+        "sweep moving is complete with all its 2 trials: nothing to run"
+    ], resume.stdout
+    assert resume.stderr == "", resume.stderr
     shown = sweeplab("models", "show", "moving", *where)
     assert shown.returncode == 0 and "test_accuracy" in shown.stdout, shown.stderr
     client = MlflowClient(Store.resolve(new).tracking_uri)

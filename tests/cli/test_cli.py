@@ -160,6 +160,7 @@ def test_ctrl_c_keeps_finished_trials_and_leaves_nothing_running(
     output, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, output
     assert "interrupted" in output and "Traceback" not in output
+    assert f"Continue it:  sweeplab resume long --store {store.root}" in output
 
     study = optuna.load_study(study_name="long", storage=store.storage_url)
     # the interrupted trial failed, and its configuration waits for `sweeplab resume`

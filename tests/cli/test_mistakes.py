@@ -38,6 +38,24 @@ def test_a_name_given_is_refused_when_taken_and_sweeps_on_other_data_are_not_ran
     listing = runner.invoke(app, ["status", "--store", str(store.root)])
     assert "a-2" not in listing.output and " a " in listing.output, listing.output
 
+    # for scripts: status as JSON and CSV, with the counts and each trial
+    import csv
+    import io
+    import json
+
+    listed = runner.invoke(app, ["status", "-f", "json", "--store", str(store.root)])
+    assert listed.exit_code == 0, listed.output
+    sweeps = {s["sweep"]: s for s in json.loads(listed.stdout)}
+    assert set(sweeps) == {"a", "b"} and sweeps["a"]["complete"] == 1
+    one = json.loads(
+        runner.invoke(app, ["status", "a", "-f", "json", "--store", str(store.root)]).stdout
+    )
+    assert one["state"] == "complete" and [r["trial"] for r in one["rows"]] == [0]
+    assert one["rows"][0]["val_acc"] == one["best_value"] and "train.lr" in one["rows"][0]
+    table = runner.invoke(app, ["status", "a", "-f", "csv", "--store", str(store.root)]).stdout
+    rows = list(csv.DictReader(io.StringIO(table)))
+    assert [r["state"] for r in rows] == ["complete"] and float(rows[0]["train.lr"]) > 0
+
     refused = runner.invoke(app, ["compare", "a", "b", "--no-plots", "--store", str(store.root)])
     assert refused.exit_code == 2, refused.output
     assert "does not share 'a''s dataset and split (data.seed 1 (not 0))" in refused.output

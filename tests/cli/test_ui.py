@@ -244,4 +244,12 @@ def _the_report_opens_in_the_ui(
     numbers = sorted(int(r.get_attribute("data-trial") or -1) for r in rows)
     assert numbers == [t.number for t in study.trials]
     assert "val_acc" in driver.find_element(By.TAG_NAME, "table").text
+    # the run links follow the UI the report is in (this port, not sweeplab ui's default)
+    links = driver.find_elements(By.CSS_SELECTOR, "a[data-run]")
+    assert links and all(
+        (a.get_attribute("href") or "").startswith(
+            f"http://127.0.0.1:{port}/#/experiments/{experiment_id}/runs/"
+        )
+        for a in links
+    ), [a.get_attribute("href") for a in links]
     driver.switch_to.default_content()

@@ -44,6 +44,14 @@ SET = typer.Option(
     help="Override a spec field by dotted path, e.g. --set train.lr=3e-3, or a search-space "
     "entry's field, e.g. --set search_space.train.lr.high=0.1 (repeatable).",
 )
+UI_URL = typer.Option(
+    None,
+    "--ui-url",
+    envvar="SWEEPLAB_UI_URL",
+    help="The MLflow UI the report's run links name when the report is opened as a file "
+    "(inside the UI they follow its address) [default: the tracking server, or "
+    "http://127.0.0.1:5000 (sweeplab ui) for an embedded store].",
+)
 STORE = typer.Option(
     None,
     "--store",
@@ -146,6 +154,13 @@ def tracking_store(store: Any, tracking_uri: str | None) -> Any:
         )
     where.follow_move()
     return where
+
+
+def use_ui_url(ui_url: str | None) -> None:
+    """``--ui-url``, for the report a sweep's end draws (``SWEEPLAB_UI_URL``, read where
+    the report is written)."""
+    if ui_url:
+        os.environ["SWEEPLAB_UI_URL"] = ui_url
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

@@ -15,6 +15,7 @@ from sweeplab.cli._common import (
     STORAGE,
     STORE,
     TRACKING_URI,
+    UI_URL,
     err,
     fail,
     handle_errors,
@@ -44,12 +45,7 @@ def compare(
     redraw: bool = typer.Option(
         False, "--redraw", help="Draw the plots again even if the trials have not changed."
     ),
-    ui_url: str | None = typer.Option(
-        None,
-        "--ui-url",
-        help="The MLflow UI the report's rows link to [default: the tracking server, or "
-        "http://127.0.0.1:5000 (sweeplab ui) for an embedded store].",
-    ),
+    ui_url: str | None = UI_URL,
     force: bool = typer.Option(
         False, "--force", help="Rank sweeps together even when their dataset or split differ."
     ),

@@ -14,6 +14,7 @@ from sweeplab.cli._common import (
     STORAGE,
     STORE,
     TRACKING_URI,
+    UI_URL,
     WORKERS,
     fail,
     gpu_ids,
@@ -21,6 +22,7 @@ from sweeplab.cli._common import (
     out,
     quiet_libraries,
     ray_address,
+    use_ui_url,
 )
 
 
@@ -55,7 +57,10 @@ def _continue(
         )
         return
     if trials is None and counts.taken >= target and not counts.running and not counts.waiting:
-        out.print(f"sweep {name} has all its {target} trials; nothing to run")
+        if state.finished:  # one line: its summary was printed when it finished
+            out.print(f"sweep {name} is {state.value} with all its {target} trials: nothing to run")
+            return
+        out.print(f"sweep {name} has all its {target} trials; finishing it")
     run_and_report(
         target if trials is None else counts.taken + trials,
         sweep.exp.objective.metric,
@@ -70,6 +75,7 @@ def _continue(
 def resume(
     name: str = typer.Argument(..., help="Sweep name (see sweeplab status)."),
     store: Path | None = STORE,
+    ui_url: str | None = UI_URL,
     tracking_uri: str | None = TRACKING_URI,
     storage: str | None = STORAGE,
     quiet: bool = QUIET,
@@ -91,6 +97,7 @@ def resume(
     trials, also to a finished sweep."""
     from sweeplab.search import LocalWorkers
 
+    use_ui_url(ui_url)  # the report's links, drawn when the sweep ends
     # only what was asked for: another backend's sweep refuses them, rather than drop them
     given = workers != 1 or gpus is not None
     options = LocalWorkers(workers, gpu_ids(gpus)) if given else None
@@ -111,6 +118,7 @@ def resume(
 def agent(
     name: str = typer.Argument(..., help="Sweep name, created by sweeplab sweep."),
     store: Path | None = STORE,
+    ui_url: str | None = UI_URL,
     tracking_uri: str | None = TRACKING_URI,
     storage: str | None = STORAGE,
     quiet: bool = QUIET,
@@ -130,6 +138,7 @@ def agent(
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(ids)
 
     where = open_store(store, tracking_uri, storage)
+    use_ui_url(ui_url)  # the report's links, if this agent ends the sweep
     if where.storage_url.startswith("sqlite"):
         raise fail(
             f"agents share a study through a database server, not the SQLite file "

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +27,18 @@ from sweeplab.cli._common import (
 PLAIN_ROWS = 200
 
 
+class StatusFormat(StrEnum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
 @handle_errors
 def status(
     name: str | None = typer.Argument(None, help="Sweep name; omit to list the sweeps."),
+    fmt: StatusFormat = typer.Option(
+        StatusFormat.table, "--format", "-f", help="Output format (json, csv: for scripts)."
+    ),
     store: Path | None = STORE,
     storage: str | None = STORAGE,
 ) -> None:
@@ -40,6 +53,26 @@ def status(
     quiet_libraries(mlflow=False)  # status reads the Optuna storage only
     from sweeplab.search import list_sweeps, sweep_status
 
+    if fmt is not StatusFormat.table:
+        records = (
+            [_sweep_record(s) for s in list_sweeps(where)]
+            if name is None
+            else _trial_records(sweep_status(where, name))
+        )
+        if fmt is StatusFormat.json:
+            payload = records if name is None else _sweep_record(sweep_status(where, name))
+            out.print(json.dumps(payload, indent=2), markup=False, highlight=False)
+        else:
+            buffer = io.StringIO()
+            head = list(dict.fromkeys(k for r in records for k in r)) or ["sweep"]
+            writer = csv.DictWriter(buffer, fieldnames=head, restval="")
+            writer.writeheader()
+            writer.writerows(
+                {k: json.dumps(v) if isinstance(v, list) else v for k, v in r.items()}
+                for r in records
+            )
+            out.print(buffer.getvalue().rstrip("\n"), markup=False, highlight=False)
+        return
     if name is None:
         from sweeplab.search import TrialState
 
@@ -83,6 +116,48 @@ def status(
         objectives = " against ".join([report.metric, *report.trade_offs])
         numbers = ", ".join(f"#{n}" for n in report.front)
         out.print(f"Pareto front ({objectives}), marked *: {len(report.front)} trials: {numbers}")
+
+
+def _sweep_record(report: Any) -> dict[str, Any]:
+    """A sweep for ``--format json``: its state and counts, its best trial, and (when
+    read with its rows) each trial."""
+    c = report.counts
+    record: dict[str, Any] = {
+        "sweep": report.name,
+        "state": report.state.value,
+        "trials": report.trials,
+        "complete": c.complete,
+        "pruned": c.pruned,
+        "failed": c.failed,
+        "running": c.running,
+        "waiting": c.waiting,
+        "metric": report.metric,
+        "best_trial": report.best_number,
+        "best_value": report.best_value,
+        "stop_reason": report.stop_reason,
+    }
+    if report.rows:
+        record["rows"] = _trial_records(report)
+    return record
+
+
+def _trial_records(report: Any) -> list[dict[str, Any]]:
+    """One record per trial (params by dotted path), for json and csv."""
+    records = []
+    for row in report.rows:
+        record: dict[str, Any] = {
+            "trial": row.number,
+            "state": "prior" if row.prior else row.state.value,
+            report.metric: row.value,
+        }
+        record |= dict(zip(report.trade_offs, row.trade_offs, strict=False))
+        record |= {"epochs": row.epochs, "seconds": row.seconds}
+        record |= {
+            k: v if not isinstance(v, list) else json.dumps(v) for k, v in row.params.items()
+        }
+        record["reason"] = row.reason
+        records.append(record)
+    return records
 
 
 def _trials_table(report: Any) -> Any:

@@ -17,6 +17,7 @@ from sweeplab.cli._common import (
     STORAGE,
     STORE,
     TRACKING_URI,
+    UI_URL,
     WORKERS,
     err,
     gpu_ids,
@@ -25,6 +26,7 @@ from sweeplab.cli._common import (
     out,
     quiet_libraries,
     ray_address,
+    use_ui_url,
 )
 from sweeplab.cli.validate import run_smoke
 from sweeplab.store import DEFAULT_STORE, Store
@@ -45,6 +47,7 @@ def sweep(
         "[default: the spec's name, with -2, -3… if taken].",
     ),
     store: Path | None = STORE,
+    ui_url: str | None = UI_URL,
     tracking_uri: str | None = TRACKING_URI,
     storage: str | None = STORAGE,
     smoke: bool = typer.Option(
@@ -116,6 +119,7 @@ def sweep(
 
         options = LocalWorkers(workers, gpu_ids(gpus))  # run_sweep checks them
     where = open_store(store, tracking_uri, storage, creating=True)  # before heavy imports
+    use_ui_url(ui_url)
     quiet_libraries(training=True)
     if smoke:
         run_smoke(exp, quiet, where.tracking_uri)
@@ -180,7 +184,14 @@ def run_and_report(
 def _with_progress(
     total: int, run: Callable[[Callable[[TrialEvent], None] | None], SweepResult]
 ) -> SweepResult:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     columns = (
         TextColumn("[bold]sweep"),
@@ -188,6 +199,8 @@ def _with_progress(
         MofNCompleteColumn(),
         TextColumn("{task.description}"),
         TimeElapsedColumn(),
+        TextColumn("left"),
+        TimeRemainingColumn(),  # from the pace of the trials finished so far
     )
     with Progress(*columns, console=err) as progress:
         task = progress.add_task("starting…", total=total)
@@ -250,6 +263,7 @@ def _summary(result: SweepResult, seconds: float, metric: str, interrupted: bool
         out.print(f"Report:  {report} (also the parent run's report.html in the UI)")
     if interrupted:
         out.print("Finished trials were kept; the interrupted trial is marked failed.")
+        out.print(f"Continue it:  sweeplab resume {result.name}" + _store_args(store))
     elif c.waiting:
         out.print(
             f"{c.waiting} interrupted or queued trial(s) wait: sweeplab resume {result.name}"

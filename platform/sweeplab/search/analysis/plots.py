@@ -91,10 +91,14 @@ def draw_for_sweep(sweep: Sweep, top_k: int = 5) -> Comparison:
 
 
 def ui_address(store: Store) -> str:
-    """Where the MLflow UI of ``store`` is: its tracking server, or ``sweeplab ui``'s
-    default address for an embedded store."""
+    """Where the MLflow UI of ``store`` is, for a report opened as a file (inside the UI
+    its links follow the page): ``SWEEPLAB_UI_URL``, the tracking server, or
+    ``sweeplab ui``'s default address for an embedded store."""
+    import os
+
     uri = store.tracking_uri
-    return uri if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+    default = uri if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+    return os.environ.get("SWEEPLAB_UI_URL") or default
 
 
 def fingerprint(sweeps: list[Sweep], top_k: int, ui_url: str) -> str:

@@ -268,8 +268,9 @@ def _table(comparison: Comparison, sweeps: Sequence[Sweep], ui_url: str | None) 
 def _link(base: str, experiment_id: str, row: Row) -> str:
     if not row.run_id:
         return ""
-    href = f"{base}/#/experiments/{experiment_id}/runs/{row.run_id}"
-    return f'<a href="{html.escape(href)}">{html.escape(row.run_id[:8])}</a>'
+    path = f"/#/experiments/{experiment_id}/runs/{row.run_id}"
+    href, run = html.escape(base + path), html.escape(path)
+    return f'<a href="{href}" data-run="{run}">{html.escape(row.run_id[:8])}</a>'
 
 
 def _num(value: float | int | None) -> str:

@@ -21,6 +21,17 @@ tr:nth-child(even) td { background: #fafafa; }
 """
 
 UNPACK = """
+// Each run's link points at the MLflow UI the page is in: the UI's artifact view shows
+// the report from a blob: URL of its own address (any port); a report opened as a file
+// keeps the address it was written with.
+(() => {
+  const here = location.href.replace(/^blob:/, "");
+  if (!/^https?:/.test(here)) return;
+  const origin = new URL(here).origin;
+  for (const link of document.querySelectorAll("a[data-run]")) {
+    link.href = origin + link.dataset.run;
+  }
+})();
 (async () => {
   const status = document.getElementById("status");
   try {
