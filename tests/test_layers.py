@@ -21,6 +21,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "sweeplab.compat",
             "sweeplab.store",
             "sweeplab.locks",
+            "sweeplab.services",
             "sweeplab.logs",
             "sweeplab.data.catalog",
             "sweeplab.models.catalog",

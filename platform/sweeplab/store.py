@@ -168,9 +168,15 @@ class Store:
                 f"--tracking-uri {self.tracking_uri!r} is not a tracking URI MLflow "
                 "reads; use sqlite:///..., postgresql://... or http(s)://server"
             )
-        _check_database_url("--storage", self.storage_url)
+        from sweeplab.services import database_url_problem
+
+        urls = [("--storage", self.storage_url)]
         if self.tracking_uri.startswith(("postgresql", "mysql", "sqlite")):
-            _check_database_url("--tracking-uri", self.tracking_uri)
+            urls.append(("--tracking-uri", self.tracking_uri))
+        for option, url in urls:
+            problem = database_url_problem(option, url)
+            if problem is not None:
+                raise StoreError(problem)
         file = next((f for f in (self.root, *self.root.parents) if f.is_file()), None)
         if file is not None:
             where = "" if file == self.root else f" (in {file}, a file)"
@@ -180,12 +186,18 @@ class Store:
         """StoreError within ``timeout`` seconds (``SWEEPLAB_CONNECT_TIMEOUT``, default 5)
         when the tracking server or the study database does not answer, naming which,
         where, and what to check. Local SQLite files always answer."""
+        from sweeplab.services import database_problem, server_problem
+
         seconds = timeout or float(os.environ.get("SWEEPLAB_CONNECT_TIMEOUT", CONNECT_TIMEOUT))
+        problems = []
         if self.tracking_server:
-            _check_server("the tracking server", self.tracking_uri, seconds)
+            problems.append(server_problem("the tracking server", self.tracking_uri, seconds))
         for option, url in (("--storage", self.storage_url), ("--tracking-uri", self.tracking_uri)):
             if url.startswith(("postgresql", "mysql")):
-                _check_database(option, url, seconds)
+                problems.append(database_problem(option, url, seconds))
+        for problem in problems:
+            if problem is not None:
+                raise StoreError(problem)
 
     def verify(self, storage: bool = True, creating: bool = False) -> None:
         """Refuse a truncated or overwritten SQLite file before anything reads or writes it:
@@ -247,75 +259,6 @@ class Store:
         """The SQLite files of the tracking database and (``storage``) the studies."""
         urls = [self.tracking_uri, self.storage_url] if storage else [self.tracking_uri]
         return [path for path in map(_sqlite_file, urls) if path is not None]
-
-
-def _check_database_url(option: str, url: str) -> None:
-    """StoreError for a URL SQLAlchemy cannot read, or whose driver is not installed."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
-
-    try:
-        parsed = make_url(url)
-        dialect = parsed.get_dialect()
-    except (ArgumentError, NoSuchModuleError, ValueError) as exc:
-        raise StoreError(
-            f"{option} {url!r} is not a database URL ({exc}); for example "
-            "sqlite:///sweeps.db or postgresql+psycopg2://user@host:5432/db"
-        ) from None
-    try:
-        dialect.import_dbapi()
-    except ImportError as exc:
-        how = "install it"
-        if parsed.get_backend_name() == "postgresql":  # the extra installs psycopg2
-            how = "pip install 'sweeplab[postgres]'"
-            if parsed.get_driver_name() != "psycopg2":
-                how = f"use postgresql+psycopg2:// ({how}), or install it"
-        raise StoreError(
-            f"{option} {url!r} needs the database driver {exc.name or parsed.drivername!r}, "
-            f"which is not installed: {how}"
-        ) from None
-
-
-def _check_server(what: str, url: str, seconds: float) -> None:
-    """StoreError unless an HTTP server answers at ``url`` within ``seconds`` (any status
-    is an answer: it is there)."""
-    import urllib.error
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(url.rstrip("/") + "/health", timeout=seconds):
-            return
-    except urllib.error.HTTPError:
-        return
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        plain = getattr(reason, "strerror", None) or str(reason)
-        why = f"no answer within {seconds:g} s" if "timed out" in str(reason) else plain
-        raise StoreError(
-            f"{what} at {url} does not answer ({why}): start it (sweeplab ui, or mlflow "
-            "server), or check --tracking-uri / SWEEPLAB_TRACKING_URI"
-        ) from None
-
-
-def _check_database(option: str, url: str, seconds: float) -> None:
-    """StoreError unless the database server at ``url`` takes a connection within
-    ``seconds``."""
-    import sqlalchemy
-
-    args = {"connect_timeout": max(1, round(seconds))} if url.startswith("postgresql") else {}
-    engine = sqlalchemy.create_engine(url, connect_args=args)
-    try:
-        with engine.connect():
-            return
-    except sqlalchemy.exc.SQLAlchemyError as exc:
-        first = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
-        where = sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
-        raise StoreError(
-            f"the database at {where} ({option}) does not answer: {first}. Start it, or "
-            f"check {option}"
-        ) from None
-    finally:
-        engine.dispose()
 
 
 # Where MLflow's database keeps absolute artifact locations

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
 from sweeplab.cli import app
@@ -154,8 +155,6 @@ def test_a_read_only_store_is_read_and_nothing_is_written(write_spec: Any, store
     import sys
     import tempfile
 
-    import pytest
-
     spec = write_spec(tiny_spec(**QUICK))
     assert quick_sweep(spec, store, "--name", "kept").exit_code == 0
     top = Path(tempfile.mkdtemp(prefix="sweeplab-ro-"))  # a folder another user can reach
@@ -230,3 +229,23 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(
         assert done.stderr == "", done.stderr
     trials = load(store, "piped").trials
     assert [t.state.name for t in trials] == ["COMPLETE"]
+
+
+def test_a_missing_postgres_driver_names_the_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's agent URL where psycopg2 is not installed (an import of it fails, as
+    Python fails it for a package that is not there)."""
+    import sys
+
+    from sweeplab.store import Store, StoreError
+
+    monkeypatch.setitem(sys.modules, "psycopg2", None)
+    url = "postgresql+psycopg2://me@db:5432/optuna"
+    with pytest.raises(StoreError) as missing:
+        Store.resolve(tmp_path / "s", storage=url).check()
+    assert str(missing.value) == (
+        f"--storage '{url}' needs the database driver 'psycopg2', which is not installed: "
+        "pip install 'sweeplab[postgres]'"
+    )
+    assert not (tmp_path / "s").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 from enum import StrEnum
@@ -54,24 +55,7 @@ def status(
     from sweeplab.search import list_sweeps, sweep_status
 
     if fmt is not StatusFormat.table:
-        records = (
-            [_sweep_record(s) for s in list_sweeps(where)]
-            if name is None
-            else _trial_records(sweep_status(where, name))
-        )
-        if fmt is StatusFormat.json:
-            payload = records if name is None else _sweep_record(sweep_status(where, name))
-            out.print(json.dumps(payload, indent=2), markup=False, highlight=False)
-        else:
-            buffer = io.StringIO()
-            head = list(dict.fromkeys(k for r in records for k in r)) or ["sweep"]
-            writer = csv.DictWriter(buffer, fieldnames=head, restval="")
-            writer.writeheader()
-            writer.writerows(
-                {k: json.dumps(v) if isinstance(v, list) else v for k, v in r.items()}
-                for r in records
-            )
-            out.print(buffer.getvalue().rstrip("\n"), markup=False, highlight=False)
+        _print_records(where, name, fmt)
         return
     if name is None:
         from sweeplab.search import TrialState
@@ -118,19 +102,41 @@ def status(
         out.print(f"Pareto front ({objectives}), marked *: {len(report.front)} trials: {numbers}")
 
 
+def _print_records(where: Any, name: str | None, fmt: StatusFormat) -> None:
+    """``--format json`` or ``csv``: the sweeps, or one sweep with its trials."""
+    from sweeplab.search import list_sweeps, sweep_status
+
+    if fmt is StatusFormat.json:
+        payload: Any = (
+            [_sweep_record(s) for s in list_sweeps(where)]
+            if name is None
+            else _sweep_record(sweep_status(where, name))
+        )
+        out.print(json.dumps(payload, indent=2), markup=False, highlight=False)
+        return
+    records = (
+        [_sweep_record(s) for s in list_sweeps(where)]
+        if name is None
+        else _trial_records(sweep_status(where, name))
+    )
+    buffer = io.StringIO()
+    head = list(dict.fromkeys(k for r in records for k in r)) or ["sweep"]
+    writer = csv.DictWriter(buffer, fieldnames=head, restval="")
+    writer.writeheader()
+    writer.writerows(
+        {k: json.dumps(v) if isinstance(v, list) else v for k, v in r.items()} for r in records
+    )
+    out.print(buffer.getvalue().rstrip("\n"), markup=False, highlight=False)
+
+
 def _sweep_record(report: Any) -> dict[str, Any]:
     """A sweep for ``--format json``: its state and counts, its best trial, and (when
     read with its rows) each trial."""
-    c = report.counts
     record: dict[str, Any] = {
         "sweep": report.name,
         "state": report.state.value,
         "trials": report.trials,
-        "complete": c.complete,
-        "pruned": c.pruned,
-        "failed": c.failed,
-        "running": c.running,
-        "waiting": c.waiting,
+        **dataclasses.asdict(report.counts),  # one count per trial state
         "metric": report.metric,
         "best_trial": report.best_number,
         "best_value": report.best_value,
