@@ -253,3 +253,66 @@ def _the_report_opens_in_the_ui(
         for a in links
     ), [a.get_attribute("href") for a in links]
     driver.switch_to.default_content()
+
+
+def test_ui_says_when_it_answers_and_takes_mlflow_with_it_when_stopped(
+    finished: Finished,
+) -> None:
+    """The URL is printed once MLflow answers; a second ui on the same port is refused in
+    one line; SIGTERM stops MLflow's server, its uvicorn workers and its job runner (the
+    port is free again) and exits 143; a port out of range exits 2."""
+    import signal
+    import socket
+    import time
+
+    from tests.helpers import descendants, server_output
+
+    root = str(finished.store.root)
+    out_of_range = subprocess.run(
+        [sys.executable, "-m", "sweeplab", "ui", "--store", root, "--port", "70000"],
+        capture_output=True,
+        text=True,
+    )
+    assert out_of_range.returncode == 2 and "Traceback" not in out_of_range.stderr
+    port = free_port()
+    proc = _ui(root, port)
+    try:
+        line = f"MLflow UI on http://127.0.0.1:{port}/#/experiments"
+        deadline = time.monotonic() + 30
+        while line not in server_output(proc) and time.monotonic() < deadline:
+            time.sleep(0.2)  # it answered /health: the line follows at once
+        assert line in server_output(proc), server_output(proc)[-3000:]
+        below = descendants(proc.pid)
+        assert any("mlflow" in command for command in below.values()), below
+        taken = subprocess.run(
+            [sys.executable, "-m", "sweeplab", "ui", "--store", root, "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert taken.returncode == 1, taken.stderr
+        assert taken.stderr.strip().splitlines() == [
+            f"error: port {port} on 127.0.0.1 is taken: another server listens there; stop "
+            "it, or choose another with --port"
+        ]
+        proc.send_signal(signal.SIGTERM)  # to sweeplab ui alone, as a supervisor does
+        assert proc.wait(60) == 128 + signal.SIGTERM
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and any(_alive(pid) for pid in below):
+            time.sleep(0.2)
+        assert [pid for pid in below if _alive(pid)] == []
+        with socket.socket() as sock:  # nothing listens there any more
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("127.0.0.1", port))
+    finally:
+        if proc.poll() is None:
+            stop_server(proc)
+
+
+def _alive(pid: int) -> bool:
+    """A process that runs (a zombie waiting for its parent counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
