@@ -46,7 +46,7 @@ def sweep_spec(total: int) -> dict[str, object]:
         "model": {"arch": "mlp", "hidden": [8]},
         "data": {"dataset": "iris"},
         "train": {"max_epochs": 1},
-        "objective": {"metric": "val_acc", "mode": "min"},
+        "objective": {"metric": "val_loss", "mode": "min"},
         "search_space": {"train.lr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True}},
         "sweep": {"trials": total, "sampler": "random", "seed": 0},
     }

@@ -234,13 +234,13 @@ def run_sweep(
     """``sweeplab sweep``: create sweep ``name``, run its trials, finish it. Without a
     ``name`` the spec's is taken, numbered (``name-2``…) if a sweep has it; a ``name``
     the user gave that is taken is refused (DuplicateSweep): it may be one to resume."""
-    given = name is not None and store.storage_exists()
-    if given and name in study_names(open_storage(store.storage_url)):
+    try:
+        sweep = new_sweep(exp, store, name=name, rename_if_exists=name is None, options=options)
+    except DuplicateSweep:
         raise DuplicateSweep(
             f"a sweep named {name!r} exists in this store: continue it with "
             f"'sweeplab resume {name}', or give another --name"
-        )
-    sweep = new_sweep(exp, store, name=name, rename_if_exists=name is None, options=options)
+        ) from None
     return sweep.optimize(options=options, on_trial=on_trial)
 
 
