@@ -175,6 +175,18 @@ def test_ctrl_c_keeps_finished_trials_and_leaves_nothing_running(
     assert [t.state for t in done.trials] == [TrialState.COMPLETE]
 
 
+def _script(code: str, preexec: Any) -> subprocess.CompletedProcess[str]:
+    """Python ``code`` in a child of the repository's root, ``preexec`` run in it first."""
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        cwd=ROOT,
+        preexec_fn=preexec,
+    )
+
+
 BACKGROUND_JOB = """
 import signal, subprocess, sys
 from tests.helpers import default_signals
@@ -195,14 +207,7 @@ except subprocess.TimeoutExpired:
 def test_a_ctrl_c_reaches_a_tests_child_when_the_suite_runs_as_a_background_job() -> None:
     """``make test &``: the shell starts the suite with SIGINT ignored and its children
     inherit that; the Ctrl-C tests start theirs with the default disposition."""
-    out = subprocess.run(
-        [sys.executable, "-c", BACKGROUND_JOB],
-        capture_output=True,
-        text=True,
-        timeout=90,
-        cwd=ROOT,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),  # as `&` does
-    )
+    out = _script(BACKGROUND_JOB, lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))  # as `&`
     assert out.stdout.strip() == str(-signal.SIGINT), out.stdout + out.stderr
 
 
@@ -227,13 +232,7 @@ except KeyboardInterrupt:
 def test_a_ctrl_c_in_a_garbage_collector_callback_still_stops_and_prints_no_traceback() -> None:
     """Python drops a KeyboardInterrupt raised inside a weakref callback ("Exception
     ignored", a traceback on stderr); a sweeplab entry point raises it again instead."""
-    out = subprocess.run(
-        [sys.executable, "-c", CTRL_C_IN_A_CALLBACK],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        preexec_fn=default_signals,
-    )
+    out = _script(CTRL_C_IN_A_CALLBACK, default_signals)
     assert out.stdout.strip() == "stopped by the Ctrl-C", out.stdout + out.stderr
     assert "Traceback" not in out.stderr and "Exception ignored" not in out.stderr, out.stderr
 

@@ -20,13 +20,19 @@ F = TypeVar("F", bound=Callable[..., Any])
 SIGPIPE_STATUS = 128 + 13  # the status of a tool killed by SIGPIPE (| head closed)
 
 
+def _drop_stdout() -> None:
+    """Point standard output at /dev/null: its reader went away, and nothing written at
+    exit (a flush) may fail again."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 class _Output(Console):
     """Standard output: a reader that went away (``sweeplab … | head``) ends the command
     quietly with the status of a tool killed by SIGPIPE, not rich's 1."""
 
     def on_broken_pipe(self) -> None:
         self.quiet = True
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _drop_stdout()
         raise SystemExit(SIGPIPE_STATUS)
 
 
@@ -193,9 +199,9 @@ def handle_errors(fn: F) -> F:
         except StoreError as exc:
             raise fail(str(exc)) from None
         except BrokenPipeError:
-            # the reader went away (sweeplab … | head): stop quietly, as tools killed by
-            # SIGPIPE do (status 141), and let nothing write to the closed pipe at exit
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            # the reader went away (sweeplab … | head) while plain output was flushed:
+            # stop quietly, as _Output does for rich's output
+            _drop_stdout()
             raise typer.Exit(SIGPIPE_STATUS) from None
         except Exception as exc:
             from sweeplab.store import disk_full

@@ -106,24 +106,20 @@ def _print_records(where: Any, name: str | None, fmt: StatusFormat) -> None:
     """``--format json`` or ``csv``: the sweeps, or one sweep with its trials."""
     from sweeplab.search import list_sweeps, sweep_status
 
+    if name is None:
+        records = [_sweep_record(s) for s in list_sweeps(where)]
+        payload: Any = records
+    else:
+        report = sweep_status(where, name)
+        records, payload = _trial_records(report), _sweep_record(report)
     if fmt is StatusFormat.json:
-        payload: Any = (
-            [_sweep_record(s) for s in list_sweeps(where)]
-            if name is None
-            else _sweep_record(sweep_status(where, name))
-        )
         out.print(json.dumps(payload, indent=2), markup=False, highlight=False)
         return
-    records = (
-        [_sweep_record(s) for s in list_sweeps(where)]
-        if name is None
-        else _trial_records(sweep_status(where, name))
-    )
     buffer = io.StringIO()
     head = list(dict.fromkeys(k for r in records for k in r)) or ["sweep"]
     writer = csv.DictWriter(buffer, fieldnames=head, restval="")
     writer.writeheader()
-    writer.writerows(
+    writer.writerows(  # a layers entry's widths: one CSV field
         {k: json.dumps(v) if isinstance(v, list) else v for k, v in r.items()} for r in records
     )
     out.print(buffer.getvalue().rstrip("\n"), markup=False, highlight=False)
@@ -158,9 +154,7 @@ def _trial_records(report: Any) -> list[dict[str, Any]]:
         }
         record |= dict(zip(report.trade_offs, row.trade_offs, strict=False))
         record |= {"epochs": row.epochs, "seconds": row.seconds}
-        record |= {
-            k: v if not isinstance(v, list) else json.dumps(v) for k, v in row.params.items()
-        }
+        record |= row.params
         record["reason"] = row.reason
         records.append(record)
     return records

@@ -202,8 +202,8 @@ class Experiment(Section):
                     f"on a {self.task} dataset; allowed: {', '.join(metrics)}",
                 )
             )
+        listed = len(self.objectives) > 1
         for index, objective in enumerate(self.objectives):
-            listed = len(self.objectives) > 1
             where = f"objective.{index}.mode" if listed else "objective.mode"
             problems += mode_problem(where, objective.metric, objective.mode)
         es = self.train.early_stopping
