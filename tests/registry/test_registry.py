@@ -15,6 +15,7 @@ from sweeplab.registry.evaluate import held_out
 from sweeplab.registry.lineage import git_commit
 from sweeplab.registry.models import ModelRef, show_model
 from sweeplab.registry.promote import GuardError, PromotionRefused, promote
+from sweeplab.search.ranking import best_of
 from sweeplab.spec import spec_from_dict
 from tests.helpers import ROOT, Finished, sweeplab
 
@@ -36,18 +37,20 @@ def test_a_registered_version_carries_its_lineage(finished: Finished) -> None:
     study = __import__("optuna").load_study(
         study_name=finished.sweep, storage=finished.store.storage_url
     )
+    best = best_of(study)
+    assert best is not None
     assert tags["sweeplab.sweep"] == finished.sweep == tags["sweeplab.study"]
-    assert int(tags["sweeplab.trial_number"]) == study.best_trial.number
-    assert tags["sweeplab.run_id"] == version.run_id == study.best_trial.user_attrs["mlflow_run_id"]
+    assert int(tags["sweeplab.trial_number"]) == best.number
+    assert tags["sweeplab.run_id"] == version.run_id == best.user_attrs["mlflow_run_id"]
     spec = json.loads(tags["sweeplab.spec"])
     # the spec of the best trial: its sampled learning rate, not the base spec's
-    assert spec["train"]["lr"] == pytest.approx(study.best_trial.params["train.lr"])
+    assert spec["train"]["lr"] == pytest.approx(best.params["train.lr"])
     exp = spec_from_dict(spec)
     assert tags["sweeplab.data_hash"] == held_out(exp).hash
     assert tags["sweeplab.test_metric"] == "test_accuracy"
     # the guard's score is the test accuracy the trial itself logged
     assert float(tags["sweeplab.test_score"]) == pytest.approx(
-        study.best_trial.user_attrs["test_acc"], abs=1e-6
+        best.user_attrs["test_acc"], abs=1e-6
     )
     head = subprocess.run(
         ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True

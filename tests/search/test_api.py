@@ -38,7 +38,10 @@ def test_the_readme_python_api_section_runs_as_written(
     assert [t.number for t in sweep.trials] == list(range(len(sweep.trials)))
     assert len(sweep.trials) == sweep.counts.taken >= 3  # 4 (or fewer, if stopped), then 2
     values = [t.value for t in sweep.trials if t.value is not None]
-    assert sweep.best_trial is not None and sweep.best_trial.value == max(values)
+    # the best is within one validation example of the top value (ties go to the lower loss)
+    best = sweep.best_trial
+    assert best is not None and best.value is not None
+    assert max(values) - best.value <= (best.resolution or 0.0) * (1 + 1e-9)
     assert scope["result"].registered is not None
 
 

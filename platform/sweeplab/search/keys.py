@@ -18,6 +18,7 @@ ATTR_STATE = "sweeplab.state"  # the sweep's state (states.SweepState); its pare
 ATTR_TRIALS = "sweeplab.trials"  # the trials it runs to: sweep.trials, or more once extended
 ATTR_STOP_REASON = "sweeplab.stop_reason"  # why it stopped asking for trials
 ATTR_WARM_START = "sweeplab.warm_start"  # what its warm start took and skipped, as JSON
+ATTR_BASELINES = "sweeplab.baselines"  # the yardstick's scores on the test split (baselines.py)
 
 # ------------------------------------------------------------- on a trial (user attrs)
 ATTR_RUN = "mlflow_run_id"  # the trial's MLflow run
@@ -37,6 +38,10 @@ ATTR_PRIOR = "sweeplab.prior_of"  # a warm start's prior trial: "SWEEP#NUMBER" i
 ATTR_PRIOR_RUN = "sweeplab.prior_run_id"  # and that trial's MLflow run
 ATTR_ENQUEUED = "sweeplab.enqueued"  # a configuration of sweep.enqueue: its index there
 ATTR_FIT_SECONDS = "fit_seconds"  # seconds inside Lightning's fit, every fit of the trial
+# an accuracy's step on the validation split (1/examples), and the validation loss at
+# the fits' best epochs (their mean): what breaks a tie between trials (ranking.py)
+ATTR_RESOLUTION = "sweeplab.resolution"
+ATTR_TIE_LOSS = "sweeplab.tie_loss"
 
 # ---------------------------------------------------------------------- on MLflow runs
 TAG_KIND = "sweeplab.kind"  # sweep (a parent run) or train (sweeplab train)

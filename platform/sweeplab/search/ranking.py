@@ -1,21 +1,36 @@
 """Which of a sweep's trials are best: on the first objective, the ``k`` best, a
 multi-objective sweep's Pareto front, and the trial a user picks.
 
+**Ties.** An accuracy measured on a validation split of n examples moves in steps of
+1/n (its *resolution*, ``ATTR_RESOLUTION`` on each trial): two trials one example
+apart are as good as tied, and on the default sweep four or more trials share the top
+value. Among the trials within one example of the best, the one with the lower
+validation loss at its fits' best epochs (their mean, ``ATTR_TIE_LOSS``) ranks first:
+the loss sees how sure each right answer is, so it separates what the accuracy cannot,
+and a mean over restarts is steadier than their spread, which two fits hardly measure.
+A metric without a resolution (a loss, an RMSE) is ranked by its value alone.
+
 A warm start's prior trials (``keys.ATTR_PRIOR``) sit in the study for the sampler to
 learn from, but they belong to earlier sweeps: none of these ever picks one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+import math
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import NamedTuple, TypeVar
 
 import optuna
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState as OptunaState
 
-from sweeplab.search.keys import ATTR_PRIOR
+from sweeplab.search.keys import ATTR_PRIOR, ATTR_RESOLUTION, ATTR_TIE_LOSS
 from sweeplab.search.states import TrialState
 from sweeplab.spec import InputError
+
+T = TypeVar("T")
 
 
 def own(study: optuna.Study, states: Sequence[OptunaState] | None = None) -> list[FrozenTrial]:
@@ -36,10 +51,55 @@ def signs(study: optuna.Study) -> list[float]:
 
 
 def top(study: optuna.Study, k: int) -> list[FrozenTrial]:
-    """The ``k`` best complete trials on the first objective, best first (ties: earlier)."""
-    sign = signs(study)[0]
+    """The ``k`` best complete trials on the first objective, best first; trials within
+    one validation example of each other by their validation loss (``ordered``)."""
     complete = own(study, (OptunaState.COMPLETE,))
-    return sorted(complete, key=lambda t: (-sign * t.values[0], t.number))[:k]
+    return ordered(complete, sign=signs(study)[0], standing=_standing, k=k)
+
+
+class Standing(NamedTuple):
+    """What the ranking reads of one trial (an Optuna trial, or a row of ``compare``)."""
+
+    value: float  # on the first objective
+    resolution: float | None  # its step on the validation split (None: continuous)
+    tie_loss: float | None  # what breaks a tie: the lower goes first
+    order: tuple[str | int, ...]  # what orders exact ties: the earlier trial first
+
+
+def _standing(t: FrozenTrial) -> Standing:
+    attrs = t.user_attrs
+    return Standing(
+        float(t.values[0]), attrs.get(ATTR_RESOLUTION), attrs.get(ATTR_TIE_LOSS), (t.number,)
+    )
+
+
+def ordered(
+    items: Sequence[T], *, sign: float, standing: Callable[[T], Standing], k: int | None = None
+) -> list[T]:
+    """``items`` best first (``k`` of them). The leader of what is left has the best
+    value; of the items within its resolution of it, the one with the lowest tie loss
+    goes first (then the better value, then the earlier), and the rest are ranked again
+    without it."""
+    rows = sorted(((standing(t), t) for t in items), key=lambda r: (-sign * r[0].value, r[0].order))
+    out: list[T] = []
+    while rows and (k is None or len(out) < k):
+        lead = rows[0][0]
+        tied = rows[:1]
+        if lead.resolution:  # rows are sorted by value: the tied ones lead them
+            tied = list(itertools.takewhile(partial(_within, lead, sign), rows))
+        pick = min(tied, key=lambda r: (_loss(r[0]), -sign * r[0].value, r[0].order))
+        out.append(pick[1])
+        rows = [r for r in rows if r is not pick]
+    return out
+
+
+def _within(lead: Standing, sign: float, row: tuple[Standing, object]) -> bool:
+    bound = (lead.resolution or 0.0) * (1 + 1e-9)  # values are means of fractions: float error
+    return sign * (lead.value - row[0].value) <= bound
+
+
+def _loss(s: Standing) -> float:
+    return math.inf if s.tie_loss is None else s.tie_loss
 
 
 def best_of(study: optuna.Study) -> FrozenTrial | None:

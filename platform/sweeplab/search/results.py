@@ -37,6 +37,8 @@ class Trial:
     seconds: float | None = None
     prior: str | None = None  # a warm start's prior trial: "SWEEP#NUMBER" it came from
     test: dict[str, float] = field(default_factory=dict)  # its model's test metrics
+    resolution: float | None = None  # its accuracy's step on the validation split
+    tie_loss: float | None = None  # what breaks a tie (ranking.py): mean validation loss
 
     @property
     def value(self) -> float | None:
@@ -85,6 +87,8 @@ def trial_of(frozen: FrozenTrial, space: SearchSpace) -> Trial:
         seconds=frozen.duration.total_seconds() if frozen.duration else None,
         prior=attrs.get(keys.ATTR_PRIOR),
         test={k: float(v) for k, v in attrs.items() if k.startswith("test_")},
+        resolution=attrs.get(keys.ATTR_RESOLUTION),
+        tie_loss=attrs.get(keys.ATTR_TIE_LOSS),
     )
 
 
@@ -198,6 +202,8 @@ class Row:
     trade_offs: dict[str, float] = field(default_factory=dict)  # the other objectives
     front: bool | None = None  # on a multi-objective sweep's Pareto front (None: one)
     prior: str | None = None  # a warm start's prior trial: where it came from
+    resolution: float | None = None  # its accuracy's step on the validation split
+    tie_loss: float | None = None  # what breaks a tie (ranking.py)
 
 
 @dataclass(kw_only=True)

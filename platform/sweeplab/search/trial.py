@@ -44,9 +44,11 @@ from sweeplab.search.keys import (
     ATTR_EPOCHS,
     ATTR_FIT_SECONDS,
     ATTR_REASON,
+    ATTR_RESOLUTION,
     ATTR_RESTARTS,
     ATTR_SAME_AS,
     ATTR_STD,
+    ATTR_TIE_LOSS,
     TAG_SAME_AS,
     TAG_STATE,
     TAG_SWEEP,
@@ -63,7 +65,7 @@ from sweeplab.search.restarts import (
 from sweeplab.search.sampling import same_as
 from sweeplab.search.states import SweepState, TrialState
 from sweeplab.search.sweep import Sweep
-from sweeplab.spec import Experiment
+from sweeplab.spec import Experiment, counts_examples
 from sweeplab.tracking.tracker import Tracker
 from sweeplab.training.fit import FitResult
 from sweeplab.training.fusing import unfused
@@ -80,6 +82,9 @@ class TrialOutcome:
     best: FitResult = field(repr=False)
     trade_offs: list[float] = field(default_factory=list)  # the other objectives' values
     seconds: float = 0.0  # inside Lightning's fit, over its fits
+    # an accuracy's step on the validation split, and the loss that breaks ties (ranking)
+    resolution: float | None = None
+    tie_loss: float | None = None
 
     @property
     def objective_values(self) -> float | list[float]:
@@ -164,8 +169,22 @@ def _close(exp: Experiment, tracker: Tracker, run_id: str, fits: Fits) -> TrialO
     tracker.write(run_id, summary, {TAG_STATE: TrialState.COMPLETE.value}, fits.pending)
     tracker.end_run(run_id)
     trade_offs = [_trade_off(fits, best, o.metric) for o in exp.trade_offs]
+    resolution, tie_loss = None, None
+    if counts_examples(exp.objective.metric):
+        resolution = 1.0 / min(len(r.data.split.y_val) for r in results)
+        tie_loss = _trade_off(fits, best, "val_loss")
     return TrialOutcome(
-        value, run_id, values, std, best.epochs, best.test, best, trade_offs, fits.seconds
+        value,
+        run_id,
+        values,
+        std,
+        best.epochs,
+        best.test,
+        best,
+        trade_offs,
+        fits.seconds,
+        resolution,
+        None if tie_loss is None or math.isnan(tie_loss) else tie_loss,
     )
 
 
@@ -271,3 +290,7 @@ def record(trial: optuna.Trial, outcome: TrialOutcome) -> None:
     trial.set_user_attr(ATTR_FIT_SECONDS, outcome.seconds)
     for key, value in outcome.test.items():
         trial.set_user_attr(key, value)
+    if outcome.resolution is not None:
+        trial.set_user_attr(ATTR_RESOLUTION, outcome.resolution)
+    if outcome.tie_loss is not None:
+        trial.set_user_attr(ATTR_TIE_LOSS, outcome.tie_loss)

@@ -21,6 +21,7 @@ from sweeplab.spec._models import (
     TransferConfig,
     TransformerConfig,
 )
+from sweeplab.spec._objectives import counts_examples
 from sweeplab.spec._paths import get_path, set_path
 from sweeplab.spec._schema import (
     NAME_PATTERN,
@@ -74,6 +75,7 @@ __all__ = [
     "TransferConfig",
     "TransformerConfig",
     "apply_params",
+    "counts_examples",
     "get_path",
     "load_spec",
     "parse_overrides",

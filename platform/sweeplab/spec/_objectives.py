@@ -32,6 +32,18 @@ DIRECTIONS: dict[str, Literal["min", "max"]] = {
 }
 
 
+# The metrics that count examples (a fraction of them right): on n validation examples
+# they move in steps of 1/n, so trials that close are tied (search/ranking.py)
+COUNTS_EXAMPLES = frozenset({"acc", "accuracy"})
+
+
+def counts_examples(metric: str) -> bool:
+    """Whether ``metric`` is a fraction of examples (an accuracy), of any split."""
+    for prefix in ("val_", "test_", "train_"):
+        metric = metric.removeprefix(prefix)
+    return metric in COUNTS_EXAMPLES
+
+
 def direction(metric: str) -> Literal["min", "max"] | None:
     """The mode a known metric is optimized in (``None`` for one sweeplab does not know)."""
     for prefix in ("val_", "test_", "train_"):

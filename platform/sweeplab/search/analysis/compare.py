@@ -11,6 +11,7 @@ import math
 from collections.abc import Sequence
 
 from sweeplab.search.keys import TAG_SWEEP
+from sweeplab.search.ranking import Standing, ordered
 from sweeplab.search.results import Comparison, Row
 from sweeplab.search.states import TrialState
 from sweeplab.search.sweep import Sweep
@@ -101,11 +102,16 @@ def ranked(sweeps: list[Sweep]) -> Comparison:
         state = STATE_ORDER.index(TrialState(row.state))
         return (row.prior is not None, state, value, row.sweep, row.trial)
 
-    rows.sort(key=key)
-    complete = (r for r in rows if r.state == TrialState.COMPLETE and r.prior is None)
-    for rank, row in enumerate(complete, start=1):
+    def standing(row: Row) -> Standing:
+        value = row.value if row.value is not None else math.nan
+        return Standing(value, row.resolution, row.tie_loss, (row.sweep, row.trial))
+
+    ranks = [r for r in rows if r.state == TrialState.COMPLETE and r.prior is None]
+    ranks = ordered(ranks, sign=-sign, standing=standing)  # the sweeps' own tie rule
+    for rank, row in enumerate(ranks, start=1):
         row.rank = rank
-    return Comparison(metric=metric, mode=mode, sweeps=[s.name for s in sweeps], rows=rows)
+    rest = sorted((r for r in rows if r.rank is None), key=key)
+    return Comparison(metric=metric, mode=mode, sweeps=[s.name for s in sweeps], rows=ranks + rest)
 
 
 def _rows(sweep: Sweep) -> list[Row]:
@@ -133,6 +139,8 @@ def _rows(sweep: Sweep) -> list[Row]:
                 trade_offs=dict(zip(names, t.trade_offs, strict=False)),
                 front=(t.number in on_front) if names else None,
                 prior=t.prior,
+                resolution=t.resolution,
+                tie_loss=t.tie_loss,
             )
         )
     return rows
