@@ -87,9 +87,9 @@ def ordered(
         tied = rows[:1]
         if lead.resolution:  # rows are sorted by value: the tied ones lead them
             tied = list(itertools.takewhile(partial(_within, lead, sign), rows))
-        pick = min(tied, key=lambda r: (_loss(r[0]), -sign * r[0].value, r[0].order))
-        out.append(pick[1])
-        rows = [r for r in rows if r is not pick]
+        # the tied rows lead ``rows``: the pick's index in them is its index in rows
+        at = min(range(len(tied)), key=lambda i: _preference(tied[i][0], sign))
+        out.append(rows.pop(at)[1])
     return out
 
 
@@ -98,8 +98,9 @@ def _within(lead: Standing, sign: float, row: tuple[Standing, object]) -> bool:
     return sign * (lead.value - row[0].value) <= bound
 
 
-def _loss(s: Standing) -> float:
-    return math.inf if s.tie_loss is None else s.tie_loss
+def _preference(s: Standing, sign: float) -> tuple[float, float, tuple[str | int, ...]]:
+    """Of tied rows, the lowest goes first: lower tie loss, better value, earlier."""
+    return (math.inf if s.tie_loss is None else s.tie_loss, -sign * s.value, s.order)
 
 
 def best_of(study: optuna.Study) -> FrozenTrial | None:

@@ -37,19 +37,22 @@ DIRECTIONS: dict[str, Literal["min", "max"]] = {
 COUNTS_EXAMPLES = frozenset({"acc", "accuracy"})
 
 
+def _measure(metric: str) -> str:
+    """The name after the metric's split prefix: val_acc -> acc."""
+    for prefix in ("val_", "test_", "train_"):
+        if metric.startswith(prefix):
+            return metric.removeprefix(prefix)
+    return metric
+
+
 def counts_examples(metric: str) -> bool:
     """Whether ``metric`` is a fraction of examples (an accuracy), of any split."""
-    for prefix in ("val_", "test_", "train_"):
-        metric = metric.removeprefix(prefix)
-    return metric in COUNTS_EXAMPLES
+    return _measure(metric) in COUNTS_EXAMPLES
 
 
 def direction(metric: str) -> Literal["min", "max"] | None:
     """The mode a known metric is optimized in (``None`` for one sweeplab does not know)."""
-    for prefix in ("val_", "test_", "train_"):
-        if metric.startswith(prefix):
-            return DIRECTIONS.get(metric.removeprefix(prefix))
-    return DIRECTIONS.get(metric)
+    return DIRECTIONS.get(_measure(metric))
 
 
 def mode_problem(path: str, metric: str, mode: str) -> list[tuple[str, str]]:
