@@ -10,6 +10,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -29,38 +30,43 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 
 
+@pytest.fixture(scope="module")
+def served(finished: Finished) -> Iterator[int]:
+    """One ``sweeplab ui`` on the finished sweep's store for the tests that only read it
+    (its start is most of such a test's time); yields its port."""
+    port = free_port()
+    proc = _ui(str(finished.store.root), port, "--allowed-hosts", f"ui.example,127.0.0.1:{port}")
+    yield port
+    stop_server(proc)
+
+
 def test_ui_serves_the_store_on_localhost_and_refuses_hostile_requests(
-    finished: Finished,
+    finished: Finished, served: int
 ) -> None:
     """Bound to 127.0.0.1; with --allowed-hosts, a foreign Host header is refused (DNS
     rebinding); artifact paths that try to leave the store are refused."""
-    port = free_port()
+    port = served
     base = f"http://127.0.0.1:{port}"
-    hosts = f"ui.example,127.0.0.1:{port}"
-    proc = _ui(str(finished.store.root), port, "--allowed-hosts", hosts)
-    try:
-        url = f"{base}/api/2.0/mlflow/experiments/search?max_results=10"
-        status, body = _get(url)
-        assert status == 200 and "finished" in [e["name"] for e in json.loads(body)["experiments"]]
-        assert_loopback_only(port)  # the port is not open on this machine's other addresses
-        assert _get(url, {"Host": "ui.example"})[0] == 200
-        for foreign in ("attacker.example", "127.0.0.1.attacker.example", "localhost.evil"):
-            status, body = _get(url, {"Host": foreign})
-            assert status == 403 and b"Invalid Host header" in body, foreign
-        run = _a_trial_run(finished)
-        assert _get(f"{base}/get-artifact?path=learning_curve.png&run_uuid={run}")[0] == 200
-        for path in TRAVERSALS:  # the store's database, the system's passwords
-            for url in (
-                f"{base}/get-artifact?path={path}&run_uuid={run}",
-                f"{base}/ajax-api/2.0/mlflow/artifacts/list?run_id={run}&path={path}",
-                f"{base}/model-versions/get-artifact?path={path}&name=iris&version=1",
-                f"{base}/api/2.0/mlflow-artifacts/artifacts/{path}",
-            ):
-                status, body = _get(url)
-                assert status in (400, 403, 404), (url, status)
-                assert b"SQLite format" not in body and b"root:" not in body, url
-    finally:
-        stop_server(proc)
+    url = f"{base}/api/2.0/mlflow/experiments/search?max_results=10"
+    status, body = _get(url)
+    assert status == 200 and "finished" in [e["name"] for e in json.loads(body)["experiments"]]
+    assert_loopback_only(port)  # the port is not open on this machine's other addresses
+    assert _get(url, {"Host": "ui.example"})[0] == 200
+    for foreign in ("attacker.example", "127.0.0.1.attacker.example", "localhost.evil"):
+        status, body = _get(url, {"Host": foreign})
+        assert status == 403 and b"Invalid Host header" in body, foreign
+    run = _a_trial_run(finished)
+    assert _get(f"{base}/get-artifact?path=learning_curve.png&run_uuid={run}")[0] == 200
+    for path in TRAVERSALS:  # the store's database, the system's passwords
+        for url in (
+            f"{base}/get-artifact?path={path}&run_uuid={run}",
+            f"{base}/ajax-api/2.0/mlflow/artifacts/list?run_id={run}&path={path}",
+            f"{base}/model-versions/get-artifact?path={path}&name=iris&version=1",
+            f"{base}/api/2.0/mlflow-artifacts/artifacts/{path}",
+        ):
+            status, body = _get(url)
+            assert status in (400, 403, 404), (url, status)
+            assert b"SQLite format" not in body and b"root:" not in body, url
 
 
 TRAVERSALS = [
@@ -168,7 +174,7 @@ def _browser(tmp_path: Any) -> Any:
 
 
 def test_the_browser_shows_the_sweep_runs_with_their_metrics(
-    finished: Finished, tmp_path: Any
+    finished: Finished, served: int, tmp_path: Any
 ) -> None:
     """Headless Chromium on ``sweeplab ui``: the sweep's parent run, its trials nested under
     it, and their metrics as columns; then the sweep's report inside the UI.
@@ -186,8 +192,7 @@ def test_the_browser_shows_the_sweep_runs_with_their_metrics(
     )
     trials = [r for r in runs if "sweeplab.trial_number" in r.data.tags]
     assert len(trials) == 3
-    port = free_port()
-    proc = _ui(str(finished.store.root), port)
+    port = served
     try:
         wait = WebDriverWait(driver, 60)
         driver.get(
@@ -212,7 +217,6 @@ def test_the_browser_shows_the_sweep_runs_with_their_metrics(
         _the_report_opens_in_the_ui(driver, port, experiment.experiment_id, finished)
     finally:
         driver.quit()
-        stop_server(proc)
 
 
 def _the_report_opens_in_the_ui(
@@ -259,8 +263,9 @@ def test_ui_says_when_it_answers_and_takes_mlflow_with_it_when_stopped(
     finished: Finished,
 ) -> None:
     """The URL is printed once MLflow answers; a second ui on the same port is refused in
-    one line; SIGTERM stops MLflow's server, its uvicorn workers and its job runner (the
-    port is free again) and exits 143; a port out of range exits 2."""
+    one line; by default MLflow runs as one server process (no extra uvicorn workers, no
+    job runner); SIGTERM stops it (the port is free again) and exits 143; a port out of
+    range exits 2."""
     import signal
     import socket
     import time
@@ -284,6 +289,7 @@ def test_ui_says_when_it_answers_and_takes_mlflow_with_it_when_stopped(
         assert line in server_output(proc), server_output(proc)[-3000:]
         below = descendants(proc.pid)
         assert any("mlflow" in command for command in below.values()), below
+        assert len(below) == 2, below  # `mlflow ui` and the uvicorn it serves with
         taken = subprocess.run(
             [sys.executable, "-m", "sweeplab", "ui", "--store", root, "--port", str(port)],
             capture_output=True,

@@ -16,6 +16,13 @@ def ui(
     tracking_uri: str | None = TRACKING_URI,
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind."),
     port: int = typer.Option(5000, "--port", min=1, max=65535, help="Port to listen on."),
+    workers: int = typer.Option(
+        1,
+        "--workers",
+        min=1,
+        help="MLflow server processes (one serves a person's browser; MLflow's own default "
+        "is 4, each a second or more of start-up).",
+    ),
     auth: bool = typer.Option(
         False, "--auth", help="Turn on MLflow's basic authentication (--app-name basic-auth)."
     ),
@@ -51,11 +58,12 @@ def ui(
         host,
         "--port",
         str(port),
+        "--workers",
+        str(workers),
     ]
-    env = None
+    env = _auth_env(where.root) if auth else _plain_env()
     if auth:
         command += ["--app-name", "basic-auth"]
-        env = _auth_env(where.root)
     if allowed_hosts:
         command += ["--allowed-hosts", allowed_hosts]
     if where.local_tracking:
@@ -95,16 +103,26 @@ def _can_read(tracking_uri: str) -> None:
     MlflowClient(tracking_uri).search_experiments(max_results=1)
 
 
+def _plain_env() -> dict[str, str]:
+    """The environment MLflow's server starts in: without its job runner (a process that
+    runs GenAI scorers and trace roll-ups, which sweeplab's runs have none of) unless the
+    user turned it on, so the UI starts one Python process fewer."""
+    import os
+
+    env = dict(os.environ)
+    env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+    return env
+
+
 def _auth_env(root: Path) -> dict[str, str]:
     """Environment for MLflow's basic-auth app: its users beside the store, a CSRF key.
 
     MLflow reads its auth settings from an ini file; sweeplab writes one into the store
     (unless MLFLOW_AUTH_CONFIG_PATH names the user's own) so users live with the runs.
     """
-    import os
     import secrets
 
-    env = dict(os.environ)
+    env = _plain_env()
     if "MLFLOW_AUTH_CONFIG_PATH" not in env:
         config = root / "basic_auth.ini"
         if not (root / "basic_auth.db").is_file() and not env.get("MLFLOW_AUTH_ADMIN_PASSWORD"):
