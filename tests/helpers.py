@@ -28,7 +28,7 @@ TINY: dict[str, Any] = {
     "search_space": {"train.lr": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True}},
     "sweep": {"trials": 2, "sampler": "random", "seed": 0},
     # the tests that look at the sweep-end report turn it on (2 s of each sweep's end)
-    "tracking": {"experiment": "tiny", "report": False},
+    "tracking": {"experiment": "tiny", "report": False, "baselines": False},
 }
 
 

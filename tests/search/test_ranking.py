@@ -80,3 +80,27 @@ def test_a_sweep_records_what_breaks_its_ties_and_reads_its_best_by_the_rule(
     assert result.best_trial == expected.number
     comparison, _ = compare(store, [result.name])
     assert comparison.rows[0].trial == expected.number and comparison.rows[0].rank == 1
+    # status names the tie and how it was broken, in the order the rule ranks them
+    from sweeplab.search.analysis.status import sweep_status
+    from tests.helpers import sweeplab
+
+    report = sweep_status(store, result.name)
+    ranked = sorted(tied, key=lambda t: (t.user_attrs[keys.ATTR_TIE_LOSS], -t.values[0], t.number))
+    assert [t.number for t in report.tied] == ([t.number for t in ranked] if len(tied) > 1 else [])
+    shown = sweeplab("status", result.name, "--store", str(tmp_path / "store"))
+    if len(tied) > 1:
+        assert f"tie: {len(tied)} trials are within one validation example (1/22)" in shown.stdout
+        assert f"ranks first: #{ranked[0].number} " in shown.stdout
+    else:
+        assert "tie:" not in shown.stdout
+
+
+def test_tied_lists_the_trials_within_one_example_of_the_best_in_the_rules_order() -> None:
+    best = 200 / 270
+    study = _study(
+        "maximize",
+        [_trial(best - STEP, 0.2), _trial(best, 0.4), _trial(best - 3 * STEP, 0.1)],
+    )
+    assert [t.number for t in ranking.tied(study)] == [0, 1]
+    alone = _study("maximize", [_trial(best, 0.4), _trial(best - 3 * STEP, 0.1)])
+    assert ranking.tied(alone) == []

@@ -6,12 +6,15 @@ import functools
 import os
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.console import Console
 
 from sweeplab.logs import quiet_libraries
+
+if TYPE_CHECKING:
+    from sweeplab.search.results import Yardstick
 
 __all__ = ["quiet_libraries"]  # the entry points' process set-up, with the options
 
@@ -250,6 +253,28 @@ def num(value: object, missing: str = "—") -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+def yardstick_lines(yardstick: Yardstick) -> list[str]:
+    """The best trial's test score beside the baselines' (best first), and which beat
+    it; nothing where the sweep fit none."""
+    if not yardstick.baselines:
+        return []
+    metric = yardstick.baselines[0].metric
+    own = yardstick.test.get(metric)
+    cells = [f"sweep {own:.4f}"] if own is not None else []
+    cells += [f"{b.name} {b.value:.4f}" for b in yardstick.ranked]
+    lines = [
+        f"Baselines ({metric} on the same test rows; scikit-learn defaults fit on train + "
+        f"validation): {' · '.join(cells)}"
+    ]
+    beaten = yardstick.beaten_by
+    if beaten:
+        names = ", ".join(b.name for b in beaten)
+        lines.append(f"The sweep loses to {names} ({beaten[0].value:.4f} against {own:.4f}).")
+    elif own is not None:
+        lines.append(f"No baseline beats the sweep on {metric}.")
+    return lines
 
 
 def plain_table(head: list[str], rows: list[list[str]]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 from enum import StrEnum
@@ -22,6 +23,7 @@ from sweeplab.cli._common import (
     num,
     out,
     plain_table,
+    yardstick_lines,
 )
 from sweeplab.cli.status import PLAIN_ROWS
 
@@ -87,6 +89,9 @@ def compare(
             "trials": comparison.records(),
             "plots": [str(p) for p in comparison.plots],
             "report": str(comparison.report) if comparison.report else None,
+            "baselines": {
+                y.sweep: [dataclasses.asdict(b) for b in y.baselines] for y in comparison.yardsticks
+            },
         }
         out.print(json.dumps(payload, indent=2))
     elif fmt is Format.csv:
@@ -98,13 +103,29 @@ def compare(
     elif fmt is Format.markdown:
         out.print(_markdown(rows))
     else:
-        _table(rows, comparison.sweeps)
-    if plots and comparison.plots and fmt is Format.table:
+        _summary(comparison, rows, plots)
+
+
+def _summary(comparison: Any, rows: list[dict[str, Any]], plots: bool) -> None:
+    """The table, the tie rule, the baselines, and where the plots and report are."""
+    _table(rows, comparison.sweeps)
+    if any(r.resolution for r in comparison.rows):
+        out.print(
+            "Ranks: trials within one validation example of each other go to the lower "
+            "mean val_loss at their best epochs (the tie rule)",
+            markup=False,
+            highlight=False,
+        )
+    for yardstick in comparison.yardsticks:
+        for line in yardstick_lines(yardstick):
+            prefix = f"{yardstick.sweep}: " if len(comparison.sweeps) > 1 else ""
+            out.print(prefix + line, markup=False, highlight=False)
+    if plots and comparison.plots:
         out.print(
             f"{len(comparison.plots)} plots in {comparison.plots[0].parent}, also logged "
             "to each sweep's parent run under compare/"
         )
-    if plots and comparison.report is not None and fmt is Format.table:
+    if plots and comparison.report is not None:
         out.print(f"report: {comparison.report} (in the MLflow UI: the parent run's report.html)")
 
 

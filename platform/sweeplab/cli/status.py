@@ -21,6 +21,7 @@ from sweeplab.cli._common import (
     out,
     plain_table,
     quiet_libraries,
+    yardstick_lines,
 )
 
 # Past this many trials the table is printed as plain aligned text: rich measured every
@@ -44,8 +45,6 @@ def status(
     storage: str | None = STORAGE,
 ) -> None:
     """Trials of a sweep: complete / pruned / failed / running, and the best so far."""
-    from rich.table import Table
-
     from sweeplab.cli._common import open_store
 
     where = open_store(store, storage=storage, reading=True)
@@ -58,23 +57,7 @@ def status(
         _print_records(where, name, fmt)
         return
     if name is None:
-        from sweeplab.search import TrialState
-
-        shown = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAILED, TrialState.RUNNING)
-        table = Table("sweep", "state", "trials", *(s.value for s in shown), "best")
-        for s in list_sweeps(where):
-            c = s.counts
-            table.add_row(
-                s.name,
-                s.state.value,
-                str(s.trials),
-                str(c.complete),
-                str(c.pruned),
-                str(c.failed),
-                str(c.running),
-                num(s.best_value),
-            )
-        out.print(table)
+        _print_sweeps(list_sweeps(where))
         return
     report = sweep_status(where, name)
     if len(report.rows) > PLAIN_ROWS:
@@ -96,10 +79,48 @@ def status(
         out.print(f"{report.warm_start}; prior trials are marked 'prior' and not counted")
     if report.best_number is not None:
         out.print(f"best: trial #{report.best_number}, {report.metric} = {num(report.best_value)}")
+    if report.tied:
+        out.print(_tie_line(report.tied, report.metric), markup=False, highlight=False)
+    if report.yardstick is not None:
+        for line in yardstick_lines(report.yardstick):
+            out.print(line, markup=False, highlight=False)
     if report.front:
         objectives = " against ".join([report.metric, *report.trade_offs])
         numbers = ", ".join(f"#{n}" for n in report.front)
         out.print(f"Pareto front ({objectives}), marked *: {len(report.front)} trials: {numbers}")
+
+
+def _print_sweeps(sweeps: list[Any]) -> None:
+    """One row per sweep: its state, counts and best value."""
+    from rich.table import Table
+
+    from sweeplab.search import TrialState
+
+    shown = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAILED, TrialState.RUNNING)
+    table = Table("sweep", "state", "trials", *(s.value for s in shown), "best")
+    for s in sweeps:
+        c = s.counts
+        table.add_row(
+            s.name,
+            s.state.value,
+            str(s.trials),
+            str(c.complete),
+            str(c.pruned),
+            str(c.failed),
+            str(c.running),
+            num(s.best_value),
+        )
+    out.print(table)
+
+
+def _tie_line(tied: list[Any], metric: str) -> str:
+    """How the tie rule (search/ranking.py) ranked the trials tied with the best."""
+    step = tied[0].resolution
+    cells = ", ".join(f"#{t.number} {num(t.tie_loss)}" for t in tied)
+    return (
+        f"tie: {len(tied)} trials are within one validation example (1/{round(1 / step)}) of "
+        f"the best {metric}; the lower mean val_loss at their best epochs ranks first: {cells}"
+    )
 
 
 def _print_records(where: Any, name: str | None, fmt: StatusFormat) -> None:
@@ -138,6 +159,10 @@ def _sweep_record(report: Any) -> dict[str, Any]:
         "best_value": report.best_value,
         "stop_reason": report.stop_reason,
     }
+    if report.tied:
+        record["tied"] = [{"trial": t.number, "tie_loss": t.tie_loss} for t in report.tied]
+    if report.yardstick is not None and report.yardstick.baselines:
+        record["baselines"] = [dataclasses.asdict(b) for b in report.yardstick.baselines]
     if report.rows:
         record["rows"] = _trial_records(report)
     return record

@@ -18,6 +18,7 @@ ATTR_STATE = "sweeplab.state"  # the sweep's state (states.SweepState); its pare
 ATTR_TRIALS = "sweeplab.trials"  # the trials it runs to: sweep.trials, or more once extended
 ATTR_STOP_REASON = "sweeplab.stop_reason"  # why it stopped asking for trials
 ATTR_WARM_START = "sweeplab.warm_start"  # what its warm start took and skipped, as JSON
+ATTR_BASELINES = "sweeplab.baselines"  # its scikit-learn baselines (training.baselines)
 
 # ------------------------------------------------------------- on a trial (user attrs)
 ATTR_RUN = "mlflow_run_id"  # the trial's MLflow run

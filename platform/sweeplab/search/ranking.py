@@ -103,6 +103,20 @@ def _preference(s: Standing, sign: float) -> tuple[float, float, tuple[str | int
     return (math.inf if s.tie_loss is None else s.tie_loss, -sign * s.value, s.order)
 
 
+def tied(study: optuna.Study) -> list[FrozenTrial]:
+    """The complete trials within one validation example of the best value, in the
+    order the tie rule ranks them (the best first); none when fewer than two tie."""
+    complete = own(study, (OptunaState.COMPLETE,))
+    sign = signs(study)[0]
+    if not complete:
+        return []
+    lead = _standing(max(complete, key=lambda t: (sign * t.values[0], -t.number)))
+    if not lead.resolution:
+        return []
+    near = [t for t in complete if _within(lead, sign, (_standing(t), t))]
+    return ordered(near, sign=sign, standing=_standing) if len(near) > 1 else []
+
+
 def best_of(study: optuna.Study) -> FrozenTrial | None:
     """The best trial on the first objective (None before one completed); of a
     multi-objective study, the end of its Pareto front on that objective."""

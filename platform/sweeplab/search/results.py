@@ -20,6 +20,7 @@ from sweeplab.search.states import Counts, SweepState, TrialState
 from sweeplab.spec import CategoricalDist, LayersDist, SearchSpace
 from sweeplab.spec._space import decode_choice
 from sweeplab.store import Store
+from sweeplab.training.baselines import Baseline
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -159,6 +160,7 @@ class SweepResult:
     registered: Registered | None = None
     stop_reason: str | None = None
     warm_start: str | None = None  # what a warm start took and skipped, in one line
+    baselines: tuple[Baseline, ...] = ()  # scikit-learn's on the same test rows
 
     @property
     def best_trial(self) -> int | None:
@@ -179,6 +181,30 @@ class SweepResult:
     @property
     def test(self) -> dict[str, float]:
         return {} if self.best is None else self.best.test
+
+    @property
+    def yardstick(self) -> Yardstick:
+        return Yardstick(sweep=self.name, test=self.test, baselines=self.baselines)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Yardstick:
+    """A sweep's best trial on the test rows beside its baselines (none: not fit)."""
+
+    sweep: str
+    test: dict[str, float]  # the best trial's test metrics (empty before one completed)
+    baselines: tuple[Baseline, ...]
+
+    @property
+    def ranked(self) -> list[Baseline]:
+        """The baselines, best first."""
+        return sorted(self.baselines, key=lambda b: -b.value if b.higher_is_better else b.value)
+
+    @property
+    def beaten_by(self) -> list[Baseline]:
+        """The baselines that scored better than the best trial, best first."""
+        test = self.test
+        return [b for b in self.ranked if b.metric in test and b.beats(test[b.metric])]
 
 
 # ------------------------------------------------------------------------- compare
@@ -218,6 +244,7 @@ class Comparison:
     report: Path | None = None  # the HTML report, also in each sweep's parent run
     reused: bool = False  # the plots and report were current: not drawn again
     skipped: list[str] = field(default_factory=list)  # plots that could not be drawn, and why
+    yardsticks: list[Yardstick] = field(default_factory=list)  # per sweep, where it has one
 
     @property
     def param_keys(self) -> list[str]:

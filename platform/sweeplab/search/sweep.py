@@ -40,6 +40,7 @@ from sweeplab.search.storage import open_storage, study_names
 from sweeplab.spec import Experiment, InputError
 from sweeplab.spec._errors import did_you_mean
 from sweeplab.store import Store
+from sweeplab.training.baselines import Baseline
 
 if TYPE_CHECKING:
     from sweeplab.tracking.tracker import Tracker
@@ -221,6 +222,11 @@ class Sweep:
         raw = self.study.user_attrs.get(keys.ATTR_WARM_START)
         return None if raw is None else str(json.loads(raw)["summary"])
 
+    @property
+    def baselines(self) -> tuple[Baseline, ...]:
+        """The scikit-learn baselines fit at its end (none before, or when off)."""
+        return tuple(Baseline(**b) for b in self.study.user_attrs.get(keys.ATTR_BASELINES, []))
+
     # ------------------------------------------------------------------ its trials
 
     @property
@@ -281,6 +287,7 @@ class Sweep:
             registered=registered,
             stop_reason=self.stop_reason,
             warm_start=self.warm_start,
+            baselines=self.baselines,
         )
 
     def event(self, frozen: FrozenTrial) -> TrialEvent:

@@ -91,6 +91,9 @@ class TrackingConfig(Section):
     # draw compare's plots and the HTML report into the parent run at the sweep's end
     # (off: `sweeplab compare` draws them when asked; the top trials' curves are drawn)
     report: bool = True
+    # scikit-learn baselines fit on train + validation and scored on the same test rows
+    # at the sweep's end (training.baselines); None: when the data are small enough
+    baselines: bool | None = None
 
 
 # ------------------------------------------------------------------------ experiment
@@ -259,6 +262,14 @@ class Experiment(Section):
                     else "train.gradient_clip_val",
                     "a gan trains with its own two Adam optimizers (model.lr_g, model.lr_d): "
                     "learning-rate schedules and gradient clipping do not apply",
+                )
+            )
+        if self.tracking.baselines and self.model.arch in ("autoencoder", "gan"):
+            problems.append(
+                (
+                    "tracking.baselines",
+                    "baselines are classifiers and regressors to hold a model against; "
+                    f"a '{self.model.arch}' has none (set false, or leave it out)",
                 )
             )
         if self.data.holdout_classes and self.model.arch != "autoencoder":

@@ -111,7 +111,14 @@ def ranked(sweeps: list[Sweep]) -> Comparison:
     for rank, row in enumerate(ranks, start=1):
         row.rank = rank
     rest = sorted((r for r in rows if r.rank is None), key=key)
-    return Comparison(metric=metric, mode=mode, sweeps=[s.name for s in sweeps], rows=ranks + rest)
+    yardsticks = [y for y in (s.result().yardstick for s in sweeps) if y.baselines]
+    return Comparison(
+        metric=metric,
+        mode=mode,
+        sweeps=[s.name for s in sweeps],
+        rows=ranks + rest,
+        yardsticks=yardsticks,
+    )
 
 
 def _rows(sweep: Sweep) -> list[Row]:

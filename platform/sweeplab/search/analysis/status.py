@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sweeplab.search.results import SweepResult, Trial
+from sweeplab.search import ranking
+from sweeplab.search.results import SweepResult, Trial, Yardstick
 from sweeplab.search.states import Counts, SweepState
 from sweeplab.search.storage import open_storage, study_names
 from sweeplab.search.sweep import Sweep
@@ -28,6 +29,8 @@ class SweepStatus:
     front: list[int] = field(default_factory=list)  # a multi-objective sweep's Pareto front
     stop_reason: str | None = None
     warm_start: str | None = None
+    tied: list[Trial] = field(default_factory=list)  # within one example of the best
+    yardstick: Yardstick | None = None  # read with its rows: the best on test, the baselines
 
 
 def _report(sweep: Sweep, rows: list[Trial]) -> SweepStatus:
@@ -46,6 +49,8 @@ def _report(sweep: Sweep, rows: list[Trial]) -> SweepStatus:
         front=[t.number for t in sweep.front()] if exp.trade_offs and best else [],
         stop_reason=sweep.stop_reason,
         warm_start=sweep.warm_start,
+        tied=[sweep.trial(t) for t in ranking.tied(sweep.study)] if rows else [],
+        yardstick=sweep.result().yardstick if rows else None,
     )
 
 

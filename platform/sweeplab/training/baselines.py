@@ -1,0 +1,107 @@
+"""A yardstick for a sweep: the simple models a data scientist tries first, fit on the
+same split (``tracking.baselines``).
+
+Each baseline is a scikit-learn estimator with its library defaults, fit on the
+training and validation rows together (the sweep's trials train on the first and are
+chosen on the second, so both have been seen by the time a model is registered) and
+scored on the sweep's own test rows with the sweep's test metric: ``test_acc`` for a
+classifier, ``test_rmse`` in the target's units for a regressor. Defaults, not tuned
+ones: a yardstick that is searched as hard as the network is a second sweep.
+
+``tracking.baselines`` unset (auto) fits them when the training and validation rows
+hold at most ``AUTO_MAX_CELLS`` values (digits' 1,527 × 64 is 0.1 M): an RBF SVC's fit
+grows with the square of the rows, so past that a user asks for them.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from sweeplab.data.split import Split
+    from sweeplab.spec import Experiment
+
+AUTO_MAX_CELLS = 2_000_000  # rows × features of train + validation
+# models that are not one classifier or regressor: nothing to hold them against
+UNSUPERVISED = ("autoencoder", "gan")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Baseline:
+    """One baseline's score on the test rows and its fit time."""
+
+    name: str  # logistic, ridge, svc, svr, knn, hgb
+    metric: str  # test_acc (higher is better) or test_rmse (lower)
+    value: float
+    seconds: float
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.metric == "test_acc"
+
+    def beats(self, value: float) -> bool:
+        """True when this baseline scored better than ``value`` on its metric."""
+        return self.value > value if self.higher_is_better else self.value < value
+
+
+def wanted(exp: Experiment, split: Split) -> bool:
+    """Whether a sweep of ``exp`` on ``split`` fits baselines at its end."""
+    if exp.model.arch in UNSUPERVISED or exp.tracking.baselines is False:
+        return False
+    if exp.tracking.baselines:
+        return True
+    rows = len(split.x_train) + len(split.x_val)
+    return rows * split.n_features <= AUTO_MAX_CELLS
+
+
+def fit_baselines(split: Split, *, seed: int) -> list[Baseline]:
+    """The baselines of ``split``'s task, each fit on train + validation and scored on
+    test, in the order they are listed in the README."""
+    x = np.concatenate([split.x_train, split.x_val]).reshape(-1, split.n_features)
+    y = np.concatenate([split.y_train, split.y_val])
+    x_test = split.x_test.reshape(-1, split.n_features)
+    classify = split.task == "classification"
+    found = []
+    for name, model in _estimators(classify, seed):
+        start = time.perf_counter()
+        model.fit(x, y)
+        predicted = model.predict(x_test)
+        seconds = time.perf_counter() - start
+        if classify:
+            metric, value = "test_acc", float(np.mean(predicted == split.y_test))
+        else:  # targets are standardized on train: back to their units
+            error = (predicted - split.y_test) * split.target_std
+            metric, value = "test_rmse", float(np.sqrt(np.mean(error**2)))
+        found.append(Baseline(name=name, metric=metric, value=value, seconds=seconds))
+    return found
+
+
+class _Estimator(Protocol):
+    def fit(self, x: np.ndarray, y: np.ndarray) -> object: ...
+
+    def predict(self, x: np.ndarray) -> np.ndarray: ...
+
+
+def _estimators(classify: bool, seed: int) -> list[tuple[str, _Estimator]]:
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
+    from sklearn.svm import SVC, SVR
+
+    if classify:
+        return [
+            ("logistic", LogisticRegression(max_iter=2000)),
+            ("svc", SVC()),
+            ("knn", KNeighborsClassifier()),
+            ("hgb", HistGradientBoostingClassifier(random_state=seed)),
+        ]
+    return [
+        ("ridge", Ridge()),
+        ("svr", SVR()),
+        ("knn", KNeighborsRegressor()),
+        ("hgb", HistGradientBoostingRegressor(random_state=seed)),
+    ]
