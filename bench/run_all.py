@@ -23,7 +23,8 @@ HERE = Path(__file__).resolve().parent
 # scaling (distributed.py), the 3-agent bookkeeping figure, local workers, compare on the
 # default sweep, then a sweep of 1,000 trials (status, compare and the report at that scale),
 # then restarts fused vs one after another (fits, and the default sweep for 3 seeds), then
-# a warm-started sweep against cold ones
+# a warm-started sweep against cold ones, then what a sweep registers (sweep.final) beside
+# the scikit-learn baselines
 SCRIPTS = [
     "tracking_overhead.py",
     "trial_overhead.py",
@@ -38,6 +39,7 @@ SCRIPTS = [
     "thousand.py",
     "restarts.py --sweeps",
     "warm_start.py",
+    "final_model.py",
 ]
 LIBRARIES = ["torch", "lightning", "optuna", "mlflow", "ray"]
 

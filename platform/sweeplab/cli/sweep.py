@@ -253,7 +253,9 @@ def _summary(result: SweepResult, seconds: float, metric: str, interrupted: bool
     else:
         out.print("No trial completed.")
     if result.registered:
-        out.print(f"Registered model: {result.registered.name} version {result.registered.version}")
+        what = " (the mean of the best trial's fits)" if result.final == "ensemble" else ""
+        registered = result.registered
+        out.print(f"Registered model: {registered.name} version {registered.version}{what}")
     store = result.store
     out.print(
         f"Results: MLflow experiment '{result.experiment}' (parent run "

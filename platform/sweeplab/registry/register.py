@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sweeplab.models.base import InferenceModel
+from sweeplab.models.ensemble import EnsembleModel
 from sweeplab.registry.lineage import TAG_LABELS, TAG_OUTPUT
 from sweeplab.tracking.tracker import Tracker
 
@@ -28,7 +29,9 @@ class Logged:
     portable: str | None = None
 
 
-def log_model(tracker: Tracker, run_id: str, model: InferenceModel, example: Any) -> Logged:
+def log_model(
+    tracker: Tracker, run_id: str, model: InferenceModel | EnsembleModel, example: Any
+) -> Logged:
     """Save ``model`` in MLflow's pytorch format into ``run_id``'s artifacts.
 
     **Portable**: the network as a ``torch.export`` program (MLflow's "pt2" format) with

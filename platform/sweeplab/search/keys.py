@@ -60,5 +60,9 @@ TAG_REGISTERED = "sweeplab.registered"  # on the parent run: name/version of its
 TAG_CURVE = "sweeplab.learning_curve"  # a trial's run: its learning_curve.png is drawn
 TAG_SAME_AS = "sweeplab.same_as"  # a trial's run: the earlier trial with the same params
 TAG_VALUE = "sweeplab.value"  # on a model version: the trial's objective value
+TAG_FINAL = "sweeplab.final"  # on a model version: best, or ensemble (sweep.final)
+TAG_MEMBERS = "sweeplab.members"  # an ensemble's fits: their run ids, comma-separated
 
 CHECKPOINT = "checkpoint/model_state.pt"  # a trial's best weights, in its run's artifacts
+# with sweep.final: ensemble, every fit's best weights too: MEMBERS/member_<i>.pt
+MEMBERS = "checkpoint/members"

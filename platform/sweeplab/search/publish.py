@@ -7,11 +7,20 @@ import math
 from typing import Any
 
 from sweeplab.data.split import Split
+from sweeplab.models.base import InferenceModel
 from sweeplab.models.build import example_input, inference_model
+from sweeplab.models.ensemble import EnsembleModel
 from sweeplab.registry.evaluate import held_out, score
 from sweeplab.registry.lineage import TAG_PORTABLE, lineage_tags
 from sweeplab.registry.register import Logged, log_model, register
-from sweeplab.search.keys import CHECKPOINT, TAG_REGISTERED, TAG_VALUE
+from sweeplab.search.keys import (
+    CHECKPOINT,
+    MEMBERS,
+    TAG_FINAL,
+    TAG_MEMBERS,
+    TAG_REGISTERED,
+    TAG_VALUE,
+)
 from sweeplab.search.results import Registered, SweepResult
 from sweeplab.search.sweep import Sweep
 from sweeplab.spec import Experiment
@@ -21,14 +30,21 @@ from sweeplab.tracking.tracker import Tracker
 def log_trained_model(
     tracker: Tracker, run_id: str, module: Any, exp: Experiment, split: Split
 ) -> Logged:
-    """Wrap a trained module for serving (its split's standardization inside) and log it.
+    """Wrap a trained module for serving (its split's standardization inside) and log it."""
+    return log_inference_model(tracker, run_id, inference_model(module, exp, split), module, split)
+
+
+def log_inference_model(
+    tracker: Tracker, run_id: str, model: InferenceModel | EnsembleModel, module: Any, split: Split
+) -> Logged:
+    """Log ``model`` (an inference model, or an ensemble of them, of ``module``'s kind).
 
     The input example is five raw test rows, as a client would send them (five
     latent vectors for a generator).
     """
     import torch
 
-    model = inference_model(module, exp, split).eval()
+    model = model.eval()
     if model.output == "samples":
         latent = example_input(module, split).shape[1]
         example = torch.randn(5, latent, generator=torch.Generator().manual_seed(0)).numpy()
@@ -43,16 +59,15 @@ def portability(logged: Logged) -> dict[str, str]:
 
 
 def version_tags(
-    module: Any,
+    model: InferenceModel | EnsembleModel,
     exp: Experiment,
-    split: Split,
     run_id: str,
     *,
     sweep: str | None = None,
     trial: int | None = None,
 ) -> dict[str, str]:
-    """Lineage tags for a version of ``module``, with its score on the held-out test split."""
-    model = inference_model(module, exp, split)
+    """Lineage tags for a version of ``model`` (what is served: an inference model or an
+    ensemble), with its score on the held-out test split."""
     test = held_out(exp)
     result = score(model, test)
     return lineage_tags(
@@ -85,11 +100,37 @@ def register_best(sweep: Sweep, result: SweepResult, name: str) -> Registered:
     data, module = prepare(resolved, tracking_uri=tracker.store.tracking_uri)
     state = torch.load(tracker.download(best.run_id, CHECKPOINT), weights_only=True)
     module.load_state_dict(state)
-    logged = log_trained_model(tracker, best.run_id, module, resolved, data.split)
-    lineage = version_tags(
-        module, resolved, data.split, best.run_id, sweep=result.name, trial=best.number
-    )
-    tags = {**lineage, TAG_VALUE: best.value, **best.test, **portability(logged)}
+    final: dict[str, Any] = {TAG_FINAL: resolved.sweep.final}
+    if resolved.sweep.final == "ensemble":
+        model: InferenceModel | EnsembleModel
+        model, fits = _ensemble(tracker, best.run_id, module, resolved, data.split)
+        final[TAG_MEMBERS] = ",".join(fits)
+    else:
+        model = inference_model(module, resolved, data.split)
+        final.update(best.test)  # the trial's own test metrics are this model's
+    logged = log_inference_model(tracker, best.run_id, model, module, data.split)
+    lineage = version_tags(model, resolved, best.run_id, sweep=result.name, trial=best.number)
+    tags = {**lineage, TAG_VALUE: best.value, **final, **portability(logged)}
     version = register(tracker, name, logged.uri, best.run_id, tags)
     tracker.set_tags(result.parent_run_id, {TAG_REGISTERED: f"{name}/{version}"})
     return Registered(name=name, version=version)
+
+
+def _ensemble(
+    tracker: Tracker, run_id: str, module: Any, exp: Experiment, split: Split
+) -> tuple[EnsembleModel, list[str]]:
+    """The trial's fits as one model (their mean output), and their runs' ids."""
+    import copy
+
+    import torch
+
+    names = sorted(a.path for a in tracker.client.list_artifacts(run_id, MEMBERS))
+    members = []
+    for name in names:
+        member = copy.deepcopy(module)
+        member.load_state_dict(torch.load(tracker.download(run_id, name), weights_only=True))
+        members.append(inference_model(member, exp, split))
+    fits = tracker.search(
+        f"tags.mlflow.parentRunId = '{run_id}' and attributes.status = 'FINISHED'"
+    )
+    return EnsembleModel(members), sorted(r.info.run_id for r in fits)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import yaml
 
+from sweeplab.models.build import inference_model
 from sweeplab.registry.register import register
 from sweeplab.search.fits import NoHooks
 from sweeplab.search.keys import TAG_KIND
@@ -48,7 +49,8 @@ def train_once(exp: Experiment, store: Store, *, register_as: str | None = None)
     logged = log_trained_model(tracker, outcome.run_id, best.module, exp, best.data.split)
     registered = None
     if register_as:
-        tags = {**version_tags(best.module, exp, best.data.split, outcome.run_id), **outcome.test}
+        model = inference_model(best.module, exp, best.data.split)
+        tags = {**version_tags(model, exp, outcome.run_id), **outcome.test}
         version = register(
             tracker, register_as, logged.uri, outcome.run_id, {**tags, **portability(logged)}
         )

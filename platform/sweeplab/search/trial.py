@@ -49,6 +49,7 @@ from sweeplab.search.keys import (
     ATTR_SAME_AS,
     ATTR_STD,
     ATTR_TIE_LOSS,
+    MEMBERS,
     TAG_SAME_AS,
     TAG_STATE,
     TAG_SWEEP,
@@ -166,6 +167,8 @@ def _close(exp: Experiment, tracker: Tracker, run_id: str, fits: Fits) -> TrialO
     elif fits.figures:
         plot_curves(tracker, run_id, fits.curves, exp)
     _save_checkpoint(tracker, run_id, best)
+    if exp.sweep.final == "ensemble":
+        _save_members(tracker, run_id, results)
     tracker.write(run_id, summary, {TAG_STATE: TrialState.COMPLETE.value}, fits.pending)
     tracker.end_run(run_id)
     trade_offs = [_trade_off(fits, best, o.metric) for o in exp.trade_offs]
@@ -213,6 +216,16 @@ def _save_checkpoint(tracker: Tracker, run_id: str, result: FitResult) -> None:
         path = Path(tmp, "model_state.pt")
         torch.save(result.module.state_dict(), path)
         tracker.log_file(run_id, path, "checkpoint")
+
+
+def _save_members(tracker: Tracker, run_id: str, results: list[FitResult]) -> None:
+    """Every fit's best weights, for an ensemble of them (``publish``), in one upload."""
+    import torch
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, result in enumerate(results):
+            torch.save(result.module.state_dict(), Path(tmp, f"member_{i}.pt"))
+        tracker.client.log_artifacts(run_id, tmp, MEMBERS)
 
 
 def describe(exc: BaseException) -> str:

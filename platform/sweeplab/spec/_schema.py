@@ -264,6 +264,14 @@ class Experiment(Section):
                     "learning-rate schedules and gradient clipping do not apply",
                 )
             )
+        if self.sweep.final == "ensemble" and self.model.arch in ("autoencoder", "gan"):
+            problems.append(
+                (
+                    "sweep.final",
+                    "'ensemble' averages class probabilities or values; "
+                    f"a '{self.model.arch}' gives neither (use best)",
+                )
+            )
         if self.tracking.baselines and self.model.arch in ("autoencoder", "gan"):
             problems.append(
                 (

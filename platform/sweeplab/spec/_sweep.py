@@ -60,6 +60,9 @@ class SweepConfig(Section):
     # train a trial's restarts in lockstep as one batched model where the architecture
     # allows (training.fused); false: one after another
     fused_restarts: bool = True
+    # what the sweep registers: the best trial's weights (best), or the mean prediction
+    # of its restarts (ensemble; sweep.restarts >= 2), exported as one model
+    final: Literal["best", "ensemble"] = "best"
     seed: Seed = 0
     timeout: Annotated[float, Field(gt=0)] | None = None
     stop_when: StopWhen | None = None
@@ -107,6 +110,14 @@ def sweep_problems(
             "(or mean, best)"
         )
         problems.append(("sweep.restart_aggregate", message))
+    if sweep.final == "ensemble" and sweep.restarts * folds < 2:
+        problems.append(
+            (
+                "sweep.final",
+                "'ensemble' averages the best trial's restarts, but it trains one fit: "
+                "set sweep.restarts to 2 or more (or use best)",
+            )
+        )
     problems += _pbt_problems(sweep, search_space, folds)
     for kind, name, options in (
         ("pruner", sweep.pruner, sweep.pruner_options),
