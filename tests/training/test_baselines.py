@@ -3,6 +3,7 @@ sweep's own test rows, logged to the parent run and shown beside the sweep's bes
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -113,6 +114,10 @@ def test_a_sweep_logs_its_baselines_and_says_when_it_loses_to_one(tmp_path: Path
         assert "No baseline beats the sweep on test_acc" in done.stdout
     status = sweeplab("status", "yard", "--store", str(store))
     assert f"sweep {own:.4f}" in status.stdout and "svc" in status.stdout
+    record = json.loads(sweeplab("status", "yard", "-f", "json", "--store", str(store)).stdout)
+    assert {b["name"]: b["value"] for b in record["baselines"]} == {
+        b.name: b.value for b in result.baselines
+    }
     # an extended sweep keeps its first baselines (same split): fit once, logged once
     more = sweeplab("resume", "yard", "--trials", "1", "--store", str(store))
     assert more.returncode == 0, more.stderr

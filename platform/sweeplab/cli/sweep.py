@@ -253,7 +253,10 @@ def _summary(result: SweepResult, seconds: float, metric: str, interrupted: bool
     else:
         out.print("No trial completed.")
     if result.registered:
-        what = " (the mean of the best trial's fits)" if result.final == "ensemble" else ""
+        what = {
+            "ensemble": " (the mean of the best trial's fits)",
+            "refit": " (the best configuration trained again on train + validation)",
+        }.get(result.final, "")
         registered = result.registered
         out.print(f"Registered model: {registered.name} version {registered.version}{what}")
     store = result.store

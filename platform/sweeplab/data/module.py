@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 from torch.utils.data import (
     BatchSampler,
@@ -20,7 +21,13 @@ from sweeplab.spec import DataConfig
 
 
 class ArrayDataModule(pl.LightningDataModule):
-    """Train/val/test loaders over in-memory tensors (no worker processes: the data is small)."""
+    """Train/val/test loaders over in-memory tensors (no worker processes: the data is small).
+
+    ``refit``: training batches are drawn from the training and validation rows together
+    (``sweep.final: refit``, after the search has used the validation rows to choose);
+    validation still reads the validation rows, for the curves only, and the test rows
+    stay out. Standardization keeps the training rows' statistics, as the search's models.
+    """
 
     def __init__(
         self,
@@ -28,6 +35,8 @@ class ArrayDataModule(pl.LightningDataModule):
         batch_size: int,
         seed: int = 0,
         fold: int = 0,
+        *,
+        refit: bool = False,
     ) -> None:
         super().__init__()
         # Reshapes each batch's inputs for a user's module (see models.build.batch_view).
@@ -35,6 +44,7 @@ class ArrayDataModule(pl.LightningDataModule):
         self.cfg = cfg
         self.batch_size = batch_size
         self.seed = seed
+        self.refit = refit
         self.split: Split = split(cfg, fold)
 
     @property
@@ -66,6 +76,9 @@ class ArrayDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         s = self.split
+        if self.refit:
+            x, y = np.concatenate([s.x_train, s.x_val]), np.concatenate([s.y_train, s.y_val])
+            return self._loader(x, y, self.batch_size, shuffle=True)
         return self._loader(s.x_train, s.y_train, self.batch_size, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:

@@ -66,3 +66,6 @@ TAG_MEMBERS = "sweeplab.members"  # an ensemble's fits: their run ids, comma-sep
 CHECKPOINT = "checkpoint/model_state.pt"  # a trial's best weights, in its run's artifacts
 # with sweep.final: ensemble, every fit's best weights too: MEMBERS/member_<i>.pt
 MEMBERS = "checkpoint/members"
+BEST_EPOCH = "best_epoch"  # a trial run's metric: its best fit's best epoch (0-based)
+TAG_REFIT_RUN = "sweeplab.refit_run"  # a refit version: the run that trained it
+TAG_REFIT_EPOCHS = "sweeplab.refit_epochs"  # and for how many epochs

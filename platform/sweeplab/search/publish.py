@@ -4,6 +4,7 @@ a version with its lineage, for a sweep's best trial or a ``sweeplab train`` run
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from sweeplab.data.split import Split
@@ -14,14 +15,19 @@ from sweeplab.registry.evaluate import held_out, score
 from sweeplab.registry.lineage import TAG_PORTABLE, lineage_tags
 from sweeplab.registry.register import Logged, log_model, register
 from sweeplab.search.keys import (
+    BEST_EPOCH,
     CHECKPOINT,
     MEMBERS,
     TAG_FINAL,
     TAG_MEMBERS,
+    TAG_REFIT_EPOCHS,
+    TAG_REFIT_RUN,
     TAG_REGISTERED,
+    TAG_SWEEP,
+    TAG_TRIAL,
     TAG_VALUE,
 )
-from sweeplab.search.results import Registered, SweepResult
+from sweeplab.search.results import Registered, SweepResult, Trial
 from sweeplab.search.sweep import Sweep
 from sweeplab.spec import Experiment
 from sweeplab.tracking.tracker import Tracker
@@ -82,12 +88,10 @@ def version_tags(
 
 def register_best(sweep: Sweep, result: SweepResult, name: str) -> Registered:
     """The version of ``name`` holding ``result``'s best trial (or the trial it was read
-    with): found if registered already, else rebuilt from its checkpoint, logged and
-    registered with its lineage."""
-    import torch
-
+    with): found if registered already, else built as ``sweep.final`` says (the trial's
+    checkpoint, its fits' mean, or its configuration trained again), logged and
+    registered with its lineage. The version's run is the trial's either way."""
     from sweeplab.registry.models import client_for
-    from sweeplab.training.fit import prepare
 
     best, tracker = result.best, sweep.tracker
     if best is None or best.run_id is None:
@@ -97,23 +101,85 @@ def register_best(sweep: Sweep, result: SweepResult, name: str) -> Registered:
         if found.name == name:
             return Registered(name=name, version=int(found.version))
     resolved = sweep.exp.with_params(best.params)
-    data, module = prepare(resolved, tracking_uri=tracker.store.tracking_uri)
-    state = torch.load(tracker.download(best.run_id, CHECKPOINT), weights_only=True)
-    module.load_state_dict(state)
-    final: dict[str, Any] = {TAG_FINAL: resolved.sweep.final}
-    if resolved.sweep.final == "ensemble":
-        model: InferenceModel | EnsembleModel
-        model, fits = _ensemble(tracker, best.run_id, module, resolved, data.split)
-        final[TAG_MEMBERS] = ",".join(fits)
-    else:
-        model = inference_model(module, resolved, data.split)
-        final.update(best.test)  # the trial's own test metrics are this model's
-    logged = log_inference_model(tracker, best.run_id, model, module, data.split)
-    lineage = version_tags(model, resolved, best.run_id, sweep=result.name, trial=best.number)
-    tags = {**lineage, TAG_VALUE: best.value, **final, **portability(logged)}
+    built = _refit(tracker, result, best, resolved) if resolved.sweep.final == "refit" else None
+    built = built or _from_checkpoints(tracker, best, resolved)
+    logged = log_inference_model(tracker, built.run_id, built.model, built.module, built.split)
+    lineage = version_tags(
+        built.model, built.exp, best.run_id, sweep=result.name, trial=best.number
+    )
+    tags = {**lineage, TAG_VALUE: best.value, **built.tags, **portability(logged)}
     version = register(tracker, name, logged.uri, best.run_id, tags)
     tracker.set_tags(result.parent_run_id, {TAG_REGISTERED: f"{name}/{version}"})
     return Registered(name=name, version=version)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Built:
+    """What ``register_best`` logs: the model served, the module and split it came from,
+    the spec it was trained with, the run it is logged in, and its own tags."""
+
+    model: InferenceModel | EnsembleModel
+    module: Any
+    split: Split
+    exp: Experiment
+    run_id: str
+    tags: dict[str, Any]
+
+
+def _from_checkpoints(tracker: Tracker, best: Trial, exp: Experiment) -> _Built:
+    """The best trial's weights (``best``), or its fits' mean (``ensemble``)."""
+    import torch
+
+    from sweeplab.training.fit import prepare
+
+    run_id = str(best.run_id)  # register_best checked it has one
+    data, module = prepare(exp, tracking_uri=tracker.store.tracking_uri)
+    state = torch.load(tracker.download(run_id, CHECKPOINT), weights_only=True)
+    module.load_state_dict(state)
+    tags: dict[str, Any] = {TAG_FINAL: exp.sweep.final}
+    model: InferenceModel | EnsembleModel
+    if exp.sweep.final == "ensemble":
+        model, fits = _ensemble(tracker, run_id, module, exp, data.split)
+        tags[TAG_MEMBERS] = ",".join(fits)
+    else:
+        model = inference_model(module, exp, data.split)
+        tags.update(best.test)  # the trial's own test metrics are this model's
+    return _Built(model=model, module=module, split=data.split, exp=exp, run_id=run_id, tags=tags)
+
+
+def _refit(tracker: Tracker, result: SweepResult, best: Trial, exp: Experiment) -> _Built:
+    """The best trial's configuration trained again on train + validation for the epochs
+    its best fit needed (its best epoch, counted from 1), with no early stopping: the
+    validation rows are training rows now, so they choose nothing. One fit with the
+    spec's seed, in a run of its own under the parent run, tagged with the trial's."""
+    from sweeplab.training.fit import fit
+
+    metrics = tracker.client.get_run(str(best.run_id)).data.metrics
+    epochs = int(metrics[BEST_EPOCH]) + 1 if BEST_EPOCH in metrics else int(best.epochs or 1)
+    again = exp.with_params({"train.max_epochs": epochs, "train.early_stopping": None})
+    tags = {TAG_SWEEP: result.name, TAG_REFIT_EPOCHS: epochs}
+    run_id = tracker.start_run(
+        f"refit of trial {best.number}",
+        parent=result.parent_run_id,
+        tags={**tags, TAG_TRIAL: best.number},
+    )
+    try:
+        fitted = fit(again, refit=True, tracking_uri=tracker.store.tracking_uri)
+    except BaseException:
+        tracker.end_run(run_id, "FAILED")
+        raise
+    tracker.write(run_id, {"epochs": float(fitted.epochs), **fitted.test})
+    tracker.end_run(run_id)
+    model = inference_model(fitted.module, again, fitted.data.split)
+    own = {TAG_FINAL: "refit", TAG_REFIT_RUN: run_id, TAG_REFIT_EPOCHS: epochs, **fitted.test}
+    return _Built(
+        model=model,
+        module=fitted.module,
+        split=fitted.data.split,
+        exp=again,
+        run_id=run_id,
+        tags=own,
+    )
 
 
 def _ensemble(

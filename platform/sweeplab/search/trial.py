@@ -49,6 +49,7 @@ from sweeplab.search.keys import (
     ATTR_SAME_AS,
     ATTR_STD,
     ATTR_TIE_LOSS,
+    BEST_EPOCH,
     MEMBERS,
     TAG_SAME_AS,
     TAG_STATE,
@@ -152,6 +153,7 @@ def _close(exp: Experiment, tracker: Tracker, run_id: str, fits: Fits) -> TrialO
     best = results[values.index(pick(values))]
     std = statistics.pstdev(values) if len(values) > 1 else 0.0
     summary = {"value": value, "value_std": std, "epochs": float(best.epochs)}
+    summary[BEST_EPOCH] = float(best.best_epoch)  # 0-based: what a refit trains to
     summary[ATTR_FIT_SECONDS] = fits.seconds
     curves: dict[str, dict[int, tuple[float, float]]] = {}
     if fits.nested:

@@ -190,6 +190,7 @@ class Experiment(Section):
         problems += self._metric_problems()
         problems += objective_problems(self.objectives, self.metrics(), self.sweep)
         problems += self._train_problems()
+        problems += self._outcome_problems()
         problems += sweep_problems(self.sweep, self.objective, self.search_space, self.data.folds)
         return problems
 
@@ -217,6 +218,27 @@ class Experiment(Section):
                 (
                     "train.early_stopping.monitor",
                     f"'{es.monitor}' is never logged; allowed: {', '.join(metrics)}",
+                )
+            )
+        return problems
+
+    def _outcome_problems(self) -> list[tuple[str, str]]:
+        """What the sweep's end asks that the model cannot give (sweep.final, baselines)."""
+        problems = []
+        if self.sweep.final == "ensemble" and self.model.arch in ("autoencoder", "gan"):
+            problems.append(
+                (
+                    "sweep.final",
+                    "'ensemble' averages class probabilities or values; "
+                    f"a '{self.model.arch}' gives neither (use best)",
+                )
+            )
+        if self.tracking.baselines and self.model.arch in ("autoencoder", "gan"):
+            problems.append(
+                (
+                    "tracking.baselines",
+                    "baselines are classifiers and regressors to hold a model against; "
+                    f"a '{self.model.arch}' has none (set false, or leave it out)",
                 )
             )
         return problems
@@ -262,22 +284,6 @@ class Experiment(Section):
                     else "train.gradient_clip_val",
                     "a gan trains with its own two Adam optimizers (model.lr_g, model.lr_d): "
                     "learning-rate schedules and gradient clipping do not apply",
-                )
-            )
-        if self.sweep.final == "ensemble" and self.model.arch in ("autoencoder", "gan"):
-            problems.append(
-                (
-                    "sweep.final",
-                    "'ensemble' averages class probabilities or values; "
-                    f"a '{self.model.arch}' gives neither (use best)",
-                )
-            )
-        if self.tracking.baselines and self.model.arch in ("autoencoder", "gan"):
-            problems.append(
-                (
-                    "tracking.baselines",
-                    "baselines are classifiers and regressors to hold a model against; "
-                    f"a '{self.model.arch}' has none (set false, or leave it out)",
                 )
             )
         if self.data.holdout_classes and self.model.arch != "autoencoder":

@@ -60,9 +60,10 @@ class SweepConfig(Section):
     # train a trial's restarts in lockstep as one batched model where the architecture
     # allows (training.fused); false: one after another
     fused_restarts: bool = True
-    # what the sweep registers: the best trial's weights (best), or the mean prediction
-    # of its restarts (ensemble; sweep.restarts >= 2), exported as one model
-    final: Literal["best", "ensemble"] = "best"
+    # what the sweep registers: the best trial's weights (best), the mean prediction of
+    # its restarts (ensemble; sweep.restarts >= 2) exported as one model, or its
+    # configuration trained again on train + validation for its best epoch count (refit)
+    final: Literal["best", "ensemble", "refit"] = "best"
     seed: Seed = 0
     timeout: Annotated[float, Field(gt=0)] | None = None
     stop_when: StopWhen | None = None
@@ -142,6 +143,14 @@ def _pbt_problems(
 ) -> list[tuple[str, str]]:
     """PBT copies weights between trials: one fit per trial, only shape-keeping values."""
     problems: list[tuple[str, str]] = []
+    if sweep.scheduler == "pbt" and sweep.final == "refit":
+        problems.append(
+            (
+                "sweep.final",
+                "'refit' trains one configuration again, but a PBT trial's values change "
+                "as it trains: use best",
+            )
+        )
     if sweep.scheduler == "pbt" and (sweep.restarts > 1 or folds > 1):
         problems.append(
             (

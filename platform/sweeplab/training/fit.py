@@ -88,10 +88,16 @@ def check_inputs(exp: Experiment, tracking_uri: str | None = None) -> None:
 
 
 def prepare(
-    exp: Experiment, seed: int = 0, fold: int = 0, tracking_uri: str | None = None
+    exp: Experiment,
+    seed: int = 0,
+    fold: int = 0,
+    tracking_uri: str | None = None,
+    *,
+    refit: bool = False,
 ) -> tuple[ArrayDataModule, pl.LightningModule]:
-    """The data module and the freshly built model of ``exp`` (shared with the smoke test)."""
-    data = ArrayDataModule(exp.data, exp.train.batch_size, seed=seed, fold=fold)
+    """The data module and the freshly built model of ``exp`` (shared with the smoke test);
+    ``refit``: training on the training and validation rows (``ArrayDataModule``)."""
+    data = ArrayDataModule(exp.data, exp.train.batch_size, seed=seed, fold=fold, refit=refit)
     data.view = batch_view(exp, data.split)
     source = None
     if isinstance(exp.model, TransferConfig):
@@ -146,17 +152,20 @@ def fit(
     tracking_uri: str | None = None,
     trainer_options: Mapping[str, object] | None = None,
     ckpt_path: str | None = None,
+    refit: bool = False,
 ) -> FitResult:
     """Train ``exp`` once (seeded) on fold ``fold``; raises TrainingDiverged on NaN/inf loss.
 
     ``tracking_uri`` is where a transfer source in the model registry is found;
     ``trainer_options`` override the Trainer's (a data-parallel strategy). ``ckpt_path``:
     a Lightning checkpoint to go on from (its weights, epoch, optimizer state), with the
-    optimizer settings of ``exp``.
+    optimizer settings of ``exp``. ``refit``: trained on the training and validation rows,
+    and the last epoch's weights kept (the validation rows cannot choose an epoch they
+    were trained on).
     """
     seed = exp.train.seed if seed is None else seed
     with seeded(seed):
-        data, module = prepare(exp, seed, fold, tracking_uri)
+        data, module = prepare(exp, seed, fold, tracking_uri, refit=refit)
         cost = model_cost(module, exp, data.split)
         if logger is not None and ckpt_path is None:
             logger.log_metrics(cost, step=0)
@@ -168,7 +177,8 @@ def fit(
         trainer = make_trainer(exp, all_callbacks, logger, **(trainer_options or {}))
         fit_or_interrupt(trainer, module, data, ckpt_path)
         _check_finite(exp, trainer, stoppers, best)
-        best.restore(module)
+        if not refit:
+            best.restore(module)
         results = metrics_on_test(trainer, module, data) if test else {}
     stopped = next((es.stopping_reason_message for es in stoppers if es.stopped_epoch), None)
     return FitResult(

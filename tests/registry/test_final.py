@@ -90,3 +90,62 @@ def test_an_ensemble_needs_restarts_and_averageable_outputs() -> None:
     )
     with pytest.raises(SpecError, match=r"sweep\.final"):
         spec_from_dict(gan)
+    pbt = tiny_spec(sweep={"final": "refit", "backend": "ray", "scheduler": "pbt"})
+    with pytest.raises(SpecError, match=r"sweep\.final: 'refit' trains one configuration"):
+        spec_from_dict(pbt)
+
+
+def test_a_refit_trains_on_train_and_validation_never_on_test() -> None:
+    from sweeplab.data.module import ArrayDataModule
+
+    exp = spec_from_dict(tiny_spec(data={"dataset": "digits"}))
+    data = ArrayDataModule(exp.data, 64, refit=True)
+    seen = {row.tobytes() for x, _ in data.train_dataloader() for row in x.numpy()}
+    s = data.split
+    assert len(seen) == len({r.tobytes() for r in np.concatenate([s.x_train, s.x_val])})
+    assert all(r.tobytes() in seen for r in s.x_val)
+    assert not any(r.tobytes() in seen for r in s.x_test)
+    plain = ArrayDataModule(exp.data, 64)
+    assert not any(
+        r.tobytes() in {v.tobytes() for v in s.x_val}
+        for x, _ in plain.train_dataloader()
+        for r in x.numpy()
+    )
+
+
+def test_a_refit_is_registered_with_its_epochs_and_its_own_test_score(tmp_path: Path) -> None:
+    import mlflow.pyfunc
+    from mlflow import MlflowClient
+
+    from sweeplab.registry.evaluate import held_out
+    from sweeplab.search import create_sweep, keys
+    from sweeplab.store import Store
+
+    store = Store.resolve(tmp_path / "store")
+    spec = tiny_spec(
+        train={"max_epochs": 6},
+        sweep={"trials": 2, "sampler": "random", "seed": 0, "final": "refit"},
+        tracking={"register_as": "again"},
+    )
+    sweep = create_sweep(spec_from_dict(spec), store=store)
+    result = sweep.optimize()
+    assert result.registered is not None and result.best_run_id is not None
+    client = MlflowClient(store.tracking_uri)
+    version = client.get_model_version("again", str(result.registered.version))
+    assert version.tags[keys.TAG_FINAL] == "refit"
+    assert version.run_id == result.best_run_id  # registered again: the same version
+    best_epoch = client.get_run(result.best_run_id).data.metrics[keys.BEST_EPOCH]
+    epochs = int(version.tags[keys.TAG_REFIT_EPOCHS])
+    assert epochs == int(best_epoch) + 1
+    refit = client.get_run(version.tags[keys.TAG_REFIT_RUN])
+    assert refit.data.tags["mlflow.parentRunId"] == result.parent_run_id
+    assert refit.data.metrics["epochs"] == epochs  # trained for exactly that many
+    assert refit.info.status == "FINISHED"
+    loaded = mlflow.pyfunc.load_model(version.source)
+    best = result.best
+    assert best is not None
+    test = held_out(sweep.exp.with_params(best.params))
+    own = float((np.asarray(loaded.predict(test.x)).argmax(axis=1) == test.y).mean())
+    assert float(version.tags["sweeplab.test_score"]) == pytest.approx(own)
+    assert float(version.tags["test_acc"]) == pytest.approx(own, abs=1e-6)
+    assert sweep.register_best() == result.registered  # found, not trained again
