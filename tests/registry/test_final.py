@@ -149,3 +149,16 @@ def test_a_refit_is_registered_with_its_epochs_and_its_own_test_score(tmp_path: 
     assert float(version.tags["sweeplab.test_score"]) == pytest.approx(own)
     assert float(version.tags["test_acc"]) == pytest.approx(own, abs=1e-6)
     assert sweep.register_best() == result.registered  # found, not trained again
+
+
+def test_auto_registers_an_ensemble_where_a_trial_has_fits_to_average() -> None:
+    assert spec_from_dict(tiny_spec(sweep={"restarts": 2})).final == "ensemble"
+    assert spec_from_dict(tiny_spec(data={"dataset": "iris", "folds": 3})).final == "ensemble"
+    assert spec_from_dict(tiny_spec()).final == "best"
+    autoencoder = tiny_spec(
+        model={"arch": "autoencoder", "kind": "dense"},
+        objective={"metric": "val_loss", "mode": "min"},
+        sweep={"restarts": 2},
+    )
+    assert spec_from_dict(autoencoder).final == "best"
+    assert spec_from_dict(tiny_spec(sweep={"restarts": 2, "final": "best"})).final == "best"

@@ -101,7 +101,7 @@ def register_best(sweep: Sweep, result: SweepResult, name: str) -> Registered:
         if found.name == name:
             return Registered(name=name, version=int(found.version))
     resolved = sweep.exp.with_params(best.params)
-    built = _refit(tracker, result, best, resolved) if resolved.sweep.final == "refit" else None
+    built = _refit(tracker, result, best, resolved) if resolved.final == "refit" else None
     built = built or _from_checkpoints(tracker, best, resolved)
     logged = log_inference_model(tracker, built.run_id, built.model, built.module, built.split)
     lineage = version_tags(
@@ -136,11 +136,14 @@ def _from_checkpoints(tracker: Tracker, best: Trial, exp: Experiment) -> _Built:
     data, module = prepare(exp, tracking_uri=tracker.store.tracking_uri)
     state = torch.load(tracker.download(run_id, CHECKPOINT), weights_only=True)
     module.load_state_dict(state)
-    tags: dict[str, Any] = {TAG_FINAL: exp.sweep.final}
+    tags: dict[str, Any] = {TAG_FINAL: exp.final}
     model: InferenceModel | EnsembleModel
-    if exp.sweep.final == "ensemble":
+    if exp.final == "ensemble":
         model, fits = _ensemble(tracker, run_id, module, exp, data.split)
         tags[TAG_MEMBERS] = ",".join(fits)
+        own = score(model, held_out(exp))  # its test metric under the trial's name for it
+        if own is not None:
+            tags["test_acc" if own.metric == "test_accuracy" else "test_rmse"] = own.value
     else:
         model = inference_model(module, exp, data.split)
         tags.update(best.test)  # the trial's own test metrics are this model's

@@ -288,7 +288,7 @@ class Sweep:
             stop_reason=self.stop_reason,
             warm_start=self.warm_start,
             baselines=self.baselines,
-            final=self.exp.sweep.final,
+            final=self.exp.final,
         )
 
     def event(self, frozen: FrozenTrial) -> TrialEvent:

@@ -162,6 +162,15 @@ class Experiment(Section):
         return SearchSpace.model_validate(self.search_space)
 
     @property
+    def final(self) -> str:
+        """What the sweep registers (``sweep.final``, ``auto`` resolved): best, ensemble or
+        refit."""
+        if self.sweep.final != "auto":
+            return self.sweep.final
+        fits = self.sweep.restarts * self.data.folds
+        return "ensemble" if fits > 1 and self.model.arch not in ("autoencoder", "gan") else "best"
+
+    @property
     def most_epochs(self) -> int:
         """The most epochs a trial may train (the search space's bound, if searched)."""
         dist = self.search_space.get("train.max_epochs")
