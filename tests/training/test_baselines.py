@@ -92,7 +92,10 @@ def test_a_sweep_logs_its_baselines_and_says_when_it_loses_to_one(tmp_path: Path
     from sweeplab.store import Store
 
     spec = tmp_path / "spec.yaml"
-    spec.write_text(yaml.safe_dump(tiny_spec(tracking={"baselines": None})))
+    # two restarts and a registered model: the default registers their ensemble, and the
+    # baselines are held against what was registered
+    tiny = tiny_spec(tracking={"baselines": None, "register_as": "yard"}, sweep={"restarts": 2})
+    spec.write_text(yaml.safe_dump(tiny))
     store = tmp_path / "store"
     done = sweeplab("sweep", str(spec), "--store", str(store), "--name", "yard")
     assert done.returncode == 0, done.stderr
@@ -105,7 +108,12 @@ def test_a_sweep_logs_its_baselines_and_says_when_it_loses_to_one(tmp_path: Path
         assert metrics[f"baseline.{b.name}.test_acc"] == pytest.approx(b.value)
         assert metrics[f"baseline.{b.name}.fit_seconds"] == pytest.approx(b.seconds)
         assert f"{b.name} {b.value:.4f}" in done.stdout
-    own = result.test["test_acc"]
+    client = MlflowClient(sweep.store.tracking_uri)
+    version = client.get_model_version("yard", "1")
+    own = float(version.tags["sweeplab.test_score"])
+    assert version.tags["sweeplab.final"] == "ensemble"
+    assert yardstick.registered == {"test_acc": pytest.approx(own)}
+    assert f"registered {own:.4f}" in done.stdout
     beaten = [b.name for b in result.baselines if b.value > own]
     assert {b.name for b in yardstick.beaten_by} == set(beaten)
     if beaten:  # three epochs on iris: the SVC is usually ahead
@@ -113,7 +121,7 @@ def test_a_sweep_logs_its_baselines_and_says_when_it_loses_to_one(tmp_path: Path
     else:
         assert "No baseline beats the sweep on test_acc" in done.stdout
     status = sweeplab("status", "yard", "--store", str(store))
-    assert f"sweep {own:.4f}" in status.stdout and "svc" in status.stdout
+    assert f"registered {own:.4f}" in status.stdout and "svc" in status.stdout
     record = json.loads(sweeplab("status", "yard", "-f", "json", "--store", str(store)).stdout)
     assert {b["name"]: b["value"] for b in record["baselines"]} == {
         b.name: b.value for b in result.baselines

@@ -261,8 +261,14 @@ def yardstick_lines(yardstick: Yardstick) -> list[str]:
     if not yardstick.baselines:
         return []
     metric = yardstick.baselines[0].metric
-    own = yardstick.test.get(metric)
-    cells = [f"sweep {own:.4f}"] if own is not None else []
+    own = yardstick.held.get(metric)
+    trial = yardstick.test.get(metric)
+    if yardstick.registered is not None and own is not None:
+        cells = [f"registered {own:.4f}"]
+        if trial is not None and abs(trial - own) > 1e-6:
+            cells.append(f"best trial {trial:.4f}")
+    else:
+        cells = [f"sweep {own:.4f}"] if own is not None else []
     cells += [f"{b.name} {b.value:.4f}" for b in yardstick.ranked]
     lines = [
         f"Baselines ({metric} on the same test rows; scikit-learn defaults fit on train + "

@@ -19,6 +19,9 @@ ATTR_TRIALS = "sweeplab.trials"  # the trials it runs to: sweep.trials, or more 
 ATTR_STOP_REASON = "sweeplab.stop_reason"  # why it stopped asking for trials
 ATTR_WARM_START = "sweeplab.warm_start"  # what its warm start took and skipped, as JSON
 ATTR_BASELINES = "sweeplab.baselines"  # its scikit-learn baselines (training.baselines)
+# the test score of the version it registered last, under the trial's name for it
+# (test_acc, test_rmse): what its baselines are held against
+ATTR_REGISTERED_SCORE = "sweeplab.registered_score"
 
 # ------------------------------------------------------------- on a trial (user attrs)
 ATTR_RUN = "mlflow_run_id"  # the trial's MLflow run

@@ -12,9 +12,10 @@ from sweeplab.models.base import InferenceModel
 from sweeplab.models.build import example_input, inference_model
 from sweeplab.models.ensemble import EnsembleModel
 from sweeplab.registry.evaluate import held_out, score
-from sweeplab.registry.lineage import TAG_PORTABLE, lineage_tags
+from sweeplab.registry.lineage import TAG_PORTABLE, TAG_TEST_METRIC, TAG_TEST_SCORE, lineage_tags
 from sweeplab.registry.register import Logged, log_model, register
 from sweeplab.search.keys import (
+    ATTR_REGISTERED_SCORE,
     BEST_EPOCH,
     CHECKPOINT,
     MEMBERS,
@@ -31,6 +32,9 @@ from sweeplab.search.results import Registered, SweepResult, Trial
 from sweeplab.search.sweep import Sweep
 from sweeplab.spec import Experiment
 from sweeplab.tracking.tracker import Tracker
+
+# the held-out score's name (registry.evaluate) → the name a trial's test metric has
+TRIAL_METRIC = {"test_accuracy": "test_acc", "test_rmse": "test_rmse"}
 
 
 def log_trained_model(
@@ -110,6 +114,10 @@ def register_best(sweep: Sweep, result: SweepResult, name: str) -> Registered:
     tags = {**lineage, TAG_VALUE: best.value, **built.tags, **portability(logged)}
     version = register(tracker, name, logged.uri, best.run_id, tags)
     tracker.set_tags(result.parent_run_id, {TAG_REGISTERED: f"{name}/{version}"})
+    held = TRIAL_METRIC.get(lineage.get(TAG_TEST_METRIC, ""))
+    if held is not None:
+        score_of = float(lineage[TAG_TEST_SCORE])
+        sweep.study.set_user_attr(ATTR_REGISTERED_SCORE, {"metric": held, "value": score_of})
     return Registered(name=name, version=version)
 
 
@@ -143,7 +151,7 @@ def _from_checkpoints(tracker: Tracker, best: Trial, exp: Experiment) -> _Built:
         tags[TAG_MEMBERS] = ",".join(fits)
         own = score(model, held_out(exp))  # its test metric under the trial's name for it
         if own is not None:
-            tags["test_acc" if own.metric == "test_accuracy" else "test_rmse"] = own.value
+            tags[TRIAL_METRIC[own.metric]] = own.value
     else:
         model = inference_model(module, exp, data.split)
         tags.update(best.test)  # the trial's own test metrics are this model's

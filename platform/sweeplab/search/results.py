@@ -162,6 +162,7 @@ class SweepResult:
     warm_start: str | None = None  # what a warm start took and skipped, in one line
     baselines: tuple[Baseline, ...] = ()  # scikit-learn's on the same test rows
     final: str = "best"  # what it registers (sweep.final): the best's weights, or an ensemble
+    registered_score: dict[str, Any] | None = None  # {metric, value} of what it registered
 
     @property
     def best_trial(self) -> int | None:
@@ -185,7 +186,13 @@ class SweepResult:
 
     @property
     def yardstick(self) -> Yardstick:
-        return Yardstick(sweep=self.name, test=self.test, baselines=self.baselines)
+        held = self.registered_score
+        return Yardstick(
+            sweep=self.name,
+            test=self.test,
+            baselines=self.baselines,
+            registered=None if held is None else {str(held["metric"]): float(held["value"])},
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -195,6 +202,12 @@ class Yardstick:
     sweep: str
     test: dict[str, float]  # the best trial's test metrics (empty before one completed)
     baselines: tuple[Baseline, ...]
+    registered: dict[str, float] | None = None  # the registered version's, where it has one
+
+    @property
+    def held(self) -> dict[str, float]:
+        """What the baselines are held against: the registered version, else the best trial."""
+        return self.registered or self.test
 
     @property
     def ranked(self) -> list[Baseline]:
@@ -203,8 +216,9 @@ class Yardstick:
 
     @property
     def beaten_by(self) -> list[Baseline]:
-        """The baselines that scored better than the best trial, best first."""
-        test = self.test
+        """The baselines that scored better than the registered model (or the best
+        trial), best first."""
+        test = self.held
         return [b for b in self.ranked if b.metric in test and b.beats(test[b.metric])]
 
 

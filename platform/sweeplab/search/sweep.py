@@ -289,6 +289,7 @@ class Sweep:
             warm_start=self.warm_start,
             baselines=self.baselines,
             final=self.exp.final,
+            registered_score=self.study.user_attrs.get(keys.ATTR_REGISTERED_SCORE),
         )
 
     def event(self, frozen: FrozenTrial) -> TrialEvent:
