@@ -133,3 +133,13 @@ def test_a_sweep_logs_its_baselines_and_says_when_it_loses_to_one(tmp_path: Path
         sweep.parent, "baseline.svc.fit_seconds"
     )
     assert len(history) == 1
+
+
+def test_a_tie_is_not_a_loss_whatever_the_float_width() -> None:
+    from sweeplab.training.baselines import Baseline
+
+    svc = Baseline(name="svc", metric="test_acc", value=266 / 270, seconds=0.1)
+    assert not svc.beats(float(np.float32(266 / 270)))  # the same 266 right answers
+    assert svc.beats(265 / 270) and not svc.beats(267 / 270)
+    ridge = Baseline(name="ridge", metric="test_rmse", value=61.0, seconds=0.1)
+    assert ridge.beats(62.0) and not ridge.beats(float(np.float32(61.0))) and not ridge.beats(60.0)

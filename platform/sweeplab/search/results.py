@@ -197,7 +197,8 @@ class SweepResult:
 
 @dataclass(frozen=True, kw_only=True)
 class Yardstick:
-    """A sweep's best trial on the test rows beside its baselines (none: not fit)."""
+    """A sweep's registered model and best trial on the test rows beside its baselines
+    (none: not fit)."""
 
     sweep: str
     test: dict[str, float]  # the best trial's test metrics (empty before one completed)

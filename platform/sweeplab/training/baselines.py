@@ -44,8 +44,10 @@ class Baseline:
         return self.metric == "test_acc"
 
     def beats(self, value: float) -> bool:
-        """True when this baseline scored better than ``value`` on its metric."""
-        return self.value > value if self.higher_is_better else self.value < value
+        """True when this baseline scored better than ``value`` on its metric; by more
+        than float error (a trial's test accuracy is a float32 mean, this a float64)."""
+        margin = 1e-6 * max(1.0, abs(value))
+        return self.value > value + margin if self.higher_is_better else self.value < value - margin
 
 
 def wanted(exp: Experiment, split: Split) -> bool:
