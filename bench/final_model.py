@@ -8,6 +8,8 @@ choice runs its own sweep, in a store of its own (the same trials: see main):
 
     best       the best trial's best weights (today's default)
     ensemble   the mean prediction of the best trial's restarts, exported as one model
+    top_ensemble  the fits of the 10 top trials weighed by greedy selection on the
+               validation split (Caruana et al. 2004)
     refit      the best trial's configuration trained again on train + validation for
                its best fit's epoch count
 
@@ -36,7 +38,7 @@ from sweeplab.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "experiments" / "mlp_digits.yaml"
-CHOICES = ("best", "ensemble", "refit")
+CHOICES = ("best", "ensemble", "top_ensemble", "refit")
 REGRESSION = ["objective.metric=val_rmse", "objective.mode=min"]
 OTHER_SETS = {"wine": [], "breast_cancer": [], "diabetes": REGRESSION}
 

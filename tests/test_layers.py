@@ -63,6 +63,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "sweeplab.search",
             "sweeplab.search.lifecycle",
             "sweeplab.search.api",
+            "sweeplab.search.ensembles",
             "sweeplab.search.publish",
             "sweeplab.search.single",
             "sweeplab.search.push",

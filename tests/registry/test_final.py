@@ -162,3 +162,78 @@ def test_auto_registers_an_ensemble_where_a_trial_has_fits_to_average() -> None:
     )
     assert spec_from_dict(autoencoder).final == "best"
     assert spec_from_dict(tiny_spec(sweep={"restarts": 2, "final": "best"})).final == "best"
+
+
+def test_a_top_ensemble_weighs_the_top_trials_fits_and_serves_their_weighted_mean(
+    tmp_path: Path,
+) -> None:
+    import mlflow.pyfunc
+    from mlflow import MlflowClient
+
+    from sweeplab.models.build import inference_model
+    from sweeplab.models.ensemble import select
+    from sweeplab.registry.evaluate import predict
+    from sweeplab.search import create_sweep, keys, ranking
+    from sweeplab.store import Store
+    from sweeplab.training.fit import prepare
+
+    store = Store.resolve(tmp_path / "store")
+    spec = tiny_spec(
+        sweep={"trials": 3, "sampler": "random", "seed": 1, "restarts": 2, "final": "top_ensemble"},
+        tracking={"register_as": "top"},
+    )
+    sweep = create_sweep(spec_from_dict(spec), store=store)
+    result = sweep.optimize()
+    assert result.registered is not None
+    version = MlflowClient(store.tracking_uri).get_model_version("top", "1")
+    assert version.tags[keys.TAG_FINAL] == "top_ensemble"
+    runs = {t.run_id: t for t in map(sweep.trial, sweep.study.trials)}
+    assert set(version.tags[keys.TAG_MEMBERS].split(",")) <= set(runs)
+
+    # every trial's fits rebuilt by hand, the best trial's first, then as ranked
+    others = [sweep.trial(t) for t in ranking.top(sweep.study, 10)]
+    ranked = [result.best, *(t for t in others if t.number != result.best_trial)]
+    assert len(ranked) == 3
+    models, labels = [], []
+    for trial in ranked:
+        assert trial is not None and trial.run_id is not None
+        exp = sweep.exp.with_params(trial.params)
+        data, module = prepare(exp, tracking_uri=store.tracking_uri)
+        for i in range(2):
+            member = copy.deepcopy(module)
+            path = sweep.tracker.download(trial.run_id, f"{keys.MEMBERS}/member_{i}.pt")
+            member.load_state_dict(torch.load(path, weights_only=True))
+            models.append(inference_model(member, exp, data.split))
+            labels.append(f"#{trial.number} member_{i}")
+    split = data.split
+    val = [predict(m, split.raw(split.x_val)) for m in models]
+    counts = select(val, split.y_val, output="probabilities")
+    shares = {label: n / sum(counts) for label, n in zip(labels, counts, strict=True) if n}
+    tagged = dict(w.split(": ") for w in version.tags[keys.TAG_WEIGHTS].split(", "))
+    assert tagged.keys() == shares.keys()
+    assert [float(v) for v in tagged.values()] == pytest.approx(list(shares.values()), abs=1e-3)
+
+    # served: the weighted mean of the chosen fits on raw test rows
+    rows = split.raw(split.x_test)
+    test = sum(
+        shares.get(label, 0.0) * predict(m, rows) for label, m in zip(labels, models, strict=True)
+    )
+    served = np.asarray(mlflow.pyfunc.load_model(version.source).predict(rows))
+    np.testing.assert_allclose(served, test, atol=1e-5)
+    assert float(version.tags["sweeplab.test_score"]) == pytest.approx(
+        float((served.argmax(axis=1) == split.y_test).mean())
+    )
+
+
+def test_a_top_ensemble_needs_one_validation_split_and_averageable_outputs() -> None:
+    iris = tiny_spec(data={"dataset": "iris", "folds": 3}, sweep={"final": "top_ensemble"})
+    with pytest.raises(SpecError, match=r"sweep\.final: 'top_ensemble' weighs fits"):
+        spec_from_dict(iris)
+    autoencoder = tiny_spec(
+        model={"arch": "autoencoder"},
+        objective={"metric": "val_loss", "mode": "min"},
+        sweep={"final": "top_ensemble"},
+        search_space={},
+    )
+    with pytest.raises(SpecError, match=r"sweep\.final: 'top_ensemble' averages"):
+        spec_from_dict(autoencoder)

@@ -255,6 +255,7 @@ def _summary(result: SweepResult, seconds: float, metric: str, interrupted: bool
     if result.registered:
         what = {
             "ensemble": " (the mean of the best trial's fits)",
+            "top_ensemble": " (the top trials' fits, weighed on the validation split)",
             "refit": " (the best configuration trained again on train + validation)",
         }.get(result.final, "")
         registered = result.registered

@@ -53,6 +53,12 @@ class Split:
         """Standardized rows back in the dataset's own units (what a client sends)."""
         return (x * self.std + self.mean).astype(np.float32)
 
+    def units(self, y: np.ndarray) -> np.ndarray:
+        """Targets in their own units: labels as they are, standardized values scaled back."""
+        if self.task == "classification":
+            return y
+        return y * self.target_std + self.target_mean
+
 
 def split(cfg: DataConfig, fold: int = 0) -> Split:
     """The split of ``cfg`` (fold ``fold`` of ``data.folds``); cached: a sweep loads once."""

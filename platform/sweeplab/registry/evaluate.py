@@ -52,7 +52,7 @@ def held_out(exp: Experiment) -> HeldOut:
 
     s = split(exp.data)
     x = s.raw(s.x_test)
-    y = s.y_test if s.task == "classification" else s.y_test * s.target_std + s.target_mean
+    y = s.units(s.y_test)
     return HeldOut(x, y, s.holdout, data_hash(x, y))
 
 

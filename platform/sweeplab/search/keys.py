@@ -63,11 +63,12 @@ TAG_REGISTERED = "sweeplab.registered"  # on the parent run: name/version of its
 TAG_CURVE = "sweeplab.learning_curve"  # a trial's run: its learning_curve.png is drawn
 TAG_SAME_AS = "sweeplab.same_as"  # a trial's run: the earlier trial with the same params
 TAG_VALUE = "sweeplab.value"  # on a model version: the trial's objective value
-TAG_FINAL = "sweeplab.final"  # on a model version: best, or ensemble (sweep.final)
+TAG_FINAL = "sweeplab.final"  # on a model version: what sweep.final chose
 TAG_MEMBERS = "sweeplab.members"  # an ensemble's fits: their run ids, comma-separated
+TAG_WEIGHTS = "sweeplab.weights"  # a top_ensemble's fits: "#<trial> member_<i>: share", ...
 
 CHECKPOINT = "checkpoint/model_state.pt"  # a trial's best weights, in its run's artifacts
-# with sweep.final: ensemble, every fit's best weights too: MEMBERS/member_<i>.pt
+# with sweep.final: ensemble or top_ensemble, every fit's best weights too: MEMBERS/member_<i>.pt
 MEMBERS = "checkpoint/members"
 BEST_EPOCH = "best_epoch"  # a trial run's metric: its best fit's best epoch (0-based)
 TAG_REFIT_RUN = "sweeplab.refit_run"  # a refit version: the run that trained it

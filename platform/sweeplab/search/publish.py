@@ -14,13 +14,12 @@ from sweeplab.models.ensemble import EnsembleModel
 from sweeplab.registry.evaluate import held_out, score
 from sweeplab.registry.lineage import TAG_PORTABLE, TAG_TEST_METRIC, TAG_TEST_SCORE, lineage_tags
 from sweeplab.registry.register import Logged, log_model, register
+from sweeplab.search.ensembles import top_ensemble, trial_ensemble
 from sweeplab.search.keys import (
     ATTR_REGISTERED_SCORE,
     BEST_EPOCH,
     CHECKPOINT,
-    MEMBERS,
     TAG_FINAL,
-    TAG_MEMBERS,
     TAG_REFIT_EPOCHS,
     TAG_REFIT_RUN,
     TAG_REGISTERED,
@@ -106,15 +105,17 @@ def register_best(sweep: Sweep, result: SweepResult, name: str) -> Registered:
             return Registered(name=name, version=int(found.version))
     resolved = sweep.exp.with_params(best.params)
     built = _refit(tracker, result, best, resolved) if resolved.final == "refit" else None
-    built = built or _from_checkpoints(tracker, best, resolved)
+    built = built or _from_checkpoints(sweep, best, resolved)
     logged = log_inference_model(tracker, built.run_id, built.model, built.module, built.split)
     lineage = version_tags(
         built.model, built.exp, best.run_id, sweep=result.name, trial=best.number
     )
     tags = {**lineage, TAG_VALUE: best.value, **built.tags, **portability(logged)}
+    held = TRIAL_METRIC.get(lineage.get(TAG_TEST_METRIC, ""))
+    if held is not None and isinstance(built.model, EnsembleModel):
+        tags[held] = lineage[TAG_TEST_SCORE]  # its test metric under the trial's name for it
     version = register(tracker, name, logged.uri, best.run_id, tags)
     tracker.set_tags(result.parent_run_id, {TAG_REGISTERED: f"{name}/{version}"})
-    held = TRIAL_METRIC.get(lineage.get(TAG_TEST_METRIC, ""))
     if held is not None:
         score_of = float(lineage[TAG_TEST_SCORE])
         sweep.study.set_user_attr(ATTR_REGISTERED_SCORE, {"metric": held, "value": score_of})
@@ -134,12 +135,14 @@ class _Built:
     tags: dict[str, Any]
 
 
-def _from_checkpoints(tracker: Tracker, best: Trial, exp: Experiment) -> _Built:
-    """The best trial's weights (``best``), or its fits' mean (``ensemble``)."""
+def _from_checkpoints(sweep: Sweep, best: Trial, exp: Experiment) -> _Built:
+    """The best trial's weights (``best``), its fits' mean (``ensemble``), or the top
+    trials' fits weighed on the validation split (``top_ensemble``)."""
     import torch
 
     from sweeplab.training.fit import prepare
 
+    tracker = sweep.tracker
     run_id = str(best.run_id)  # register_best checked it has one
     data, module = prepare(exp, tracking_uri=tracker.store.tracking_uri)
     state = torch.load(tracker.download(run_id, CHECKPOINT), weights_only=True)
@@ -147,11 +150,11 @@ def _from_checkpoints(tracker: Tracker, best: Trial, exp: Experiment) -> _Built:
     tags: dict[str, Any] = {TAG_FINAL: exp.final}
     model: InferenceModel | EnsembleModel
     if exp.final == "ensemble":
-        model, fits = _ensemble(tracker, run_id, module, exp, data.split)
-        tags[TAG_MEMBERS] = ",".join(fits)
-        own = score(model, held_out(exp))  # its test metric under the trial's name for it
-        if own is not None:
-            tags[TRIAL_METRIC[own.metric]] = own.value
+        model, members = trial_ensemble(tracker, run_id, module, exp, data.split)
+        tags.update(members)
+    elif exp.final == "top_ensemble":
+        model, members = top_ensemble(sweep, best, exp, data.split)
+        tags.update(members)
     else:
         model = inference_model(module, exp, data.split)
         tags.update(best.test)  # the trial's own test metrics are this model's
@@ -191,23 +194,3 @@ def _refit(tracker: Tracker, result: SweepResult, best: Trial, exp: Experiment) 
         run_id=run_id,
         tags=own,
     )
-
-
-def _ensemble(
-    tracker: Tracker, run_id: str, module: Any, exp: Experiment, split: Split
-) -> tuple[EnsembleModel, list[str]]:
-    """The trial's fits as one model (their mean output), and their runs' ids."""
-    import copy
-
-    import torch
-
-    names = sorted(a.path for a in tracker.client.list_artifacts(run_id, MEMBERS))
-    members = []
-    for name in names:
-        member = copy.deepcopy(module)
-        member.load_state_dict(torch.load(tracker.download(run_id, name), weights_only=True))
-        members.append(inference_model(member, exp, split))
-    fits = tracker.search(
-        f"tags.mlflow.parentRunId = '{run_id}' and attributes.status = 'FINISHED'"
-    )
-    return EnsembleModel(members), sorted(r.info.run_id for r in fits)

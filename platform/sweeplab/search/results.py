@@ -161,7 +161,7 @@ class SweepResult:
     stop_reason: str | None = None
     warm_start: str | None = None  # what a warm start took and skipped, in one line
     baselines: tuple[Baseline, ...] = ()  # scikit-learn's on the same test rows
-    final: str = "best"  # what it registers (sweep.final): the best's weights, or an ensemble
+    final: str = "best"  # what it registers (sweep.final, auto resolved)
     registered_score: dict[str, Any] | None = None  # {metric, value} of what it registered
 
     @property

@@ -169,7 +169,7 @@ def _close(exp: Experiment, tracker: Tracker, run_id: str, fits: Fits) -> TrialO
     elif fits.figures:
         plot_curves(tracker, run_id, fits.curves, exp)
     _save_checkpoint(tracker, run_id, best)
-    if exp.final == "ensemble":
+    if exp.keeps_fits:
         _save_members(tracker, run_id, results)
     tracker.write(run_id, summary, {TAG_STATE: TrialState.COMPLETE.value}, fits.pending)
     tracker.end_run(run_id)

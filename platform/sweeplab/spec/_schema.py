@@ -163,12 +163,17 @@ class Experiment(Section):
 
     @property
     def final(self) -> str:
-        """What the sweep registers (``sweep.final``, ``auto`` resolved): best, ensemble or
-        refit."""
+        """What the sweep registers (``sweep.final``, ``auto`` resolved): best, ensemble,
+        top_ensemble or refit."""
         if self.sweep.final != "auto":
             return self.sweep.final
         fits = self.sweep.restarts * self.data.folds
-        return "ensemble" if fits > 1 and self.model.arch not in ("autoencoder", "gan") else "best"
+        return "ensemble" if fits > 1 and self.model.supervised else "best"
+
+    @property
+    def keeps_fits(self) -> bool:
+        """Whether a trial stores every fit's best weights (an ensemble is made of them)."""
+        return self.final in ("ensemble", "top_ensemble")
 
     @property
     def most_epochs(self) -> int:
@@ -234,20 +239,30 @@ class Experiment(Section):
     def _outcome_problems(self) -> list[tuple[str, str]]:
         """What the sweep's end asks that the model cannot give (sweep.final, baselines)."""
         problems = []
-        if self.sweep.final == "ensemble" and self.model.arch in ("autoencoder", "gan"):
+        final, arch = self.sweep.final, self.model.arch
+        if final in ("ensemble", "top_ensemble") and not self.model.supervised:
             problems.append(
                 (
                     "sweep.final",
-                    "'ensemble' averages class probabilities or values; "
-                    f"a '{self.model.arch}' gives neither (use best)",
+                    f"'{final}' averages class probabilities or values; "
+                    f"a '{arch}' gives neither (use best)",
                 )
             )
-        if self.tracking.baselines and self.model.arch in ("autoencoder", "gan"):
+        if final == "top_ensemble" and self.data.folds > 1:
+            problems.append(
+                (
+                    "sweep.final",
+                    "'top_ensemble' weighs fits on the validation split, but with "
+                    f"data.folds = {self.data.folds} each fit trained on the others' "
+                    "validation rows (use ensemble, or data.folds: 1)",
+                )
+            )
+        if self.tracking.baselines and not self.model.supervised:
             problems.append(
                 (
                     "tracking.baselines",
                     "baselines are classifiers and regressors to hold a model against; "
-                    f"a '{self.model.arch}' has none (set false, or leave it out)",
+                    f"a '{arch}' has none (set false, or leave it out)",
                 )
             )
         return problems

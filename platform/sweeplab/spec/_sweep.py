@@ -61,11 +61,12 @@ class SweepConfig(Section):
     # allows (training.fused); false: one after another
     fused_restarts: bool = True
     # what the sweep registers: the best trial's weights (best), the mean prediction of
-    # its restarts (ensemble; sweep.restarts >= 2) exported as one model, or its
-    # configuration trained again on train + validation for its best epoch count (refit);
-    # auto: ensemble where a trial has several fits to average, else best
+    # its restarts (ensemble; sweep.restarts >= 2) exported as one model, the fits of the
+    # top trials weighed by greedy selection on the validation split (top_ensemble), or
+    # its configuration trained again on train + validation for its best epoch count
+    # (refit); auto: ensemble where a trial has several fits to average, else best
     # (bench/final_model.py: never below best on digits, 3 seeds, at the same wall time)
-    final: Literal["auto", "best", "ensemble", "refit"] = "auto"
+    final: Literal["auto", "best", "ensemble", "top_ensemble", "refit"] = "auto"
     seed: Seed = 0
     timeout: Annotated[float, Field(gt=0)] | None = None
     stop_when: StopWhen | None = None

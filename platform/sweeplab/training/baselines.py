@@ -26,8 +26,6 @@ if TYPE_CHECKING:
     from sweeplab.spec import Experiment
 
 AUTO_MAX_CELLS = 2_000_000  # rows × features of train + validation
-# models that are not one classifier or regressor: nothing to hold them against
-UNSUPERVISED = ("autoencoder", "gan")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,7 +50,7 @@ class Baseline:
 
 def wanted(exp: Experiment, split: Split) -> bool:
     """Whether a sweep of ``exp`` on ``split`` fits baselines at its end."""
-    if exp.model.arch in UNSUPERVISED or exp.tracking.baselines is False:
+    if not exp.model.supervised or exp.tracking.baselines is False:
         return False
     if exp.tracking.baselines:
         return True
