@@ -113,7 +113,10 @@ def test_a_refit_trains_on_train_and_validation_never_on_test() -> None:
     )
 
 
-def test_a_refit_is_registered_with_its_epochs_and_its_own_test_score(tmp_path: Path) -> None:
+@pytest.mark.parametrize("restarts", [1, 2])
+def test_a_refit_is_registered_with_its_epochs_and_its_own_test_score(
+    tmp_path: Path, restarts: int
+) -> None:
     import mlflow.pyfunc
     from mlflow import MlflowClient
 
@@ -124,7 +127,7 @@ def test_a_refit_is_registered_with_its_epochs_and_its_own_test_score(tmp_path: 
     store = Store.resolve(tmp_path / "store")
     spec = tiny_spec(
         train={"max_epochs": 6},
-        sweep={"trials": 2, "sampler": "random", "seed": 0, "final": "refit"},
+        sweep={"trials": 2, "sampler": "random", "seed": 0, "final": "refit", "restarts": restarts},
         tracking={"register_as": "again"},
     )
     sweep = create_sweep(spec_from_dict(spec), store=store)
@@ -148,7 +151,25 @@ def test_a_refit_is_registered_with_its_epochs_and_its_own_test_score(tmp_path: 
     own = float((np.asarray(loaded.predict(test.x)).argmax(axis=1) == test.y).mean())
     assert float(version.tags["sweeplab.test_score"]) == pytest.approx(own)
     assert float(version.tags["test_acc"]) == pytest.approx(own, abs=1e-6)
+    assert refit.data.metrics["test_acc"] == pytest.approx(own, abs=1e-6)
+    # as many fits as the trial had restarts (fused), their mean served
+    assert refit.data.metrics.get("fits", 1.0) == restarts
     assert sweep.register_best() == result.registered  # found, not trained again
+
+
+def test_fused_restarts_refit_on_train_and_validation_and_keep_their_last_weights() -> None:
+    from sweeplab.training.fit import FitResult
+    from sweeplab.training.fused import fit_fused
+
+    exp = spec_from_dict(tiny_spec(train={"max_epochs": 3}, sweep={"restarts": 2}))
+    fits = fit_fused(exp, [0, 1], 0, [None, None], refit=True)
+    assert all(isinstance(f, FitResult) for f in fits)
+    for f in fits:
+        n = len(f.data.split.y_train) + len(f.data.split.y_val)
+        assert f.data.refit and len(f.data.train_dataloader().dataset) == n  # type: ignore[arg-type]
+        assert f.epochs == 3
+    a, b = (f.module.state_dict() for f in fits)
+    assert any(not torch.equal(a[k], b[k]) for k in a)  # two fits, not one copied
 
 
 def test_auto_registers_an_ensemble_where_a_trial_has_fits_to_average() -> None:
@@ -173,6 +194,7 @@ def test_a_top_ensemble_weighs_the_top_trials_fits_and_serves_their_weighted_mea
     from sweeplab.models.build import inference_model
     from sweeplab.models.ensemble import select
     from sweeplab.registry.evaluate import predict
+    from sweeplab.registry.promote import promote
     from sweeplab.search import create_sweep, keys, ranking
     from sweeplab.store import Store
     from sweeplab.training.fit import prepare
@@ -223,6 +245,10 @@ def test_a_top_ensemble_weighs_the_top_trials_fits_and_serves_their_weighted_mea
     assert float(version.tags["sweeplab.test_score"]) == pytest.approx(
         float((served.argmax(axis=1) == split.y_test).mean())
     )
+    # the promotion guard scores the ensemble itself, as the version's own test score says
+    decision = promote(store.tracking_uri, "top", 1, "champion")
+    assert decision.candidate is not None and decision.outcome == "promoted"
+    assert decision.candidate.value == pytest.approx(float(version.tags["sweeplab.test_score"]))
 
 
 def test_a_top_ensemble_needs_one_validation_split_and_averageable_outputs() -> None:

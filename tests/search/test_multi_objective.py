@@ -41,7 +41,7 @@ def test_a_multi_objective_sweep_returns_a_front_and_promotes_the_rule_s_pick(
             objective=OBJECTIVES,
             train={"max_epochs": 2},
             search_space=SPACE,
-            sweep={"trials": 10, "sampler": "nsga2", "seed": 1},
+            sweep={"trials": 6, "sampler": "nsga2", "seed": 1},
             tracking={"experiment": "pareto"},
         )
     )
@@ -51,7 +51,7 @@ def test_a_multi_objective_sweep_returns_a_front_and_promotes_the_rule_s_pick(
     study = optuna.load_study(study_name="pareto", storage=store.storage_url)
     assert len(study.directions) == 2
     complete = study.get_trials(states=(TrialState.COMPLETE,))
-    assert len(complete) == 10
+    assert len(complete) == 6
     front = study.best_trials
     assert front
     for t in front:  # no trial of the front is dominated, by the front or any other

@@ -70,7 +70,7 @@ def test_stop_from_another_process_ends_a_sweep_of_two_local_workers(
 ) -> None:
     from sweeplab import SweepState, load_sweep
 
-    proc = _start(store, write_spec(_slow_spec("stopped", trials=40, epochs=12)), "--workers", "2")
+    proc = _start(store, write_spec(_slow_spec("stopped", trials=40, epochs=6)), "--workers", "2")
     try:
         _wait_for(store, "stopped", proc, done=1, running=2)
         said = sweeplab("stop", "stopped", "--store", str(store.root))

@@ -3,7 +3,9 @@ sweep's own test rows, logged to the parent run and shown beside the sweep's bes
 
 from __future__ import annotations
 
+import html
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -88,7 +90,8 @@ def test_a_sweep_logs_its_baselines_and_says_when_it_loses_to_one(tmp_path: Path
     import yaml
     from mlflow import MlflowClient
 
-    from sweeplab.search import load_sweep
+    from sweeplab.search import compare, continue_sweep, load_sweep
+    from sweeplab.search.analysis.report import OnceImportance, write_report
     from sweeplab.store import Store
 
     spec = tmp_path / "spec.yaml"
@@ -126,9 +129,14 @@ def test_a_sweep_logs_its_baselines_and_says_when_it_loses_to_one(tmp_path: Path
     assert {b["name"]: b["value"] for b in record["baselines"]} == {
         b.name: b.value for b in result.baselines
     }
+    # and in the report, beside the trials
+    comparison, sweeps = compare(Store.resolve(store), ["yard"])
+    page = write_report(comparison, sweeps, [], OnceImportance(), tmp_path / "report.html")
+    summary = re.search(r"<p>(.*?)</p>", page.read_text(encoding="utf-8"), re.S)
+    assert summary is not None
+    assert html.escape(yardstick.lines()[0]) in summary.group(1).split("<br>")
     # an extended sweep keeps its first baselines (same split): fit once, logged once
-    more = sweeplab("resume", "yard", "--trials", "1", "--store", str(store))
-    assert more.returncode == 0, more.stderr
+    continue_sweep(Store.resolve(store), "yard", trials=1)
     history = MlflowClient(sweep.store.tracking_uri).get_metric_history(
         sweep.parent, "baseline.svc.fit_seconds"
     )

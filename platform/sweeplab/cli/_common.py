@@ -14,7 +14,7 @@ from rich.console import Console
 from sweeplab.logs import quiet_libraries
 
 if TYPE_CHECKING:
-    from sweeplab.search.results import Yardstick
+    pass
 
 __all__ = ["quiet_libraries"]  # the entry points' process set-up, with the options
 
@@ -253,34 +253,6 @@ def num(value: object, missing: str = "—") -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
-
-
-def yardstick_lines(yardstick: Yardstick) -> list[str]:
-    """The best trial's test score beside the baselines' (best first), and which beat
-    it; nothing where the sweep fit none."""
-    if not yardstick.baselines:
-        return []
-    metric = yardstick.baselines[0].metric
-    own = yardstick.held.get(metric)
-    trial = yardstick.test.get(metric)
-    if yardstick.registered is not None and own is not None:
-        cells = [f"registered {own:.4f}"]
-        if trial is not None and abs(trial - own) > 1e-6:
-            cells.append(f"best trial {trial:.4f}")
-    else:
-        cells = [f"sweep {own:.4f}"] if own is not None else []
-    cells += [f"{b.name} {b.value:.4f}" for b in yardstick.ranked]
-    lines = [
-        f"Baselines ({metric} on the same test rows; scikit-learn defaults fit on train + "
-        f"validation): {' · '.join(cells)}"
-    ]
-    beaten = yardstick.beaten_by
-    if beaten:
-        names = ", ".join(b.name for b in beaten)
-        lines.append(f"The sweep loses to {names} ({beaten[0].value:.4f} against {own:.4f}).")
-    elif own is not None:
-        lines.append(f"No baseline beats the sweep on {metric}.")
-    return lines
 
 
 def plain_table(head: list[str], rows: list[list[str]]) -> str:

@@ -23,7 +23,6 @@ from sweeplab.cli._common import (
     num,
     out,
     plain_table,
-    yardstick_lines,
 )
 from sweeplab.cli.status import PLAIN_ROWS
 
@@ -117,7 +116,7 @@ def _summary(comparison: Any, rows: list[dict[str, Any]], plots: bool) -> None:
             highlight=False,
         )
     for yardstick in comparison.yardsticks:
-        for line in yardstick_lines(yardstick):
+        for line in yardstick.lines():
             prefix = f"{yardstick.sweep}: " if len(comparison.sweeps) > 1 else ""
             out.print(prefix + line, markup=False, highlight=False)
     if plots and comparison.plots:

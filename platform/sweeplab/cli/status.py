@@ -21,7 +21,6 @@ from sweeplab.cli._common import (
     out,
     plain_table,
     quiet_libraries,
-    yardstick_lines,
 )
 
 # Past this many trials the table is printed as plain aligned text: rich measured every
@@ -82,7 +81,7 @@ def status(
     if report.tied:
         out.print(_tie_line(report.tied, report.metric), markup=False, highlight=False)
     if report.yardstick is not None:
-        for line in yardstick_lines(report.yardstick):
+        for line in report.yardstick.lines():
             out.print(line, markup=False, highlight=False)
     if report.front:
         objectives = " against ".join([report.metric, *report.trade_offs])

@@ -27,7 +27,6 @@ from sweeplab.cli._common import (
     quiet_libraries,
     ray_address,
     use_ui_url,
-    yardstick_lines,
 )
 from sweeplab.cli.validate import run_smoke
 from sweeplab.store import DEFAULT_STORE, Store
@@ -248,7 +247,7 @@ def _summary(result: SweepResult, seconds: float, metric: str, interrupted: bool
         if result.test:
             tests = ", ".join(f"{k} = {v:.4f}" for k, v in sorted(result.test.items()))
             out.print(f"Test: {tests}")
-        for line in yardstick_lines(result.yardstick):
+        for line in result.yardstick.lines():
             out.print(line, markup=False, highlight=False)
     else:
         out.print("No trial completed.")

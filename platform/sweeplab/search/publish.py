@@ -31,6 +31,7 @@ from sweeplab.search.results import Registered, SweepResult, Trial
 from sweeplab.search.sweep import Sweep
 from sweeplab.spec import Experiment
 from sweeplab.tracking.tracker import Tracker
+from sweeplab.training.fusing import unfused
 
 # the held-out score's name (registry.evaluate) → the name a trial's test metric has
 TRIAL_METRIC = {"test_accuracy": "test_acc", "test_rmse": "test_rmse"}
@@ -114,6 +115,8 @@ def register_best(sweep: Sweep, result: SweepResult, name: str) -> Registered:
     held = TRIAL_METRIC.get(lineage.get(TAG_TEST_METRIC, ""))
     if held is not None and isinstance(built.model, EnsembleModel):
         tags[held] = lineage[TAG_TEST_SCORE]  # its test metric under the trial's name for it
+        if TAG_REFIT_RUN in built.tags:  # and in the run that trained it
+            tracker.write(built.run_id, {held: float(lineage[TAG_TEST_SCORE])})
     version = register(tracker, name, logged.uri, best.run_id, tags)
     tracker.set_tags(result.parent_run_id, {TAG_REGISTERED: f"{name}/{version}"})
     if held is not None:
@@ -164,10 +167,9 @@ def _from_checkpoints(sweep: Sweep, best: Trial, exp: Experiment) -> _Built:
 def _refit(tracker: Tracker, result: SweepResult, best: Trial, exp: Experiment) -> _Built:
     """The best trial's configuration trained again on train + validation for the epochs
     its best fit needed (its best epoch, counted from 1), with no early stopping: the
-    validation rows are training rows now, so they choose nothing. One fit with the
-    spec's seed, in a run of its own under the parent run, tagged with the trial's."""
-    from sweeplab.training.fit import fit
-
+    validation rows are training rows now, so they choose nothing. As many fits as the
+    trial had restarts (fused where they can be), their mean served where there are
+    several; in a run of its own under the parent run, tagged with the trial's."""
     metrics = tracker.client.get_run(str(best.run_id)).data.metrics
     epochs = int(metrics[BEST_EPOCH]) + 1 if BEST_EPOCH in metrics else int(best.epochs or 1)
     again = exp.with_params({"train.max_epochs": epochs, "train.early_stopping": None})
@@ -178,19 +180,40 @@ def _refit(tracker: Tracker, result: SweepResult, best: Trial, exp: Experiment) 
         tags={**tags, TAG_TRIAL: best.number},
     )
     try:
-        fitted = fit(again, refit=True, tracking_uri=tracker.store.tracking_uri)
+        fits = _refit_fits(again, tracker.store.tracking_uri)
     except BaseException:
         tracker.end_run(run_id, "FAILED")
         raise
-    tracker.write(run_id, {"epochs": float(fitted.epochs), **fitted.test})
+    first = fits[0]
+    own = {TAG_FINAL: "refit", TAG_REFIT_RUN: run_id, TAG_REFIT_EPOCHS: epochs}
+    model: InferenceModel | EnsembleModel
+    if len(fits) == 1:
+        model = inference_model(first.module, again, first.data.split)
+        own.update(first.test)
+        tracker.write(run_id, {"epochs": float(first.epochs), **first.test})
+    else:  # its test metric is the ensemble's own: register_best adds it
+        members = [inference_model(f.module, again, f.data.split) for f in fits]
+        model = EnsembleModel(members)
+        tracker.write(run_id, {"epochs": float(first.epochs), "fits": float(len(fits))})
     tracker.end_run(run_id)
-    model = inference_model(fitted.module, again, fitted.data.split)
-    own = {TAG_FINAL: "refit", TAG_REFIT_RUN: run_id, TAG_REFIT_EPOCHS: epochs, **fitted.test}
     return _Built(
         model=model,
-        module=fitted.module,
-        split=fitted.data.split,
+        module=first.module,
+        split=first.data.split,
         exp=again,
         run_id=run_id,
         tags=own,
     )
+
+
+def _refit_fits(exp: Experiment, tracking_uri: str) -> list[Any]:
+    """``exp``'s restarts trained on train + validation: fused where they can be (the
+    members that diverged left out), else one after another."""
+    from sweeplab.training.fit import FitResult, fit
+    from sweeplab.training.fused import fit_fused
+
+    seeds = [exp.train.seed + restart for restart in range(exp.sweep.restarts)]
+    if unfused(exp) is None:
+        found = fit_fused(exp, seeds, 0, [None] * len(seeds), tracking_uri=tracking_uri, refit=True)
+        return [f for f in found if isinstance(f, FitResult)]
+    return [fit(exp, seed=seed, refit=True, tracking_uri=tracking_uri) for seed in seeds]

@@ -186,13 +186,7 @@ class SweepResult:
 
     @property
     def yardstick(self) -> Yardstick:
-        held = self.registered_score
-        return Yardstick(
-            sweep=self.name,
-            test=self.test,
-            baselines=self.baselines,
-            registered=None if held is None else {str(held["metric"]): float(held["value"])},
-        )
+        return Yardstick.of(self.name, self.test, self.baselines, self.registered_score)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -204,6 +198,19 @@ class Yardstick:
     test: dict[str, float]  # the best trial's test metrics (empty before one completed)
     baselines: tuple[Baseline, ...]
     registered: dict[str, float] | None = None  # the registered version's, where it has one
+
+    @classmethod
+    def of(
+        cls,
+        sweep: str,
+        test: dict[str, float],
+        baselines: tuple[Baseline, ...],
+        registered_score: dict[str, Any] | None,
+    ) -> Yardstick:
+        """From what the study stores: ``registered_score`` is its {metric, value}."""
+        held = registered_score
+        registered = None if held is None else {str(held["metric"]): float(held["value"])}
+        return cls(sweep=sweep, test=test, baselines=baselines, registered=registered)
 
     @property
     def held(self) -> dict[str, float]:
@@ -221,6 +228,33 @@ class Yardstick:
         trial), best first."""
         test = self.held
         return [b for b in self.ranked if b.metric in test and b.beats(test[b.metric])]
+
+    def lines(self) -> list[str]:
+        """The registered model's (or the best trial's) test score beside the baselines'
+        (best first), and which beat it; none where the sweep fit none."""
+        if not self.baselines:
+            return []
+        metric = self.baselines[0].metric
+        own = self.held.get(metric)
+        trial = self.test.get(metric)
+        if self.registered is not None and own is not None:
+            cells = [f"registered {own:.4f}"]
+            if trial is not None and abs(trial - own) > 1e-6:
+                cells.append(f"best trial {trial:.4f}")
+        else:
+            cells = [f"sweep {own:.4f}"] if own is not None else []
+        cells += [f"{b.name} {b.value:.4f}" for b in self.ranked]
+        lines = [
+            f"Baselines ({metric} on the same test rows; scikit-learn defaults fit on train + "
+            f"validation): {' · '.join(cells)}"
+        ]
+        beaten = self.beaten_by
+        if beaten:
+            names = ", ".join(b.name for b in beaten)
+            lines.append(f"The sweep loses to {names} ({beaten[0].value:.4f} against {own:.4f}).")
+        elif own is not None:
+            lines.append(f"No baseline beats the sweep on {metric}.")
+        return lines
 
 
 # ------------------------------------------------------------------------- compare

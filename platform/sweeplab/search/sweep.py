@@ -32,6 +32,7 @@ from sweeplab.search.results import (
     SweepResult,
     Trial,
     TrialEvent,
+    Yardstick,
     trial_of,
 )
 from sweeplab.search.sampling import build_pruner, build_sampler
@@ -269,6 +270,12 @@ class Sweep:
         tolerance of the best first value, or the best (``ranking.choose``)."""
         chosen = ranking.choose(self.study, number=number, within=within)
         return None if chosen is None else self.trial(chosen)
+
+    def yardstick(self, best: Trial | None) -> Yardstick:
+        """``best``'s test metrics and the registered version's beside the baselines."""
+        registered = self.study.user_attrs.get(keys.ATTR_REGISTERED_SCORE)
+        test = {} if best is None else best.test
+        return Yardstick.of(self.name, test, self.baselines, registered)
 
     def result(
         self, chosen: Trial | None = None, registered: Registered | None = None

@@ -270,10 +270,13 @@ class FusedModule(pl.LightningModule):
         params, buffers = self._state()
         return {n: t[m] for n, t in {**params, **buffers}.items()}
 
-    def restore(self) -> None:
-        """Each member's module with its best weights."""
-        for keeper, member in zip(self.keepers, self.members, strict=True):
-            keeper.restore(member, strict=False)  # the stacked tensors: parameters, buffers
+    def restore(self, *, last: bool = False) -> None:
+        """Each member's module with its best weights (``last``: its last epoch's)."""
+        for m, (keeper, member) in enumerate(zip(self.keepers, self.members, strict=True)):
+            if last:
+                member.load_state_dict(self._member(m), strict=False)
+            else:
+                keeper.restore(member, strict=False)  # the stacked tensors: parameters, buffers
 
 
 class FusedData(pl.LightningDataModule):
@@ -298,9 +301,13 @@ def fit_fused(
     loggers: Sequence[Logger | None],
     callbacks: Sequence[Callback] = (),
     tracking_uri: str | None = None,
+    *,
+    refit: bool = False,
 ) -> list[Any]:
     """Train the members of ``seeds`` fused; each member's FitResult, or the
-    TrainingDiverged that dropped it. Raises TrainingDiverged when all diverged."""
+    TrainingDiverged that dropped it. Raises TrainingDiverged when all diverged.
+    ``refit``: on the training and validation rows, each member's last weights kept
+    (as ``fit(refit=True)``)."""
     from sweeplab.training.cost import model_cost
     from sweeplab.training.fit import (
         FitResult,
@@ -316,7 +323,7 @@ def fit_fused(
     built = []
     for seed in seeds:
         with seeded(seed):
-            built.append(prepare(exp, seed, fold, tracking_uri))
+            built.append(prepare(exp, seed, fold, tracking_uri, refit=refit))
     datas, members = [d for d, _ in built], [m for _, m in built]
     costs = [model_cost(m, exp, d.split) for d, m in built]
     for logger, cost in zip(loggers, costs, strict=True):
@@ -328,7 +335,7 @@ def fit_fused(
     with seeded(seeds[0]):
         trainer = make_trainer(exp, [*stoppers, *callbacks])
         fit_or_interrupt(trainer, fused, FusedData(datas))  # type: ignore[arg-type]
-    fused.restore()
+    fused.restore(last=refit)
     results: list[Any] = []
     epochs = fused.epochs
     stopped = next((es.stopping_reason_message for es in stoppers if es.stopped_epoch), None)

@@ -111,7 +111,7 @@ def ranked(sweeps: list[Sweep]) -> Comparison:
     for rank, row in enumerate(ranks, start=1):
         row.rank = rank
     rest = sorted((r for r in rows if r.rank is None), key=key)
-    yardsticks = [y for y in (s.result().yardstick for s in sweeps) if y.baselines]
+    yardsticks = [y for y in (s.yardstick(s.best_trial) for s in sweeps) if y.baselines]
     return Comparison(
         metric=metric,
         mode=mode,

@@ -240,7 +240,13 @@ def _summary(comparison: Comparison) -> str:
     line += f"({comparison.mode})"
     if best is not None and best.value is not None:
         line += f"; best: trial {best.trial} with {best.value:.6g}"
-    return html.escape(line)
+    several = len(comparison.sweeps) > 1
+    yardsticks = [
+        f"{y.sweep}: {text}" if several else text
+        for y in comparison.yardsticks
+        for text in y.lines()
+    ]
+    return "<br>".join(html.escape(text) for text in [line, *yardsticks])
 
 
 def _table(comparison: Comparison, sweeps: Sequence[Sweep], ui_url: str | None) -> str:

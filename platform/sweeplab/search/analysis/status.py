@@ -50,7 +50,7 @@ def _report(sweep: Sweep, rows: list[Trial]) -> SweepStatus:
         stop_reason=sweep.stop_reason,
         warm_start=sweep.warm_start,
         tied=[sweep.trial(t) for t in ranking.tied(sweep.study)] if rows else [],
-        yardstick=sweep.result().yardstick if rows else None,
+        yardstick=sweep.yardstick(best) if rows else None,
     )
 
 
