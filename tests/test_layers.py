@@ -23,6 +23,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "sweeplab.locks",
             "sweeplab.services",
             "sweeplab.logs",
+            "sweeplab.interrupts",
             "sweeplab.data.catalog",
             "sweeplab.models.catalog",
             "sweeplab.optim.catalog",

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import typer
 from rich.console import Console
 
+from sweeplab.interrupts import exit_status, reason, signals_as_interrupts
 from sweeplab.logs import quiet_libraries
 
 if TYPE_CHECKING:
@@ -180,7 +181,8 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 def handle_errors(fn: F) -> F:
     """SpecError → its issues and exit 2, as an unreadable data file or transfer source
     (InputError); a missing sweep or a bad store → exit 1;
-    Ctrl-C outside a trial → exit 130. No tracebacks for any of them."""
+    Ctrl-C outside a trial → exit 130, SIGTERM 143, SIGHUP 129 (both taken like Ctrl-C
+    while the command runs: ``interrupts``). No tracebacks for any of them."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -188,7 +190,8 @@ def handle_errors(fn: F) -> F:
         from sweeplab.store import StoreError
 
         try:
-            result = fn(*args, **kwargs)
+            with signals_as_interrupts():
+                result = fn(*args, **kwargs)
             sys.stdout.flush()  # a closed pipe is found here, not at exit
             return result
         except SpecError as exc:
@@ -227,8 +230,8 @@ def handle_errors(fn: F) -> F:
                     "corrupt: restore it from a backup, or move it aside"
                 ) from None
             raise
-        except KeyboardInterrupt:
-            raise fail("interrupted (Ctrl-C)", 130) from None
+        except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM or SIGHUP (interrupts)
+            raise fail(reason(exc), exit_status(exc)) from None
 
     return wrapper  # type: ignore[return-value]
 

@@ -176,8 +176,10 @@ def run_and_report(
     try:
         result = run(None) if quiet else _with_progress(total, run)
     except SweepInterrupted as stop:
-        _summary(stop.result, time.monotonic() - started, metric, interrupted=True)
-        raise typer.Exit(130) from None
+        from sweeplab.interrupts import exit_status, reason
+
+        _summary(stop.result, time.monotonic() - started, metric, interrupted=reason(stop.signal))
+        raise typer.Exit(exit_status(stop.signal)) from None
     _summary(result, time.monotonic() - started, metric)
 
 
@@ -225,11 +227,14 @@ def _with_progress(
         return result
 
 
-def _summary(result: SweepResult, seconds: float, metric: str, interrupted: bool = False) -> None:
+def _summary(
+    result: SweepResult, seconds: float, metric: str, interrupted: str | None = None
+) -> None:
+    """The sweep's summary; ``interrupted``: what stopped it (``interrupts.reason``)."""
     from sweeplab.search import SweepState
 
     c = result.counts
-    state = SweepState.INTERRUPTED.value if interrupted else "finished"
+    state = interrupted or "finished"
     if result.state is SweepState.STOPPED or result.state.asks_no_trials:
         state = f"stopped ({result.stop_reason})"
     elif result.stop_reason and result.state is SweepState.COMPLETE:

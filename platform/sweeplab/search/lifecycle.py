@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 from optuna.trial import TrialState as OptunaState
 
+from sweeplab.interrupts import reason
 from sweeplab.search import keys
 from sweeplab.search.catalog import BACKEND_OPTIONS, BACKENDS
 from sweeplab.search.claims import Recovery
@@ -84,11 +85,13 @@ def backend_for(
 
 
 class SweepInterrupted(Exception):
-    """Ctrl-C ended the sweep; ``result`` holds what was finished and kept."""
+    """Ctrl-C (or SIGTERM, SIGHUP: ``interrupts``) ended the sweep; ``result`` holds what
+    was finished and kept, ``signal`` the interrupt."""
 
-    def __init__(self, result: SweepResult) -> None:
-        super().__init__(f"sweep {result.name!r} interrupted")
+    def __init__(self, result: SweepResult, signal: KeyboardInterrupt) -> None:
+        super().__init__(f"sweep {result.name!r} {reason(signal)}")
         self.result = result
+        self.signal = signal
 
 
 class Lifecycle:
@@ -169,11 +172,11 @@ def run(sweep: Sweep, backend: Backend, work: Work) -> SweepResult:
     """The backend's trials, then the sweep's end; Ctrl-C: ``SweepInterrupted``."""
     try:
         backend.run(sweep, work)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         sweep.set_state(SweepState.INTERRUPTED)
         result = summarize(sweep)
         sweep.tracker.end_run(sweep.parent, "KILLED")
-        raise SweepInterrupted(result) from None
+        raise SweepInterrupted(result, exc) from None
     return finish(sweep)
 
 

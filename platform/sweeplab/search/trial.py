@@ -38,6 +38,7 @@ from typing import Any
 import optuna
 from mlflow.entities import Metric
 
+from sweeplab.interrupts import reason
 from sweeplab.search.curves import plot_curves
 from sweeplab.search.fits import Fits, TrialHooks, end_run
 from sweeplab.search.keys import (
@@ -281,16 +282,15 @@ def reason_noted(sweep: Sweep, trial: optuna.Trial) -> Iterator[None]:
         yield
     except optuna.TrialPruned:
         raise
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         now = sweep.state is SweepState.STOPPING_NOW
-        trial.set_user_attr(ATTR_REASON, STOPPED_NOW if now else CTRL_C)
+        trial.set_user_attr(ATTR_REASON, STOPPED_NOW if now else reason(exc))
         raise
     except Exception as exc:
         trial.set_user_attr(ATTR_REASON, describe(exc))
         raise
 
 
-CTRL_C = "interrupted (Ctrl-C)"
 STOPPED_NOW = "interrupted (sweeplab stop --now)"
 
 

@@ -18,8 +18,10 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping
 from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.trainer.states import TrainerStatus
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from sweeplab.data.module import ArrayDataModule
+from sweeplab.interrupts import Terminated
 from sweeplab.logs import LIGHTNING_NOISE, environ_kept
 from sweeplab.models.build import batch_view, build_model
 from sweeplab.spec import Experiment, TransferConfig
@@ -120,7 +122,8 @@ def fit_or_interrupt(
     data: ArrayDataModule,
     ckpt_path: str | None = None,
 ) -> None:
-    """trainer.fit, but Ctrl-C stays a KeyboardInterrupt.
+    """trainer.fit, but Ctrl-C stays a KeyboardInterrupt, and SIGTERM one too
+    (``interrupts.Terminated``).
 
     Lightning turns Ctrl-C into ``sys.exit(1)`` after ignoring SIGINT; a sweep
     must see the interrupt to mark the trial and end its runs, so it is raised
@@ -132,12 +135,17 @@ def fit_or_interrupt(
     try:
         with lightning_advice_ignored():
             trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+    except SIGTERMException as exc:  # Lightning's own SIGTERM handler: not a success
+        raise Terminated(signal.SIGTERM) from exc
     except SystemExit as exc:
-        ctrl_c = isinstance(exc.__context__, KeyboardInterrupt)
-        if ctrl_c and trainer.state.status == TrainerStatus.INTERRUPTED:
+        ctrl_c = exc.__context__
+        if (
+            isinstance(ctrl_c, KeyboardInterrupt)
+            and trainer.state.status == TrainerStatus.INTERRUPTED
+        ):
             if handler is not None and signal.getsignal(signal.SIGINT) != handler:
                 signal.signal(signal.SIGINT, handler)
-            raise KeyboardInterrupt from exc
+            raise ctrl_c from exc  # Ctrl-C, or SIGTERM or SIGHUP (interrupts.Terminated)
         raise
 
 

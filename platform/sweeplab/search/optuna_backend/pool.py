@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from sweeplab.interrupts import exit_status, signals_as_interrupts
 from sweeplab.logs import scoped_environ
 from sweeplab.search.claims import every
 from sweeplab.search.options import LocalWorkers
@@ -166,6 +167,7 @@ def _work(store: Store, name: str, threads: int, deadline: float | None) -> None
 
     sweep = Sweep.open(store, name, stream=owner())
     try:
-        take_trials(sweep, Work(deadline=deadline))
-    except KeyboardInterrupt:
-        sys.exit(130)
+        with signals_as_interrupts():  # SIGTERM to the whole group (systemd) as Ctrl-C
+            take_trials(sweep, Work(deadline=deadline))
+    except KeyboardInterrupt as exc:
+        sys.exit(exit_status(exc))

@@ -1,0 +1,65 @@
+"""SIGTERM and SIGHUP taken like Ctrl-C.
+
+Kubernetes, Slurm, systemd and cloud pre-emption stop a process with SIGTERM (a closed
+terminal sends SIGHUP), then SIGKILL after a grace period. Python's default for both is
+to die at once, and Lightning's own SIGTERM handling ends a fit with a ``SystemExit``
+of status 0, so a stopped sweep looked finished and left its trial RUNNING. Inside
+``signals_as_interrupts`` both raise ``Terminated``, a ``KeyboardInterrupt``, where
+Python was when the signal came: every path that handles Ctrl-C (the trial failed as
+interrupted and queued again, its runs KILLED, the workers stopped) handles them too,
+and the command exits ``128 + signal`` (130 for Ctrl-C, 143 for SIGTERM, 129 for
+SIGHUP), as a shell reports a process a signal ended.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+from types import FrameType
+
+TAKEN = (signal.SIGTERM, signal.SIGHUP)  # besides SIGINT, which Python raises already
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP arrived (``signum``)."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(signal.Signals(signum).name)
+
+
+def exit_status(exc: KeyboardInterrupt) -> int:
+    """The status a command that ``exc`` stopped exits with: 128 + the signal's number."""
+    return 128 + (exc.signum if isinstance(exc, Terminated) else signal.SIGINT)
+
+
+def reason(exc: KeyboardInterrupt) -> str:
+    """What stopped it, in a few words: ``interrupted (Ctrl-C)``, ``interrupted (SIGTERM)``."""
+    return f"interrupted ({exc if isinstance(exc, Terminated) else 'Ctrl-C'})"
+
+
+@contextlib.contextmanager
+def signals_as_interrupts() -> Iterator[None]:
+    """Until the block ends, SIGTERM and SIGHUP raise ``Terminated`` in the main thread
+    (elsewhere the block changes nothing: only the main thread may set handlers). The
+    first one is raised; those that follow while the interrupted work winds down are
+    ignored, as Lightning ignores a second Ctrl-C. The handlers before are put back."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = {signum: signal.getsignal(signum) for signum in TAKEN}
+    for signum in TAKEN:
+        signal.signal(signum, _raise)
+    try:
+        yield
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
+
+
+def _raise(signum: int, frame: FrameType | None) -> None:
+    for taken in TAKEN:
+        signal.signal(taken, signal.SIG_IGN)
+    raise Terminated(signum)
