@@ -135,3 +135,18 @@ def test_chained_schedulers() -> None:
     assert compat.chained_schedulers(chain) == [chain, warm, decay]
     assert all(hasattr(s, "base_lrs") for s in compat.chained_schedulers(chain)[1:])
     assert compat.chained_schedulers(decay) == [decay]
+
+
+def test_system_metrics_monitor(tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    run = client.create_run(client.create_experiment("machine"))
+    monitor = compat.system_metrics_monitor(run.info.run_id, uri, 0.2)
+    monitor.start()
+    time.sleep(1.5)
+    monitor.finish()
+    metrics = client.get_run(run.info.run_id).data.metrics
+    assert 0 <= metrics["system/cpu_utilization_percentage"] <= 100
+    assert metrics["system/system_memory_usage_megabytes"] > 0

@@ -88,3 +88,17 @@ def chained_schedulers(scheduler: Any) -> list[Any]:
     ``ChainedScheduler`` keep them in ``_schedulers``, with no public accessor): each has
     its own ``base_lrs``."""
     return [scheduler, *getattr(scheduler, "_schedulers", [])]
+
+
+def system_metrics_monitor(run_id: str, tracking_uri: str, seconds: float) -> Any:
+    """MLflow's sampler of this machine's CPU, memory, disk, network and (with NVIDIA's
+    management library) GPU use for run ``run_id``, not started
+    (``mlflow.system_metrics.system_metrics_monitor.SystemMetricsMonitor``, with
+    ``start()`` and ``finish()``). MLflow's public switch,
+    ``mlflow.start_run(log_system_metrics=True)``, starts this very monitor, but for the
+    fluent API's one active run; sweeplab writes to runs by id, several per process."""
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    return SystemMetricsMonitor(
+        run_id, sampling_interval=seconds, samples_before_logging=1, tracking_uri=tracking_uri
+    )

@@ -69,6 +69,7 @@ from sweeplab.search.sampling import same_as
 from sweeplab.search.states import SweepState, TrialState
 from sweeplab.search.sweep import Sweep
 from sweeplab.spec import Experiment, counts_examples
+from sweeplab.tracking.machine import watched
 from sweeplab.tracking.tracker import Tracker
 from sweeplab.training.fit import FitResult
 from sweeplab.training.fusing import unfused
@@ -124,12 +125,13 @@ def run_trial(
     fits = Fits(exp, tracker, run_id, name, tags or {}, hooks, figures)
     fused = resume is None and not hooks.trainer_options() and unfused(exp) is None
     try:
-        if fused:
-            for fold, group in fold_groups(exp):
-                fits.run_fused(fold, group)
-        else:
-            for index, (label, fold, restart) in enumerate(members(exp)):
-                fits.run(index, label, fold, restart, ckpt_path)
+        with watched(run_id, tracker.store.tracking_uri, exp.tracking.system_metrics):
+            if fused:
+                for fold, group in fold_groups(exp):
+                    fits.run_fused(fold, group)
+            else:
+                for index, (label, fold, restart) in enumerate(members(exp)):
+                    fits.run(index, label, fold, restart, ckpt_path)
     except BaseException as exc:
         if figures and fits.curves and fits.nested:
             plot_curves(tracker, run_id, fits.curves, exp)

@@ -94,6 +94,9 @@ class TrackingConfig(Section):
     # scikit-learn baselines fit on train + validation and scored on the same test rows
     # at the sweep's end (training.baselines); None: when the data are small enough
     baselines: bool | None = None
+    # seconds between samples of the machine (CPU, memory, disk, network, GPU) logged to
+    # each trial's run as MLflow's system metrics (tracking.machine); null: none
+    system_metrics: Annotated[float, Field(gt=0)] | None = 10.0
 
 
 # ------------------------------------------------------------------------ experiment
