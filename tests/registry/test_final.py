@@ -7,6 +7,7 @@ import copy
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,26 +18,40 @@ from tests.helpers import tiny_spec
 from tests.registry.test_portable import LOAD_WITHOUT_SWEEPLAB, _no_sweeplab
 
 
+def _registered(tmp_path: Path, name: str, **sections: Any) -> tuple[Any, Any, Any, Any]:
+    """A tiny sweep of ``sections`` run to its end in a store of its own, registering
+    ``name``: its store, sweep, result and registered version."""
+    from mlflow import MlflowClient
+
+    from sweeplab.search import create_sweep
+    from sweeplab.store import Store
+
+    store = Store.resolve(tmp_path / "store")
+    spec = tiny_spec(tracking={"register_as": name}, **sections)
+    sweep = create_sweep(spec_from_dict(spec), store=store)
+    result = sweep.optimize()
+    assert result.registered is not None
+    version = MlflowClient(store.tracking_uri).get_model_version(
+        name, str(result.registered.version)
+    )
+    return store, sweep, result, version
+
+
 def test_an_ensemble_predicts_the_mean_of_its_members_and_exports(tmp_path: Path) -> None:
     import mlflow.pyfunc
     from mlflow import MlflowClient
 
     from sweeplab.models.build import inference_model
     from sweeplab.registry.evaluate import held_out
-    from sweeplab.search import create_sweep, keys
-    from sweeplab.store import Store
+    from sweeplab.search import keys
     from sweeplab.training.fit import prepare
 
-    store = Store.resolve(tmp_path / "store")
-    spec = tiny_spec(
+    store, sweep, result, version = _registered(
+        tmp_path,
+        "ens",
         sweep={"trials": 2, "sampler": "random", "seed": 0, "restarts": 3, "final": "ensemble"},
-        tracking={"register_as": "ens"},
     )
-    sweep = create_sweep(spec_from_dict(spec), store=store)
-    result = sweep.optimize()
-    assert result.registered is not None
     client = MlflowClient(store.tracking_uri)
-    version = client.get_model_version("ens", str(result.registered.version))
     assert version.tags[keys.TAG_FINAL] == "ensemble"
     fits = version.tags[keys.TAG_MEMBERS].split(",")
     assert len(fits) == 3 and all(
@@ -121,20 +136,16 @@ def test_a_refit_is_registered_with_its_epochs_and_its_own_test_score(
     from mlflow import MlflowClient
 
     from sweeplab.registry.evaluate import held_out
-    from sweeplab.search import create_sweep, keys
-    from sweeplab.store import Store
+    from sweeplab.search import keys
 
-    store = Store.resolve(tmp_path / "store")
-    spec = tiny_spec(
+    store, sweep, result, version = _registered(
+        tmp_path,
+        "again",
         train={"max_epochs": 6},
         sweep={"trials": 2, "sampler": "random", "seed": 0, "final": "refit", "restarts": restarts},
-        tracking={"register_as": "again"},
     )
-    sweep = create_sweep(spec_from_dict(spec), store=store)
-    result = sweep.optimize()
     assert result.registered is not None and result.best_run_id is not None
     client = MlflowClient(store.tracking_uri)
-    version = client.get_model_version("again", str(result.registered.version))
     assert version.tags[keys.TAG_FINAL] == "refit"
     assert version.run_id == result.best_run_id  # registered again: the same version
     best_epoch = client.get_run(result.best_run_id).data.metrics[keys.BEST_EPOCH]
@@ -189,25 +200,19 @@ def test_a_top_ensemble_weighs_the_top_trials_fits_and_serves_their_weighted_mea
     tmp_path: Path,
 ) -> None:
     import mlflow.pyfunc
-    from mlflow import MlflowClient
 
     from sweeplab.models.build import inference_model
     from sweeplab.models.ensemble import select
     from sweeplab.registry.evaluate import predict
     from sweeplab.registry.promote import promote
-    from sweeplab.search import create_sweep, keys, ranking
-    from sweeplab.store import Store
+    from sweeplab.search import keys, ranking
     from sweeplab.training.fit import prepare
 
-    store = Store.resolve(tmp_path / "store")
-    spec = tiny_spec(
+    store, sweep, result, version = _registered(
+        tmp_path,
+        "top",
         sweep={"trials": 3, "sampler": "random", "seed": 1, "restarts": 2, "final": "top_ensemble"},
-        tracking={"register_as": "top"},
     )
-    sweep = create_sweep(spec_from_dict(spec), store=store)
-    result = sweep.optimize()
-    assert result.registered is not None
-    version = MlflowClient(store.tracking_uri).get_model_version("top", "1")
     assert version.tags[keys.TAG_FINAL] == "top_ensemble"
     runs = {t.run_id: t for t in map(sweep.trial, sweep.study.trials)}
     assert set(version.tags[keys.TAG_MEMBERS].split(",")) <= set(runs)
