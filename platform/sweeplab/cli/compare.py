@@ -131,6 +131,7 @@ def _summary(comparison: Any, rows: list[dict[str, Any]], plots: bool) -> None:
 def _records(comparison: Any, several: bool) -> list[dict[str, Any]]:
     keys = comparison.param_keys
     spread = any(r.std is not None for r in comparison.rows)  # trials with restarts
+    gpu = any(r.peak_gpu_mb is not None for r in comparison.rows)
     rows = []
     for r in comparison.rows:
         row: dict[str, Any] = {"rank": r.rank if r.rank is not None else ""}
@@ -148,7 +149,10 @@ def _records(comparison: Any, several: bool) -> list[dict[str, Any]]:
             "epochs": _cell(r.epochs),
             "seconds": _cell(r.seconds),
             "param_count": _cell(r.param_count),
+            "peak_rss_mb": _cell(r.peak_rss_mb),  # the fits' peak memory
         }
+        if gpu:
+            row["peak_gpu_mb"] = _cell(r.peak_gpu_mb)
         rows.append(row)
     return rows
 

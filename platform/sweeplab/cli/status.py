@@ -170,6 +170,7 @@ def _sweep_record(report: Any) -> dict[str, Any]:
 def _trial_records(report: Any) -> list[dict[str, Any]]:
     """One record per trial (params by dotted path), for json and csv."""
     records = []
+    gpu = any(row.peak_gpu_mb is not None for row in report.rows)
     for row in report.rows:
         record: dict[str, Any] = {
             "trial": row.number,
@@ -177,7 +178,9 @@ def _trial_records(report: Any) -> list[dict[str, Any]]:
             report.metric: row.value,
         }
         record |= dict(zip(report.trade_offs, row.trade_offs, strict=False))
-        record |= {"epochs": row.epochs, "seconds": row.seconds}
+        record |= {"epochs": row.epochs, "seconds": row.seconds, "peak_rss_mb": row.peak_rss_mb}
+        if gpu:
+            record["peak_gpu_mb"] = row.peak_gpu_mb
         record |= row.params
         record["reason"] = row.reason
         records.append(record)
@@ -197,12 +200,14 @@ def _trials_table(report: Any) -> Any:
 
 def _trials_cells(report: Any) -> tuple[list[str], list[list[str]]]:
     """One row per trial: state, each objective's value (and the front, if several),
-    epochs, seconds, the params (— where a conditional one was not sampled), why."""
+    epochs, seconds, peak memory, the params (— where a conditional one was not sampled),
+    why."""
     keys = list(dict.fromkeys(k for row in report.rows for k in row.params))
+    gpu = any(row.peak_gpu_mb is not None for row in report.rows)
     front = set(report.front)
     several = bool(report.trade_offs)
     head = ["#", "state", report.metric, *report.trade_offs, *(["front"] if several else [])]
-    head += ["epochs", "seconds", *keys, "reason"]
+    head += ["epochs", "seconds", "peak MB", *(["peak GPU MB"] if gpu else []), *keys, "reason"]
     rows = []
     for row in report.rows:
         state = "prior" if row.prior else row.state.value
@@ -212,6 +217,8 @@ def _trials_cells(report: Any) -> tuple[list[str], list[list[str]]]:
             for i in range(len(report.trade_offs))
         ]
         cells += ["*" if row.number in front else ""] if several else []
-        cells += [num(row.epochs), num(row.seconds), *(num(row.params.get(k)) for k in keys)]
+        cells += [num(row.epochs), num(row.seconds), num(row.peak_rss_mb)]
+        cells += [num(row.peak_gpu_mb)] if gpu else []
+        cells += [num(row.params.get(k)) for k in keys]
         rows.append([*cells, row.reason or ""])
     return head, rows

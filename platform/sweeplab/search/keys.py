@@ -5,6 +5,8 @@ name; trial attributes carry what a trial is (its run, owner, reason, retries); 
 let status, compare and the registry read a trial back from MLflow.
 """
 
+from sweeplab.tracking.machine import PEAK_GPU, PEAK_RSS
+
 # ------------------------------------------------------------- on the study (user attrs)
 ATTR_SPEC = "sweeplab.spec"  # the sweep's spec, as JSON
 ATTR_PARENT = "sweeplab.parent_run_id"  # the sweep's MLflow parent run
@@ -45,6 +47,9 @@ ATTR_FIT_SECONDS = "fit_seconds"  # seconds inside Lightning's fit, every fit of
 # the fits' best epochs (their mean): what breaks a tie between trials (ranking.py)
 ATTR_RESOLUTION = "sweeplab.resolution"
 ATTR_TIE_LOSS = "sweeplab.tie_loss"
+# the peak memory of its fits in MiB, as its run's metrics of the same names
+ATTR_PEAK_RSS = PEAK_RSS
+ATTR_PEAK_GPU = PEAK_GPU
 
 # ---------------------------------------------------------------------- on MLflow runs
 TAG_KIND = "sweeplab.kind"  # sweep (a parent run) or train (sweeplab train)

@@ -40,6 +40,8 @@ class Trial:
     test: dict[str, float] = field(default_factory=dict)  # its model's test metrics
     resolution: float | None = None  # its accuracy's step on the validation split
     tie_loss: float | None = None  # what breaks a tie (ranking.py): mean validation loss
+    peak_rss_mb: float | None = None  # the highest resident memory while its fits ran
+    peak_gpu_mb: float | None = None  # the most GPU memory torch allocated meanwhile
 
     @property
     def value(self) -> float | None:
@@ -90,6 +92,8 @@ def trial_of(frozen: FrozenTrial, space: SearchSpace) -> Trial:
         test={k: float(v) for k, v in attrs.items() if k.startswith("test_")},
         resolution=attrs.get(keys.ATTR_RESOLUTION),
         tie_loss=attrs.get(keys.ATTR_TIE_LOSS),
+        peak_rss_mb=attrs.get(keys.ATTR_PEAK_RSS),
+        peak_gpu_mb=attrs.get(keys.ATTR_PEAK_GPU),
     )
 
 
@@ -280,6 +284,8 @@ class Row:
     prior: str | None = None  # a warm start's prior trial: where it came from
     resolution: float | None = None  # its accuracy's step on the validation split
     tie_loss: float | None = None  # what breaks a tie (ranking.py)
+    peak_rss_mb: float | None = None  # the peak memory of its fits (machine.PeakMemory)
+    peak_gpu_mb: float | None = None
 
 
 @dataclass(kw_only=True)

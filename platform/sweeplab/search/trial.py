@@ -69,7 +69,7 @@ from sweeplab.search.sampling import same_as
 from sweeplab.search.states import SweepState, TrialState
 from sweeplab.search.sweep import Sweep
 from sweeplab.spec import Experiment, counts_examples
-from sweeplab.tracking.machine import watched
+from sweeplab.tracking.machine import PeakMemory, watched
 from sweeplab.tracking.tracker import Tracker
 from sweeplab.training.fit import FitResult
 from sweeplab.training.fusing import unfused
@@ -107,12 +107,15 @@ def run_trial(
     tags: Mapping[str, Any] | None = None,
     resume: tuple[str, str] | None = None,
     figures: bool = True,
+    memory: PeakMemory | None = None,
 ) -> TrialOutcome:
     """Train ``exp`` ``sweep.restarts`` times (on each fold) and track it under one run.
 
     ``resume``: (run id, Lightning checkpoint) of a trial that goes on from the checkpoint,
     in its run (PBT; one fit only). ``figures``: draw ``learning_curve.png`` now; a sweep's
     trials leave it to the sweep's end (``search.curves``), off their critical path.
+    ``memory``: measures the fits' peak memory (a caller's, to read it after a failure
+    too); the run gets its figures either way.
 
     Raises what the fit raised (after ending the runs with the right state): the
     backend's pruned exception, TrainingDiverged, KeyboardInterrupt, ...
@@ -124,8 +127,9 @@ def run_trial(
     hooks.on_run(run_id)
     fits = Fits(exp, tracker, run_id, name, tags or {}, hooks, figures)
     fused = resume is None and not hooks.trainer_options() and unfused(exp) is None
+    memory = memory or PeakMemory()
     try:
-        with watched(run_id, tracker.store.tracking_uri, exp.tracking.system_metrics):
+        with watched(run_id, tracker.store.tracking_uri, exp.tracking.system_metrics), memory:
             if fused:
                 for fold, group in fold_groups(exp):
                     fits.run_fused(fold, group)
@@ -137,13 +141,15 @@ def run_trial(
             plot_curves(tracker, run_id, fits.curves, exp)
         if fits.nested and fits.epochs:  # a pruned trial's curve: the epochs it had
             fits.pending += spread_points(spread(list(fits.epochs.values())))
-        fits.pending.append(seconds_point(fits.seconds))
+        fits.pending += [seconds_point(fits.seconds), *memory.points()]
         end_run(tracker, run_id, exc, hooks, fits.pending)
         raise
-    return _close(exp, tracker, run_id, fits)
+    return _close(exp, tracker, run_id, fits, memory)
 
 
-def _close(exp: Experiment, tracker: Tracker, run_id: str, fits: Fits) -> TrialOutcome:
+def _close(
+    exp: Experiment, tracker: Tracker, run_id: str, fits: Fits, memory: PeakMemory
+) -> TrialOutcome:
     """A trial whose fits all ended: its value, summary metrics, curve and checkpoint."""
     results = fits.results
     left = {fold for _, fold, _ in members(exp)} - set(fits.folds)
@@ -158,6 +164,7 @@ def _close(exp: Experiment, tracker: Tracker, run_id: str, fits: Fits) -> TrialO
     summary = {"value": value, "value_std": std, "epochs": float(best.epochs)}
     summary[BEST_EPOCH] = float(best.best_epoch)  # 0-based: what a refit trains to
     summary[ATTR_FIT_SECONDS] = fits.seconds
+    summary.update(memory.metrics())
     curves: dict[str, dict[int, tuple[float, float]]] = {}
     if fits.nested:
         summary.update(best.test)  # nested runs hold their own; the trial shows the best's
@@ -257,19 +264,25 @@ def sweep_trial(
     if same is not None:
         trial.set_user_attr(ATTR_SAME_AS, same)
         tags[TAG_SAME_AS] = same
-    with reason_noted(sweep, trial):
-        exp = sweep.exp.with_params(params)
-        outcome = run_trial(
-            exp,
-            tracker=sweep.tracker,
-            name=f"trial-{trial.number}",
-            params=params,
-            parent=sweep.parent,
-            hooks=hooks,
-            tags=tags,
-            resume=resume,
-            figures=False,
-        )
+    memory = PeakMemory()
+    try:
+        with reason_noted(sweep, trial):
+            exp = sweep.exp.with_params(params)
+            outcome = run_trial(
+                exp,
+                tracker=sweep.tracker,
+                name=f"trial-{trial.number}",
+                params=params,
+                parent=sweep.parent,
+                hooks=hooks,
+                tags=tags,
+                resume=resume,
+                figures=False,
+                memory=memory,
+            )
+    finally:  # pruned, failed or complete: how much memory its fits took
+        for key, value in memory.metrics().items():
+            trial.set_user_attr(key, value)
     record(trial, outcome)
     return outcome
 

@@ -148,6 +148,8 @@ def _rows(sweep: Sweep) -> list[Row]:
                 prior=t.prior,
                 resolution=t.resolution,
                 tie_loss=t.tie_loss,
+                peak_rss_mb=t.peak_rss_mb,
+                peak_gpu_mb=t.peak_gpu_mb,
             )
         )
     return rows

@@ -256,14 +256,17 @@ def _table(comparison: Comparison, sweeps: Sequence[Sweep], ui_url: str | None) 
     trade_offs = list(dict.fromkeys(k for r in comparison.rows for k in r.trade_offs))
     several = len(comparison.sweeps) > 1
     head = ["rank", *(["sweep"] if several else []), "trial", "state", comparison.metric]
-    head += ["±std", *trade_offs, *keys, "epochs", "seconds", "param_count", "MLflow run"]
+    gpu = any(r.peak_gpu_mb is not None for r in comparison.rows)
+    head += ["±std", *trade_offs, *keys, "epochs", "seconds", "param_count", "peak MB"]
+    head += ["peak GPU MB"] * gpu + ["MLflow run"]
     base = (ui_url or "").rstrip("/")
     lines = []
     for r in comparison.rows:
         cells = [_num(r.rank), *([r.sweep] if several else []), str(r.trial), r.state]
         cells += [_num(r.value), _num(r.std), *(_num(r.trade_offs.get(k)) for k in trade_offs)]
         cells += [_value(r.params.get(k)) for k in keys]
-        cells += [_num(r.epochs), _num(r.seconds), _num(r.param_count)]
+        cells += [_num(r.epochs), _num(r.seconds), _num(r.param_count), _num(r.peak_rss_mb)]
+        cells += [_num(r.peak_gpu_mb)] * gpu
         escaped = "".join(f"<td>{html.escape(c)}</td>" for c in cells)
         link = _link(base, experiments[r.sweep], r)
         lines.append(f'<tr data-trial="{r.trial}">{escaped}<td>{link}</td></tr>')
