@@ -197,3 +197,38 @@ def test_predict_takes_json_only(served: tuple[str, Finished]) -> None:
         assert status == 415 and "takes application/json" in answer["error"], kind
     json_kind = {"Content-Type": "application/json; charset=utf-8"}
     assert call(f"{base}/predict", row, headers=json_kind)[0] == 200
+
+
+def test_with_a_token_only_requests_that_carry_it_are_answered(finished: Finished) -> None:
+    """The token from the environment (kept out of the process list): 401 without it or
+    with another, and the refused body is not in the server's log; /health stays open."""
+    from tests.helpers import server_output, sweeplab
+
+    token = "s3cret-team-token-0123456789"
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "sweeplab", "serve", "iris@served", "--port", str(port)]
+    command += ["--store", str(finished.store.root)]
+    promote(finished.store.tracking_uri, finished.model, finished.good, "served")
+    proc = start_server(
+        command, f"{base}/health", env={**os.environ, "SWEEPLAB_SERVE_TOKEN": token}
+    )
+    secret_row = b'{"rows": [[5.1, 3.5, 1.4, 0.2]], "marker": "a-body-never-logged"}'
+    try:
+        assert call(f"{base}/health")[0] == 200
+        for headers in ({}, {"Authorization": "Bearer wrong-token"}, {"Authorization": token}):
+            status, answer = call(f"{base}/predict", secret_row, headers=headers)
+            assert status == 401 and "Authorization: Bearer" in answer["error"], headers
+            assert call(f"{base}/metadata", headers=headers)[0] == 401
+        good = {"Authorization": f"Bearer {token}"}
+        status, answer = call(f"{base}/predict", secret_row, headers=good)
+        assert status == 200 and answer["version"] == finished.good
+        assert call(f"{base}/metadata", headers=good)[0] == 200
+    finally:
+        stop_server(proc)
+    assert "a-body-never-logged" not in server_output(proc)
+    assert token not in server_output(proc)
+    short = sweeplab(
+        "serve", "iris@served", "--token", "short", "--store", str(finished.store.root)
+    )
+    assert short.returncode == 2 and "--token must be at least 16 characters" in short.stderr

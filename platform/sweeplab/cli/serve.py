@@ -16,6 +16,8 @@ from sweeplab.cli._common import (
     tracking_store,
 )
 
+MIN_TOKEN = 16  # characters: a token short enough to guess is refused
+
 
 @handle_errors
 def serve(
@@ -34,6 +36,14 @@ def serve(
         "--allowed-hosts",
         help="Comma-separated Host headers to accept besides localhost ('*': any).",
     ),
+    token: str | None = typer.Option(
+        None,
+        "--token",
+        envvar="SWEEPLAB_SERVE_TOKEN",
+        show_envvar=True,
+        help="Answer /predict and /metadata only with 'Authorization: Bearer TOKEN' (401 "
+        "otherwise); the environment variable keeps it out of the process list.",
+    ),
     store: Path | None = STORE,
     tracking_uri: str | None = TRACKING_URI,
 ) -> None:
@@ -46,6 +56,8 @@ def serve(
         raise fail(str(exc), 2) from None
     if follow_alias and ref.alias is None:
         raise fail(f"--follow-alias needs NAME@ALIAS, but got {model!r}", 2)
+    if token is not None and len(token.strip()) < MIN_TOKEN:
+        raise fail(f"--token must be at least {MIN_TOKEN} characters, but got {len(token)}", 2)
     where = tracking_store(store, tracking_uri)
     from sweeplab.cli._processes import bind
 
@@ -75,19 +87,21 @@ def serve(
 
     holder = ModelHolder(where.tracking_uri, ref, on_swap=swapped)
     hosts = [*LOOPBACK, host, *(h.strip() for h in allowed_hosts.split(",") if h.strip())]
-    if host not in LOOPBACK:
+    if host not in LOOPBACK and token is None:
         err.print(
             f"warning: serving on {host} with no authentication; anyone who can reach it "
-            "can call /predict. Put it behind a proxy that authenticates, and list the "
-            "Host names clients use in --allowed-hosts."
+            "can call /predict. Give a --token (or SWEEPLAB_SERVE_TOKEN), or put it behind "
+            "a proxy that authenticates, and list the Host names clients use in "
+            "--allowed-hosts."
         )
-    app = create_app(holder, max_batch=max_batch, allowed_hosts=hosts)
+    app = create_app(holder, max_batch=max_batch, allowed_hosts=hosts, token=token)
     stop = threading.Event()
     if follow_alias:
         holder.follow(poll_seconds, stop, on_error=reload_failed)
     err.print(
         f"serving {ref} (version {holder.current.version}) on http://{host}:{port} "
-        f"— POST /predict, GET /health, GET /metadata (Ctrl-C to stop)"
+        f"— POST /predict, GET /health, GET /metadata"
+        f"{' (with the bearer token)' if token else ''} (Ctrl-C to stop)"
     )
     try:  # on the socket bound above: no other process can take the port meanwhile
         uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])

@@ -1,7 +1,14 @@
-"""The Starlette app: POST /predict, GET /health, GET /metadata; 4xx for every bad request."""
+"""The Starlette app: POST /predict, GET /health, GET /metadata; 4xx for every bad request.
+
+With a token, /predict and /metadata answer only a request that carries it
+(``Authorization: Bearer TOKEN``); any other gets 401 before its body is read. /health
+stays open, for a load balancer's checks.
+"""
 
 from __future__ import annotations
 
+import hmac
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,6 +19,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sweeplab.serving.holder import ModelHolder
 from sweeplab.serving.inputs import BadRequest, parse_rows
@@ -25,8 +33,10 @@ def create_app(
     max_batch: int = 1024,
     max_bytes: int = 8 * 1024 * 1024,
     allowed_hosts: Sequence[str] = LOOPBACK,
+    token: str | None = None,
 ) -> Starlette:
-    """The service of ``holder``'s model; Host headers outside ``allowed_hosts`` get 400."""
+    """The service of ``holder``'s model; Host headers outside ``allowed_hosts`` get 400;
+    with ``token``, a request to /predict or /metadata without it gets 401."""
 
     async def predict(request: Request) -> JSONResponse:
         loaded = holder.current
@@ -68,10 +78,53 @@ def create_app(
             Route("/health", health, methods=["GET"]),
             Route("/metadata", metadata, methods=["GET"]),
         ],
-        middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))],
+        middleware=[
+            Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts)),
+            *([Middleware(BearerToken, token=token)] if token else []),
+        ],
         exception_handlers={404: not_found, 405: wrong_method},
     )
 
 
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
+
+
+OPEN_PATHS = frozenset({"/health"})
+
+
+class BearerToken:
+    """401 for a request without ``Authorization: Bearer <token>`` (but to /health).
+
+    An ASGI middleware of its own, not Starlette's AuthenticationMiddleware: that one
+    needs a backend class and still lets every route through unless each is decorated;
+    this refuses before a route runs or a body is read. The token is compared in
+    constant time (``hmac.compare_digest``).
+    """
+
+    def __init__(self, app: ASGIApp, *, token: str) -> None:
+        self.app = app
+        self.expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope["headers"]).get(b"authorization", b"")
+        if hmac.compare_digest(given, self.expected):
+            await self.app(scope, receive, send)
+            return
+        said = "a wrong token" if given else "no Authorization header"
+        body = json.dumps({"error": f"{said}; send Authorization: Bearer <token>"}).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 401,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"www-authenticate", b"Bearer"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
