@@ -83,6 +83,22 @@ def sweeplab(*args: str, **kwargs: Any) -> Any:
     )
 
 
+def in_process(*args: str, env: dict[str, str] | None = None) -> Any:
+    """Run the CLI in this process, as ``sweeplab`` runs it in a fresh one; returns a
+    CompletedProcess just the same. For the commands a test runs after a sweep it ran as
+    a user does: each saves the seconds of a new interpreter's imports."""
+    import subprocess
+
+    from typer.testing import CliRunner
+
+    from sweeplab.cli import app
+
+    result = CliRunner().invoke(app, list(args), env=env)
+    return subprocess.CompletedProcess(
+        ["sweeplab", *args], result.exit_code, result.stdout, result.stderr
+    )
+
+
 @dataclass
 class Postgres:
     port: int

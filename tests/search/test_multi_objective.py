@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 
 from sweeplab.spec import SpecError, spec_from_dict
 from sweeplab.store import Store
-from tests.helpers import sweeplab, tiny_spec
+from tests.helpers import in_process, sweeplab, tiny_spec
 
 OBJECTIVES = [{"metric": "val_acc", "mode": "max"}, {"metric": "param_count", "mode": "min"}]
 SPACE = {
@@ -62,14 +62,15 @@ def test_a_multi_objective_sweep_returns_a_front_and_promotes_the_rule_s_pick(
         expected = sum(a * b + b for a, b in itertools.pairwise(sizes))
         assert t.values[1] == expected, (widths, t.values)
 
-    status = sweeplab("status", "pareto", *root)
+    # the reading commands in this process (the sweep above ran as a user's shell runs it)
+    status = in_process("status", "pareto", *root)
     assert status.returncode == 0, status.stderr
     assert "param_count" in status.stdout and "Pareto front" in status.stdout
     for t in front:
         assert f"#{t.number}" in status.stdout.rsplit("Pareto front", 1)[1]
 
     out_dir = ["--out", str(tmp_path / "cmp")]
-    compared = sweeplab("compare", "pareto", *root, *out_dir, "-f", "csv")
+    compared = in_process("compare", "pareto", *root, *out_dir, "-f", "csv")
     assert compared.returncode == 0, compared.stderr
     assert (tmp_path / "cmp" / "pareto_front.png").stat().st_size > 5000
     import csv
@@ -84,7 +85,7 @@ def test_a_multi_objective_sweep_returns_a_front_and_promotes_the_rule_s_pick(
     top = max(t.values[0] for t in complete)
     near = [t for t in front if t.values[0] >= top - tol]
     pick = min(near, key=lambda t: (t.values[1], -t.values[0]))
-    promoted = sweeplab(
+    promoted = in_process(
         "models", "promote", "pareto-model", "--best-of", "pareto", "--within", str(tol), *root
     )
     assert promoted.returncode == 0, promoted.stderr
@@ -94,7 +95,7 @@ def test_a_multi_objective_sweep_returns_a_front_and_promotes_the_rule_s_pick(
     version = client.get_model_version_by_alias("pareto-model", "champion")
     assert version.run_id == pick.user_attrs["mlflow_run_id"]
     # --trial N takes any complete trial; --within needs several objectives
-    other = sweeplab(
+    other = in_process(
         "models", "promote", "pareto-model", "--best-of", "pareto", "--trial", "0", *root
     )
     assert other.returncode in (0, 1), other.stderr  # 1: the guard refused a worse one

@@ -9,6 +9,7 @@ import sys
 import time
 from typing import Any
 
+import pytest
 from optuna.trial import TrialState as OptunaState
 
 from sweeplab.store import Store
@@ -65,6 +66,9 @@ def _nothing_running(store: Store, name: str) -> None:
     assert [r.info.run_name for r in all_runs(store, name) if r.info.status == "RUNNING"] == []
 
 
+# three processes (two workers and the stop) for 40 s: CI runs it with the distributed
+# tests; make test keeps `stop --now` of one worker and its resume
+@pytest.mark.distributed
 def test_stop_from_another_process_ends_a_sweep_of_two_local_workers(
     store: Store, write_spec: Any
 ) -> None:

@@ -7,7 +7,6 @@ import io
 import itertools
 import json
 from pathlib import Path
-from typing import Any
 
 import optuna
 import pytest
@@ -16,7 +15,7 @@ from mlflow import MlflowClient
 from sweeplab.search import compare
 from sweeplab.search.keys import ATTR_RESOLUTION
 from sweeplab.search.ranking import best_of
-from tests.helpers import Finished, sweeplab
+from tests.helpers import Finished, in_process, sweeplab
 
 PLOTS = {
     "optimization_history.png",
@@ -67,25 +66,15 @@ def test_compare_ranks_trials_and_logs_plots_to_the_parent_run(
     assert logged == PLOTS
 
 
-def _in_process(*args: str) -> Any:
-    """The CLI in this process (the subprocess cases above cover a user's shell): each
-    command saves the seconds of a fresh interpreter's imports."""
-    from typer.testing import CliRunner
-
-    from sweeplab.cli import app
-
-    return CliRunner().invoke(app, list(args))
-
-
 def test_compare_formats(finished: Finished) -> None:
     root = str(finished.store.root)
-    table = _in_process("compare", finished.sweep, "--no-plots", "--store", root)
-    assert table.exit_code == 0 and "val_acc" in table.stdout and "train.lr" in table.stdout
-    as_csv = _in_process("compare", finished.sweep, "-f", "csv", "--no-plots", "--store", root)
+    table = in_process("compare", finished.sweep, "--no-plots", "--store", root)
+    assert table.returncode == 0 and "val_acc" in table.stdout and "train.lr" in table.stdout
+    as_csv = in_process("compare", finished.sweep, "-f", "csv", "--no-plots", "--store", root)
     rows = list(csv.DictReader(io.StringIO(as_csv.stdout)))
     assert [r["rank"] for r in rows] == ["1", "2", "3"]
     assert set(rows[0]) >= {"trial", "state", "val_acc", "train.lr", "epochs", "param_count"}
-    md = _in_process("compare", finished.sweep, "-f", "markdown", "--no-plots", "--store", root)
+    md = in_process("compare", finished.sweep, "-f", "markdown", "--no-plots", "--store", root)
     lines = md.stdout.strip().splitlines()
     assert lines[0].startswith("| rank | trial | state | val_acc") and len(lines) == 5
 
@@ -131,11 +120,11 @@ def test_sweeps_of_other_objectives_cannot_be_compared(finished: Finished) -> No
         )
     )
     run_sweep(loss, finished.store, name="by-loss")
-    out = _in_process("compare", "good", "by-loss", "--store", str(finished.store.root))
-    assert out.exit_code == 2, out.output
+    out = in_process("compare", "good", "by-loss", "--store", str(finished.store.root))
+    assert out.returncode == 2, out.stdout + out.stderr
     assert "only sweeps of the same objective" in out.stderr and "val_loss" in out.stderr
-    missing = _in_process("compare", "god", "--store", str(finished.store.root))
-    assert missing.exit_code == 1 and "did you mean 'good'" in missing.stderr
+    missing = in_process("compare", "god", "--store", str(finished.store.root))
+    assert missing.returncode == 1 and "did you mean 'good'" in missing.stderr
 
 
 # over 5,000 runs written (40 s): CI runs it with the distributed tests, to keep

@@ -22,7 +22,7 @@ from sweeplab.search.ranking import best_of
 from sweeplab.search.results import decoded_params
 from sweeplab.spec import SearchSpace, spec_from_dict
 from sweeplab.store import Store
-from tests.helpers import all_runs, tiny_spec
+from tests.helpers import all_runs, in_process, tiny_spec
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
@@ -55,6 +55,9 @@ def _check_runs(store: Store, experiment: str, study: optuna.Study) -> dict[int,
     return out
 
 
+# 6 trials on Ray, then the same 6 on Optuna (40-50 s): CI runs it with the distributed
+# tests; make test keeps Ray's pruner and mistakes cases
+@pytest.mark.distributed
 def test_ray_backend_samples_like_optuna_and_tracks_every_trial(
     local_ray: Any, store: Store
 ) -> None:
@@ -191,18 +194,10 @@ def test_ray_mistakes_exit_2_before_anything_is_created(
     spec = write_spec(tiny_spec(sweep={"trials": 2, **sweep}))
     # in this process: a fresh interpreter per case cost 4-9 s of imports (Ray's)
     store = str(tmp_path / "store")
-    result = _in_process("sweep", str(spec), "--store", store, "--no-smoke", *args)
-    assert result.exit_code == 2, result.output
+    result = in_process("sweep", str(spec), "--store", store, "--no-smoke", *args)
+    assert result.returncode == 2, result.stdout + result.stderr
     assert message in result.stderr
     assert not (tmp_path / "store").exists()
-
-
-def _in_process(*args: str) -> Any:
-    from typer.testing import CliRunner
-
-    from sweeplab.cli import app
-
-    return CliRunner().invoke(app, list(args))
 
 
 def test_pbt_searches_only_what_keeps_the_weights_shapes(tmp_path: Path, write_spec: Any) -> None:
@@ -215,8 +210,8 @@ def test_pbt_searches_only_what_keeps_the_weights_shapes(tmp_path: Path, write_s
             sweep={"trials": 2, "backend": "ray", "scheduler": "pbt"},
         )
     )
-    result = _in_process("sweep", str(spec), "--store", str(tmp_path / "store"), "--no-smoke")
-    assert result.exit_code == 2, result.output
+    result = in_process("sweep", str(spec), "--store", str(tmp_path / "store"), "--no-smoke")
+    assert result.returncode == 2, result.stdout + result.stderr
     assert "search_space.model.hidden" in result.stderr and "model.dropout" in result.stderr
     assert "search_space.train.lr" not in result.stderr
     assert not (tmp_path / "store").exists()
@@ -415,17 +410,13 @@ def test_ray_runs_a_multi_objective_sweep(local_ray: Any, store: Store) -> None:
 def test_the_teams_ray_address_does_not_stop_a_plain_sweep(tmp_path: Path, write_spec: Any) -> None:
     """deploy/README.md exports SWEEPLAB_RAY_ADDRESS; a sweep on the Optuna backend runs
     (the variable is read for Ray sweeps only), while --address without Ray is refused."""
-    from typer.testing import CliRunner
-
-    from sweeplab.cli import app
-
     spec = write_spec(tiny_spec(sweep={"trials": 1}))
     store = str(tmp_path / "store")
     env = {"SWEEPLAB_RAY_ADDRESS": "ray://head:10001"}
     args = ["sweep", str(spec), "--store", store, "--no-smoke", "-q"]
-    result = CliRunner().invoke(app, args, env=env)
-    assert result.exit_code == 0, result.output
-    assert "1 trials (1 complete" in result.output
+    result = in_process(*args, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 trials (1 complete" in result.stdout + result.stderr
 
 
 @pytest.mark.distributed
