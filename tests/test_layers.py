@@ -51,6 +51,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "sweeplab.search.warm",
             "sweeplab.search.curves",
             "sweeplab.search.restarts",
+            "sweeplab.search.resumes",
             "sweeplab.search.fits",
             "sweeplab.search.trial",
             "sweeplab.search.claims",

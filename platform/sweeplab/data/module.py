@@ -46,6 +46,9 @@ class ArrayDataModule(pl.LightningDataModule):
         self.seed = seed
         self.refit = refit
         self.split: Split = split(cfg, fold)
+        # the training loader's shuffling generator, and the state a checkpoint gave it
+        self._generator: torch.Generator | None = None
+        self._restored: torch.Tensor | None = None
 
     @property
     def n_features(self) -> int:
@@ -63,7 +66,11 @@ class ArrayDataModule(pl.LightningDataModule):
 
     def _loader(self, x: object, y: object, batch_size: int, shuffle: bool) -> DataLoader:
         dataset = TensorDataset(torch.as_tensor(x), torch.as_tensor(y))
-        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+        generator = None
+        if shuffle:  # the training loader
+            generator = self._generator = torch.Generator().manual_seed(self.seed)
+            if self._restored is not None:
+                generator.set_state(self._restored)
         if self.trainer is not None and self.trainer.world_size > 1:  # Lightning shards the sampler
             return DataLoader(dataset, batch_size, shuffle=shuffle, generator=generator)
         # The same batches as DataLoader(dataset, batch_size, shuffle, generator), taken
@@ -88,3 +95,11 @@ class ArrayDataModule(pl.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         s = self.split
         return self._loader(s.x_test, s.y_test, max(self.batch_size, 512), shuffle=False)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The shuffling generator's state, in a checkpoint: a fit resumed from it draws
+        the batches the uninterrupted fit would have."""
+        return {} if self._generator is None else {"generator": self._generator.get_state()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._restored = state_dict.get("generator")

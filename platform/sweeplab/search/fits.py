@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 import traceback
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 from lightning.pytorch.callbacks import Callback
@@ -14,10 +15,12 @@ from lightning.pytorch.callbacks import Callback
 from sweeplab.search.curves import curve_keys, plot_curves
 from sweeplab.search.keys import TAG_FOLD, TAG_REASON, TAG_RESTART, TAG_STATE
 from sweeplab.search.restarts import members
+from sweeplab.search.resumes import RESUME, Carried, carried_key, fit_unit, fused_unit
 from sweeplab.search.states import TrialState
 from sweeplab.spec import Experiment
 from sweeplab.tracking.logger import BatchedMlflowLogger
 from sweeplab.tracking.tracker import Tracker
+from sweeplab.training.checkpoints import ResumePoint
 from sweeplab.training.fit import FitResult, TrainingDiverged, fit
 
 INTERRUPTED = "interrupted (Ctrl-C or sweeplab stop --now)"  # a run's reason
@@ -75,9 +78,11 @@ class Fits:
         tags: Mapping[str, Any],
         hooks: TrialHooks,
         figures: bool = True,
+        carry: Carried | None = None,
     ) -> None:
         self.exp, self.tracker, self.run_id, self.name = exp, tracker, run_id, name
         self.tags, self.hooks, self.figures = tags, hooks, figures
+        self.carry = carry  # an earlier try's checkpoints, to go on from (search.resumes)
         self.nested = len(members(exp)) > 1
         self.results: list[FitResult] = []
         self.folds: list[int] = []  # each result's fold
@@ -96,6 +101,8 @@ class Fits:
         logger = BatchedMlflowLogger(tracker.client, sub_id, hold=True)
         if ckpt is not None:
             logger.load_history(curve_keys(exp))
+        else:
+            ckpt = self._carried(fit_unit(index), {label: logger})
         started = time.perf_counter()
         try:
             result = fit(
@@ -103,7 +110,7 @@ class Fits:
                 seed=exp.train.seed + restart,
                 fold=fold,
                 logger=logger,
-                callbacks=self.hooks.callbacks(index),
+                callbacks=[*self.hooks.callbacks(index), *self._saves(fit_unit(index), [logger])],
                 tracking_uri=tracker.store.tracking_uri,
                 trainer_options=self.hooks.trainer_options(),
                 ckpt_path=ckpt,
@@ -161,6 +168,10 @@ class Fits:
             for _, label, restart in group
         ]
         loggers = [BatchedMlflowLogger(tracker.client, sub, hold=True) for sub in subs]
+        unit = fused_unit(fold)
+        ckpt = self._carried(
+            unit, {label: lg for (_, label, _), lg in zip(group, loggers, strict=True)}
+        )
         started = time.perf_counter()
         try:
             results = fit_fused(
@@ -168,8 +179,9 @@ class Fits:
                 [exp.train.seed + restart for *_, restart in group],
                 fold,
                 loggers,
-                callbacks=self.hooks.callbacks(group[0][0]),
+                callbacks=[*self.hooks.callbacks(group[0][0]), *self._saves(unit, loggers)],
                 tracking_uri=tracker.store.tracking_uri,
+                ckpt_path=ckpt,
             )
         except BaseException as exc:  # pruned, interrupted: the epochs they had
             for (_, label, _), sub, logger in zip(group, subs, loggers, strict=True):
@@ -184,6 +196,33 @@ class Fits:
                 self.diverged.append(result)
             else:
                 self._kept(label, fold, sub, logger, result)
+
+    def _carried(self, unit: str, loggers: Mapping[str, BatchedMlflowLogger]) -> str | None:
+        """The earlier try's checkpoint of ``unit``, if it saved one; its fits' points up
+        to that epoch copied into their runs here (``loggers``, by the fit's label)."""
+        carry = self.carry
+        if carry is None or unit not in carry.files:
+            return None
+        for label, logger in loggers.items():
+            logger.carry(carry.run_of(label), carry.epochs[unit], carried_key)
+        return str(carry.files[unit])
+
+    def _saves(self, unit: str, loggers: Sequence[BatchedMlflowLogger]) -> list[Callback]:
+        """The callback that saves ``unit``'s checkpoints into the trial's run (none for
+        a data-parallel fit, or with ``train.checkpoint_every: null``); the fits' points
+        are written first, so the runs hold every epoch a checkpoint holds."""
+        epochs, seconds = self.exp.train.checkpoint_period
+        if (epochs is None and seconds is None) or self.hooks.trainer_options():
+            return []
+
+        def keep(path: Path, epoch: int) -> None:
+            for logger in loggers:
+                logger.flush()
+            self.tracker.log_file(self.run_id, path, RESUME)
+
+        return [
+            ResumePoint(every_epochs=epochs, every_seconds=seconds, keep=keep, name=f"{unit}.ckpt")
+        ]
 
 
 def curves_of(logger: BatchedMlflowLogger, exp: Experiment) -> dict[str, list[float]]:

@@ -65,6 +65,7 @@ from sweeplab.search.restarts import (
     spread_points,
     trial_value,
 )
+from sweeplab.search.resumes import RESUME, Carried, carried
 from sweeplab.search.sampling import same_as
 from sweeplab.search.states import SweepState, TrialState
 from sweeplab.search.sweep import Sweep
@@ -108,6 +109,7 @@ def run_trial(
     resume: tuple[str, str] | None = None,
     figures: bool = True,
     memory: PeakMemory | None = None,
+    carry: Carried | None = None,
 ) -> TrialOutcome:
     """Train ``exp`` ``sweep.restarts`` times (on each fold) and track it under one run.
 
@@ -115,7 +117,8 @@ def run_trial(
     in its run (PBT; one fit only). ``figures``: draw ``learning_curve.png`` now; a sweep's
     trials leave it to the sweep's end (``search.curves``), off their critical path.
     ``memory``: measures the fits' peak memory (a caller's, to read it after a failure
-    too); the run gets its figures either way.
+    too); the run gets its figures either way. ``carry``: an earlier try's checkpoints,
+    which the fits go on from (``search.resumes``).
 
     Raises what the fit raised (after ending the runs with the right state): the
     backend's pruned exception, TrainingDiverged, KeyboardInterrupt, ...
@@ -125,7 +128,10 @@ def run_trial(
     else:
         run_id, ckpt_path = resume
     hooks.on_run(run_id)
-    fits = Fits(exp, tracker, run_id, name, tags or {}, hooks, figures)
+    if carry is not None:  # in this run at once: a second death goes on from them too
+        for path in carry.files.values():
+            tracker.log_file(run_id, path, RESUME)
+    fits = Fits(exp, tracker, run_id, name, tags or {}, hooks, figures, carry)
     fused = resume is None and not hooks.trainer_options() and unfused(exp) is None
     memory = memory or PeakMemory()
     try:
@@ -266,7 +272,9 @@ def sweep_trial(
         tags[TAG_SAME_AS] = same
     memory = PeakMemory()
     try:
-        with reason_noted(sweep, trial):
+        with reason_noted(sweep, trial), carried(sweep, trial) as carry:
+            if carry is not None:
+                carry.report(trial)
             exp = sweep.exp.with_params(params)
             outcome = run_trial(
                 exp,
@@ -279,6 +287,7 @@ def sweep_trial(
                 resume=resume,
                 figures=False,
                 memory=memory,
+                carry=carry,
             )
     finally:  # pruned, failed or complete: how much memory its fits took
         for key, value in memory.metrics().items():

@@ -8,10 +8,11 @@ rejected with the list of valid ones and a new entry is one line there.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import BeforeValidator, Field, ValidationError, model_validator
 
 from sweeplab.data.catalog import KIND_VIEWS, Task
 from sweeplab.optim.catalog import LOSSES
@@ -64,6 +65,30 @@ class ScheduleConfig(Section):
         return self
 
 
+# a time between checkpoints: a number and its unit
+_PERIOD = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h)$")
+_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def _period(value: object) -> object:
+    """An int is epochs, a string a time ("30s", "10m", "2h"); null: none."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    if isinstance(value, str):
+        found = _PERIOD.match(value.strip())
+        if found and float(found[1]) > 0:
+            return value.strip()
+    raise ValueError(
+        "must be a number of epochs (1, 5, ...) or a time ('30s', '10m', '2h'), or null "
+        f"for no checkpoints, but got {value!r}"
+    )
+
+
+CheckpointEvery = Annotated[int | str | None, BeforeValidator(_period)]
+
+
 class TrainConfig(Section):
     optimizer: OptimizerName = "adam"
     lr: Annotated[float, Field(gt=0.0, allow_inf_nan=False)] = 1e-3
@@ -80,6 +105,21 @@ class TrainConfig(Section):
     mixed_precision: bool = False  # 16-bit mixed precision on a GPU; ignored on CPU
     early_stopping: EarlyStoppingConfig | None = None
     seed: Seed = 0
+    # a trial's checkpoint for resume, at the end of an epoch: every N epochs, or once the
+    # time given passed since the last one (a seconds-long trial writes none)
+    checkpoint_every: CheckpointEvery = "5m"
+
+    @property
+    def checkpoint_period(self) -> tuple[int | None, float | None]:
+        """(epochs, seconds) between a trial's checkpoints; (None, None): none."""
+        every = self.checkpoint_every
+        if every is None:
+            return None, None
+        if isinstance(every, int):
+            return every, None
+        found = _PERIOD.match(every)
+        assert found is not None  # _period checked it
+        return None, float(found[1]) * _SECONDS[found[2]]
 
 
 # ----------------------------------------------------------------- objective, sweep

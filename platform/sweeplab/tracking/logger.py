@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 from lightning.pytorch.loggers import Logger
@@ -103,6 +104,21 @@ class BatchedMlflowLogger(Logger):
             points = self._client.get_metric_history(self._run_id, key)
             points.sort(key=lambda m: (m.timestamp, m.step))
             self.history[key] = [(m.step, m.value) for m in points]
+
+    def carry(self, run_id: str, upto: int, wanted: Callable[[str], bool]) -> None:
+        """Copy the points of epochs 0..``upto`` of the ``wanted`` metrics of run
+        ``run_id`` (an earlier try of this fit) into this logger's run, now, and into its
+        history: the fit goes on from epoch ``upto`` + 1, and its curve holds each epoch
+        once."""
+        keys = [k for k in self._client.get_run(run_id).data.metrics if wanted(k)]
+        points = []
+        for key in keys:
+            kept = [m for m in self._client.get_metric_history(run_id, key) if m.step <= upto]
+            kept.sort(key=lambda m: (m.step, m.timestamp))
+            self.history[key] = [(m.step, m.value) for m in kept]
+            points += kept
+        for start in range(0, len(points), MAX_BATCH):
+            self._client.log_batch(self._run_id, metrics=points[start : start + MAX_BATCH])
 
     def curve(self, key: str) -> list[float]:
         """Per-epoch values of ``key`` (the last value when an epoch logged it twice)."""

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import lightning.pytorch as pl
-from lightning.pytorch.callbacks import Callback, EarlyStopping
+from lightning.pytorch.callbacks import Callback, Checkpoint, EarlyStopping
 from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.trainer.states import TrainerStatus
@@ -52,14 +52,15 @@ def make_trainer(
     logger: Logger | None = None,
     **overrides: object,
 ) -> pl.Trainer:
-    """A Trainer with nothing sweeplab does not need: no checkpoints, bar or summary."""
+    """A Trainer with nothing sweeplab does not need: no bar or summary, and no
+    checkpoints but those of a checkpoint callback given (``training.checkpoints``)."""
     kwargs: dict[str, object] = {
         "max_epochs": exp.train.max_epochs,
         "accelerator": "auto",
         "devices": 1,
         "logger": logger if logger is not None else False,
         "callbacks": list(callbacks),
-        "enable_checkpointing": False,
+        "enable_checkpointing": any(isinstance(c, Checkpoint) for c in callbacks),
         "enable_progress_bar": False,
         "enable_model_summary": False,
         "num_sanity_val_steps": 0,

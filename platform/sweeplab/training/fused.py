@@ -270,6 +270,23 @@ class FusedModule(pl.LightningModule):
         params, buffers = self._state()
         return {n: t[m] for n, t in {**params, **buffers}.items()}
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """What the members keep besides the stacked weights: their best weights so far,
+        which were dropped, and why."""
+        checkpoint["sweeplab_members"] = {
+            "keepers": [keeper.state_dict() for keeper in self.keepers],
+            "dead": self.dead.clone(),
+            "reasons": list(self.reasons),
+            "silent": sorted(self.silent),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint["sweeplab_members"]
+        for keeper, kept in zip(self.keepers, state["keepers"], strict=True):
+            keeper.load_state_dict(kept)
+        self.dead = state["dead"].clone()
+        self.reasons, self.silent = list(state["reasons"]), set(state["silent"])
+
     def restore(self, *, last: bool = False) -> None:
         """Each member's module with its best weights (``last``: its last epoch's)."""
         for m, (keeper, member) in enumerate(zip(self.keepers, self.members, strict=True)):
@@ -293,6 +310,13 @@ class FusedData(pl.LightningDataModule):
     def val_dataloader(self) -> Any:
         return self.datas[0].val_dataloader()
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"members": [d.state_dict() for d in self.datas]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        for data, state in zip(self.datas, state_dict["members"], strict=True):
+            data.load_state_dict(state)
+
 
 def fit_fused(
     exp: Experiment,
@@ -303,11 +327,13 @@ def fit_fused(
     tracking_uri: str | None = None,
     *,
     refit: bool = False,
+    ckpt_path: str | None = None,
 ) -> list[Any]:
     """Train the members of ``seeds`` fused; each member's FitResult, or the
     TrainingDiverged that dropped it. Raises TrainingDiverged when all diverged.
     ``refit``: on the training and validation rows, each member's last weights kept
-    (as ``fit(refit=True)``)."""
+    (as ``fit(refit=True)``). ``ckpt_path``: a checkpoint of the same batch to go on
+    from (``training.checkpoints``)."""
     from sweeplab.training.cost import model_cost
     from sweeplab.training.fit import (
         FitResult,
@@ -327,14 +353,14 @@ def fit_fused(
     datas, members = [d for d, _ in built], [m for _, m in built]
     costs = [model_cost(m, exp, d.split) for d, m in built]
     for logger, cost in zip(loggers, costs, strict=True):
-        if logger is not None:
+        if logger is not None and ckpt_path is None:  # a resumed fit's runs have them
             logger.log_metrics(cost, step=0)
     fused = FusedModule(exp, members)
     fused.loggers_ = list(loggers)
     stoppers = early_stoppers(exp)
     with seeded(seeds[0]):
         trainer = make_trainer(exp, [*stoppers, *callbacks])
-        fit_or_interrupt(trainer, fused, FusedData(datas))  # type: ignore[arg-type]
+        fit_or_interrupt(trainer, fused, FusedData(datas), ckpt_path)  # type: ignore[arg-type]
     fused.restore(last=refit)
     results: list[Any] = []
     epochs = fused.epochs
