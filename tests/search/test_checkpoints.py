@@ -4,6 +4,7 @@ on from there under ``resume``."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -147,6 +148,11 @@ def test_kill_9_in_epoch_6_of_10_then_resume_goes_on_from_the_checkpoint(
     dead, retry = load(store, "resumable").get_trials()
     assert dead.state == TrialState.FAIL and retry.state == TrialState.COMPLETE
     assert retry.user_attrs["sweeplab.retry_of"] == 0
+    went_on = retry.user_attrs["sweeplab.resumed_at"]
+    assert 6 <= went_on <= 8  # after the checkpoint of epoch 5 (or a later one), not 0
+    status = sweeplab("status", "resumable", "--store", str(store.root), "-f", "json")
+    reasons = [r["reason"] for r in json.loads(status.stdout)["rows"]]
+    assert f"went on from #0's checkpoint at epoch {went_on}" in reasons[1]
     # the pruner saw the whole curve: the earlier epochs reported again, each once
     assert sorted(retry.intermediate_values) == list(range(10))
     # each member's curve holds each epoch once; those before the kill were copied over,
@@ -160,7 +166,7 @@ def test_kill_9_in_epoch_6_of_10_then_resume_goes_on_from_the_checkpoint(
         history = client.get_metric_history(run.info.run_id, "val_loss")
         assert sorted(m.step for m in history) == list(range(10))
         before = [m.step for m in history if m.timestamp < killed_at]
-        assert before == list(range(len(before))) and len(before) >= 6
+        assert before == list(range(went_on))  # copied over; the rest trained after
         seconds = client.get_metric_history(run.info.run_id, "epoch_seconds")
         assert sorted(m.step for m in seconds) == list(range(10))
     statuses = [r.info.status for r in client.search_runs([nested[0].info.experiment_id])]

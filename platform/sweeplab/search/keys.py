@@ -47,6 +47,8 @@ ATTR_FIT_SECONDS = "fit_seconds"  # seconds inside Lightning's fit, every fit of
 # the fits' best epochs (their mean): what breaks a tie between trials (ranking.py)
 ATTR_RESOLUTION = "sweeplab.resolution"
 ATTR_TIE_LOSS = "sweeplab.tie_loss"
+# a trial that went on from the checkpoints of the try it repeats: the epoch it went on at
+ATTR_RESUMED_AT = "sweeplab.resumed_at"
 # the peak memory of its fits in MiB, as its run's metrics of the same names
 ATTR_PEAK_RSS = PEAK_RSS
 ATTR_PEAK_GPU = PEAK_GPU

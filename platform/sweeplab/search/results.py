@@ -103,6 +103,11 @@ def _reason(t: FrozenTrial) -> str | None:
     notes = [] if reason is None else [str(reason)]
     if keys.ATTR_RETRIED in t.user_attrs:
         notes = [f"{reason} (retried as #{t.user_attrs[keys.ATTR_RETRIED]})"]
+    if keys.ATTR_RESUMED_AT in t.user_attrs:
+        notes.append(
+            f"went on from #{t.user_attrs.get(keys.ATTR_RETRY_OF)}'s checkpoint at epoch "
+            f"{t.user_attrs[keys.ATTR_RESUMED_AT]}"
+        )
     if keys.ATTR_SAME_AS in t.user_attrs:
         notes.append(
             f"same params as #{t.user_attrs[keys.ATTR_SAME_AS]}, drawn again by the sampler"

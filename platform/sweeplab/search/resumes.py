@@ -31,6 +31,7 @@ import optuna
 from sweeplab.search.keys import (
     ATTR_DEATHS,
     ATTR_FIT_SECONDS,
+    ATTR_RESUMED_AT,
     ATTR_RETRY_OF,
     ATTR_RUN,
     BEST_EPOCH,
@@ -90,13 +91,19 @@ class Carried:
         """The earlier try's run of fit ``label`` (the trial run for a lone fit)."""
         return self.runs.get(label, self.run_id)
 
+    @property
+    def epoch(self) -> int:
+        """The epoch the trial's first fit goes on at (0: it starts again): the first fit
+        is the one a pruner watches."""
+        return self.epochs.get(fused_unit(0), self.epochs.get(fit_unit(0), -1)) + 1
+
     def report(self, trial: optuna.Trial) -> None:
-        """Tell Optuna the earlier try's intermediate values up to the epoch its first
-        fit goes on from (the first fit is the one a pruner watches)."""
-        upto = self.epochs.get(fused_unit(0), self.epochs.get(fit_unit(0), -1))
+        """Tell Optuna the earlier try's intermediate values of the epochs before
+        ``epoch``, and note on ``trial`` where it went on (``status`` says so)."""
         for step, value in sorted(self.intermediate.items()):
-            if step <= upto:
+            if step < self.epoch:
                 trial.report(value, step)
+        trial.set_user_attr(ATTR_RESUMED_AT, self.epoch)
 
 
 @contextlib.contextmanager
