@@ -24,7 +24,8 @@ HERE = Path(__file__).resolve().parent
 # default sweep, then a sweep of 1,000 trials (status, compare and the report at that scale),
 # then restarts fused vs one after another (fits, and the default sweep for 3 seeds), then
 # a warm-started sweep against cold ones, then what a sweep registers (sweep.final) beside
-# the scikit-learn baselines, then `sweeplab serve` under concurrent clients
+# the scikit-learn baselines, then `sweeplab serve` under concurrent clients, then kill -9
+# and resume from checkpoints, then what system metrics and checkpoints cost
 SCRIPTS = [
     "tracking_overhead.py",
     "trial_overhead.py",
@@ -41,6 +42,8 @@ SCRIPTS = [
     "warm_start.py",
     "final_model.py",
     "serve_load.py",
+    "resume.py",
+    "watch_overhead.py",
 ]
 LIBRARIES = ["torch", "lightning", "optuna", "mlflow", "ray"]
 

@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 from sweeplab.interrupts import Terminated, exit_status, reason, signals_as_interrupts
 from sweeplab.store import Store
 from tests.battery import killable_spec, load, popen, wait_for_study
-from tests.helpers import all_runs
+from tests.helpers import all_runs, sweeplab
 
 
 def _running(study: Any, proc: Any, count: int) -> list[Any]:
@@ -70,10 +70,19 @@ def test_sigterm_to_the_parent_alone_stops_every_local_worker(
     store: Store, write_spec: Any
 ) -> None:
     """``--workers 2``: SIGTERM to the command only; it stops its workers (their trials
-    failed as interrupted, as Ctrl-C's) and exits 143."""
-    spec = write_spec(killable_spec("term2", trials=4, epochs=300, register=False))
-    proc = popen("sweep", str(spec), "--store", str(store.root), "--no-smoke", "-w", "2")
-    running = _running(wait_for_study(store, "term2", proc), proc, 2)
+    failed as interrupted, as Ctrl-C's) and exits 143; ``resume`` then runs exactly the
+    sweep's trials, the interrupted ones going on from their checkpoints."""
+    spec = killable_spec("term2", trials=4, epochs=300, register=False)
+    spec["train"]["checkpoint_every"] = 5
+    proc = popen(
+        "sweep", str(write_spec(spec)), "--store", str(store.root), "--no-smoke", "-w", "2"
+    )
+    study = wait_for_study(store, "term2", proc)
+    running = _running(study, proc, 2)
+    while any(len(t.intermediate_values) < 12 for t in running):  # past a checkpoint or two
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+        running = [study.trials[t.number] for t in running]
     os.kill(proc.pid, signal.SIGTERM)
     output, errors = proc.communicate(timeout=120)
     assert proc.returncode == 143, output + errors
@@ -84,6 +93,16 @@ def test_sigterm_to_the_parent_alone_stops_every_local_worker(
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     runs = all_runs(store, "term2")
     assert not [r for r in runs if r.info.status == "RUNNING"]
+
+    out = sweeplab("resume", "term2", "--store", str(store.root), "-q")
+    assert out.returncode == 0, out.stderr
+    trials = load(store, "term2").get_trials(deepcopy=False)
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 4
+    retried = [
+        trials[t.user_attrs["sweeplab.retried_as"]] for t in trials if t.state.name == "FAIL"
+    ]
+    assert retried and all(t.user_attrs["sweeplab.resumed_at"] >= 5 for t in retried)
+    assert not [r for r in all_runs(store, "term2") if r.info.status == "RUNNING"]
 
 
 def test_inside_the_block_sigterm_is_an_interrupt_and_outside_it_is_not() -> None:

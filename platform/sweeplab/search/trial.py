@@ -271,8 +271,10 @@ def sweep_trial(
         trial.set_user_attr(ATTR_SAME_AS, same)
         tags[TAG_SAME_AS] = same
     memory = PeakMemory()
+    # a PBT trial goes on from Tune's checkpoint (``resume``), not from an earlier try's
+    taking = carried(sweep, trial) if resume is None else contextlib.nullcontext(None)
     try:
-        with reason_noted(sweep, trial), carried(sweep, trial) as carry:
+        with reason_noted(sweep, trial), taking as carry:
             if carry is not None:
                 carry.report(trial)
             exp = sweep.exp.with_params(params)
