@@ -99,10 +99,11 @@ class Fits:
             sub_tags = {**self.tags, TAG_RESTART: restart, TAG_FOLD: fold}
             sub_id = tracker.start_run(f"{self.name}-{label}", parent=self.run_id, tags=sub_tags)
         logger = BatchedMlflowLogger(tracker.client, sub_id, hold=True)
+        unit = fit_unit(index)
         if ckpt is not None:
             logger.load_history(curve_keys(exp))
         else:
-            ckpt = self._carried(fit_unit(index), {label: logger})
+            ckpt = self._carried(unit, {label: logger})
         started = time.perf_counter()
         try:
             result = fit(
@@ -110,7 +111,7 @@ class Fits:
                 seed=exp.train.seed + restart,
                 fold=fold,
                 logger=logger,
-                callbacks=[*self.hooks.callbacks(index), *self._saves(fit_unit(index), [logger])],
+                callbacks=[*self.hooks.callbacks(index), *self._saves(unit, [logger])],
                 tracking_uri=tracker.store.tracking_uri,
                 trainer_options=self.hooks.trainer_options(),
                 ckpt_path=ckpt,
