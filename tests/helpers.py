@@ -102,6 +102,28 @@ def in_process(*args: str, env: dict[str, str] | None = None) -> Any:
 @dataclass
 class Postgres:
     port: int
+    # pg_ctl's arguments for this server (data folder, options), and the command prefix
+    # that runs it as the ``postgres`` user when the tests run as root
+    ctl: tuple[str, ...] = ()
+    prefix: tuple[str, ...] = ()
+
+    def stop(self) -> None:
+        """Stop the server as an administrator's restart does (``-m fast``: clients are
+        disconnected, open transactions rolled back)."""
+        import subprocess
+
+        subprocess.run(
+            [*self.prefix, "pg_ctl", *self.ctl, "-m", "fast", "-w", "stop"],
+            check=True,
+            capture_output=True,
+        )
+
+    def start(self) -> None:
+        import subprocess
+
+        subprocess.run(
+            [*self.prefix, "pg_ctl", *self.ctl, "-w", "start"], check=True, capture_output=True
+        )
 
     def url(self, database: str) -> str:
         return f"postgresql+psycopg2://sweeplab@127.0.0.1:{self.port}/{database}"
@@ -164,24 +186,12 @@ def postgres_server() -> Iterator[Postgres]:
         capture_output=True,
     )
     options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c max_connections=200"
-    subprocess.run(
-        [
-            *prefix,
-            "pg_ctl",
-            "-D",
-            str(data),
-            "-o",
-            options,
-            "-l",
-            str(folder / "log"),
-            "-w",
-            "start",
-        ],
-        check=True,
-        capture_output=True,
+    server = Postgres(
+        port, ("-D", str(data), "-o", options, "-l", str(folder / "log")), tuple(prefix)
     )
+    server.start()
     try:
-        yield Postgres(port)
+        yield server
     finally:
         subprocess.run(
             [*prefix, "pg_ctl", "-D", str(data), "-m", "immediate", "stop"], capture_output=True

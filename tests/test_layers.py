@@ -22,6 +22,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "sweeplab.store",
             "sweeplab.locks",
             "sweeplab.services",
+            "sweeplab.outages",
             "sweeplab.logs",
             "sweeplab.interrupts",
             "sweeplab.data.catalog",

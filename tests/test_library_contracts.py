@@ -150,3 +150,16 @@ def test_system_metrics_monitor(tmp_path: Path) -> None:
     metrics = client.get_run(run.info.run_id).data.metrics
     assert 0 <= metrics["system/cpu_utilization_percentage"] <= 100
     assert metrics["system/system_memory_usage_megabytes"] > 0
+
+
+def test_mlflow_engines(tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+    from sqlalchemy import text
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    engines = compat.mlflow_engines(MlflowClient(uri, registry_uri=uri))
+    assert engines and all(str(e.url) == uri for e in engines)
+    with engines[0].connect() as conn:  # the engine MLflow writes its runs through
+        assert conn.execute(text("SELECT count(*) FROM experiments")).scalar() == 1
+    server = "http://127.0.0.1:1"  # a tracking server's client has none (nothing is sent)
+    assert compat.mlflow_engines(MlflowClient(server, registry_uri=server)) == []

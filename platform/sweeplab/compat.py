@@ -102,3 +102,13 @@ def system_metrics_monitor(run_id: str, tracking_uri: str, seconds: float) -> An
     return SystemMetricsMonitor(
         run_id, sampling_interval=seconds, samples_before_logging=1, tracking_uri=tracking_uri
     )
+
+
+def mlflow_engines(client: Any) -> list[Any]:
+    """The SQLAlchemy engines behind an ``MlflowClient`` on a database (its tracking and
+    registry stores' ``engine``; none for a tracking server or a folder). MLflow opens
+    them itself, one per database URL, and offers no public way to reach them;
+    ``outages.wait_for_server`` needs them to make a restarted database server waited
+    for."""
+    stores = [client._tracking_client.store, client._get_registry_client().store]
+    return [store.engine for store in stores if hasattr(store, "engine")]

@@ -39,14 +39,17 @@ class DatabaseLock:
                 yield
         elif self.url.startswith("postgresql"):
             from sqlalchemy import text
+            from sqlalchemy.exc import DBAPIError
 
             with self._connect() as conn:
                 conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": self.key})
                 try:
                     yield
                 finally:
-                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
-                    conn.commit()
+                    # a connection the server dropped (a restart) took the lock with it
+                    with contextlib.suppress(DBAPIError):
+                        conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
+                        conn.commit()
         else:
             yield
 
@@ -54,7 +57,10 @@ class DatabaseLock:
         if self._engine is None:
             from sqlalchemy import create_engine
 
-            self._engine = create_engine(self.url, pool_size=1, max_overflow=0)
+            from sweeplab.outages import wait_for_server
+
+            self._engine = create_engine(self.url, pool_size=1, max_overflow=0, pool_pre_ping=True)
+            wait_for_server(self._engine, "the lock's database")
         return self._engine.connect()
 
 

@@ -175,8 +175,11 @@ class Recovery:
         for t in self.study.get_trials(deepcopy=False, states=(OptunaState.RUNNING,)):
             who = str(t.user_attrs.get(ATTR_OWNER, ""))
             name, _, pid = who.rpartition(":")
-            if name == host and pid.isdigit() and not _alive(int(pid)):
-                self._fail(compat.trial_id(t), f"worker {who} died")
+            if name == host and pid.isdigit():
+                # a live process of this host is not dead for a late heartbeat: its
+                # beats wait with it while the study's database restarts (``outages``)
+                if not _alive(int(pid)):
+                    self._fail(compat.trial_id(t), f"worker {who} died")
             elif not who and ownerless_dead:
                 self._fail(compat.trial_id(t), "its worker died before the trial started")
             elif compat.trial_id(t) in stale:

@@ -9,21 +9,27 @@ from typing import Any
 
 import optuna
 
+from sweeplab.outages import again_after_reconnect, wait_for_server
+
 HEARTBEAT_SECONDS = 5  # a running trial's heartbeat; dead after GRACE_SECONDS without one
 GRACE_SECONDS = 30
 
 
 def open_storage(url: str) -> optuna.storages.RDBStorage:
-    """Optuna's RDB storage at ``url``, with heartbeats (SQLite: write-ahead log)."""
+    """Optuna's RDB storage at ``url``, with heartbeats (SQLite: write-ahead log; a
+    database server: waited for when it restarts, ``outages``)."""
     kwargs: dict[str, Any] = {
         "heartbeat_interval": HEARTBEAT_SECONDS,
         "grace_period": GRACE_SECONDS,
     }
     if url.startswith("sqlite"):
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
+    else:  # a connection the server dropped (a restart) is found before it is used
+        kwargs["engine_kwargs"] = {"pool_pre_ping": True}
     storage = _create_schema_once(url, kwargs)
     if url.startswith("sqlite") and "mode=ro" not in url:  # a read-only store stays so
         _write_ahead(storage.engine)
+    wait_for_server(storage.engine, "the study database")
     return storage
 
 
@@ -42,7 +48,7 @@ def _create_schema_once(url: str, kwargs: dict[str, Any]) -> optuna.storages.RDB
     def create() -> optuna.storages.RDBStorage:
         with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(url, **kwargs)
+            return _WaitingStorage(url, **kwargs)
 
     for attempt in range(4):
         try:
@@ -52,6 +58,41 @@ def _create_schema_once(url: str, kwargs: dict[str, Any]) -> optuna.storages.RDB
                 raise
             time.sleep(0.5 * (attempt + 1))
     return create()
+
+
+class _WaitingStorage(optuna.storages.RDBStorage):
+    """Optuna's RDB storage whose reads and value-setting writes are made again when a
+    database restart dropped the connection under them (``outages``): a trial that was
+    reporting an epoch at that moment waits for the server instead of failing. Creating
+    a study or a trial is not made again (a second call would create a second one);
+    Optuna retries creating a trial itself."""
+
+
+for _name in (
+    "get_all_trials",
+    "get_trial",
+    "get_all_studies",
+    "get_study_id_from_name",
+    "get_study_name_from_id",
+    "get_study_directions",
+    "get_study_user_attrs",
+    "get_study_system_attrs",
+    "get_trial_id_from_study_id_trial_number",
+    "get_trial_user_attrs",
+    "get_trial_system_attrs",
+    "get_best_trial",
+    "set_study_user_attr",
+    "set_study_system_attr",
+    "set_trial_param",
+    "set_trial_state_values",
+    "set_trial_intermediate_value",
+    "set_trial_user_attr",
+    "set_trial_system_attr",
+    "record_heartbeat",
+):
+    setattr(
+        _WaitingStorage, _name, again_after_reconnect(getattr(optuna.storages.RDBStorage, _name))
+    )
 
 
 def _write_ahead(engine: Any) -> None:

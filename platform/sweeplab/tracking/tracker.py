@@ -13,6 +13,8 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
+from sweeplab import compat
+from sweeplab.outages import wait_for_server
 from sweeplab.store import Store
 
 # MLflow limits a param value to 6000 characters.
@@ -47,6 +49,8 @@ class Tracker:
         self.store = store
         store.follow_move()  # a store folder that was copied or moved works where it is
         self.client = MlflowClient(tracking_uri=store.tracking_uri, registry_uri=store.tracking_uri)
+        for engine in compat.mlflow_engines(self.client):  # a database server: restarts waited for
+            wait_for_server(engine, "the tracking database")
         found = self.client.get_experiment_by_name(experiment)
         if found is None:
             self.experiment_id = self.client.create_experiment(
