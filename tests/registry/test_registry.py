@@ -17,7 +17,7 @@ from sweeplab.registry.models import ModelRef, show_model
 from sweeplab.registry.promote import GuardError, PromotionRefused, promote
 from sweeplab.search.ranking import best_of
 from sweeplab.spec import spec_from_dict
-from tests.helpers import ROOT, Finished, sweeplab
+from tests.helpers import ROOT, Finished, in_process
 
 
 def _client(finished: Finished) -> MlflowClient:
@@ -130,7 +130,7 @@ def test_the_guard_refuses_a_version_whose_test_data_changed(finished: Finished)
 
 def test_promote_cli_says_both_scores_and_exits_1(finished: Finished) -> None:
     root = str(finished.store.root)
-    ok = sweeplab(
+    ok = in_process(
         "models",
         "promote",
         "iris",
@@ -143,7 +143,7 @@ def test_promote_cli_says_both_scores_and_exits_1(finished: Finished) -> None:
     )
     assert ok.returncode == 0, ok.stderr
     assert f"iris@cli → version {finished.good}" in ok.stdout
-    refused = sweeplab(
+    refused = in_process(
         "models",
         "promote",
         "iris",
@@ -157,9 +157,9 @@ def test_promote_cli_says_both_scores_and_exits_1(finished: Finished) -> None:
     assert refused.returncode == 1
     assert "refused" in refused.stderr and "--force" in refused.stderr
     assert refused.stderr.count("test_accuracy") == 2
-    shown = sweeplab("models", "show", "iris", "--store", root)
+    shown = in_process("models", "show", "iris", "--store", root)
     assert shown.returncode == 0 and "@cli" in shown.stdout and "refused" in shown.stdout
-    listed = sweeplab("models", "list", "--store", root)
+    listed = in_process("models", "list", "--store", root)
     assert "iris" in listed.stdout and f"@cli → {finished.good}" in listed.stdout
 
 
@@ -174,7 +174,7 @@ def test_promote_cli_says_both_scores_and_exits_1(finished: Finished) -> None:
     ],
 )
 def test_models_cli_mistakes(finished: Finished, args: list[str], code: int, message: str) -> None:
-    out = sweeplab("models", *args, "--store", str(finished.store.root))
+    out = in_process("models", *args, "--store", str(finished.store.root))
     assert out.returncode == code, out.stderr
     assert message in out.stderr
     assert "Traceback" not in out.stderr
@@ -182,9 +182,13 @@ def test_models_cli_mistakes(finished: Finished, args: list[str], code: int, mes
 
 def test_best_of_registers_once_and_promotes(finished: Finished) -> None:
     root = str(finished.store.root)
-    first = sweeplab("models", "promote", "iris-best", "--best-of", finished.sweep, "--store", root)
+    first = in_process(
+        "models", "promote", "iris-best", "--best-of", finished.sweep, "--store", root
+    )
     assert first.returncode == 0, first.stderr
-    again = sweeplab("models", "promote", "iris-best", "--best-of", finished.sweep, "--store", root)
+    again = in_process(
+        "models", "promote", "iris-best", "--best-of", finished.sweep, "--store", root
+    )
     assert again.returncode == 0, again.stderr
     assert "already points at version 1" in again.stdout
     info = show_model(_client(finished), "iris-best")

@@ -11,17 +11,17 @@ import optuna
 import pytest
 
 from sweeplab.store import Store
-from tests.helpers import sweeplab, tiny_spec
+from tests.helpers import in_process, tiny_spec
 
 
 def test_resume_trials_adds_exactly_the_trials_asked(store: Store, write_spec: Any) -> None:
     spec = write_spec(tiny_spec(sweep={"trials": 2, "sampler": "tpe", "seed": 0}))
     root = ("--store", str(store.root))
-    assert sweeplab("sweep", str(spec), "--no-smoke", "-q", *root).returncode == 0
-    out = sweeplab("resume", "tiny", "--trials", "3", "-q", *root)
+    assert in_process("sweep", str(spec), "--no-smoke", "-q", *root).returncode == 0
+    out = in_process("resume", "tiny", "--trials", "3", "-q", *root)
     assert out.returncode == 0, out.stderr
     assert "5 trials (5 complete" in out.stdout
-    status = sweeplab("status", "tiny", *root)
+    status = in_process("status", "tiny", *root)
     assert "5 complete, 0 pruned, 0 failed, 0 running of 5 requested" in status.stdout
     assert "state: complete" in status.stdout
 
@@ -88,7 +88,7 @@ def test_a_warm_start_takes_and_skips_exactly_what_it_says(earlier: Store, write
     assert taken and skipped  # the seed gives both
     spec = tiny_spec(search_space=NEW_SPACE, sweep={"trials": 3, "warm_start": ["old"]})
     path = write_spec(spec)
-    said = sweeplab("validate", str(path), "--store", str(earlier.root))
+    said = in_process("validate", str(path), "--store", str(earlier.root))
     assert said.returncode == 0, said.stderr
     summary = f"warm start: {taken} prior trials ({taken} from old); {skipped} skipped"
     assert summary in said.stdout
@@ -106,9 +106,11 @@ def test_a_warm_start_takes_and_skips_exactly_what_it_says(earlier: Store, write
     assert all(t.prior is None and "train.l1" in t.params for t in sweep.trials)
     assert result.best is not None and result.best.prior is None
 
-    status = sweeplab("status", "new", "--store", str(earlier.root))
+    status = in_process("status", "new", "--store", str(earlier.root))
     assert status.stdout.count("prior") >= taken and "3 complete" in status.stdout
-    out = sweeplab("compare", "new", "--no-plots", "--format", "json", "--store", str(earlier.root))
+    out = in_process(
+        "compare", "new", "--no-plots", "--format", "json", "--store", str(earlier.root)
+    )
     import json
 
     rows = json.loads(out.stdout)["trials"]
@@ -121,12 +123,12 @@ def test_a_warm_start_from_a_sweep_that_is_not_there_creates_nothing(
     earlier: Store, write_spec: Any
 ) -> None:
     spec = write_spec(tiny_spec(search_space=NEW_SPACE, sweep={"trials": 2, "warm_start": ["olb"]}))
-    out = sweeplab(
+    out = in_process(
         "sweep", str(spec), "--no-smoke", "--name", "nowhere", "--store", str(earlier.root)
     )
     assert out.returncode == 2
     assert "sweep.warm_start.0: no sweep named 'olb'" in out.stderr and "old" in out.stderr
-    assert "nowhere" not in sweeplab("status", "--store", str(earlier.root)).stdout
+    assert "nowhere" not in in_process("status", "--store", str(earlier.root)).stdout
 
 
 def test_enqueued_configurations_run_first(store: Store, write_spec: Any, tmp_path: Path) -> None:
@@ -137,7 +139,7 @@ def test_enqueued_configurations_run_first(store: Store, write_spec: Any, tmp_pa
     sweep.optimize()
     assert [t.params["train.lr"] for t in sweep.trials[:2]] == [0.05, 0.002]
     bad = write_spec(tiny_spec(), "bad.yaml")
-    out = sweeplab(
+    out = in_process(
         "sweep",
         str(bad),
         "--no-smoke",

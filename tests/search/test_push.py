@@ -25,6 +25,7 @@ from tests.helpers import (
     Postgres,
     call,
     free_port,
+    in_process,
     start_mlflow_server,
     start_server,
     stop_server,
@@ -113,7 +114,7 @@ def test_push_copies_a_sweep_to_another_store_once(finished: Finished, tmp_path:
     versions = _sweep_versions(finished.store, finished.sweep)
     assert versions >= 1
     where = ["--store", str(finished.store.root), "--to-store", str(target.root)]
-    first = sweeplab("push", finished.sweep, *where)
+    first = in_process("push", finished.sweep, *where)
     assert first.returncode == 0, first.stderr
     assert "runs: 4 copied" in first.stdout and "trials: 3 (copied)" in first.stdout
     assert f"model versions: {versions} copied" in first.stdout
@@ -132,14 +133,14 @@ def test_push_copies_a_sweep_to_another_store_once(finished: Finished, tmp_path:
     assert parent.data.tags["sweeplab.registered"] == source.data.tags["sweeplab.registered"]
     assert source.data.tags["sweeplab.registered"].endswith("/1")  # numbered as the target's
 
-    again = sweeplab("push", finished.sweep, *where)
+    again = in_process("push", finished.sweep, *where)
     assert again.returncode == 0, again.stderr
     assert "runs: 0 copied, 4 already there" in again.stdout
     assert "trials: 3 (unchanged)" in again.stdout and f"{versions} already there" in again.stdout
     assert assert_pushed(finished.store, target, finished.sweep, finished.experiment) == ids
     assert len(_versions(target, finished.model)) == 1
 
-    shown = sweeplab("status", finished.sweep, "--store", str(target.root))
+    shown = in_process("status", finished.sweep, "--store", str(target.root))
     assert shown.returncode == 0 and "3 complete" in shown.stdout, shown.stderr
 
 
@@ -155,7 +156,7 @@ def test_push_refuses_a_running_sweep_and_writes_nothing(
     shutil.copytree(finished.store.root, laptop)
     study = optuna.load_study(study_name=finished.sweep, storage=f"sqlite:///{laptop}/optuna.db")
     study.ask()  # a trial in progress
-    result = sweeplab(
+    result = in_process(
         "push", finished.sweep, "--store", str(laptop), "--to-store", str(tmp_path / "team")
     )
     assert result.returncode == 1
@@ -168,7 +169,7 @@ def test_push_refuses_a_name_taken_by_another_sweep(finished: Finished, tmp_path
     team.root.mkdir()
     theirs = optuna.create_study(study_name=finished.sweep, storage=team.storage_url)
     theirs.set_user_attr("sweeplab.spec", "{}")  # a sweep of that name run there
-    result = sweeplab(
+    result = in_process(
         "push", finished.sweep, "--store", str(finished.store.root), "--to-store", str(team.root)
     )
     assert result.returncode == 1
@@ -185,7 +186,7 @@ def test_push_refuses_a_name_taken_by_another_sweep(finished: Finished, tmp_path
     ],
 )
 def test_push_says_what_its_options_lack(options: list[str], words: str, tmp_path: Path) -> None:
-    result = sweeplab("push", "any", "--store", str(tmp_path), *options)
+    result = in_process("push", "any", "--store", str(tmp_path), *options)
     assert result.returncode == 2 and words in result.stderr
     assert not list(tmp_path.iterdir())
 

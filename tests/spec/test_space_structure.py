@@ -16,7 +16,7 @@ from sweeplab.search.results import decoded_params
 from sweeplab.search.sampling import suggest
 from sweeplab.spec import SearchSpace, SpecError, load_spec, spec_from_dict
 from sweeplab.store import Store
-from tests.helpers import all_runs, sweeplab, tiny_spec
+from tests.helpers import all_runs, in_process, tiny_spec
 
 CONDITIONAL: dict[str, Any] = {
     "train.optimizer": {"type": "categorical", "choices": ["sgd", "adam", "rmsprop"]},
@@ -102,7 +102,7 @@ def test_a_condition_makes_a_choice_valid_that_is_invalid_alone(write_spec: Any)
     for config in tried:  # each is a valid spec: no entry without its condition
         if "train.nesterov" in config:
             assert config.get("train.optimizer") == "sgd"
-    out = sweeplab("validate", str(write_spec(tiny_spec(search_space=CONDITIONAL))), "--smoke")
+    out = in_process("validate", str(write_spec(tiny_spec(search_space=CONDITIONAL))), "--smoke")
     assert out.returncode == 0, out.stderr
     assert "smoke test passed" in out.stdout
 
@@ -145,11 +145,11 @@ def test_set_changes_a_range_in_a_search_space_file(tmp_path: Path) -> None:
 
 def test_set_into_the_space_names_what_is_wrong(tmp_path: Path, write_spec: Any) -> None:
     spec = write_spec(tiny_spec())
-    out = sweeplab("validate", str(spec), "--set", "search_space.train.lrr.high=0.5")
+    out = in_process("validate", str(spec), "--set", "search_space.train.lrr.high=0.5")
     assert out.returncode == 2
     assert "--set: search_space.train.lrr.high: 'train.lrr' is not an entry" in out.stderr
     assert "did you mean 'train.lr'" in out.stderr and "entries: train.lr" in out.stderr
-    out = sweeplab("validate", str(spec), "--set", "search_space.train.lr.high=0.0001")
+    out = in_process("validate", str(spec), "--set", "search_space.train.lr.high=0.0001")
     assert out.returncode == 2 and "low must be < high" in out.stderr
 
 
@@ -185,10 +185,10 @@ def test_a_conditional_sweep_leaves_absent_params_out_of_runs_status_and_compare
         assert len(widths) == t.params["model.hidden.depth"]
     assert "adam" in optimizers and optimizers - {"adam"}
     root = ["--store", str(store.root)]
-    status = sweeplab("status", "structured", *root)
+    status = in_process("status", "structured", *root)
     assert status.returncode == 0, status.stderr
     assert "model.hidden" in status.stdout and "train.momentum" in status.stdout
-    compared = sweeplab("compare", "structured", *root, "--out", str(tmp_path / "cmp"))
+    compared = in_process("compare", "structured", *root, "--out", str(tmp_path / "cmp"))
     assert compared.returncode == 0, compared.stderr
     assert (tmp_path / "cmp" / "parallel_coordinate.png").exists()
 

@@ -14,7 +14,7 @@ import pytest
 from sweeplab.data.split import Split, split
 from sweeplab.spec import SpecError, spec_from_dict
 from sweeplab.training.baselines import AUTO_MAX_CELLS, fit_baselines, wanted
-from tests.helpers import sweeplab, tiny_spec
+from tests.helpers import in_process, tiny_spec
 
 
 def test_digits_baselines_score_the_sweeps_test_rows() -> None:
@@ -100,7 +100,7 @@ def test_a_sweep_logs_its_baselines_and_says_when_it_loses_to_one(tmp_path: Path
     tiny = tiny_spec(tracking={"baselines": None, "register_as": "yard"}, sweep={"restarts": 2})
     spec.write_text(yaml.safe_dump(tiny))
     store = tmp_path / "store"
-    done = sweeplab("sweep", str(spec), "--store", str(store), "--name", "yard")
+    done = in_process("sweep", str(spec), "--store", str(store), "--name", "yard")
     assert done.returncode == 0, done.stderr
     sweep = load_sweep("yard", store=Store.resolve(store))
     result = sweep.result()
@@ -123,9 +123,9 @@ def test_a_sweep_logs_its_baselines_and_says_when_it_loses_to_one(tmp_path: Path
         assert f"The sweep loses to {', '.join(b.name for b in yardstick.beaten_by)}" in done.stdout
     else:
         assert "No baseline beats the sweep on test_acc" in done.stdout
-    status = sweeplab("status", "yard", "--store", str(store))
+    status = in_process("status", "yard", "--store", str(store))
     assert f"registered {own:.4f}" in status.stdout and "svc" in status.stdout
-    record = json.loads(sweeplab("status", "yard", "-f", "json", "--store", str(store)).stdout)
+    record = json.loads(in_process("status", "yard", "-f", "json", "--store", str(store)).stdout)
     assert {b["name"]: b["value"] for b in record["baselines"]} == {
         b.name: b.value for b in result.baselines
     }
