@@ -301,12 +301,14 @@ def start_server(
     return proc
 
 
-def start_mlflow_server(backend_store_uri: str, artifacts: Path) -> tuple[Any, str]:
-    """This environment's ``mlflow server`` on a free port of 127.0.0.1, with its own
-    artifact store (the compose file's topology): its process and its URL."""
+def start_mlflow_server(
+    backend_store_uri: str, artifacts: Path, port: int | None = None
+) -> tuple[Any, str]:
+    """This environment's ``mlflow server`` on ``port`` (default: a free one) of 127.0.0.1,
+    with its own artifact store (the compose file's topology): its process and its URL."""
     import sys
 
-    port = free_port()
+    port = port or free_port()
     command = [str(Path(sys.executable).parent / "mlflow"), "server"]
     command += ["--backend-store-uri", backend_store_uri, "--artifacts-destination", str(artifacts)]
     command += ["--host", "127.0.0.1", "--port", str(port)]

@@ -20,7 +20,14 @@ from sweeplab.outages import DatabaseLost, wait_for_server
 from sweeplab.search.storage import open_storage
 from sweeplab.store import Store
 from tests.battery import load, popen, wait_for_study
-from tests.helpers import Postgres, free_port, postgres_server, tiny_spec
+from tests.helpers import (
+    Postgres,
+    free_port,
+    postgres_server,
+    start_mlflow_server,
+    stop_server,
+    tiny_spec,
+)
 
 
 def test_a_database_that_stays_away_is_named_after_the_wait(
@@ -142,3 +149,53 @@ def test_two_agents_wait_out_a_postgresql_restart_and_lose_nothing(
         assert run.info.status == "FINISHED"
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_acc")]
         assert steps and len(steps) == len(set(steps)), (t.number, steps)
+
+
+@pytest.mark.distributed
+def test_a_sweep_outlives_its_tracking_server_gone_for_a_minute(
+    tmp_path: Any, write_spec: Any
+) -> None:
+    """The MLflow tracking server stopped for 60 s in the middle of a sweep and started
+    again on the same port: the sweep finishes, each trial's run holds each epoch once,
+    and the best model is registered once."""
+    backend = f"sqlite:///{tmp_path / 'server.db'}"
+    server, url = start_mlflow_server(backend, tmp_path / "artifacts")
+    port = int(url.rsplit(":", 1)[1])
+    try:
+        store = Store.resolve(tmp_path / "store", url, None)
+        spec = write_spec(
+            tiny_spec(
+                name="away",
+                train={"max_epochs": 40},
+                sweep={"trials": 6, "sampler": "random", "seed": 0, "pruner": "none"},
+                tracking={"experiment": "away", "register_as": "away-model"},
+            )
+        )
+        args = ("--store", str(store.root), "--tracking-uri", url, "--no-smoke", "-q")
+        proc = popen("sweep", str(spec), *args)
+        study = wait_for_study(store, "away", proc)
+        deadline = time.monotonic() + 180
+        while not any(  # a trial done, one running: stop the server under it
+            t.state == TrialState.RUNNING for t in study.get_trials(deepcopy=False)
+        ) or not any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the sweep never reached its second trial"
+            time.sleep(0.05)
+        stop_server(server)
+        time.sleep(60)
+        server, _ = start_mlflow_server(backend, tmp_path / "artifacts", port)
+        _out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err
+        trials = load(store, "away").get_trials()
+        assert sorted(t.number for t in trials) == list(range(6))
+        assert all(t.state == TrialState.COMPLETE for t in trials)
+        client = MlflowClient(url, registry_uri=url)
+        for t in trials:
+            run = client.get_run(t.user_attrs["mlflow_run_id"])
+            assert run.info.status == "FINISHED"
+            steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_acc")]
+            # each epoch once, none lost: 0, 1, … up to its last
+            assert steps and sorted(steps) == list(range(len(steps))), (t.number, steps)
+        assert len(client.search_model_versions("name = 'away-model'")) == 1
+    finally:
+        stop_server(server)

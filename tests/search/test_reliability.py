@@ -210,7 +210,7 @@ def test_a_served_alias_outlives_missing_files_and_a_deleted_version(served_stor
 
     from sweeplab.registry.models import client_for
     from sweeplab.registry.promote import promote
-    from tests.helpers import call, free_port, server_output, start_server, stop_server, sweeplab
+    from tests.helpers import call, free_port, in_process, server_output, start_server, stop_server
 
     uri, root = served_store.tracking_uri, str(served_store.root)
     client = client_for(uri)
@@ -246,7 +246,7 @@ def test_a_served_alias_outlives_missing_files_and_a_deleted_version(served_stor
     assert "cannot be read" in warnings[0] and "still serving version 2" in warnings[0]
     assert "does not exist" in warnings[1] or "no alias" in warnings[1], warnings[1]
     for ref in ("kept-model@live", "kept-model/1"):
-        out = sweeplab("serve", ref, "--store", root, "--port", str(free_port()))
+        out = in_process("serve", ref, "--store", root, "--port", str(free_port()))
         assert out.returncode == 1 and "does not exist" in out.stderr, out.stderr
         assert "Traceback" not in out.stderr
 

@@ -14,7 +14,7 @@ from optuna.trial import TrialState as OptunaState
 
 from sweeplab.store import Store
 from tests.battery import wait_for_study
-from tests.helpers import Postgres, all_runs, default_signals, sweeplab, tiny_spec
+from tests.helpers import Postgres, all_runs, default_signals, in_process, sweeplab, tiny_spec
 
 
 def _slow_spec(name: str, trials: int, epochs: int) -> dict[str, Any]:
@@ -152,7 +152,7 @@ def test_an_agent_of_a_finished_sweep_exits_at_once_with_one_line(
     on_postgres = Store.resolve(store.root, storage=storage)
     spec = tiny_spec(name="done", sweep={"trials": 1, "sampler": "random"})
     create_sweep(spec, store=on_postgres).optimize()
-    out = sweeplab("agent", "done", *where)
+    out = in_process("agent", "done", *where)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines() == [
         "sweep done is complete (1 of 1 trials): nothing to run"

@@ -161,6 +161,78 @@ def test_a_sweep_on_a_two_node_cluster_runs_trials_on_both(store: Store) -> None
         cluster.shutdown()
 
 
+@pytest.mark.distributed
+def test_a_removed_node_s_trial_goes_on_from_its_checkpoint_on_the_node_left(
+    store: Store,
+) -> None:
+    """A two-node cluster; the worker node is removed while a trial on it has a
+    checkpoint: the sweep ends on the head node with exactly its trials, and the
+    removed node's trial went on from its checkpoint, its curve holding each epoch once."""
+    import threading
+
+    import ray
+    from ray.cluster_utils import Cluster
+
+    ray.shutdown()
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    worker = cluster.add_node(num_cpus=1)
+    removed: list[int] = []
+    done = threading.Event()
+
+    def remove_once_checkpointed() -> None:
+        client = MlflowClient(store.tracking_uri)
+        while not done.wait(0.2):
+            try:
+                running = _study(store, "noded").get_trials(states=(TrialState.RUNNING,))
+            except Exception:  # the sweep has not created its study yet
+                continue
+            for t in running:
+                run_id = t.user_attrs.get("mlflow_run_id")
+                if run_id is None or client.get_run(run_id).data.tags.get(TAG_NODE) != (
+                    worker.node_id
+                ):
+                    continue
+                if client.list_artifacts(run_id, "resume"):
+                    cluster.remove_node(worker)
+                    removed.append(t.number)
+                    return
+
+    remover = threading.Thread(target=remove_once_checkpointed, daemon=True)
+    remover.start()
+    try:
+        spec = tiny_spec(
+            name="noded",
+            train={"max_epochs": 150, "checkpoint_every": 10},
+            sweep={
+                "trials": 4,
+                "sampler": "random",
+                "pruner": "none",
+                "backend": "ray",
+                "max_concurrent": 2,
+            },
+            tracking={"experiment": "noded"},
+        )
+        result = run_sweep(spec_from_dict(spec), store, options=RayOptions(address=cluster.address))
+        head = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+    finally:
+        done.set()
+        ray.shutdown()
+        cluster.shutdown()
+    assert removed, "no trial ran on the worker node long enough to write a checkpoint"
+    assert result.counts.complete == 4
+    study = _study(store, result.name)
+    dead = study.trials[removed[0]]
+    assert dead.state == TrialState.FAIL and "died" in dead.user_attrs["fail_reason"]
+    again = study.trials[dead.user_attrs["sweeplab.retried_as"]]
+    assert again.state == TrialState.COMPLETE and again.params == dead.params
+    assert again.user_attrs["sweeplab.resumed_at"] >= 10
+    client = MlflowClient(store.tracking_uri)
+    run = client.get_run(again.user_attrs["mlflow_run_id"])
+    assert {run.data.tags[TAG_NODE]} == head and worker.node_id not in head
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_acc")]
+    assert sorted(steps) == list(range(len(steps))) and len(steps) > 10
+
+
 @pytest.mark.parametrize(
     ("sweep", "args", "message"),
     [
