@@ -5,7 +5,8 @@ The default sweep (experiments/mlp_digits.yaml) registers version 1 of mlp-digit
 `sweeplab train` version 2. Then, each for --seconds (30) per row, N clients that each
 send one request after another (one digits row each, kept-alive connections):
 
-    sweeplab serve mlp-digits@bench         8 and 64 clients
+    sweeplab serve mlp-digits@bench         8 and 64 clients, batched (the default)
+    ... --no-batch                          the same, each request its own model call
     ... --follow-alias, the alias moved     64 clients while the alias goes from one
         every 5 s                           version to the other every 5 s
     ... --token                             a request without the token: 401
@@ -191,10 +192,23 @@ def verdict(met: bool) -> str:
 
 
 def plain_rows(serve: list[str], base: str, body: bytes, seconds: float) -> None:
-    with Server(serve, f"{base}/health"):
-        for clients in (8, 64):
-            result = load(f"{base}/predict", body, clients, seconds)
-            print(result.line("sweeplab serve", clients), flush=True)
+    """8 and 64 clients, with the requests that wait for the model batched (the default)
+    and each request on its own (--no-batch), side by side."""
+    rates: dict[tuple[str, int], float] = {}
+    for flag in ("", "--no-batch"):
+        label = f"sweeplab serve {flag}".strip()
+        with Server([*serve, *([flag] if flag else [])], f"{base}/health"):
+            for clients in (8, 64):
+                result = load(f"{base}/predict", body, clients, seconds)
+                rates[flag, clients] = len(result.latencies) / seconds
+                print(result.line(label, clients), flush=True)
+            if not flag:
+                batching = json.loads(urllib.request.urlopen(f"{base}/metadata").read())
+                calls, requests = batching["batching"].values()
+                print(f"  requests per model call, batched: {requests / max(calls, 1):.2f}")
+    for clients in (8, 64):
+        ratio = rates["", clients] / max(rates["--no-batch", clients], 1e-9)
+        print(f"  batched ÷ --no-batch, {clients} clients: {ratio:.2f}x req/s")
 
 
 def follow_row(serve: list[str], base: str, body: bytes, seconds: float, store: Path) -> None:

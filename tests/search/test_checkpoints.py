@@ -36,12 +36,16 @@ class _Dies(pl.Callback):
             raise KeyboardInterrupt
 
 
-def _saver(tmp_path: Path, kept: dict[int, Path], every: int) -> ResumePoint:
+def _saver(tmp_path: Path, kept: dict[int, Path], every: int, held: bool = False) -> ResumePoint:
+    """Checkpoints every ``every`` epochs into ``kept``; ``held``: a held save at every
+    epoch's end too."""
+
     def keep(path: Path, epoch: int) -> None:
         kept[epoch] = tmp_path / f"epoch-{epoch}.ckpt"
         shutil.copy(path, kept[epoch])
 
-    return ResumePoint(every_epochs=every, every_seconds=None, keep=keep)
+    hold = {"hold_seconds": 0.0, "hold_cost": 0.0} if held else {}
+    return ResumePoint(every_epochs=every, every_seconds=None, keep=keep, **hold)
 
 
 def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
@@ -76,6 +80,37 @@ def test_a_fit_resumed_from_its_checkpoint_ends_with_the_uninterrupted_fit_s_wei
         whole.best_epoch,
         whole.epochs,
     )
+
+
+def test_an_interrupted_fit_hands_over_its_held_save_and_goes_on_from_it(
+    tmp_path: Path,
+) -> None:
+    """No checkpoint is due (every 100 epochs), but a Ctrl-C or SIGTERM in epoch 6 hands
+    over the fit as it was at the end of epoch 5, which a resumed fit goes on from to the
+    uninterrupted fit's weights. An error raised by the fit hands over nothing."""
+    from sweeplab.training.fit import fit
+
+    exp = spec_from_dict(SPEC)
+    whole = fit(exp, test=False)
+    kept: dict[int, Path] = {}
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(exp, test=False, callbacks=[_saver(tmp_path, kept, 100, held=True), _Dies(6)])
+    assert sorted(kept) == [5] and checkpoint_epoch(kept[5]) == 5
+    again = [_saver(tmp_path, {}, 100, held=True)]
+    resumed = fit(exp, test=False, ckpt_path=str(kept[5]), callbacks=again)
+    _same_weights(whole.module, resumed.module)
+    assert (resumed.value, resumed.epochs) == (whole.value, whole.epochs)
+
+    class _Fails(_Dies):
+        def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+            if trainer.current_epoch == self.epoch:
+                raise ValueError("not an interrupt")
+
+    kept.clear()
+    with pytest.raises(ValueError, match="not an interrupt"):
+        fit(exp, test=False, callbacks=[_saver(tmp_path, kept, 100, held=True), _Fails(6)])
+    assert kept == {}
 
 
 def test_fused_members_resume_with_their_own_dropout_draws_and_batches(tmp_path: Path) -> None:

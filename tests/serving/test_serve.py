@@ -64,6 +64,33 @@ def test_predictions_equal_the_in_process_model(served: tuple[str, Finished]) ->
     assert status == 200 and one["labels"] == body["labels"][:1]
 
 
+def test_requests_that_wait_for_the_model_share_a_call_and_get_their_own_rows(
+    served: tuple[str, Finished],
+) -> None:
+    """24 clients at once, 96 requests of 1 to 5 rows: fewer model calls than requests
+    (those that waited went together), and each answer is its own rows' predictions, as
+    the same request alone gets them."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    base, finished = served
+    rows = _rows(finished, finished.good)
+    bodies = [
+        json.dumps({"rows": rows[i % 20 : i % 20 + 1 + i % 5].tolist()}).encode() for i in range(96)
+    ]
+    before = call(f"{base}/metadata")[1]["batching"]
+    with ThreadPoolExecutor(24) as pool:
+        together = list(pool.map(lambda body: call(f"{base}/predict", body), bodies))
+    after = call(f"{base}/metadata")[1]["batching"]
+    calls, requests = (after[k] - before[k] for k in ("model_calls", "requests"))
+    assert requests == 96 and calls < requests, after
+    for body, (status, answer) in zip(bodies, together, strict=True):
+        alone = call(f"{base}/predict", body)[1]
+        assert status == 200 and len(answer["predictions"]) == len(json.loads(body)["rows"])
+        if answer["version"] == alone["version"]:  # --follow-alias may move it meanwhile
+            np.testing.assert_allclose(answer["predictions"], alone["predictions"], atol=1e-6)
+            assert answer["labels"] == alone["labels"]
+
+
 def test_metadata_and_health(served: tuple[str, Finished]) -> None:
     base, finished = served
     status, meta = call(f"{base}/metadata")

@@ -30,7 +30,14 @@ def serve(
     poll_seconds: float = typer.Option(
         10.0, "--poll-seconds", min=0.1, help="How often --follow-alias asks the registry."
     ),
-    max_batch: int = typer.Option(1024, "--max-batch", min=1, help="Most rows per request."),
+    max_batch: int = typer.Option(
+        1024, "--max-batch", min=1, help="Most rows per request, and per batched model call."
+    ),
+    batching: bool = typer.Option(
+        True,
+        "--batch/--no-batch",
+        help="Requests that arrive while the model is busy go to it in one call.",
+    ),
     allowed_hosts: str = typer.Option(
         "",
         "--allowed-hosts",
@@ -94,7 +101,9 @@ def serve(
             "a proxy that authenticates, and list the Host names clients use in "
             "--allowed-hosts."
         )
-    app = create_app(holder, max_batch=max_batch, allowed_hosts=hosts, token=token)
+    app = create_app(
+        holder, max_batch=max_batch, allowed_hosts=hosts, token=token, batching=batching
+    )
     stop = threading.Event()
     if follow_alias:
         holder.follow(poll_seconds, stop, on_error=reload_failed)

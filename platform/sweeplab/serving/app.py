@@ -1,5 +1,6 @@
 """The Starlette app: POST /predict, GET /health, GET /metadata; 4xx for every bad request.
 
+Requests that arrive while the model is busy go to it together (``batching``).
 With a token, /predict and /metadata answer only a request that carries it
 (``Authorization: Bearer TOKEN``); any other gets 401 before its body is read. /health
 stays open, for a load balancer's checks.
@@ -21,6 +22,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from sweeplab.serving.batching import Batcher
 from sweeplab.serving.holder import ModelHolder
 from sweeplab.serving.inputs import BadRequest, parse_rows
 
@@ -34,9 +36,12 @@ def create_app(
     max_bytes: int = 8 * 1024 * 1024,
     allowed_hosts: Sequence[str] = LOOPBACK,
     token: str | None = None,
+    batching: bool = True,
 ) -> Starlette:
     """The service of ``holder``'s model; Host headers outside ``allowed_hosts`` get 400;
-    with ``token``, a request to /predict or /metadata without it gets 401."""
+    with ``token``, a request to /predict or /metadata without it gets 401; with
+    ``batching``, requests that wait for the model go to it together (``Batcher``)."""
+    batcher = Batcher(max_rows=max_batch) if batching else None
 
     async def predict(request: Request) -> JSONResponse:
         loaded = holder.current
@@ -53,7 +58,10 @@ def create_app(
             rows = parse_rows(await request.body(), loaded.n_features, max_batch, max_bytes)
         except BadRequest as exc:
             return _error(exc.status, exc.message)
-        answer: dict[str, Any] = await run_in_threadpool(loaded.predict, rows)
+        if batcher is None:
+            answer: dict[str, Any] = await run_in_threadpool(loaded.predict, rows)
+        else:
+            answer = loaded.answer(await batcher.outputs(loaded, rows))
         return JSONResponse({"model": holder.ref.name, **answer})
 
     async def health(request: Request) -> JSONResponse:
@@ -62,6 +70,8 @@ def create_app(
     async def metadata(request: Request) -> JSONResponse:
         meta = dict(holder.current.metadata)
         meta["max_batch"] = max_batch
+        if batcher is not None:  # how many requests each model call answered so far
+            meta["batching"] = {"model_calls": batcher.calls, "requests": batcher.answered}
         return JSONResponse(meta)
 
     async def not_found(request: Request, exc: Exception) -> JSONResponse:

@@ -28,7 +28,14 @@ class Loaded:
     metadata: dict[str, Any]
 
     def predict(self, rows: np.ndarray) -> dict[str, Any]:
-        out = np.asarray(self.model.predict(rows))
+        return self.answer(self.outputs(rows))
+
+    def outputs(self, rows: np.ndarray) -> np.ndarray:
+        """The model's outputs, a row for each of ``rows``."""
+        return np.asarray(self.model.predict(rows))
+
+    def answer(self, out: np.ndarray) -> dict[str, Any]:
+        """The response body of ``outputs``: predictions (and labels for classes)."""
         answer: dict[str, Any] = {"version": self.version}
         if self.output in ("values", "anomaly_score") and out.ndim == 2 and out.shape[1] == 1:
             out = out[:, 0]

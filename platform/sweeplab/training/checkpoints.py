@@ -9,13 +9,19 @@ generators of Python, NumPy and torch, so a resumed fit draws what the uninterru
 would have. Lightning's ModelCheckpoint is built to keep the best files of a run on a
 disk; this callback hands each file to its owner (the trial's MLflow run), which keeps
 only the last one.
+
+Between two checkpoints, the fit is also saved to a local file now and then (``HOLD_SECONDS``,
+longer where saving takes long) and handed over only if the fit is interrupted (Ctrl-C,
+SIGTERM, SIGHUP, ``stop --now``): a pre-empted trial loses seconds, not the period.
 """
 
 from __future__ import annotations
 
 import random
+import shutil
 import tempfile
 import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,11 +31,18 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Checkpoint
 
+HOLD_SECONDS = 10.0  # at least this long between two held (local, unsent) saves
+HOLD_COST = 50  # and at least this many times what the last one took: <= 2% of the time
+
 
 class ResumePoint(Checkpoint):
     """At the end of a training epoch (after its validation), when ``every_epochs``
     epochs or ``every_seconds`` seconds have passed since the fit (re)started or its last
     checkpoint, save the fit to a file and call ``keep(path, epoch)``.
+
+    Between checkpoints, at an epoch's end at least ``hold_seconds`` and ``hold_cost``
+    times the last such save's duration after the last, the fit is saved to a local file
+    that ``keep`` gets only if the fit is interrupted (``on_exception``).
 
     An epoch after which the fit stops anyway (early stopping, its last epoch) writes
     none: a resumed fit would only end again. A subclass of Lightning's ``Checkpoint``,
@@ -43,6 +56,8 @@ class ResumePoint(Checkpoint):
         every_seconds: float | None,
         keep: Callable[[Path, int], None],
         name: str = "last.ckpt",
+        hold_seconds: float = HOLD_SECONDS,
+        hold_cost: float = HOLD_COST,
     ) -> None:
         if every_epochs is None and every_seconds is None:
             raise ValueError("every_epochs or every_seconds must be given, but got neither")
@@ -51,20 +66,51 @@ class ResumePoint(Checkpoint):
         self._since = time.monotonic()
         self._epoch = -1  # the epoch of the last checkpoint, or before the fit's first
         self.saved = 0
+        # the held save: a local file of the fit at an epoch's end, sent only if interrupted
+        self._folder = Path(tempfile.mkdtemp(prefix="sweeplab-checkpoint-"))
+        weakref.finalize(self, shutil.rmtree, self._folder, True)
+        self._held = -1  # its epoch
+        self.hold_seconds, self.hold_cost = hold_seconds, hold_cost
+        self._hold_at = time.monotonic() + hold_seconds
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._since = time.monotonic()
-        self._epoch = trainer.current_epoch - 1
+        self._epoch = self._held = trainer.current_epoch - 1
+        self._hold_at = time.monotonic() + self.hold_seconds
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         epoch = trainer.current_epoch
-        if trainer.should_stop or epoch + 1 >= (trainer.max_epochs or 0) or not self._due(epoch):
+        if trainer.should_stop or epoch + 1 >= (trainer.max_epochs or 0):
             return
-        with tempfile.TemporaryDirectory(prefix="sweeplab-checkpoint-") as tmp:
-            path = Path(tmp, self.name)
+        if self._due(epoch):
+            self._send(trainer, epoch)
+        elif time.monotonic() >= self._hold_at:
+            started = time.monotonic()
+            # written whole, then renamed: an interrupt mid-write leaves the last one
+            trainer.save_checkpoint(self._folder / "writing")
+            (self._folder / "writing").replace(self._folder / self.name)
+            self._held = epoch
+            took = time.monotonic() - started
+            self._hold_at = time.monotonic() + max(self.hold_seconds, self.hold_cost * took)
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        """Interrupted (a signal, ``stop --now``): send the held save if it is newer than
+        the last checkpoint. An error raised by the fit sends nothing: its retry starts
+        again from epoch 0."""
+        if isinstance(exception, KeyboardInterrupt) and self._held > self._epoch:
+            self.keep(self._folder / self.name, self._held)
+            self._epoch = self._held
+            self.saved += 1
+
+    def _send(self, trainer: pl.Trainer, epoch: int) -> None:
+        with tempfile.TemporaryDirectory(dir=self._folder) as tmp:
+            path = Path(tmp, self.name)  # ``keep`` names the file by its name
             trainer.save_checkpoint(path)
             self.keep(path, epoch)
         self._since, self._epoch = time.monotonic(), epoch
+        self._hold_at = time.monotonic() + self.hold_seconds
         self.saved += 1
 
     def _due(self, epoch: int) -> bool:
