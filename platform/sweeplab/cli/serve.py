@@ -95,12 +95,7 @@ def serve(
     holder = ModelHolder(where.tracking_uri, ref, on_swap=swapped)
     hosts = [*LOOPBACK, host, *(h.strip() for h in allowed_hosts.split(",") if h.strip())]
     if host not in LOOPBACK and token is None:
-        err.print(
-            f"warning: serving on {host} with no authentication; anyone who can reach it "
-            "can call /predict. Give a --token (or SWEEPLAB_SERVE_TOKEN), or put it behind "
-            "a proxy that authenticates, and list the Host names clients use in "
-            "--allowed-hosts."
-        )
+        _warn_unauthenticated(host)
     app = create_app(
         holder, max_batch=max_batch, allowed_hosts=hosts, token=token, batching=batching
     )
@@ -117,3 +112,12 @@ def serve(
     finally:
         stop.set()
         sock.close()
+
+
+def _warn_unauthenticated(host: str) -> None:
+    err.print(
+        f"warning: serving on {host} with no authentication; anyone who can reach it "
+        "can call /predict. Give a --token (or SWEEPLAB_SERVE_TOKEN), or put it behind "
+        "a proxy that authenticates, and list the Host names clients use in "
+        "--allowed-hosts."
+    )

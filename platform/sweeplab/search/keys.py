@@ -78,5 +78,21 @@ CHECKPOINT = "checkpoint/model_state.pt"  # a trial's best weights, in its run's
 # with sweep.final: ensemble or top_ensemble, every fit's best weights too: MEMBERS/member_<i>.pt
 MEMBERS = "checkpoint/members"
 BEST_EPOCH = "best_epoch"  # a trial run's metric: its best fit's best epoch (0-based)
+METRIC_VALUE = "value"  # a trial run's metric: its value, its fits' aggregate
+METRIC_DIVERGED = "diverged_fits"  # how many of its fits diverged (and were left out)
+# what a trial run gets once, at its end (or failure), not epoch by epoch: a try that goes
+# on from an earlier one's checkpoint copies its curves, never these
+SUMMARY_METRICS = frozenset(
+    {
+        METRIC_VALUE,
+        ATTR_STD,
+        ATTR_EPOCHS,
+        METRIC_DIVERGED,
+        BEST_EPOCH,
+        ATTR_FIT_SECONDS,
+        PEAK_RSS,
+        PEAK_GPU,
+    }
+)
 TAG_REFIT_RUN = "sweeplab.refit_run"  # a refit version: the run that trained it
 TAG_REFIT_EPOCHS = "sweeplab.refit_epochs"  # and for how many epochs

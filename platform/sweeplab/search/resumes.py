@@ -30,41 +30,25 @@ import optuna
 
 from sweeplab.search.keys import (
     ATTR_DEATHS,
-    ATTR_FIT_SECONDS,
     ATTR_RESUMED_AT,
     ATTR_RETRY_OF,
     ATTR_RUN,
-    BEST_EPOCH,
+    SUMMARY_METRICS,
     TAG_FOLD,
     TAG_RESTART,
 )
 from sweeplab.search.restarts import members
 from sweeplab.search.sweep import Sweep
 from sweeplab.spec import Experiment
-from sweeplab.tracking.machine import PEAK_GPU, PEAK_RSS
 from sweeplab.tracking.tracker import Tracker
 from sweeplab.training.checkpoints import checkpoint_epoch
 
 RESUME = "resume"  # the artifact folder of a trial's run that holds its checkpoints
 
-# what a run gets at its trial's end (or failure), not epoch by epoch: never copied
-SUMMARY = frozenset(
-    {
-        "value",
-        "value_std",
-        "epochs",
-        "diverged_fits",
-        BEST_EPOCH,
-        ATTR_FIT_SECONDS,
-        PEAK_RSS,
-        PEAK_GPU,
-    }
-)
-
 
 def carried_key(key: str) -> bool:
     """Whether a fit's metric ``key`` is copied into the run of the try that goes on."""
-    return key not in SUMMARY and not key.startswith(("system/", "test_"))
+    return key not in SUMMARY_METRICS and not key.startswith(("system/", "test_"))
 
 
 def fused_unit(fold: int) -> str:

@@ -52,6 +52,8 @@ from sweeplab.search.keys import (
     ATTR_TIE_LOSS,
     BEST_EPOCH,
     MEMBERS,
+    METRIC_DIVERGED,
+    METRIC_VALUE,
     TAG_SAME_AS,
     TAG_STATE,
     TAG_SWEEP,
@@ -167,7 +169,7 @@ def _close(
     pick = max if exp.objective.mode == "max" else min
     best = results[values.index(pick(values))]
     std = statistics.pstdev(values) if len(values) > 1 else 0.0
-    summary = {"value": value, "value_std": std, "epochs": float(best.epochs)}
+    summary = {METRIC_VALUE: value, ATTR_STD: std, ATTR_EPOCHS: float(best.epochs)}
     summary[BEST_EPOCH] = float(best.best_epoch)  # 0-based: what a refit trains to
     summary[ATTR_FIT_SECONDS] = fits.seconds
     summary.update(memory.metrics())
@@ -178,7 +180,7 @@ def _close(
         curves = spread(list(fits.epochs.values()))
         fits.pending += spread_points(curves)
     if fits.diverged:
-        summary["diverged_fits"] = float(len(fits.diverged))
+        summary[METRIC_DIVERGED] = float(len(fits.diverged))
     if fits.figures and fits.nested:  # the fits' mean, with its spread
         mean, band = as_band(curves)
         plot_curves(tracker, run_id, {"mean": mean}, exp, band)
