@@ -6,8 +6,8 @@ storage is opened with it, MLflow opens its own so) and connects again, but it d
 wait: with the server down, the new connection fails at once, and the trial, its
 heartbeat or its worker with it. ``wait_for_server`` makes an engine try each new
 connection again, once a second, for up to ``SWEEPLAB_SERVICE_WAIT`` seconds (default
-``SERVICE_WAIT``), saying once on the log that it waits and once that it is back. Only
-connecting is tried again, never a statement, so nothing is written twice. Past the
+``SERVICE_WAIT``), saying once on the log that it waits and once that it is back. It
+tries connecting again, not statements (those are ``again_after_reconnect``'s). Past the
 bound, ``DatabaseLost`` (a ``StoreError``: one line and exit 1 at the command line)
 names the database and how long it waited. SQLAlchemy has no waiting of its own (its
 ``pool_pre_ping`` and ``pool_recycle`` only replace dead connections); hence this.
