@@ -9,17 +9,24 @@ Python was when the signal came: every path that handles Ctrl-C (the trial faile
 interrupted and queued again, its runs KILLED, the workers stopped) handles them too,
 and the command exits ``128 + signal`` (130 for Ctrl-C, 143 for SIGTERM, 129 for
 SIGHUP), as a shell reports a process a signal ended.
+
+``uninterrupted`` keeps those signals out of a block (a write to the tracking store):
+one that comes meanwhile is raised as the block ends.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import os
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
+from typing import Any, TypeVar, cast
 
 TAKEN = (signal.SIGTERM, signal.SIGHUP)  # besides SIGINT, which Python raises already
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class Terminated(KeyboardInterrupt):
@@ -63,3 +70,50 @@ def _raise(signum: int, frame: FrameType | None) -> None:
     for taken in TAKEN:
         signal.signal(taken, signal.SIG_IGN)
     raise Terminated(signum)
+
+
+@contextlib.contextmanager
+def uninterrupted() -> Iterator[None]:
+    """Within the block, SIGINT, SIGTERM and SIGHUP wait; the first that came is handled
+    as the block ends, by the handler it had before (Ctrl-C's ``KeyboardInterrupt``,
+    ``Terminated``, or the signal's default). Outside the main thread nothing changes
+    (signals reach the main thread only).
+
+    For the writes to the tracking store: MLflow's store turns an exception raised in
+    the middle of its database session into a connection that keeps the SQLite file
+    locked, so the interrupted process's own next write (a trial's points, its run
+    ended KILLED) waited 20 s for that lock and failed; and a write cut in two is lost."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    came: list[int] = []
+
+    def hold(signum: int, frame: FrameType | None) -> None:
+        came.append(signum)
+
+    before = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, *TAKEN)}
+    held = {s: h for s, h in before.items() if h is not None and h != signal.SIG_IGN}
+    for signum in held:
+        signal.signal(signum, hold)
+    try:
+        yield
+    finally:
+        for signum, handler in held.items():
+            signal.signal(signum, handler)
+    if came:
+        handler = held[signal.Signals(came[0])]
+        if callable(handler):
+            handler(came[0], None)
+        else:  # SIG_DFL: the signal's own default (SIGTERM ends the process)
+            os.kill(os.getpid(), came[0])
+
+
+def whole(method: F) -> F:
+    """``method`` run inside ``uninterrupted``: done whole, then interrupted."""
+
+    @functools.wraps(method)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        with uninterrupted():
+            return method(*args, **kwargs)
+
+    return cast(F, call)

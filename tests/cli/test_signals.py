@@ -13,7 +13,13 @@ import pytest
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
-from sweeplab.interrupts import Terminated, exit_status, reason, signals_as_interrupts
+from sweeplab.interrupts import (
+    Terminated,
+    exit_status,
+    reason,
+    signals_as_interrupts,
+    uninterrupted,
+)
 from sweeplab.store import Store
 from tests.battery import killable_spec, load, popen, wait_for_study
 from tests.helpers import all_runs, sweeplab
@@ -113,3 +119,20 @@ def test_inside_the_block_sigterm_is_an_interrupt_and_outside_it_is_not() -> Non
     assert exit_status(KeyboardInterrupt()) == 130
     assert reason(KeyboardInterrupt()) == "interrupted (Ctrl-C)"
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # put back
+
+
+def test_a_signal_that_comes_during_an_uninterrupted_block_is_raised_as_it_ends() -> None:
+    done = False
+    with pytest.raises(KeyboardInterrupt), uninterrupted():
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.3)  # a handler that raised would have raised by now
+        done = True
+    assert done
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+    with pytest.raises(Terminated) as caught, signals_as_interrupts(), uninterrupted():
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.3)
+    assert caught.value.signum == signal.SIGTERM  # the first that came
+    with uninterrupted():
+        time.sleep(0.01)  # nothing came: nothing raised

@@ -12,6 +12,8 @@ from lightning.pytorch.utilities import rank_zero_only
 from mlflow import MlflowClient
 from mlflow.entities import Metric
 
+from sweeplab.interrupts import whole
+
 # MLflow's log_batch accepts at most 1000 metrics per call.
 MAX_BATCH = 1000
 
@@ -73,6 +75,7 @@ class BatchedMlflowLogger(Logger):
         ):
             self.flush()
 
+    @whole  # a Ctrl-C waits for the points being written: interrupts.uninterrupted
     def flush(self) -> None:
         while self._buffer:
             chunk, self._buffer = self._buffer[:MAX_BATCH], self._buffer[MAX_BATCH:]

@@ -14,6 +14,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 from sweeplab import compat
+from sweeplab.interrupts import whole
 from sweeplab.outages import wait_for_server
 from sweeplab.store import Store
 
@@ -43,7 +44,9 @@ MAX_POINTS = 1000  # metrics per call of MLflow's log_batch
 
 
 class Tracker:
-    """One MLflow experiment; every write names its run id explicitly."""
+    """One MLflow experiment; every write names its run id explicitly. The methods that
+    reach the tracking database are ``@whole``: a Ctrl-C or SIGTERM that comes during
+    one is raised when it is done (``interrupts.uninterrupted`` says why)."""
 
     def __init__(self, store: Store, experiment: str) -> None:
         self.store = store
@@ -63,6 +66,7 @@ class Tracker:
         # store for a run's artifact location before its first file, one query per run
         self._artifact_uris: dict[str, str] = {}
 
+    @whole
     def start_run(
         self,
         name: str,
@@ -83,6 +87,7 @@ class Tracker:
             self.log_params(run_id, params)
         return run_id
 
+    @whole
     def search(self, filter_string: str) -> list[Any]:
         """Every run of the experiment that matches ``filter_string``, page by page: one
         call of MLflow's search returns at most a page, and nothing says more were left."""
@@ -97,19 +102,23 @@ class Tracker:
             if not token:
                 return runs
 
+    @whole
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         items = [Param(k, _param_text(v)) for k, v in params.items()]
         for start in range(0, len(items), 100):  # log_batch takes at most 100 params
             self.client.log_batch(run_id, params=items[start : start + 100])
 
+    @whole
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
         now = int(time.time() * 1000)
         batch = [Metric(k, float(v), now, step) for k, v in metrics.items()]
         self.client.log_batch(run_id, metrics=batch)
 
+    @whole
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
         self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
+    @whole
     def write(
         self,
         run_id: str,
@@ -152,6 +161,7 @@ class Tracker:
         target = tempfile.mkdtemp(prefix="sweeplab-")
         return Path(self.client.download_artifacts(run_id, path, target))
 
+    @whole
     def end_run(self, run_id: str, status: str = "FINISHED", end_time: int | None = None) -> None:
         self.client.set_terminated(run_id, status, end_time=end_time)
         self._artifact_uris.pop(run_id, None)
