@@ -114,3 +114,14 @@ def local_ray() -> Iterator[None]:
     ray.init(address="local", num_cpus=2, include_dashboard=True, log_to_driver=False)
     yield
     ray.shutdown()
+
+
+@pytest.fixture
+def ctrl_c() -> Any:
+    """SIGINT raises KeyboardInterrupt in this test, as in a command (pytest-xdist's
+    workers ignore it); the handler before is put back."""
+    import signal
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)

@@ -121,7 +121,9 @@ def test_inside_the_block_sigterm_is_an_interrupt_and_outside_it_is_not() -> Non
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # put back
 
 
-def test_a_signal_that_comes_during_an_uninterrupted_block_is_raised_as_it_ends() -> None:
+def test_a_signal_that_comes_during_an_uninterrupted_block_is_raised_as_it_ends(
+    ctrl_c: None,
+) -> None:
     done = False
     with pytest.raises(KeyboardInterrupt), uninterrupted():
         os.kill(os.getpid(), signal.SIGINT)

@@ -13,7 +13,7 @@ from sweeplab.store import Store
 from sweeplab.tracking.tracker import Tracker
 
 
-def test_a_ctrl_c_during_a_write_comes_after_it(store: Store) -> None:
+def test_a_ctrl_c_during_a_write_comes_after_it(store: Store, ctrl_c: None) -> None:
     """A Ctrl-C that comes while a trial's run is being written lets the write finish
     (a write cut in MLflow's session is lost, and left the SQLite file locked for the
     process's next write: its run's ending), then interrupts."""
