@@ -21,13 +21,12 @@ import functools
 import os
 import signal
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any, TypeVar, cast
 
 TAKEN = (signal.SIGTERM, signal.SIGHUP)  # besides SIGINT, which Python raises already
 F = TypeVar("F", bound=Callable[..., Any])
-Handler = Callable[[int, FrameType | None], Any] | int  # a handler, SIG_DFL or SIG_IGN
 
 
 class Terminated(KeyboardInterrupt):
@@ -54,8 +53,17 @@ def signals_as_interrupts() -> Iterator[None]:
     (elsewhere the block changes nothing: only the main thread may set handlers). The
     first one is raised; those that follow while the interrupted work winds down are
     ignored, as Lightning ignores a second Ctrl-C. The handlers before are put back."""
-    with _handled(TAKEN, _raise):
+    if threading.current_thread() is not threading.main_thread():
         yield
+        return
+    before = {signum: signal.getsignal(signum) for signum in TAKEN}
+    for signum in TAKEN:
+        signal.signal(signum, _raise)
+    try:
+        yield
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
 
 
 def _raise(signum: int, frame: FrameType | None) -> None:
@@ -75,36 +83,29 @@ def uninterrupted() -> Iterator[None]:
     the middle of its database session into a connection that keeps the SQLite file
     locked, so the interrupted process's own next write (a trial's points, its run
     ended KILLED) waited 20 s for that lock and failed; and a write cut in two is lost."""
-    came: list[int] = []
-    wanted = [
-        s for s in (signal.SIGINT, *TAKEN) if signal.getsignal(s) not in (None, signal.SIG_IGN)
-    ]
-    with _handled(wanted, lambda signum, _frame: came.append(signum)) as before:
+    if threading.current_thread() is not threading.main_thread():
         yield
+        return
+    came: list[int] = []
+
+    def hold(signum: int, frame: FrameType | None) -> None:
+        came.append(signum)
+
+    before = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, *TAKEN)}
+    held = {s: h for s, h in before.items() if h is not None and h != signal.SIG_IGN}
+    for signum in held:
+        signal.signal(signum, hold)
+    try:
+        yield
+    finally:
+        for signum, handler in held.items():
+            signal.signal(signum, handler)
     if came:
-        handler = before[came[0]]
+        handler = held[signal.Signals(came[0])]
         if callable(handler):
             handler(came[0], None)
         else:  # SIG_DFL: the signal's own default (SIGTERM ends the process)
             os.kill(os.getpid(), came[0])
-
-
-@contextlib.contextmanager
-def _handled(signums: Iterable[int], handler: Handler) -> Iterator[dict[int, Handler | None]]:
-    """``handler`` set for ``signums`` in the main thread for the block, the handlers
-    before put back as it ends; it gives those (none elsewhere: only the main thread may
-    set handlers, and signals reach it only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield {}
-        return
-    before = {signum: signal.getsignal(signum) for signum in signums}
-    for signum in before:
-        signal.signal(signum, handler)
-    try:
-        yield before
-    finally:
-        for signum, was in before.items():
-            signal.signal(signum, was)
 
 
 def whole(method: F) -> F:
