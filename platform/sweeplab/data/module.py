@@ -16,6 +16,7 @@ from torch.utils.data import (
     TensorDataset,
 )
 
+from sweeplab.data.augment import Augmenter
 from sweeplab.data.split import Split, split
 from sweeplab.spec import DataConfig
 
@@ -46,6 +47,12 @@ class ArrayDataModule(pl.LightningDataModule):
         self.seed = seed
         self.refit = refit
         self.split: Split = split(cfg, fold)
+        s = self.split
+        self.augmenter = (
+            Augmenter(cfg, shape=s.shape, mean=s.mean, std=s.std, n_classes=s.n_classes, seed=seed)
+            if cfg.augment.active
+            else None
+        )
         # the training loader's shuffling generator, and the state a checkpoint gave it
         self._generator: torch.Generator | None = None
         self._restored: torch.Tensor | None = None
@@ -59,10 +66,18 @@ class ArrayDataModule(pl.LightningDataModule):
         return self.split.n_outputs
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if self.trainer is not None and self.trainer.training:
+            batch = self.augmented(batch)
         if self.view is None:
             return batch
         x, y = batch
         return self.view(x), y
+
+    def augmented(self, batch: tuple[torch.Tensor, torch.Tensor]) -> Any:
+        """A training batch with ``data.augment``'s changes (on the batch's device)."""
+        if self.augmenter is None:
+            return batch
+        return self.augmenter(*batch)
 
     def _loader(self, x: object, y: object, batch_size: int, shuffle: bool) -> DataLoader:
         dataset = TensorDataset(torch.as_tensor(x), torch.as_tensor(y))
@@ -97,9 +112,16 @@ class ArrayDataModule(pl.LightningDataModule):
         return self._loader(s.x_test, s.y_test, max(self.batch_size, 512), shuffle=False)
 
     def state_dict(self) -> dict[str, Any]:
-        """The shuffling generator's state, in a checkpoint: a fit resumed from it draws
-        the batches the uninterrupted fit would have."""
-        return {} if self._generator is None else {"generator": self._generator.get_state()}
+        """The shuffling and augmenting generators' states, in a checkpoint: a fit resumed
+        from it draws the batches the uninterrupted fit would have."""
+        state: dict[str, Any] = {}
+        if self._generator is not None:
+            state["generator"] = self._generator.get_state()
+        if self.augmenter is not None:
+            state["augment"] = self.augmenter.state_dict()
+        return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._restored = state_dict.get("generator")
+        if self.augmenter is not None and "augment" in state_dict:
+            self.augmenter.load_state_dict(state_dict["augment"])

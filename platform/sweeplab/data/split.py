@@ -3,6 +3,7 @@
     load (cached) → keep data.classes → data.limit → test split
       → validation split, or fold k of data.folds → drop data.holdout_classes from train
       → data.label_fraction of train → standardize with the training rows' statistics
+        (per feature; an image's per channel)
 
 Splits are stratified on the class; a time series is split in time order.
 """
@@ -62,7 +63,8 @@ class Split:
 
 def split(cfg: DataConfig, fold: int = 0) -> Split:
     """The split of ``cfg`` (fold ``fold`` of ``data.folds``); cached: a sweep loads once."""
-    return _split(cfg.model_dump_json(), fold)
+    # augmentation changes batches, not the split: trials that differ in it share one
+    return _split(cfg.model_dump_json(exclude={"augment"}), fold)
 
 
 @lru_cache(maxsize=4)
@@ -103,9 +105,7 @@ def _split(cfg_json: str, fold: int) -> Split:
     classify = task == "classification"
     keep, train, val, test = _indices(cfg, arrays, fold)
 
-    mean = x[train].mean(axis=0)
-    std = x[train].std(axis=0)
-    std[std == 0] = 1.0  # constant pixels (digits' borders) stay at 0 after centring
+    mean, std = _statistics(x[train], arrays.shape, DATASETS[cfg.dataset].kind)
     t_mean, t_std = 0.0, 1.0
     n_classes, holdout = 0, tuple[int, ...]()
     labels_of = None  # data.classes: original label → 0..k-1, in the spec's order
@@ -150,6 +150,25 @@ def _split(cfg_json: str, fold: int) -> Split:
         baselines,
         _labels(arrays, cfg.classes, n_classes) if classify else (),
     )
+
+
+def _statistics(x: np.ndarray, shape: tuple[int, ...], kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """Each feature's mean and standard deviation over the training rows ``x``.
+
+    Images take their channel's (over every pixel of it), repeated for each pixel: a
+    pixel then means the same wherever it is, so a flipped or shifted image is seen as
+    the model sees any other (with each pixel's own statistics, a shift moved a digit's
+    stroke onto a border pixel whose std is 0, set to 1, and gave it a value of 16).
+    """
+    if kind == "image" and len(shape) == 3:
+        channels = x.reshape(len(x), shape[0], -1)
+        pixels = int(np.prod(shape[1:]))
+        mean = np.repeat(channels.mean(axis=(0, 2)), pixels)
+        std = np.repeat(channels.std(axis=(0, 2)), pixels)
+    else:
+        mean, std = x.mean(axis=0), x.std(axis=0)
+    std[std == 0] = 1.0  # a constant feature stays at 0 after centring
+    return mean, std
 
 
 def _labels(arrays: Arrays, classes: list[int] | None, n_classes: int) -> tuple[str, ...]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -22,6 +22,44 @@ class Section(BaseModel):
 
 
 # ------------------------------------------------------------------------------ data
+
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class AugmentConfig(Section):
+    """Random changes to each training batch (never to validation or test batches), a
+    regularizer beside dropout and weight decay; every field is searchable.
+    ``data.augment`` is off by default (every field 0)."""
+
+    flip: Probability = 0.0  # images: each example's chance of a horizontal flip
+    shift: Annotated[int, Field(ge=0)] = 0  # images: padded by this many pixels, cropped back
+    erase: Probability = 0.0  # images: each example's chance of a random square set to the mean
+    noise: Annotated[float, Field(ge=0.0)] = 0.0  # Gaussian noise, in each feature's std
+    mixup: Annotated[float, Field(ge=0.0)] = 0.0  # classification: Beta(a, a) mixes of pairs
+
+    # the fields that move pixels: they need an image's shape
+    IMAGE_ONLY: ClassVar[tuple[str, ...]] = ("flip", "shift", "erase")
+
+    @property
+    def active(self) -> bool:
+        return any(getattr(self, name) > 0 for name in type(self).model_fields)
+
+
+def mixup_problems(augment: AugmentConfig, arch: str, loss: str) -> list[tuple[str, str]]:
+    """Mixup's soft labels go into the cross-entropy loss of a built-in classifier."""
+    if not augment.mixup or (loss == "cross_entropy" and arch not in NOT_MIXED):
+        return []
+    return [
+        (
+            "data.augment.mixup",
+            "mixes labels into the cross_entropy loss of a built-in classifier, but "
+            f"the model is '{arch}' with the '{loss}' loss",
+        )
+    ]
+
+
+# architectures whose training step is not a classifier's loss on (inputs, labels)
+NOT_MIXED = ("autoencoder", "gan", "custom")
 
 
 class DataConfig(Section):
@@ -43,6 +81,7 @@ class DataConfig(Section):
     seed: Seed = 0
     n_samples: PositiveInt = 400  # generated sets only (xor, moons, circles)
     noise: Annotated[float, Field(ge=0.0)] = 0.1  # generated sets only
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)  # training batches only
 
     @model_validator(mode="after")
     def _fractions_leave_training_data(self) -> DataConfig:
@@ -125,4 +164,25 @@ class DataConfig(Section):
             )
         if self.image_size is not None and self.dataset != "image_folder":
             problems.append(("data.image_size", "only applies to dataset 'image_folder'"))
+        return problems + self._augment_problems()
+
+    def _augment_problems(self) -> list[tuple[str, str]]:
+        augment, problems = self.augment, []
+        if self.kind != "image":
+            for name in augment.IMAGE_ONLY:
+                if getattr(augment, name) > 0:
+                    problems.append(
+                        (
+                            f"data.augment.{name}",
+                            f"moves pixels and applies to image datasets only; dataset "
+                            f"'{self.dataset}' is {self.kind}: leave it 0",
+                        )
+                    )
+        if augment.mixup > 0 and self.resolved_task != "classification":
+            problems.append(
+                (
+                    "data.augment.mixup",
+                    f"mixes labels and needs a classification dataset, not {self.resolved_task}",
+                )
+            )
         return problems

@@ -17,7 +17,7 @@ from pydantic import BeforeValidator, Field, ValidationError, model_validator
 from sweeplab.data.catalog import KIND_VIEWS, Task
 from sweeplab.optim.catalog import LOSSES
 from sweeplab.spec._convert import issues_of
-from sweeplab.spec._data import DataConfig, PositiveInt, Section, Seed
+from sweeplab.spec._data import DataConfig, PositiveInt, Section, Seed, mixup_problems
 from sweeplab.spec._errors import SpecError, SpecIssue
 from sweeplab.spec._models import ARCHITECTURES, AutoencoderConfig, GANConfig, ModelConfig
 from sweeplab.spec._names import (
@@ -341,6 +341,7 @@ class Experiment(Section):
                     f"applies to the cross_entropy loss only, but the loss is '{self.loss}'",
                 )
             )
+        problems += mixup_problems(self.data.augment, self.model.arch, self.loss)
         if isinstance(self.model, GANConfig) and (
             self.train.schedule.name != "none" or self.train.gradient_clip_val
         ):

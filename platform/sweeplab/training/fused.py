@@ -310,6 +310,12 @@ class FusedData(pl.LightningDataModule):
     def val_dataloader(self) -> Any:
         return self.datas[0].val_dataloader()
 
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Each member's training batch with its own augmentation draws."""
+        if self.trainer is None or not self.trainer.training:
+            return batch
+        return [data.augmented(b) for data, b in zip(self.datas, batch, strict=True)]
+
     def state_dict(self) -> dict[str, Any]:
         return {"members": [d.state_dict() for d in self.datas]}
 
