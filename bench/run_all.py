@@ -25,7 +25,8 @@ HERE = Path(__file__).resolve().parent
 # then restarts fused vs one after another (fits, and the default sweep for 3 seeds), then
 # a warm-started sweep against cold ones, then what a sweep registers (sweep.final) beside
 # the scikit-learn baselines, then `sweeplab serve` under concurrent clients, then kill -9
-# and resume from checkpoints, then what system metrics and checkpoints cost
+# and resume from checkpoints, then what system metrics and checkpoints cost, then what
+# data augmentation changes on digits
 SCRIPTS = [
     "tracking_overhead.py",
     "trial_overhead.py",
@@ -44,6 +45,7 @@ SCRIPTS = [
     "serve_load.py",
     "resume.py",
     "watch_overhead.py",
+    "augment.py",
 ]
 LIBRARIES = ["torch", "lightning", "optuna", "mlflow", "ray"]
 

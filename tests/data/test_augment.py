@@ -165,8 +165,8 @@ def test_fused_restarts_draw_their_own_changes_and_train_as_alone() -> None:
     # the two members' augmenters, on the same batch, draw differently
     x = torch.zeros(32, 64)
     y = torch.zeros(32, dtype=torch.long)
-    a = ArrayDataModule(exp.data, 32, seed=0).augmented((x, y))[0]
-    b = ArrayDataModule(exp.data, 32, seed=1).augmented((x, y))[0]
+    a = ArrayDataModule(exp.data, 32, seed=0).prepared((x, y), training=True)[0]
+    b = ArrayDataModule(exp.data, 32, seed=1).prepared((x, y), training=True)[0]
     assert not torch.allclose(a, b)
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from sweeplab.cli import app
@@ -69,6 +70,36 @@ def test_a_cnn_trains_on_idx_files(tmp_path: Path) -> None:
         )
     )
     assert fit(exp).epochs == 1
+
+
+def test_images_are_held_as_bytes_and_standardized_per_batch(tmp_path: Path) -> None:
+    from sweeplab.data.module import ArrayDataModule
+
+    cfg = DataConfig(dataset="mnist", path=str(mnist_folder(tmp_path / "mnist")))
+    s = split(cfg)
+    assert s.per_batch and s.x_train.dtype == np.uint8  # a quarter of float32's memory
+    assert s.x_train.nbytes == len(s.x_train) * 784
+    data = ArrayDataModule(cfg, 8, seed=0)
+    rows, labels = next(iter(data.val_dataloader()))
+    assert rows.dtype == torch.uint8
+    x, _ = data.prepared((rows, labels), training=False)
+    assert torch.allclose(x, torch.as_tensor(s.standardized(s.x_val)), atol=1e-6)
+    # one mean and std per channel, over the training rows' pixels
+    pixels = s.x_train.astype(np.float64)
+    assert np.allclose(s.mean, pixels.mean(), rtol=1e-5)
+    assert np.allclose(s.std, pixels.std(), rtol=1e-5)
+    # the model a fit registers takes the raw bytes, as a client sends them
+    exp = spec_from_dict(
+        tiny_spec(
+            model={"arch": "cnn", "channels": [4]}, data=cfg.model_dump(), train={"max_epochs": 1}
+        )
+    )
+    result = fit(exp)
+    served = result.module.inference_model(result.data.split).eval()
+    with torch.no_grad():
+        probabilities = served(torch.as_tensor(s.raw(s.x_test)))
+        logits = result.module.eval()(torch.as_tensor(s.standardized(s.x_test)))
+    assert torch.allclose(probabilities, torch.softmax(logits, -1), atol=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -141,6 +172,8 @@ def test_cifar_batches_read_as_32x32_colour_images(tmp_path: Path) -> None:
     s = split(DataConfig(dataset="cifar10", path=str(cifar_folder(tmp_path))))
     assert s.shape == (3, 32, 32) and s.n_features == 3072 and s.n_classes == 10
     assert len(s.x_train) + len(s.x_val) + len(s.x_test) == 60
+    assert s.x_train.dtype == np.uint8
+    assert len(set(s.mean.tolist())) == 3  # one mean per colour channel
 
 
 def test_a_cnn_trains_on_cifar_batches(tmp_path: Path) -> None:

@@ -35,7 +35,12 @@ def test_splits_are_seeded_stratified_and_standardized_on_train_only(name: str) 
     n = len(s.x_train) + len(s.x_val) + len(s.x_test)
     assert len(s.x_val) == round(0.15 * n) and len(s.x_test) == round(0.15 * n)
     # standardized with the training split's statistics: train is centred, val/test are not exactly
-    assert np.allclose(s.x_train.mean(axis=0), 0.0, atol=1e-4)
+    # (an image's pixels with their channel's statistics: the channel is centred)
+    train = s.x_train.reshape(len(s.x_train), *s.shape).swapaxes(0, 1).reshape(s.shape[0], -1)
+    axis = 1 if len(s.shape) == 3 else 0
+    rows = train if len(s.shape) == 3 else s.x_train
+    assert np.allclose(rows.mean(axis=axis), 0.0, atol=1e-4)
+    assert np.allclose(rows.std(axis=axis)[rows.std(axis=axis) > 0], 1.0, atol=1e-4)
     assert not np.allclose(s.x_val.mean(axis=0), 0.0, atol=1e-4)
     again = split(DataConfig(dataset=name, seed=1))
     assert np.array_equal(again.x_test, s.x_test)

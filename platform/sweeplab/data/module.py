@@ -22,7 +22,8 @@ from sweeplab.spec import DataConfig
 
 
 class ArrayDataModule(pl.LightningDataModule):
-    """Train/val/test loaders over in-memory tensors (no worker processes: the data is small).
+    """Train/val/test loaders over in-memory arrays (no worker processes: a batch is one
+    index into them); images held as bytes are standardized per batch on its device.
 
     ``refit``: training batches are drawn from the training and validation rows together
     (``sweep.final: refit``, after the search has used the validation rows to choose);
@@ -56,6 +57,7 @@ class ArrayDataModule(pl.LightningDataModule):
         # the training loader's shuffling generator, and the state a checkpoint gave it
         self._generator: torch.Generator | None = None
         self._restored: torch.Tensor | None = None
+        self._on_device: tuple[torch.Tensor, torch.Tensor] | None = None  # mean, std
 
     @property
     def n_features(self) -> int:
@@ -66,18 +68,26 @@ class ArrayDataModule(pl.LightningDataModule):
         return self.split.n_outputs
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        if self.trainer is not None and self.trainer.training:
-            batch = self.augmented(batch)
-        if self.view is None:
-            return batch
-        x, y = batch
-        return self.view(x), y
+        training = self.trainer is not None and self.trainer.training
+        x, y = self.prepared(batch, training=training)
+        return (x, y) if self.view is None else (self.view(x), y)
 
-    def augmented(self, batch: tuple[torch.Tensor, torch.Tensor]) -> Any:
-        """A training batch with ``data.augment``'s changes (on the batch's device)."""
-        if self.augmenter is None:
-            return batch
-        return self.augmenter(*batch)
+    def prepared(self, batch: tuple[torch.Tensor, torch.Tensor], *, training: bool) -> Any:
+        """A batch as a model takes it, on its device: bytes standardized
+        (``Split.per_batch``), and a training batch with ``data.augment``'s changes."""
+        x, y = batch
+        if self.split.per_batch:
+            mean, std = self._statistics(x.device)
+            x = (x.float() - mean) / std
+        if training and self.augmenter is not None:
+            x, y = self.augmenter(x, y)
+        return x, y
+
+    def _statistics(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._on_device is None or self._on_device[0].device != device:
+            mean = torch.as_tensor(self.split.mean, device=device)
+            self._on_device = (mean, torch.as_tensor(self.split.std, device=device))
+        return self._on_device
 
     def _loader(self, x: object, y: object, batch_size: int, shuffle: bool) -> DataLoader:
         dataset = TensorDataset(torch.as_tensor(x), torch.as_tensor(y))
@@ -86,15 +96,20 @@ class ArrayDataModule(pl.LightningDataModule):
             generator = self._generator = torch.Generator().manual_seed(self.seed)
             if self._restored is not None:
                 generator.set_state(self._restored)
+        # on a GPU, batches are copied from pinned memory (Lightning's copy is non-blocking)
+        pin = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
         if self.trainer is not None and self.trainer.world_size > 1:  # Lightning shards the sampler
-            return DataLoader(dataset, batch_size, shuffle=shuffle, generator=generator)
+            return DataLoader(
+                dataset, batch_size, shuffle=shuffle, generator=generator, pin_memory=pin
+            )
         # The same batches as DataLoader(dataset, batch_size, shuffle, generator), taken
         # with one index per batch instead of one per row and a stack (a 20-epoch fit of
         # bench/trial_overhead.py's MLP: 1.87 s -> 1.79 s).
         order: Sampler[int] = (
             RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
         )
-        return DataLoader(dataset, batch_size=None, sampler=BatchSampler(order, batch_size, False))
+        sampler = BatchSampler(order, batch_size, False)
+        return DataLoader(dataset, batch_size=None, sampler=sampler, pin_memory=pin)
 
     def train_dataloader(self) -> DataLoader:
         s = self.split

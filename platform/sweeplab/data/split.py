@@ -23,7 +23,12 @@ from sweeplab.spec import DataConfig
 
 @dataclass(frozen=True, eq=False)  # compared (and cached) by identity: split() is cached
 class Split:
-    """Standardized splits; ``mean``/``std`` are the training rows' statistics (per feature)."""
+    """The splits' rows; ``mean``/``std`` are the training rows' statistics (per feature).
+
+    Rows are standardized float32, except images read as bytes, which stay uint8 (a
+    quarter of the memory) and are standardized per batch (``per_batch``): by the
+    DataModule on the batch's device, or by ``standardized`` for whole arrays.
+    """
 
     task: Task
     shape: tuple[int, ...]  # of one example
@@ -50,8 +55,21 @@ class Split:
     def n_outputs(self) -> int:
         return self.n_classes if self.task == "classification" else 1
 
+    @property
+    def per_batch(self) -> bool:
+        """The rows are the data's own bytes, standardized as they are used."""
+        return bool(self.x_train.dtype == np.uint8)
+
+    def standardized(self, x: np.ndarray) -> np.ndarray:
+        """Rows of this split, standardized (as the models see them), as float32."""
+        if x.dtype != np.uint8:
+            return x
+        return ((x.astype(np.float32) - self.mean) / self.std).astype(np.float32)
+
     def raw(self, x: np.ndarray) -> np.ndarray:
-        """Standardized rows back in the dataset's own units (what a client sends)."""
+        """Rows of this split in the dataset's own units (what a client sends)."""
+        if x.dtype == np.uint8:
+            return x.astype(np.float32)
         return (x * self.std + self.mean).astype(np.float32)
 
     def units(self, y: np.ndarray) -> np.ndarray:
@@ -124,6 +142,8 @@ def _split(cfg_json: str, fold: int) -> Split:
         t_mean, t_std = float(y[train].mean()), float(y[train].std() or 1.0)
 
     def fx(i: np.ndarray) -> np.ndarray:
+        if x.dtype == np.uint8:
+            return x[i]
         return ((x[i] - mean) / std).astype(np.float32)
 
     def fy(i: np.ndarray) -> np.ndarray:
@@ -161,14 +181,21 @@ def _statistics(x: np.ndarray, shape: tuple[int, ...], kind: str) -> tuple[np.nd
     stroke onto a border pixel whose std is 0, set to 1, and gave it a value of 16).
     """
     if kind == "image" and len(shape) == 3:
-        channels = x.reshape(len(x), shape[0], -1)
         pixels = int(np.prod(shape[1:]))
-        mean = np.repeat(channels.mean(axis=(0, 2)), pixels)
-        std = np.repeat(channels.std(axis=(0, 2)), pixels)
+        total = np.zeros(shape[0])
+        squares = np.zeros(shape[0])
+        for start in range(0, len(x), 4096):  # in chunks: no float64 copy of the whole data
+            chunk = x[start : start + 4096].reshape(-1, shape[0], pixels).astype(np.float64)
+            total += chunk.sum(axis=(0, 2))
+            squares += (chunk**2).sum(axis=(0, 2))
+        count = len(x) * pixels
+        channel_mean = total / count
+        channel_std = np.sqrt(np.maximum(squares / count - channel_mean**2, 0.0))
+        mean, std = np.repeat(channel_mean, pixels), np.repeat(channel_std, pixels)
     else:
         mean, std = x.mean(axis=0), x.std(axis=0)
     std[std == 0] = 1.0  # a constant feature stays at 0 after centring
-    return mean, std
+    return mean.astype(np.float32), std.astype(np.float32)
 
 
 def _labels(arrays: Arrays, classes: list[int] | None, n_classes: int) -> tuple[str, ...]:

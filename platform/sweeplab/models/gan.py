@@ -39,8 +39,9 @@ class QualityClassifier:
     def __init__(self, split: Split) -> None:
         from sklearn.linear_model import LogisticRegression
 
-        self.model = LogisticRegression(max_iter=2000, C=0.5).fit(split.x_train, split.y_train)
-        self.real_logits = self.model.decision_function(split.x_val)
+        x_train, x_val = split.standardized(split.x_train), split.standardized(split.x_val)
+        self.model = LogisticRegression(max_iter=2000, C=0.5).fit(x_train, split.y_train)
+        self.real_logits = self.model.decision_function(x_val)
 
     def scores(self, rows: np.ndarray) -> dict[str, float]:
         from scipy import linalg
@@ -135,7 +136,7 @@ class GAN(TrainableModule):
         for key, value in classifier.scores(samples).items():
             self.log(f"{stage}_{key}", value, on_epoch=True)
         if stage == "test":  # the same scores of real digits, for scale
-            real = classifier.scores(self.split.x_test)
+            real = classifier.scores(self.split.standardized(self.split.x_test))
             self.log("test_is_real", real["is"])
             self.log("test_confidence_real", real["confidence"])
 

@@ -61,9 +61,15 @@ def wanted(exp: Experiment, split: Split) -> bool:
 def fit_baselines(split: Split, *, seed: int) -> list[Baseline]:
     """The baselines of ``split``'s task, each fit on train + validation and scored on
     test, in the order they are listed in the README."""
-    x = np.concatenate([split.x_train, split.x_val]).reshape(-1, split.n_features)
+    x = split.standardized(np.concatenate([split.x_train, split.x_val]))
     y = np.concatenate([split.y_train, split.y_val])
-    x_test = split.x_test.reshape(-1, split.n_features)
+    x_test = split.standardized(split.x_test)
+    if len(split.shape) == 3:  # images, standardized per channel: per pixel, as
+        # scikit-learn's users do (a StandardScaler) and as the baselines always were
+        train = split.standardized(split.x_train)
+        mean, std = train.mean(axis=0), train.std(axis=0)
+        std[std < 1e-6] = 1.0
+        x, x_test = (x - mean) / std, (x_test - mean) / std
     classify = split.task == "classification"
     found = []
     for name, model in _estimators(classify, seed):

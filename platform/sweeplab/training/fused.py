@@ -311,10 +311,12 @@ class FusedData(pl.LightningDataModule):
         return self.datas[0].val_dataloader()
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Each member's training batch with its own augmentation draws."""
+        """Each member's training batch with its own augmentation draws; the shared
+        validation batch as the members see it."""
         if self.trainer is None or not self.trainer.training:
-            return batch
-        return [data.augmented(b) for data, b in zip(self.datas, batch, strict=True)]
+            return self.datas[0].prepared(batch, training=False)
+        pairs = zip(self.datas, batch, strict=True)
+        return [data.prepared(b, training=True) for data, b in pairs]
 
     def state_dict(self) -> dict[str, Any]:
         return {"members": [d.state_dict() for d in self.datas]}
