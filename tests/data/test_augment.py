@@ -15,7 +15,7 @@ from sweeplab.data.module import ArrayDataModule
 from sweeplab.spec import DataConfig, spec_from_dict
 from sweeplab.training.fit import fit
 from sweeplab.training.fused import fit_fused
-from tests.helpers import sweeplab, tiny_spec
+from tests.helpers import ROOT, sweeplab, tiny_spec
 
 
 def _generator(seed: int = 0) -> torch.Generator:
@@ -180,6 +180,10 @@ def test_a_searched_augmentation_validates_and_one_that_does_not_fit_exits_2(
     spec = write_spec(tiny_spec(data={"dataset": "digits"}, search_space=space), "ok.yaml")
     said = sweeplab("validate", str(spec))
     assert said.returncode == 0, said.stdout + said.stderr
+    assert "augmentation of training batches: none (searched)" in said.stdout
+    shipped = sweeplab("validate", "experiments/cnn_digits_augmented.yaml", cwd=ROOT)
+    assert shipped.returncode == 0, shipped.stdout + shipped.stderr
+    assert "augmentation of training batches: shift 1, erase 0.25" in shipped.stdout
     bad = write_spec(tiny_spec(data={"dataset": "iris", "augment": {"flip": 0.5}}), "bad.yaml")
     said = sweeplab("train", str(bad), "--store", str(tmp_path / "store"))
     assert said.returncode == 2

@@ -93,6 +93,10 @@ def validate(
             f"restarts: {sweep.restarts} per trial, "
             + ("fused (one batched model)" if why is None else f"one after another ({why})")
         )
+    augment = exp.data.augment.model_dump(exclude_defaults=True)
+    if augment or any(key.startswith("data.augment.") for key, _ in space.items()):
+        shown = ", ".join(f"{k} {v}" for k, v in augment.items()) or "none (searched)"
+        out.print(f"augmentation of training batches: {shown}")
     for key, dist in space.items():
         out.print(f"  {key}: {dist.model_dump(exclude_defaults=True)}")
 

@@ -123,7 +123,8 @@ def _split(cfg_json: str, fold: int) -> Split:
     classify = task == "classification"
     keep, train, val, test = _indices(cfg, arrays, fold)
 
-    mean, std = _statistics(x[train], arrays.shape, DATASETS[cfg.dataset].kind)
+    rows_train = x[train]  # one copy: an image's bytes are kept as they are (below)
+    mean, std = _statistics(rows_train, arrays.shape, DATASETS[cfg.dataset].kind)
     t_mean, t_std = 0.0, 1.0
     n_classes, holdout = 0, tuple[int, ...]()
     labels_of = None  # data.classes: original label → 0..k-1, in the spec's order
@@ -142,9 +143,10 @@ def _split(cfg_json: str, fold: int) -> Split:
         t_mean, t_std = float(y[train].mean()), float(y[train].std() or 1.0)
 
     def fx(i: np.ndarray) -> np.ndarray:
+        rows = rows_train if i is train else x[i]
         if x.dtype == np.uint8:
-            return x[i]
-        return ((x[i] - mean) / std).astype(np.float32)
+            return rows
+        return ((rows - mean) / std).astype(np.float32)
 
     def fy(i: np.ndarray) -> np.ndarray:
         if not classify:
