@@ -46,6 +46,7 @@ def trials(store: Path, name: str) -> list[dict[str, object]]:
 
 EXPERIMENTS = [
     "cnn_digits",
+    "cnn_digits_augmented",
     "recurrent_digits",
     "transformer_digits",
     "lstm_sunspots",

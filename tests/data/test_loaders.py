@@ -102,6 +102,27 @@ def test_images_are_held_as_bytes_and_standardized_per_batch(tmp_path: Path) -> 
     assert torch.allclose(probabilities, torch.softmax(logits, -1), atol=1e-5)
 
 
+def test_large_image_data_is_split_in_place_into_the_same_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over KEEP_LOADED_BYTES, the loaded array is not kept: its rows are moved so each
+    part of the split is a view of it (in memory once), with the rows a copy would have."""
+    import sweeplab.data.split as splitting
+
+    cfg = DataConfig(dataset="mnist", path=str(mnist_folder(tmp_path / "mnist", per_class=6)))
+    copied = split(cfg)
+    assert copied.x_train.base is None  # small data: copies, the loaded array kept
+    monkeypatch.setattr(splitting, "KEEP_LOADED_BYTES", 0)
+    splitting.load.cache_clear()
+    splitting._split.cache_clear()
+    in_place = split(cfg)
+    assert in_place is not copied
+    for part in ("x_train", "x_val", "x_test", "y_train", "y_test"):
+        assert np.array_equal(getattr(in_place, part), getattr(copied, part)), part
+    assert in_place.x_train.base is not None and in_place.x_train.base is in_place.x_test.base
+    assert np.allclose(in_place.mean, copied.mean) and np.allclose(in_place.std, copied.std)
+
+
 @pytest.mark.parametrize(
     ("damage", "words"),
     [

@@ -14,11 +14,14 @@ was expected. Nothing is downloaded unless ``data.download`` is true.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import pickle
 import tarfile
 import urllib.request
+import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -45,32 +48,60 @@ DOWNLOADS = {
 }
 
 
-def read_idx(path: Path) -> np.ndarray:
-    """One IDX file: magic (0, 0, dtype, ndim), ndim big-endian sizes, then the values."""
-    raw = path.read_bytes()
-    if path.suffix == ".gz":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
-            raise DataError(f"{path}: not a readable gzip file ({exc})") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in IDX_DTYPES:
+def idx_header(path: Path) -> tuple[np.dtype[Any], tuple[int, ...]]:
+    """An IDX file's value type and shape, from its header: magic (0, 0, type, ndim),
+    then ndim big-endian sizes."""
+    with _open_idx(path) as fh:
+        return _header(path, fh)[:2]
+
+
+def read_idx(path: Path, out: np.ndarray | None = None) -> np.ndarray:
+    """One IDX file's values, in its shape; read straight into ``out`` (a contiguous
+    array of its type and size) when given, so a large file is in memory once."""
+    with _open_idx(path) as fh:
+        dtype, shape, header = _header(path, fh)
+        size = int(np.prod(shape))
+        values = np.empty(size, dtype=dtype) if out is None else out.reshape(-1)
+        target = values.view(np.uint8).data  # the array's bytes, written in place
+        got = 0
+        while got < len(target):
+            count = fh.readinto(target[got:])
+            if not count:
+                break
+            got += count
+        extra = len(fh.read())
+    if got != size * dtype.itemsize or extra:
+        raise DataError(
+            f"{path}: truncated or padded IDX file: shape {shape} needs "
+            f"{header + size * dtype.itemsize} bytes, found {header + got + extra}"
+        )
+    return values.reshape(shape)
+
+
+@contextlib.contextmanager
+def _open_idx(path: Path) -> Iterator[Any]:
+    """The file, decompressed as it is read when it ends in .gz; an unreadable gzip
+    stream is a DataError."""
+    try:
+        with gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb") as fh:
+            yield fh
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise DataError(f"{path}: not a readable gzip file ({exc})") from None
+
+
+def _header(path: Path, fh: Any) -> tuple[np.dtype[Any], tuple[int, ...], int]:
+    magic = fh.read(4)
+    if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] not in IDX_DTYPES:
         raise DataError(
             f"{path}: not an IDX file (it must start with bytes 0, 0, a type code and "
-            f"the number of dimensions, but starts with {list(raw[:4])})"
+            f"the number of dimensions, but starts with {list(magic)})"
         )
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DataError(f"{path}: truncated IDX header ({len(raw)} bytes)")
-    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    dtype = np.dtype(IDX_DTYPES[raw[2]])
-    expected = header + int(np.prod(shape)) * dtype.itemsize
-    if len(raw) != expected:
-        raise DataError(
-            f"{path}: truncated or padded IDX file: shape {shape} needs {expected} bytes, "
-            f"found {len(raw)}"
-        )
-    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
+    ndim = magic[3]
+    sizes = fh.read(4 * ndim)
+    if len(sizes) < 4 * ndim:
+        raise DataError(f"{path}: truncated IDX header ({4 + len(sizes)} bytes)")
+    shape = tuple(int.from_bytes(sizes[4 * i : 4 * i + 4], "big") for i in range(ndim))
+    return np.dtype(IDX_DTYPES[magic[2]]), shape, 4 + 4 * ndim
 
 
 def find_file(folder: Path, name: str) -> Path | None:
@@ -81,8 +112,9 @@ def find_file(folder: Path, name: str) -> Path | None:
 
 
 def load_idx(folder: Path) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
-    """MNIST-style folder: the train pair, plus the t10k pair when present."""
-    xs, ys = [], []
+    """MNIST-style folder: the train pair, plus the t10k pair when present. Bytes are
+    read into one array of all the images (no second copy); other types as float32."""
+    pairs = []
     for part, (images_name, labels_name) in IDX_FILES.items():
         images, labels = find_file(folder, images_name), find_file(folder, labels_name)
         if images is None or labels is None:
@@ -92,18 +124,26 @@ def load_idx(folder: Path) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
                     "folder; set data.download: true to fetch them"
                 )
             continue
-        x, y = read_idx(images), read_idx(labels)
-        if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
+        pairs.append((images, labels, *idx_header(images), idx_header(labels)[1]))
+    for images, _, _, shape, label_shape in pairs:
+        if len(shape) != 3 or len(label_shape) != 1 or shape[0] != label_shape[0]:
             raise DataError(
                 f"{images}: expected N images of HxW and N labels, but got shapes "
-                f"{x.shape} and {y.shape}"
+                f"{shape} and {label_shape}"
             )
-        xs.append(x)
-        ys.append(y)
-    x = np.concatenate(xs)
-    if x.dtype != np.uint8:  # bytes stay bytes (a quarter of float32's memory)
-        x = x.astype(np.float32)
-    return x.reshape(len(x), -1), np.concatenate(ys).astype(np.int64), (1, *x.shape[1:])
+    image = pairs[0][3][1:]
+    if any(shape[1:] != image for *_, shape, _ in pairs):
+        raise DataError(f"{folder}: the test images are not {image[0]}x{image[1]} as the train")
+    if all(dtype == np.uint8 for _, _, dtype, _, _ in pairs):
+        x = np.empty((sum(shape[0] for *_, shape, _ in pairs), image[0] * image[1]), np.uint8)
+        start = 0
+        for images, _, _, shape, _ in pairs:
+            read_idx(images, out=x[start : start + shape[0]])
+            start += shape[0]
+    else:
+        x = np.concatenate([read_idx(p[0]).reshape(p[3][0], -1) for p in pairs]).astype(np.float32)
+    y = np.concatenate([read_idx(labels) for _, labels, *_ in pairs]).astype(np.int64)
+    return x, y, (1, *image)
 
 
 # -------------------------------------------------------------------------- CIFAR-10

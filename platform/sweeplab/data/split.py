@@ -85,6 +85,11 @@ def split(cfg: DataConfig, fold: int = 0) -> Split:
     return _split(cfg.model_dump_json(exclude={"augment"}), fold)
 
 
+# Loaded arrays larger than this are not kept for another split of the same data (the
+# splits themselves are cached): a 60,000-image MNIST in memory once, not twice.
+KEEP_LOADED_BYTES = 32 * 2**20
+
+
 @lru_cache(maxsize=4)
 def load(cfg_json: str) -> Arrays:
     """The dataset's arrays (cached on the fields that choose them)."""
@@ -123,8 +128,11 @@ def _split(cfg_json: str, fold: int) -> Split:
     classify = task == "classification"
     keep, train, val, test = _indices(cfg, arrays, fold)
 
-    rows_train = x[train]  # one copy: an image's bytes are kept as they are (below)
-    mean, std = _statistics(rows_train, arrays.shape, DATASETS[cfg.dataset].kind)
+    large = x.nbytes > KEEP_LOADED_BYTES
+    if large:  # not held twice (loaded and split): the split is made of the loaded rows
+        load.cache_clear()
+    rows = _rows(x, (train, val, test), in_place=large and x.dtype == np.uint8)
+    mean, std = _statistics(rows[0], arrays.shape, DATASETS[cfg.dataset].kind)
     t_mean, t_std = 0.0, 1.0
     n_classes, holdout = 0, tuple[int, ...]()
     labels_of = None  # data.classes: original label → 0..k-1, in the spec's order
@@ -142,11 +150,10 @@ def _split(cfg_json: str, fold: int) -> Split:
     else:
         t_mean, t_std = float(y[train].mean()), float(y[train].std() or 1.0)
 
-    def fx(i: np.ndarray) -> np.ndarray:
-        rows = rows_train if i is train else x[i]
+    def fx(part: int) -> np.ndarray:  # an image's bytes are kept as they are
         if x.dtype == np.uint8:
-            return rows
-        return ((rows - mean) / std).astype(np.float32)
+            return rows[part]
+        return ((rows[part] - mean) / std).astype(np.float32)
 
     def fy(i: np.ndarray) -> np.ndarray:
         if not classify:
@@ -157,11 +164,11 @@ def _split(cfg_json: str, fold: int) -> Split:
     return Split(
         task,
         arrays.shape,
-        fx(train),
+        fx(0),
         fy(train),
-        fx(val),
+        fx(1),
         fy(val),
-        fx(test),
+        fx(2),
         fy(test),
         mean.astype(np.float32),
         std.astype(np.float32),
@@ -172,6 +179,34 @@ def _split(cfg_json: str, fold: int) -> Split:
         baselines,
         _labels(arrays, cfg.classes, n_classes) if classify else (),
     )
+
+
+def _rows(x: np.ndarray, parts: tuple[np.ndarray, ...], *, in_place: bool) -> list[np.ndarray]:
+    """The rows of each part of ``x``: copies, or (``in_place``, where the parts cover
+    every row) views of ``x`` itself, its rows moved so that each part is contiguous: a
+    large set of images is then in memory once, not twice."""
+    order = np.concatenate(parts)
+    if not in_place or len(order) != len(x):
+        return [x[part] for part in parts]
+    _permute_rows(x, order.tolist())
+    ends = np.cumsum([len(part) for part in parts]).tolist()
+    return [x[start:end] for start, end in zip([0, *ends[:-1]], ends, strict=True)]
+
+
+def _permute_rows(x: np.ndarray, order: list[int]) -> None:
+    """``x[:] = x[order]`` with one row of extra memory: each cycle of the permutation
+    followed, its first row held aside (0.06 s for 70,000 rows of 784 bytes here)."""
+    done = bytearray(len(order))
+    for start in range(len(order)):
+        if done[start] or order[start] == start:
+            continue
+        held, i = x[start].copy(), start
+        while order[i] != start:
+            x[i] = x[order[i]]
+            done[i] = 1
+            i = order[i]
+        x[i] = held
+        done[i] = 1
 
 
 def _statistics(x: np.ndarray, shape: tuple[int, ...], kind: str) -> tuple[np.ndarray, np.ndarray]:
@@ -186,8 +221,8 @@ def _statistics(x: np.ndarray, shape: tuple[int, ...], kind: str) -> tuple[np.nd
         pixels = int(np.prod(shape[1:]))
         total = np.zeros(shape[0])
         squares = np.zeros(shape[0])
-        for start in range(0, len(x), 4096):  # in chunks: no float64 copy of the whole data
-            chunk = x[start : start + 4096].reshape(-1, shape[0], pixels).astype(np.float64)
+        for start in range(0, len(x), 1024):  # in chunks: no float64 copy of the whole data
+            chunk = x[start : start + 1024].reshape(-1, shape[0], pixels).astype(np.float64)
             total += chunk.sum(axis=(0, 2))
             squares += (chunk**2).sum(axis=(0, 2))
         count = len(x) * pixels
