@@ -26,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 # a warm-started sweep against cold ones, then what a sweep registers (sweep.final) beside
 # the scikit-learn baselines, then `sweeplab serve` under concurrent clients, then kill -9
 # and resume from checkpoints, then what system metrics and checkpoints cost, then what
-# data augmentation changes on digits
+# data augmentation changes on digits, then MNIST- and CIFAR-10-sized data
 SCRIPTS = [
     "tracking_overhead.py",
     "trial_overhead.py",
@@ -46,6 +46,7 @@ SCRIPTS = [
     "resume.py",
     "watch_overhead.py",
     "augment.py",
+    "data_scale.py",
 ]
 LIBRARIES = ["torch", "lightning", "optuna", "mlflow", "ray"]
 

@@ -24,8 +24,7 @@ and checkpoints do not keep. Every change is one batched op (no loop over exampl
 
 from __future__ import annotations
 
-from typing import Any
-
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -46,8 +45,8 @@ class Augmenter:
         cfg: DataConfig,
         *,
         shape: tuple[int, ...],
-        mean: Any,
-        std: Any,
+        mean: np.ndarray,
+        std: np.ndarray,
         n_classes: int,
         seed: int,
     ) -> None:
@@ -160,8 +159,6 @@ def erase(images: Tensor, p: float, g: torch.Generator) -> Tensor:
 def _beta(alpha: float, n: int, g: torch.Generator) -> Tensor:
     """``n`` draws of Beta(alpha, alpha), by NumPy's generator seeded from ``g``: torch's
     Beta distribution takes no generator, and this keeps every draw a function of ``g``."""
-    import numpy as np
-
     seed = int(torch.randint(2**31, (1,), generator=g, device=g.device))
     draws = np.random.default_rng(seed).beta(alpha, alpha, size=n)
     return torch.as_tensor(draws, dtype=torch.float32)
