@@ -69,25 +69,29 @@ def test_erasing_sets_one_square_to_the_mean_with_its_chance() -> None:
     assert area.min() >= 0.01 and area.max() <= 0.27
 
 
+# the split's mean and std of 4 tabular features, as the DataModule hands them over
+STATISTICS = (torch.zeros(4), torch.ones(4))
+
+
 def _augmenter(seed: int = 0, **augment: float) -> Augmenter:
     cfg = DataConfig(dataset="iris", augment=augment)
-    return Augmenter(cfg, shape=(4,), mean=np.zeros(4), std=np.ones(4), n_classes=3, seed=seed)
+    return Augmenter(cfg, shape=(4,), n_classes=3, seed=seed)
 
 
 def test_noise_has_the_asked_spread_and_a_seed_gives_the_same_draws() -> None:
     x, y = torch.zeros(50_000, 4), torch.zeros(50_000, dtype=torch.long)
-    noisy, same_y = _augmenter(noise=0.3)(x, y)
+    noisy, same_y = _augmenter(noise=0.3)(x, y, STATISTICS)
     assert noisy.std().item() == pytest.approx(0.3, abs=0.01)
     assert noisy.mean().item() == pytest.approx(0.0, abs=0.01) and torch.equal(same_y, y)
-    assert torch.equal(_augmenter(noise=0.3)(x, y)[0], noisy)  # the same seed: the same
-    assert not torch.equal(_augmenter(seed=1, noise=0.3)(x, y)[0], noisy)
+    assert torch.equal(_augmenter(noise=0.3)(x, y, STATISTICS)[0], noisy)  # the same seed: the same
+    assert not torch.equal(_augmenter(seed=1, noise=0.3)(x, y, STATISTICS)[0], noisy)
 
 
 def test_mixup_mixes_pairs_and_their_labels_alike() -> None:
     n = 256
     x = torch.eye(n)  # example i is one-hot on i: a mix shows its two examples and weight
     y = torch.randint(0, 3, (n,), generator=_generator())
-    mixed, soft = _augmenter(mixup=0.4)(x, y)
+    mixed, soft = _augmenter(mixup=0.4)(x, y, STATISTICS)
     assert soft.shape == (n, 3) and torch.allclose(soft.sum(1), torch.ones(n))
     weight = mixed.diagonal()  # each row's weight on its own example
     other = torch.where(mixed > 0, 1.0, 0.0).mul(1 - torch.eye(n)).argmax(1)
@@ -103,12 +107,12 @@ def test_mixup_mixes_pairs_and_their_labels_alike() -> None:
 def test_a_resumed_augmenter_draws_what_the_uninterrupted_one_would() -> None:
     x, y = torch.zeros(100, 4), torch.zeros(100, dtype=torch.long)
     one = _augmenter(noise=1.0)
-    one(x, y)
+    one(x, y, STATISTICS)
     state = one.state_dict()
-    after = one(x, y)[0]
+    after = one(x, y, STATISTICS)[0]
     resumed = _augmenter(noise=1.0)
     resumed.load_state_dict(state)
-    assert torch.equal(resumed(x, y)[0], after)
+    assert torch.equal(resumed(x, y, STATISTICS)[0], after)
 
 
 class _Batches(pl.Callback):
@@ -194,7 +198,8 @@ def test_a_searched_augmentation_validates_and_one_that_does_not_fit_exits_2(
         tiny_spec(data={"dataset": "diabetes", "augment": {"mixup": 0.2}}), "mix.yaml"
     )
     said = sweeplab("validate", str(mixed))
-    assert said.returncode == 2 and "data.augment.mixup" in said.stderr
+    assert said.returncode == 2 and said.stderr.count("data.augment.mixup") == 1, said.stderr
+    assert "needs a classification dataset, not regression" in said.stderr
     # searched onto tabular data: the space's corner is refused before anything runs
     corner = write_spec(
         tiny_spec(search_space={"data.augment.flip": {"type": "float", "low": 0, "high": 1}}),

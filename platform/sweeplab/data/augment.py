@@ -45,16 +45,12 @@ class Augmenter:
         cfg: DataConfig,
         *,
         shape: tuple[int, ...],
-        mean: np.ndarray,
-        std: np.ndarray,
         n_classes: int,
         seed: int,
     ) -> None:
         self.cfg = cfg.augment
         self.image = cfg.kind == "image" and len(shape) == 3
         self.shape = tuple(shape)
-        self.mean = torch.as_tensor(mean, dtype=torch.float32).reshape(-1)
-        self.std = torch.as_tensor(std, dtype=torch.float32).reshape(-1)
         self.n_classes = n_classes
         self.seed = seed
         self._generator: torch.Generator | None = None
@@ -64,10 +60,14 @@ class Augmenter:
     def moves_pixels(self) -> bool:
         return self.image and any(getattr(self.cfg, n) > 0 for n in self.cfg.IMAGE_ONLY)
 
-    def __call__(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    def __call__(
+        self, x: Tensor, y: Tensor, statistics: tuple[Tensor, Tensor]
+    ) -> tuple[Tensor, Tensor]:
+        """``x`` and ``y`` changed; ``statistics``: the split's mean and std per feature,
+        on ``x``'s device (the DataModule's), to move pixels in the data's own units."""
         g = self._generator_on(x.device)
         if self.moves_pixels:
-            x = self._move_pixels(x, g)
+            x = self._move_pixels(x, statistics, g)
         if self.cfg.noise > 0:
             x = x + self.cfg.noise * torch.randn(x.shape, generator=g, device=x.device)
         if self.cfg.mixup > 0:
@@ -76,8 +76,10 @@ class Augmenter:
 
     # ------------------------------------------------------------------------- images
 
-    def _move_pixels(self, x: Tensor, g: torch.Generator) -> Tensor:
-        mean, std = self.mean.to(x.device), self.std.to(x.device)
+    def _move_pixels(
+        self, x: Tensor, statistics: tuple[Tensor, Tensor], g: torch.Generator
+    ) -> Tensor:
+        mean, std = statistics
         images = (x * std + mean).reshape(len(x), *self.shape)  # the data's own units
         if self.cfg.flip > 0:
             images = flip(images, self.cfg.flip, g)

@@ -50,7 +50,7 @@ class ArrayDataModule(pl.LightningDataModule):
         self.split: Split = split(cfg, fold)
         s = self.split
         self.augmenter = (
-            Augmenter(cfg, shape=s.shape, mean=s.mean, std=s.std, n_classes=s.n_classes, seed=seed)
+            Augmenter(cfg, shape=s.shape, n_classes=s.n_classes, seed=seed)
             if cfg.augment.active
             else None
         )
@@ -80,10 +80,11 @@ class ArrayDataModule(pl.LightningDataModule):
             mean, std = self._statistics(x.device)
             x = (x.float() - mean) / std
         if training and self.augmenter is not None:
-            x, y = self.augmenter(x, y)
+            x, y = self.augmenter(x, y, self._statistics(x.device))
         return x, y
 
     def _statistics(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The split's mean and std per feature on ``device``, copied there once."""
         if self._on_device is None or self._on_device[0].device != device:
             mean = torch.as_tensor(self.split.mean, device=device)
             self._on_device = (mean, torch.as_tensor(self.split.std, device=device))

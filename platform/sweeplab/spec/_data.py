@@ -45,17 +45,23 @@ class AugmentConfig(Section):
         return any(getattr(self, name) > 0 for name in type(self).model_fields)
 
 
-def mixup_problems(augment: AugmentConfig, arch: str, loss: str) -> list[tuple[str, str]]:
-    """Mixup's soft labels go into the cross-entropy loss of a built-in classifier."""
-    if not augment.mixup or (loss == "cross_entropy" and arch not in NOT_MIXED):
+def mixup_problems(
+    augment: AugmentConfig, task: str, arch: str, loss: str
+) -> list[tuple[str, str]]:
+    """Mixup's soft labels go into the cross-entropy loss of a built-in classifier: one
+    problem, the first that applies."""
+    if not augment.mixup:
         return []
-    return [
-        (
-            "data.augment.mixup",
+    if task != "classification":
+        why = f"mixes labels and needs a classification dataset, not {task}"
+    elif loss != "cross_entropy" or arch in NOT_MIXED:
+        why = (
             "mixes labels into the cross_entropy loss of a built-in classifier, but "
-            f"the model is '{arch}' with the '{loss}' loss",
+            f"the model is '{arch}' with the '{loss}' loss"
         )
-    ]
+    else:
+        return []
+    return [("data.augment.mixup", why)]
 
 
 # architectures whose training step is not a classifier's loss on (inputs, labels)
@@ -167,22 +173,16 @@ class DataConfig(Section):
         return problems + self._augment_problems()
 
     def _augment_problems(self) -> list[tuple[str, str]]:
-        augment, problems = self.augment, []
-        if self.kind != "image":
-            for name in augment.IMAGE_ONLY:
-                if getattr(augment, name) > 0:
-                    problems.append(
-                        (
-                            f"data.augment.{name}",
-                            f"moves pixels and applies to image datasets only; dataset "
-                            f"'{self.dataset}' is {self.kind}: leave it 0",
-                        )
-                    )
-        if augment.mixup > 0 and self.resolved_task != "classification":
-            problems.append(
-                (
-                    "data.augment.mixup",
-                    f"mixes labels and needs a classification dataset, not {self.resolved_task}",
-                )
+        """Pixel moves on data without pixels (mixup is checked with the model:
+        ``mixup_problems``)."""
+        if self.kind == "image":
+            return []
+        return [
+            (
+                f"data.augment.{name}",
+                f"moves pixels and applies to image datasets only; dataset "
+                f"'{self.dataset}' is {self.kind}: leave it 0",
             )
-        return problems
+            for name in self.augment.IMAGE_ONLY
+            if getattr(self.augment, name) > 0
+        ]

@@ -341,7 +341,7 @@ class Experiment(Section):
                     f"applies to the cross_entropy loss only, but the loss is '{self.loss}'",
                 )
             )
-        problems += mixup_problems(self.data.augment, self.model.arch, self.loss)
+        problems += mixup_problems(self.data.augment, self.task, self.model.arch, self.loss)
         if isinstance(self.model, GANConfig) and (
             self.train.schedule.name != "none" or self.train.gradient_clip_val
         ):

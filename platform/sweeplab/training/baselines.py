@@ -66,7 +66,7 @@ def fit_baselines(split: Split, *, seed: int) -> list[Baseline]:
     x_test = split.standardized(split.x_test)
     if len(split.shape) == 3:  # images, standardized per channel: per pixel, as
         # scikit-learn's users do (a StandardScaler) and as the baselines always were
-        train = split.standardized(split.x_train)
+        train = x[: len(split.x_train)]  # the training rows come first in x
         mean, std = train.mean(axis=0), train.std(axis=0)
         std[std < 1e-6] = 1.0
         x, x_test = (x - mean) / std, (x_test - mean) / std
