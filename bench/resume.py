@@ -34,6 +34,8 @@ from typing import Any
 from optuna.trial import TrialState
 from tiny import TINY_HELP  # bench/tiny.py: this script's folder is on sys.path
 
+from sweeplab.search.storage import open_storage
+
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "experiments" / "mlp_digits.yaml"
 NAME = "mlp-digits"
@@ -108,8 +110,10 @@ def run(store: Path, args: list[str], epochs: int, kills: int) -> Outcome:
         time.sleep(0.5)
         if study is None and (store / "optuna.db").is_file():
             with contextlib.suppress(KeyError):  # not made yet
+                # sweeplab's opening: a sweep creating the tables at this moment
+                # makes a plain load_study fail ("UNIQUE constraint failed")
                 study = optuna.load_study(
-                    study_name=NAME, storage=f"sqlite:///{store / 'optuna.db'}"
+                    study_name=NAME, storage=open_storage(f"sqlite:///{store / 'optuna.db'}")
                 )
         victim = None if study is None else first_try_half_way(study, epochs, died)
         if victim is None:
