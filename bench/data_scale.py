@@ -19,6 +19,11 @@ bytes, and something to learn.
 2. A 24-trial sweep (``experiments/mlp_digits.yaml``'s spec and search space) on a
    10,000-image subset of the MNIST-sized set (``data.limit``): wall time, the best
    validation value and the registered model's test accuracy.
+3. An image folder of 20,000 PNGs (92 MB of pixels) larger than a memory budget
+   (``--budget-mb``, 48 MB): one epoch of a CNN with the folder read into memory, and
+   streamed from disk by DataLoader worker processes (``data.memory_mb`` set to the
+   budget); target: the streamed fit's memory (training process and its workers, see
+   ``streamed_folder.py``) under the budget.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import streamed_folder  # bench/streamed_folder.py
 from tiny import TINY_HELP  # bench/tiny.py: this script's folder is on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -315,8 +321,15 @@ def _registered_test_acc(store: Path) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help=TINY_HELP)
-    parser.add_argument("--measure", nargs=5, metavar="ARG", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--budget-mb", type=float, default=48.0, help="the image folder case's memory budget"
+    )
+    parser.add_argument("--measure", nargs="+", metavar="ARG", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.measure and args.measure[0] == "folder":
+        folder, memory_mb, epochs = args.measure[1:]
+        print(json.dumps(streamed_folder.measure(folder, float(memory_mb), int(epochs))))
+        return
     if args.measure:
         way, dataset, arch, folder, epochs = args.measure
         print(json.dumps(measure(way, dataset, arch, folder, int(epochs))))
@@ -335,6 +348,12 @@ def main() -> None:
         epochs = {"mlp": 1 if args.tiny else 5, "cnn": 1 if args.tiny else 2}
         epochs_side_by_side(folders, epochs, CASES[-1:] if args.tiny else CASES)
         sweep_on_a_subset(folders["mnist"], 10_000 // scale, args.tiny)
+        started = time.perf_counter()
+        n, side = (400, 16) if args.tiny else (20_000, 40)
+        folder, data_mb = streamed_folder.write_folder(Path(tmp) / "folder", n, side)
+        print(f"{n} PNGs of 3x{side}x{side} written ({time.perf_counter() - started:.0f} s)")
+        budget = data_mb / 2 if args.tiny else args.budget_mb
+        streamed_folder.side_by_side(_in_fresh_process, folder, data_mb, budget, 1)
 
 
 if __name__ == "__main__":

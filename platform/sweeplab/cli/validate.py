@@ -93,6 +93,14 @@ def validate(
             f"restarts: {sweep.restarts} per trial, "
             + ("fused (one batched model)" if why is None else f"one after another ({why})")
         )
+    if exp.data.kind == "text":
+        text = exp.data.text
+        out.print(
+            f"text: words of column {text.column!r}"
+            + (", lower-cased" if text.lowercase else "")
+            + f", a vocabulary of at most {text.vocab_size} fit on the training split, "
+            f"{text.max_length} tokens per text (longer ones cut, shorter ones padded)"
+        )
     augment = exp.data.augment.model_dump(exclude_defaults=True)
     if augment or any(key.startswith("data.augment.") for key, _ in space.items()):
         shown = ", ".join(f"{k} {v}" for k, v in augment.items()) or "none (searched)"

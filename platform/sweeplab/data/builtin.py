@@ -11,20 +11,28 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeAlias
 
 import numpy as np
 
-from sweeplab.data import files
+from sweeplab.data import files, text
 from sweeplab.spec import DataConfig
+
+if TYPE_CHECKING:
+    from sweeplab.data.stream import ImageFiles
+
+Rows: TypeAlias = "np.ndarray | ImageFiles"  # a split's rows: an array, or files on disk
 
 
 @dataclass(frozen=True)
 class Arrays:
     """Features (N, F), targets, and what the split needs to know about them."""
 
-    x: np.ndarray
+    # a text dataset's: its documents, strings (tokenized by the split); a streamed image
+    # folder's: its files (``data.stream.ImageFiles``, read as they are used)
+    x: Rows
     y: np.ndarray
-    shape: tuple[int, ...]  # of one example, e.g. (1, 8, 8); prod(shape) == F
+    shape: tuple[int, ...]  # of one example, e.g. (1, 8, 8); prod(shape) == F (text: (1,))
     strata: np.ndarray | None = None  # stratify the split on these (None: on y if classes)
     ordered: bool = False  # a time series: split in time order, never shuffled
     baseline: np.ndarray | None = None  # a naive prediction per example, for comparison
@@ -108,14 +116,30 @@ def _cifar10(cfg: DataConfig) -> Arrays:
 
 
 def _image_folder(cfg: DataConfig) -> Arrays:
+    """Read into memory, or, larger than ``data.memory_mb`` as bytes, streamed from disk."""
     size = None if cfg.image_size is None else (cfg.image_size[0], cfg.image_size[1])
-    x, y, shape, classes = files.load_image_folder(Path(str(cfg.path)), size)
+    found = files.scan_image_folder(Path(str(cfg.path)), size)
+    if found.nbytes > cfg.memory_mb * 2**20:
+        from sweeplab.data.stream import ImageFiles
+
+        return Arrays(ImageFiles(found), found.labels, found.shape, names=tuple(found.classes))
+    x, y, shape, classes = files.load_image_folder(found)
     return Arrays(x, y, shape, names=tuple(classes))
 
 
 def _csv(cfg: DataConfig) -> Arrays:
     x, y, classes = files.load_csv(Path(str(cfg.path)), str(cfg.target), cfg.resolved_task)
     return Arrays(x, y, (x.shape[1],), names=tuple(classes or ()))
+
+
+def _text_csv(cfg: DataConfig) -> Arrays:
+    x, y, classes = text.load_text_csv(Path(str(cfg.path)), cfg.text.column, str(cfg.target))
+    return Arrays(x, y, (1,), names=tuple(classes))  # one document: the split tokenizes
+
+
+def _text_folder(cfg: DataConfig) -> Arrays:
+    x, y, classes = text.load_text_folder(Path(str(cfg.path)))
+    return Arrays(x, y, (1,), names=tuple(classes))  # one document: the split tokenizes
 
 
 LOADERS: dict[str, Callable[[DataConfig], Arrays]] = {
@@ -133,4 +157,6 @@ LOADERS: dict[str, Callable[[DataConfig], Arrays]] = {
     "cifar10": _cifar10,
     "image_folder": _image_folder,
     "csv": _csv,
+    "text_csv": _text_csv,
+    "text_folder": _text_folder,
 }

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 Task = Literal["classification", "regression"]
-Kind = Literal["tabular", "image", "series"]
+Kind = Literal["tabular", "image", "series", "text"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,15 @@ DATASETS: dict[str, DatasetInfo] = {
         "classification", "image", "data.path/<class>/<image>.png|jpg", from_path=True
     ),
     "csv": DatasetInfo(None, "tabular", "a CSV file with a data.target column", from_path=True),
+    "text_csv": DatasetInfo(
+        "classification",
+        "text",
+        "a CSV file with a text column (data.text.column) and a label (data.target)",
+        from_path=True,
+    ),
+    "text_folder": DatasetInfo(
+        "classification", "text", "data.path/<class>/<document>.txt", from_path=True
+    ),
 }
 
 # The views each kind of dataset can be shown as (see models.catalog.VIEWS).
@@ -52,4 +61,5 @@ KIND_VIEWS: dict[str, tuple[str, ...]] = {
     "tabular": ("flat", "sequence"),
     "image": ("flat", "image", "sequence", "rows"),
     "series": ("flat", "sequence"),
+    "text": ("tokens",),  # token ids, embedded by the model's first layer
 }

@@ -22,6 +22,7 @@ import tarfile
 import urllib.request
 import zlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -207,10 +208,47 @@ def load_cifar10(folder: Path) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
 
 
-def load_image_folder(
-    folder: Path, size: tuple[int, int] | None
-) -> tuple[np.ndarray, np.ndarray, tuple[int, ...], list[str]]:
-    """``folder/<class>/<image>``: every image the same size unless ``size`` (H, W) is given."""
+@dataclass(frozen=True)
+class ImageFolder:
+    """``folder/<class>/<image>`` listed, each image's header read (not its pixels)."""
+
+    paths: tuple[Path, ...]
+    labels: np.ndarray
+    classes: list[str]
+    shape: tuple[int, ...]  # (C, H, W) of every image as read
+    mode: str  # "L" or "RGB"
+    size: tuple[int, int] | None  # (H, W) every image is resized to, or None
+
+    @property
+    def nbytes(self) -> int:
+        """The images' pixels in memory, as bytes."""
+        return len(self.paths) * int(np.prod(self.shape))
+
+    def read(self, i: int) -> np.ndarray:
+        """Image ``i`` decoded: one flat row of uint8 pixels, channel first."""
+        from PIL import Image, UnidentifiedImageError
+
+        path = self.paths[i]
+        try:
+            with Image.open(path) as opened:
+                img = opened.convert(self.mode)
+                if self.size is not None:
+                    img = img.resize((self.size[1], self.size[0]))
+                pixels = np.asarray(img, dtype=np.uint8)  # L or RGB: 8 bits
+        except (UnidentifiedImageError, OSError) as exc:
+            raise DataError(f"{path}: not a readable image ({exc})") from None
+        chw = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
+        if chw.shape != self.shape:
+            raise DataError(
+                f"{path}: size {chw.shape[1:]} differs from the first image's "
+                f"{self.shape[1:]}; set data.image_size: [H, W] to resize all images"
+            )
+        return chw.reshape(-1)
+
+
+def scan_image_folder(folder: Path, size: tuple[int, int] | None) -> ImageFolder:
+    """The images of ``folder`` by class, each opened for its header (a file that is not
+    an image, or of another size with no ``size``, is a DataError naming it)."""
     from PIL import Image, UnidentifiedImageError
 
     classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
@@ -218,37 +256,42 @@ def load_image_folder(
         raise DataError(
             f"{folder}: expected one sub-folder per class (at least 2), found {classes}"
         )
-    xs, ys = [], []
+    paths, labels = [], []
     mode: str | None = None
-    shape: tuple[int, ...] | None = None
+    first: tuple[int, int] | None = None  # (W, H) of the first image
     for label, name in enumerate(classes):
         for path in sorted((folder / name).iterdir()):
             if path.suffix.lower() not in IMAGE_SUFFIXES:
                 continue
             try:
-                with Image.open(path) as opened:
-                    opened.load()
+                with Image.open(path) as opened:  # the header only: pixels stay on disk
                     mode = mode or ("L" if opened.mode in ("L", "1", "I;16") else "RGB")
-                    img = opened.convert(mode)
-                    if size is not None:
-                        img = img.resize((size[1], size[0]))
-                    pixels = np.asarray(img, dtype=np.uint8)  # L or RGB: 8 bits
+                    first = first or opened.size
+                    if size is None and opened.size != first:
+                        raise DataError(
+                            f"{path}: size {opened.size[::-1]} differs from the first "
+                            f"image's {first[::-1]}; set data.image_size: [H, W] to resize "
+                            "all images"
+                        )
             except (UnidentifiedImageError, OSError) as exc:
                 raise DataError(f"{path}: not a readable image ({exc})") from None
-            item = (1, *pixels.shape) if pixels.ndim == 2 else pixels.transpose(2, 0, 1).shape
-            if shape is None:
-                shape = item
-            elif item != shape:
-                raise DataError(
-                    f"{path}: size {item[1:]} differs from the first image's {shape[1:]}; "
-                    "set data.image_size: [H, W] to resize all images"
-                )
-            chw = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
-            xs.append(chw.reshape(-1))
-            ys.append(label)
-    if shape is None:
+            paths.append(path)
+            labels.append(label)
+    if mode is None or first is None:
         raise DataError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found")
-    return np.stack(xs), np.asarray(ys, dtype=np.int64), shape, classes
+    height, width = size if size is not None else (first[1], first[0])
+    shape = (1 if mode == "L" else 3, height, width)
+    return ImageFolder(tuple(paths), np.asarray(labels, np.int64), classes, shape, mode, size)
+
+
+def load_image_folder(
+    found: ImageFolder,
+) -> tuple[np.ndarray, np.ndarray, tuple[int, ...], list[str]]:
+    """The images ``scan_image_folder`` found, read into one uint8 array."""
+    x = np.empty((len(found.paths), int(np.prod(found.shape))), np.uint8)
+    for i in range(len(found.paths)):
+        x[i] = found.read(i)
+    return x, found.labels, found.shape, found.classes
 
 
 # ------------------------------------------------------------------------------- CSV

@@ -17,7 +17,9 @@ from torch.utils.data import (
 )
 
 from sweeplab.data.augment import Augmenter
+from sweeplab.data.builtin import Rows
 from sweeplab.data.split import Split, split
+from sweeplab.data.stream import ImageDataset, ImageFiles
 from sweeplab.spec import DataConfig
 
 
@@ -90,8 +92,7 @@ class ArrayDataModule(pl.LightningDataModule):
             self._on_device = (mean, torch.as_tensor(self.split.std, device=device))
         return self._on_device
 
-    def _loader(self, x: object, y: object, batch_size: int, shuffle: bool) -> DataLoader:
-        dataset = TensorDataset(torch.as_tensor(x), torch.as_tensor(y))
+    def _loader(self, x: Rows, y: np.ndarray, batch_size: int, shuffle: bool) -> DataLoader:
         generator = None
         if shuffle:  # the training loader
             generator = self._generator = torch.Generator().manual_seed(self.seed)
@@ -99,9 +100,20 @@ class ArrayDataModule(pl.LightningDataModule):
                 generator.set_state(self._restored)
         # on a GPU, batches are copied from pinned memory (Lightning's copy is non-blocking)
         pin = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
+        # a streamed folder's images are decoded by worker processes, a batch at a time
+        workers = self.cfg.workers if isinstance(x, ImageFiles) else 0
+        if isinstance(x, ImageFiles):
+            dataset: TensorDataset | ImageDataset = x.dataset(y)
+        else:
+            dataset = TensorDataset(torch.as_tensor(x), torch.as_tensor(y))
         if self.trainer is not None and self.trainer.world_size > 1:  # Lightning shards the sampler
             return DataLoader(
-                dataset, batch_size, shuffle=shuffle, generator=generator, pin_memory=pin
+                dataset,
+                batch_size,
+                shuffle=shuffle,
+                generator=generator,
+                pin_memory=pin,
+                num_workers=workers,
             )
         # The same batches as DataLoader(dataset, batch_size, shuffle, generator), taken
         # with one index per batch instead of one per row and a stack (a 20-epoch fit of
@@ -110,13 +122,23 @@ class ArrayDataModule(pl.LightningDataModule):
             RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
         )
         sampler = BatchSampler(order, batch_size, False)
-        return DataLoader(dataset, batch_size=None, sampler=sampler, pin_memory=pin)
+        return DataLoader(
+            dataset,
+            batch_size=None,
+            sampler=sampler,
+            pin_memory=pin,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+        )
 
     def train_dataloader(self) -> DataLoader:
         s = self.split
         if self.refit:
-            x, y = np.concatenate([s.x_train, s.x_val]), np.concatenate([s.y_train, s.y_val])
-            return self._loader(x, y, self.batch_size, shuffle=True)
+            y = np.concatenate([s.y_train, s.y_val])
+            x_train, x_val = s.x_train, s.x_val
+            if isinstance(x_train, ImageFiles) and isinstance(x_val, ImageFiles):
+                return self._loader(x_train.joined(x_val), y, self.batch_size, shuffle=True)
+            return self._loader(np.concatenate([x_train, x_val]), y, self.batch_size, True)
         return self._loader(s.x_train, s.y_train, self.batch_size, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:

@@ -3,7 +3,8 @@
     load (cached) → keep data.classes → data.limit → test split
       → validation split, or fold k of data.folds → drop data.holdout_classes from train
       → data.label_fraction of train → standardize with the training rows' statistics
-        (per feature; an image's per channel)
+        (per feature; an image's per channel), or, for text, fit the vocabulary on the
+        training texts and turn every text into token ids
 
 Splits are stratified on the class; a time series is split in time order.
 """
@@ -13,11 +14,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
-from sweeplab.data.builtin import LOADERS, Arrays
+from sweeplab.data.builtin import LOADERS, Arrays, Rows
 from sweeplab.data.catalog import DATASETS, Task
+from sweeplab.data.text import Vocabulary
 from sweeplab.spec import DataConfig
 
 
@@ -27,16 +30,19 @@ class Split:
 
     Rows are standardized float32, except images read as bytes, which stay uint8 (a
     quarter of the memory) and are standardized per batch (``per_batch``): by the
-    DataModule on the batch's device, or by ``standardized`` for whole arrays.
+    DataModule on the batch's device, or by ``standardized`` for whole arrays. A text's
+    rows are int64 token ids of the ``tokenizer`` (``data.text.Vocabulary`` as JSON) fit
+    on the training texts; ``mean`` and ``std`` are then 0 and 1. A streamed image
+    folder's rows are its files (``data.stream.ImageFiles``: read as they are used).
     """
 
     task: Task
     shape: tuple[int, ...]  # of one example
-    x_train: np.ndarray
+    x_train: Rows
     y_train: np.ndarray
-    x_val: np.ndarray
+    x_val: Rows
     y_val: np.ndarray
-    x_test: np.ndarray
+    x_test: Rows
     y_test: np.ndarray
     mean: np.ndarray
     std: np.ndarray
@@ -46,6 +52,9 @@ class Split:
     holdout: tuple[int, ...] = ()  # labels left out of train (anomalies for an autoencoder)
     baselines: tuple[tuple[str, float], ...] = ()  # e.g. ("val_rmse_persistence", 21.3)
     labels: tuple[str, ...] = ()  # a classifier's output i is the data's class labels[i]
+    vocab_size: int = 0  # text: the tokenizer's vocabulary, ids 0 (padding) to vocab_size - 1
+    tokenizer: str = ""  # text: the tokenizer fit on the training texts, as JSON
+    test_texts: tuple[str, ...] = ()  # text: the test rows as written (what a client sends)
 
     @property
     def n_features(self) -> int:
@@ -60,17 +69,20 @@ class Split:
         """The rows are the data's own bytes, standardized as they are used."""
         return bool(self.x_train.dtype == np.uint8)
 
-    def standardized(self, x: np.ndarray) -> np.ndarray:
+    def standardized(self, x: Rows) -> np.ndarray:
         """Rows of this split, standardized (as the models see them), as float32."""
         if x.dtype != np.uint8:
-            return x
-        return ((x.astype(np.float32) - self.mean) / self.std).astype(np.float32)
+            return np.asarray(x)
+        return ((np.asarray(x, np.float32) - self.mean) / self.std).astype(np.float32)
 
-    def raw(self, x: np.ndarray) -> np.ndarray:
-        """Rows of this split in the dataset's own units (what a client sends)."""
+    def raw(self, x: Rows) -> np.ndarray:
+        """Rows of this split in the dataset's own units (what a client sends; a text's
+        token ids: its client sends strings, which the registered model encodes)."""
+        if self.vocab_size:
+            return np.asarray(x)
         if x.dtype == np.uint8:
-            return x.astype(np.float32)
-        return (x * self.std + self.mean).astype(np.float32)
+            return np.asarray(x, np.float32)
+        return (np.asarray(x) * self.std + self.mean).astype(np.float32)
 
     def units(self, y: np.ndarray) -> np.ndarray:
         """Targets in their own units: labels as they are, standardized values scaled back."""
@@ -82,7 +94,8 @@ class Split:
 def split(cfg: DataConfig, fold: int = 0) -> Split:
     """The split of ``cfg`` (fold ``fold`` of ``data.folds``); cached: a sweep loads once."""
     # augmentation changes batches, not the split: trials that differ in it share one
-    return _split(cfg.model_dump_json(exclude={"augment"}), fold)
+    # nor do the processes that read a streamed folder
+    return _split(cfg.model_dump_json(exclude={"augment", "workers"}), fold)
 
 
 # Loaded arrays larger than this are not kept for another split of the same data (the
@@ -99,9 +112,14 @@ def load(cfg_json: str) -> Arrays:
 
 def _loading_key(cfg: DataConfig) -> str:
     """The fields that choose the arrays (not how they are split): one load per dataset."""
-    fields = {"dataset", "path", "download", "target", "task", "window", "image_size"}
+    fields: dict[str, Any] = dict.fromkeys(
+        ("dataset", "path", "download", "target", "task", "window", "image_size", "memory_mb"),
+        True,
+    )
     if DATASETS[cfg.dataset].generated:  # drawn from a seeded generator
-        fields |= {"n_samples", "noise", "seed"}
+        fields |= dict.fromkeys(("n_samples", "noise", "seed"), True)
+    if DATASETS[cfg.dataset].kind == "text":  # the texts, not how they are tokenized
+        fields["text"] = {"column"}
     return cfg.model_dump_json(include=fields)
 
 
@@ -128,32 +146,29 @@ def _split(cfg_json: str, fold: int) -> Split:
     classify = task == "classification"
     keep, train, val, test = _indices(cfg, arrays, fold)
 
-    large = x.nbytes > KEEP_LOADED_BYTES
+    large = isinstance(x, np.ndarray) and x.nbytes > KEEP_LOADED_BYTES
     if large:  # not held twice (loaded and split): the split is made of the loaded rows
         load.cache_clear()
     rows = _rows(x, (train, val, test), in_place=large and x.dtype == np.uint8)
-    mean, std = _statistics(rows[0], arrays.shape, DATASETS[cfg.dataset].kind)
+    text = _tokenized(rows, cfg) if x.dtype == object else None
+    if text is not None:
+        rows, shape = text.rows, tuple[int, ...]((cfg.text.max_length,))
+        mean, std = np.zeros(shape, np.float32), np.ones(shape, np.float32)
+    else:
+        shape = arrays.shape
+        mean, std = _statistics(rows[0], shape, DATASETS[cfg.dataset].kind)
     t_mean, t_std = 0.0, 1.0
     n_classes, holdout = 0, tuple[int, ...]()
     labels_of = None  # data.classes: original label → 0..k-1, in the spec's order
     if classify:
-        present = cfg.classes if cfg.classes is not None else sorted(np.unique(y[keep]).tolist())
-        n_classes = int(max(present)) + 1 if cfg.classes is None else len(present)
-        if cfg.classes is not None:
-            labels_of = np.full(max(int(y.max()), *cfg.classes) + 1, -1, dtype=np.int64)
-            labels_of[cfg.classes] = np.arange(len(cfg.classes))
-        holdout = tuple(
-            int(labels_of[c]) if labels_of is not None else c
-            for c in cfg.holdout_classes
-            if c in present
-        )
+        n_classes, holdout, labels_of = _classes(cfg, y[keep])
     else:
         t_mean, t_std = float(y[train].mean()), float(y[train].std() or 1.0)
 
-    def fx(part: int) -> np.ndarray:  # an image's bytes are kept as they are
-        if x.dtype == np.uint8:
+    def fx(part: int) -> Rows:  # an image's bytes and token ids are kept as they are
+        if x.dtype == np.uint8 or text is not None:
             return rows[part]
-        return ((rows[part] - mean) / std).astype(np.float32)
+        return ((np.asarray(rows[part]) - mean) / std).astype(np.float32)
 
     def fy(i: np.ndarray) -> np.ndarray:
         if not classify:
@@ -163,7 +178,7 @@ def _split(cfg_json: str, fold: int) -> Split:
     baselines = _baselines(arrays, val, test)
     return Split(
         task,
-        arrays.shape,
+        shape,
         fx(0),
         fy(train),
         fx(1),
@@ -178,15 +193,54 @@ def _split(cfg_json: str, fold: int) -> Split:
         holdout,
         baselines,
         _labels(arrays, cfg.classes, n_classes) if classify else (),
+        *(() if text is None else (text.vocab_size, text.tokenizer, text.test_texts)),
     )
 
 
-def _rows(x: np.ndarray, parts: tuple[np.ndarray, ...], *, in_place: bool) -> list[np.ndarray]:
+def _classes(cfg: DataConfig, labels: np.ndarray) -> tuple[int, tuple[int, ...], np.ndarray | None]:
+    """The number of classes, the held-out ones (as output labels), and the map from a
+    label to its output (None: the labels are the outputs) of the kept ``labels``."""
+    present = cfg.classes if cfg.classes is not None else sorted(np.unique(labels).tolist())
+    n_classes = int(max(present)) + 1 if cfg.classes is None else len(present)
+    labels_of = None
+    if cfg.classes is not None:
+        labels_of = np.full(max(int(labels.max()), *cfg.classes) + 1, -1, dtype=np.int64)
+        labels_of[cfg.classes] = np.arange(len(cfg.classes))
+    holdout = tuple(
+        int(labels_of[c]) if labels_of is not None else c
+        for c in cfg.holdout_classes
+        if c in present
+    )
+    return n_classes, holdout, labels_of
+
+
+@dataclass(frozen=True)
+class _Tokenized:
+    rows: list[Rows]  # each part's token ids
+    vocab_size: int
+    tokenizer: str  # JSON
+    test_texts: tuple[str, ...]
+
+
+def _tokenized(rows: list[Rows], cfg: DataConfig) -> _Tokenized:
+    """A text's parts as token ids of a vocabulary fit on the training texts only:
+    nothing leaks from validation or test."""
+    documents = [np.asarray(part).tolist() for part in rows]
+    vocabulary = Vocabulary.fit(documents[0], cfg.text)
+    return _Tokenized(
+        [vocabulary.encode(part) for part in documents],
+        vocabulary.size,
+        vocabulary.to_json(),
+        tuple(str(t) for t in documents[2]),
+    )
+
+
+def _rows(x: Rows, parts: tuple[np.ndarray, ...], *, in_place: bool) -> list[Rows]:
     """The rows of each part of ``x``: copies, or (``in_place``, where the parts cover
     every row) views of ``x`` itself, its rows moved so that each part is contiguous: a
     large set of images is then in memory once, not twice."""
     order = np.concatenate(parts)
-    if not in_place or len(order) != len(x):
+    if not in_place or len(order) != len(x) or not isinstance(x, np.ndarray):
         return [x[part] for part in parts]
     _permute_rows(x, order.tolist())
     ends = np.cumsum([len(part) for part in parts]).tolist()
@@ -209,7 +263,7 @@ def _permute_rows(x: np.ndarray, order: list[int]) -> None:
         done[i] = 1
 
 
-def _statistics(x: np.ndarray, shape: tuple[int, ...], kind: str) -> tuple[np.ndarray, np.ndarray]:
+def _statistics(x: Rows, shape: tuple[int, ...], kind: str) -> tuple[np.ndarray, np.ndarray]:
     """Each feature's mean and standard deviation over the training rows ``x``.
 
     Images take their channel's (over every pixel of it), repeated for each pixel: a
@@ -221,8 +275,9 @@ def _statistics(x: np.ndarray, shape: tuple[int, ...], kind: str) -> tuple[np.nd
         pixels = int(np.prod(shape[1:]))
         total = np.zeros(shape[0])
         squares = np.zeros(shape[0])
-        for start in range(0, len(x), 1024):  # in chunks: no float64 copy of the whole data
-            chunk = x[start : start + 1024].reshape(-1, shape[0], pixels).astype(np.float64)
+        for start in range(0, len(x), 256):  # in chunks: no float64 copy of the whole data
+            # (a streamed folder's chunk is read here: its only pass over the training images)
+            chunk = np.asarray(x[start : start + 256], np.float64).reshape(-1, shape[0], pixels)
             total += chunk.sum(axis=(0, 2))
             squares += (chunk**2).sum(axis=(0, 2))
         count = len(x) * pixels
@@ -230,7 +285,7 @@ def _statistics(x: np.ndarray, shape: tuple[int, ...], kind: str) -> tuple[np.nd
         channel_std = np.sqrt(np.maximum(squares / count - channel_mean**2, 0.0))
         mean, std = np.repeat(channel_mean, pixels), np.repeat(channel_std, pixels)
     else:
-        mean, std = x.mean(axis=0), x.std(axis=0)
+        mean, std = np.asarray(x).mean(axis=0), np.asarray(x).std(axis=0)
     std[std == 0] = 1.0  # a constant feature stays at 0 after centring
     return mean.astype(np.float32), std.astype(np.float32)
 

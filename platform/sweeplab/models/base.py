@@ -19,7 +19,7 @@ import torchmetrics
 from torch import nn
 
 from sweeplab.data.split import Split
-from sweeplab.models.blocks import ToView
+from sweeplab.models.blocks import TokenEmbedding, ToView
 from sweeplab.optim.optimizers import build_optimizer
 from sweeplab.optim.schedules import build_scheduler
 from sweeplab.spec import Experiment
@@ -46,11 +46,12 @@ class InferenceModel(nn.Module):
         self.target_mean = split.target_mean
         self.target_std = split.target_std
         self.labels = list(split.labels)  # a classifier's class i, as the data names it
+        self.tokenizer = split.tokenizer  # a text's: token ids in, encoded from strings by it
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.output == "samples":
             return self.net(x.float()) * self.std + self.mean
-        z = (x.float() - self.mean) / self.std
+        z = x.long() if self.tokenizer else (x.float() - self.mean) / self.std
         out: torch.Tensor = self.net(z)
         if self.output == "probabilities":
             return torch.softmax(out, dim=-1)
@@ -66,7 +67,7 @@ class TrainableModule(pl.LightningModule):
         super().__init__()
         self.exp = exp
         self.train_cfg = exp.train
-        self.to_view = ToView(split.shape, exp.view)
+        self.to_view: ToView | TokenEmbedding = ToView(split.shape, exp.view)
         self.n_features = split.n_features
         self._epoch_sums: dict[str, tuple[torch.Tensor, int]] = {}
 
@@ -123,8 +124,17 @@ class TrainableModule(pl.LightningModule):
             self.log(name, total / seen, sync_dist=True)  # the mean over data-parallel ranks
         self._epoch_sums.clear()
 
+    def embed_tokens(self, split: Split, dim: int) -> bool:
+        """A text's view: its token ids embedded in ``dim`` values each; True for a text."""
+        if self.exp.view != "tokens":
+            return False
+        self.to_view = TokenEmbedding(split.vocab_size, dim, split.shape[0])
+        return True
+
     def example_input(self) -> torch.Tensor:
         """One input row for the FLOP count (what ``inference_model`` takes)."""
+        if isinstance(self.to_view, TokenEmbedding):
+            return torch.ones(1, self.n_features, dtype=torch.long)
         return torch.zeros(1, self.n_features)
 
     def inference_model(self, split: Split) -> InferenceModel:

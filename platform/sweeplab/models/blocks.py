@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from sweeplab.models.catalog import ACTIVATIONS, INITS, NORMS, NORMS_2D
@@ -109,3 +110,29 @@ class ToView(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.shape} as {self.view} {self.out_shape}"
+
+
+class TokenEmbedding(nn.Module):
+    """Token ids (N, T) → word vectors (N, T, dim), the view of a text.
+
+    Padding (id 0) is the zero vector and learns nothing (``padding_idx``): an encoder
+    told its input is ``masked`` takes an all-zero step for padding.
+    """
+
+    def __init__(self, vocab_size: int, dim: int, length: int) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, dim, padding_idx=0)
+        self.out_shape = (length, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out: Tensor = self.embed(x.long())
+        return out
+
+
+def padding(x: Tensor) -> Tensor:
+    """(N, T) True where a step of embedded tokens (N, T, F) is padding; the last step
+    never is (a text left-padded to T keeps its last word there, and attention over no
+    step at all would give NaN)."""
+    pad = x.eq(0).all(dim=-1)
+    last = torch.arange(x.shape[1], device=x.device) == x.shape[1] - 1
+    return pad & ~last

@@ -36,5 +36,6 @@ INITS: dict[str, str | None] = {
 
 # How a model sees one example (data.view). Data is stored flat; the model's
 # first layer reshapes it. "sequence" is one step per pixel (or value), "rows"
-# one step (token) per image row.
-VIEWS = ("flat", "image", "sequence", "rows")
+# one step (token) per image row, "tokens" one step per word of a text (its id, embedded
+# by the model's first layer).
+VIEWS = ("flat", "image", "sequence", "rows", "tokens")

@@ -50,8 +50,15 @@ class EnsembleModel(nn.Module):
             )
         self.members = nn.ModuleList(members)
         self.register_buffer("weights", torch.tensor(shares) / sum(shares))
+        tokenizers = {str(getattr(m, "tokenizer", "")) for m in members}
+        if len(tokenizers) > 1:
+            raise ValueError(
+                "an ensemble of text models takes one tokenizer, but its members were "
+                "trained with different ones (data.text differs between them)"
+            )
         self.output = members[0].output
         self.labels = list(members[0].labels)
+        self.tokenizer = tokenizers.pop()  # a text's: one encoding for every member
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         outputs = torch.stack([member(x) for member in self.members])

@@ -1,8 +1,9 @@
 """A Transformer encoder classifier: token embedding, positional encoding, self-attention.
 
-Each step of the view (an image row, or a value of a sequence) is a token; a
-Linear layer embeds it (a patch embedding) into ``d_model``. A learned [CLS]
-token, or the mean over tokens, feeds the head.
+Each step of the view (an image row, a value of a sequence, a text's embedded word) is
+a token; a Linear layer embeds it (a patch embedding) into ``d_model``. A learned [CLS]
+token, or the mean over tokens, feeds the head. A text's padding is masked out of
+attention and of the mean.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from torch import nn
 
 from sweeplab.data.split import Split
 from sweeplab.models.base import SupervisedModule
+from sweeplab.models.blocks import padding
 from sweeplab.spec import Experiment, TransformerConfig
 
 
@@ -29,10 +31,13 @@ def sinusoidal(length: int, d_model: int) -> torch.Tensor:
 
 
 class TransformerEncoder(nn.Module):
-    """(N, T, F) → (N, d_model)."""
+    """(N, T, F) → (N, d_model); ``masked``: all-zero steps are padding (``padding``)."""
 
-    def __init__(self, cfg: TransformerConfig, steps: int, n_inputs: int) -> None:
+    def __init__(
+        self, cfg: TransformerConfig, steps: int, n_inputs: int, *, masked: bool = False
+    ) -> None:
         super().__init__()
+        self.masked = masked
         self.embed = nn.Linear(n_inputs, cfg.d_model)
         self.pool = cfg.pool
         length = steps + (1 if cfg.pool == "cls" else 0)
@@ -56,18 +61,29 @@ class TransformerEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         tokens = self.embed(x)
+        pad = padding(x) if self.masked else None
         if self.cls is not None:
             # x.shape[0], not len(x): torch.export keeps the batch size symbolic
             tokens = torch.cat([self.cls.expand(x.shape[0], -1, -1), tokens], dim=1)
-        out = self.norm(self.encoder(self.drop(tokens + self.position)))
-        return out[:, 0] if self.cls is not None else out.mean(dim=1)
+            if pad is not None:
+                pad = torch.cat([torch.zeros_like(pad[:, :1]), pad], dim=1)
+        out = self.encoder(self.drop(tokens + self.position), src_key_padding_mask=pad)
+        out = self.norm(out)
+        if self.cls is not None:
+            return out[:, 0]
+        if pad is None:
+            return out.mean(dim=1)
+        keep = (~pad).unsqueeze(-1).to(out.dtype)
+        return (out * keep).sum(dim=1) / keep.sum(dim=1)
 
 
 class Transformer(SupervisedModule):
     def __init__(self, exp: Experiment, split: Split) -> None:
         super().__init__(exp, split)
         cfg = cast(TransformerConfig, exp.model)
+        text = self.embed_tokens(split, cfg.embedding)
         steps, width = self.to_view.out_shape
         self.assemble(
-            TransformerEncoder(cfg, steps, width), nn.Linear(cfg.d_model, split.n_outputs)
+            TransformerEncoder(cfg, steps, width, masked=text),
+            nn.Linear(cfg.d_model, split.n_outputs),
         )

@@ -31,6 +31,7 @@ TAG_TEST_METRIC = "sweeplab.test_metric"
 TAG_TEST_SCORE = "sweeplab.test_score"
 TAG_OUTPUT = "sweeplab.output"
 TAG_LABELS = "sweeplab.labels"  # in a classifier's MLmodel metadata: its classes' names
+TAG_INPUT = "sweeplab.input"  # in a text model's MLmodel metadata: "text" (strings in)
 TAG_PORTABLE = "sweeplab.portable"  # "yes", or why the version needs sweeplab to load
 HISTORY = "sweeplab.history."
 TAG_RUN_ID = "sweeplab.run_id"  # the version's MLflow run

@@ -179,12 +179,17 @@ def load_torch(tracking_uri: str, version: ModelVersion) -> Any:
     the pickled InferenceModel of an older or unexportable version; ``output`` says what
     it answers either way."""
     import mlflow.pytorch
+    import torch
     from mlflow.models import Model
 
     from sweeplab.registry.lineage import TAG_OUTPUT
+    from sweeplab.registry.register import TEXT_MODULE_PATH
 
     with tempfile.TemporaryDirectory(prefix="sweeplab-model-") as tmp:
         path = download(tracking_uri, version, tmp)
+        text_module = path / TEXT_MODULE_PATH  # a text model (strings in) keeps it there
+        if text_module.is_file():
+            return torch.load(text_module, map_location="cpu", weights_only=False).eval()
         model = mlflow.pytorch.load_model(str(path), map_location="cpu")
         if not hasattr(model, "output"):  # a torch.export program carries no attributes
             metadata = Model.load(str(path)).metadata or {}

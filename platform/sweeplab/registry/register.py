@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sweeplab.models.base import InferenceModel
 from sweeplab.models.ensemble import EnsembleModel
-from sweeplab.registry.lineage import TAG_LABELS, TAG_OUTPUT
+from sweeplab.registry.lineage import TAG_INPUT, TAG_LABELS, TAG_OUTPUT
 from sweeplab.tracking.tracker import Tracker
 
 MODEL_PATH = "model"
 MODULE_FILE = "module.pt"  # the pickled module beside the program: a transfer source's
 MODULE_PATH = f"extra_files/{MODULE_FILE}"  # where it is in the model's folder
+TEXT_MODULE_PATH = f"artifacts/{MODULE_FILE}"  # where a text model (pyfunc) keeps it
+TEXT_CODE = Path(__file__).with_name("text_model.py")  # a text model's pyfunc, from code
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +32,12 @@ class Logged:
 
 
 def log_model(
-    tracker: Tracker, run_id: str, model: InferenceModel | EnsembleModel, example: Any
+    tracker: Tracker,
+    run_id: str,
+    model: InferenceModel | EnsembleModel,
+    example: Any,
+    *,
+    texts: Sequence[str] = (),
 ) -> Logged:
     """Save ``model`` in MLflow's pytorch format into ``run_id``'s artifacts.
 
@@ -41,6 +48,10 @@ def log_model(
     transfer source takes its layers (``net.backbone``) and their training behaviour
     (dropout, batch norm) from it. A model that ``torch.export`` cannot trace (a user's
     module may not be) is saved pickled, as before, and ``Logged.portable`` says why not.
+
+    **Text** (a model with a ``tokenizer``; ``example``: token ids, ``texts``: the same
+    rows as written): an MLflow pyfunc model from code (``text_model.py``) that takes raw
+    strings, encodes them with the tokenizer and runs the program (``_save_text``).
     """
     import mlflow
     import torch
@@ -59,7 +70,10 @@ def log_model(
     with tempfile.TemporaryDirectory() as tmp:
         module = Path(tmp, MODULE_FILE)
         torch.save(model, module)
-        path, reason = _save(model, Path(tmp, MODEL_PATH), module, options)
+        if getattr(model, "tokenizer", ""):
+            path, reason = _save_text(model, Path(tmp), module, example, texts, options)
+        else:
+            path, reason = _save(model, Path(tmp, MODEL_PATH), module, options)
         tracker.client.log_artifacts(run_id, str(path), MODEL_PATH)
     artifact_uri: str = tracker.client.get_run(run_id).info.artifact_uri
     return Logged(f"{artifact_uri}/{MODEL_PATH}", reason)
@@ -88,6 +102,50 @@ def _save(model: Any, path: Path, module: Path, options: dict[str, Any]) -> tupl
         reason = f"torch.export could not trace it ({type(exc).__name__}: {str(exc)[:300]})"
         logger.warning("the model is saved pickled, not portable: %s", reason)
     mlflow.pytorch.save_model(model, str(path), serialization_format="pickle", **options)
+    return path, reason
+
+
+def _save_text(
+    model: Any,
+    tmp: Path,
+    module: Path,
+    ids: Any,
+    texts: Sequence[str],
+    options: dict[str, Any],
+) -> tuple[Path, str | None]:
+    """A text model: ``text_model.py`` with the tokenizer, the exported program (where
+    torch.export traces it) and the pickled module; strings in."""
+    import mlflow.pyfunc
+    import tokenizers
+    import torch
+    from mlflow.models import infer_signature
+
+    tokenizer = tmp / "tokenizer.json"
+    tokenizer.write_text(model.tokenizer)
+    artifacts = {"tokenizer": str(tokenizer), "module": str(module)}
+    ids = torch.as_tensor(ids)
+    reason = None
+    try:
+        batch = torch.export.Dim("batch", min=1)
+        program = torch.export.export(model, (ids,), dynamic_shapes=({0: batch},))
+        torch.export.save(program, tmp / "program.pt2")
+        artifacts["program"] = str(tmp / "program.pt2")
+    except Exception as exc:  # torch.export's errors have no common base class
+        reason = f"torch.export could not trace it ({type(exc).__name__}: {str(exc)[:300]})"
+        logger.warning("the text model is saved pickled, not portable: %s", reason)
+    with torch.no_grad():
+        output = model(ids).numpy()
+    example = list(texts)  # an unnamed column of strings: a client sends a list
+    path = tmp / MODEL_PATH
+    mlflow.pyfunc.save_model(
+        str(path),
+        python_model=str(TEXT_CODE),
+        artifacts=artifacts,
+        signature=infer_signature(example, output),
+        input_example=example,
+        pip_requirements=[*options["pip_requirements"], f"tokenizers=={tokenizers.__version__}"],
+        metadata={**options["metadata"], TAG_INPUT: "text"},
+    )
     return path, reason
 
 

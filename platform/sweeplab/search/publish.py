@@ -50,7 +50,7 @@ def log_inference_model(
     """Log ``model`` (an inference model, or an ensemble of them, of ``module``'s kind).
 
     The input example is five raw test rows, as a client would send them (five
-    latent vectors for a generator).
+    latent vectors for a generator; a text's five test texts).
     """
     import torch
 
@@ -60,7 +60,7 @@ def log_inference_model(
         example = torch.randn(5, latent, generator=torch.Generator().manual_seed(0)).numpy()
     else:
         example = split.raw(split.x_test[:5])
-    return log_model(tracker, run_id, model, example)
+    return log_model(tracker, run_id, model, example, texts=split.test_texts[:5])
 
 
 def portability(logged: Logged) -> dict[str, str]:

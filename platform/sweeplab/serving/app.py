@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sweeplab.serving.batching import Batcher
 from sweeplab.serving.holder import ModelHolder
-from sweeplab.serving.inputs import BadRequest, parse_rows
+from sweeplab.serving.inputs import BadRequest, parse_rows, parse_texts
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 
@@ -55,7 +55,11 @@ def create_app(
         if declared and declared.isdigit() and int(declared) > max_bytes:
             return _error(413, f"request body is {declared} bytes; the limit is {max_bytes}")
         try:
-            rows = parse_rows(await request.body(), loaded.n_features, max_batch, max_bytes)
+            body = await request.body()
+            if loaded.text:
+                rows = parse_texts(body, max_batch, max_bytes)
+            else:
+                rows = parse_rows(body, loaded.n_features, max_batch, max_bytes)
         except BadRequest as exc:
             return _error(exc.status, exc.message)
         if batcher is None:

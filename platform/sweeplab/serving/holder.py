@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from sweeplab.registry.lineage import PREFIX, TAG_LABELS, TAG_OUTPUT, TAG_SPEC
+from sweeplab.registry.lineage import PREFIX, TAG_INPUT, TAG_LABELS, TAG_OUTPUT, TAG_SPEC
 from sweeplab.registry.models import ModelRef, client_for, download, resolve
 
 
@@ -26,12 +26,15 @@ class Loaded:
     n_features: int
     output: str
     metadata: dict[str, Any]
+    text: bool = False  # strings in (a text model's tokenizer encodes them)
 
     def predict(self, rows: np.ndarray) -> dict[str, Any]:
         return self.answer(self.outputs(rows))
 
     def outputs(self, rows: np.ndarray) -> np.ndarray:
         """The model's outputs, a row for each of ``rows``."""
+        if self.text:  # its signature is a column of strings
+            return np.asarray(self.model.predict([str(text) for text in rows]))
         return np.asarray(self.model.predict(rows))
 
     def answer(self, out: np.ndarray) -> dict[str, Any]:
@@ -139,4 +142,5 @@ class ModelHolder:
             int(shape[-1]),
             str(metadata["output"]),
             metadata,
+            text=extra.get(TAG_INPUT) == "text",
         )

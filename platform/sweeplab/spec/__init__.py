@@ -4,7 +4,7 @@ Nothing here imports torch, MLflow, Optuna or Ray: every mistake in a spec is
 caught before a database, an MLflow experiment or a file is created.
 """
 
-from sweeplab.spec._data import DataConfig
+from sweeplab.spec._data import DataConfig, TextConfig
 from sweeplab.spec._errors import InputError, SpecError, SpecIssue
 from sweeplab.spec._load import load_spec, parse_overrides, spec_from_dict
 from sweeplab.spec._models import (
@@ -70,6 +70,7 @@ __all__ = [
     "SpecError",
     "SpecIssue",
     "SweepConfig",
+    "TextConfig",
     "TrackingConfig",
     "TrainConfig",
     "TransferConfig",

@@ -64,6 +64,17 @@ def mixup_problems(
     return [("data.augment.mixup", why)]
 
 
+class TextConfig(Section):
+    """How a text dataset becomes token ids: a word-level vocabulary fit on the training
+    split only (a word seen only in validation or test is unknown), each text cut or
+    padded to ``max_length`` tokens. ``vocab_size`` and ``max_length`` are searchable."""
+
+    column: str = "text"  # text_csv: the column holding each document
+    vocab_size: Annotated[int, Field(ge=4)] = 5000  # most frequent training words (with specials)
+    max_length: Annotated[int, Field(ge=2)] = 64  # tokens per text: longer ones are cut
+    lowercase: bool = True
+
+
 # architectures whose training step is not a classifier's loss on (inputs, labels)
 NOT_MIXED = ("autoencoder", "gan", "custom")
 
@@ -77,6 +88,11 @@ class DataConfig(Section):
     view: ViewName = "auto"  # how a model sees an example; auto: the architecture's choice
     window: Annotated[int, Field(ge=2)] = 12  # series: past values in each example
     image_size: Annotated[list[PositiveInt], Field(min_length=2, max_length=2)] | None = None
+    # image_folder: a folder whose images take more than this many MB as bytes is not read
+    # into memory; its images are read from disk as batches need them, by ``workers``
+    # processes
+    memory_mb: Annotated[float, Field(gt=0.0)] = 2048.0
+    workers: Annotated[int, Field(ge=0)] = 2  # streamed images: decoding processes (0: none)
     limit: PositiveInt | None = None  # keep at most this many examples (stratified)
     classes: Annotated[list[int], Field(min_length=2)] | None = None  # keep only these
     holdout_classes: list[int] = Field(default_factory=list)  # left out of training
@@ -88,6 +104,7 @@ class DataConfig(Section):
     n_samples: PositiveInt = 400  # generated sets only (xor, moons, circles)
     noise: Annotated[float, Field(ge=0.0)] = 0.1  # generated sets only
     augment: AugmentConfig = Field(default_factory=AugmentConfig)  # training batches only
+    text: TextConfig = Field(default_factory=TextConfig)  # text datasets: tokenization
 
     @model_validator(mode="after")
     def _fractions_leave_training_data(self) -> DataConfig:
@@ -133,6 +150,8 @@ class DataConfig(Section):
             problems.append(
                 ("data.path", f"{self.path!r} does not exist (set data.download: true to fetch)")
             )
+        if self.dataset == "text_csv" and self.target is None:
+            problems.append(("data.target", "is required for a text_csv dataset: the label column"))
         if self.dataset == "csv":
             if self.target is None:
                 problems.append(("data.target", "is required for a csv dataset: a column name"))
@@ -168,15 +187,28 @@ class DataConfig(Section):
             problems.append(
                 ("data.folds", "k-fold splits would mix past and future of a series; use 1")
             )
-        if self.image_size is not None and self.dataset != "image_folder":
-            problems.append(("data.image_size", "only applies to dataset 'image_folder'"))
+        if self.dataset != "image_folder":
+            for name, default in (("image_size", None), ("memory_mb", 2048.0), ("workers", 2)):
+                if getattr(self, name) != default:
+                    problems.append((f"data.{name}", "only applies to dataset 'image_folder'"))
+        if self.kind != "text" and self.text != TextConfig():
+            problems.append(("data.text", f"only applies to text datasets, not '{self.dataset}'"))
         return problems + self._augment_problems()
 
     def _augment_problems(self) -> list[tuple[str, str]]:
         """Pixel moves on data without pixels (mixup is checked with the model:
-        ``mixup_problems``)."""
+        ``mixup_problems``); nothing on token ids."""
         if self.kind == "image":
             return []
+        if self.kind == "text":
+            return [
+                (
+                    f"data.augment.{name}",
+                    f"changes numbers, and text dataset '{self.dataset}' is token ids: leave it 0",
+                )
+                for name in type(self.augment).model_fields
+                if getattr(self.augment, name) > 0
+            ]
         return [
             (
                 f"data.augment.{name}",

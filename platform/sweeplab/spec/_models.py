@@ -87,6 +87,7 @@ class RecurrentConfig(ArchConfig):
     bidirectional: bool = False
     dropout: Dropout = 0.0  # between recurrent layers, and before the head
     pool: Literal["last", "mean"] = "last"  # the last step's output, or the mean over steps
+    embedding: PositiveInt = 64  # text: the size of each word's vector
 
 
 class TransformerConfig(ArchConfig):
@@ -102,6 +103,7 @@ class TransformerConfig(ArchConfig):
     positional: Literal["sinusoidal", "learned"] = "sinusoidal"
     norm: Literal["pre", "post"] = "pre"  # layer norm before or after each sub-layer
     pool: Literal["cls", "mean"] = "cls"
+    embedding: PositiveInt = 64  # text: the size of each word's vector (then a Linear to d_model)
 
     def problems(self, data: DataConfig) -> Problems:
         if self.d_model % self.heads:
@@ -305,7 +307,7 @@ class Architecture:
     views: tuple[str, ...]  # the data views it takes; the first is what data.view: auto picks
 
 
-_RECURRENT = ("sequence", "rows")
+_RECURRENT = ("sequence", "rows", "tokens")
 
 # arch name -> its row. The spec's model union and MODEL_CONFIGS below are made from it,
 # so a new architecture is its config class above, its module, and one line here.
@@ -316,7 +318,9 @@ ARCHITECTURES: dict[str, Architecture] = {
     "lstm": Architecture(RecurrentConfig, "sweeplab.models.recurrent:Recurrent", _RECURRENT),
     "gru": Architecture(RecurrentConfig, "sweeplab.models.recurrent:Recurrent", _RECURRENT),
     "transformer": Architecture(
-        TransformerConfig, "sweeplab.models.transformer:Transformer", ("rows", "sequence")
+        TransformerConfig,
+        "sweeplab.models.transformer:Transformer",
+        ("rows", "sequence", "tokens"),
     ),
     # dense / conv
     "autoencoder": Architecture(

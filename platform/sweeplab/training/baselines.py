@@ -52,6 +52,8 @@ def wanted(exp: Experiment, split: Split) -> bool:
     """Whether a sweep of ``exp`` on ``split`` fits baselines at its end."""
     if not exp.model.supervised or exp.tracking.baselines is False:
         return False
+    if not isinstance(split.x_train, np.ndarray):  # a streamed folder: not held in memory
+        return False
     if exp.tracking.baselines:
         return True
     rows = len(split.x_train) + len(split.x_val)
@@ -61,18 +63,18 @@ def wanted(exp: Experiment, split: Split) -> bool:
 def fit_baselines(split: Split, *, seed: int) -> list[Baseline]:
     """The baselines of ``split``'s task, each fit on train + validation and scored on
     test, in the order they are listed in the README."""
-    x = split.standardized(np.concatenate([split.x_train, split.x_val]))
     y = np.concatenate([split.y_train, split.y_val])
-    x_test = split.standardized(split.x_test)
-    if len(split.shape) == 3:  # images, standardized per channel: per pixel, as
-        # scikit-learn's users do (a StandardScaler) and as the baselines always were
-        train = x[: len(split.x_train)]  # the training rows come first in x
-        mean, std = train.mean(axis=0), train.std(axis=0)
-        std[std < 1e-6] = 1.0
-        x, x_test = (x - mean) / std, (x_test - mean) / std
     classify = split.task == "classification"
+    if split.vocab_size:  # a text: the words it has, in any order
+        ids = np.concatenate([np.asarray(split.x_train), np.asarray(split.x_val)])
+        x = _bag_of_words(ids, split.vocab_size)
+        x_test = _bag_of_words(np.asarray(split.x_test), split.vocab_size)
+        estimators = _estimators(classify, seed)[:1]  # logistic regression on word counts
+    else:
+        x, x_test = _rows(split)
+        estimators = _estimators(classify, seed)
     found = []
-    for name, model in _estimators(classify, seed):
+    for name, model in estimators:
         start = time.perf_counter()
         model.fit(x, y)
         predicted = model.predict(x_test)
@@ -84,6 +86,27 @@ def fit_baselines(split: Split, *, seed: int) -> list[Baseline]:
             metric, value = "test_rmse", float(np.sqrt(np.mean(error**2)))
         found.append(Baseline(name=name, metric=metric, value=value, seconds=seconds))
     return found
+
+
+def _rows(split: Split) -> tuple[np.ndarray, np.ndarray]:
+    """Train + validation rows and test rows, standardized."""
+    x = split.standardized(np.concatenate([split.x_train, split.x_val]))
+    x_test = split.standardized(split.x_test)
+    if len(split.shape) == 3:  # images, standardized per channel: per pixel, as
+        # scikit-learn's users do (a StandardScaler) and as the baselines always were
+        train = x[: len(split.x_train)]  # the training rows come first in x
+        mean, std = train.mean(axis=0), train.std(axis=0)
+        std[std < 1e-6] = 1.0
+        x, x_test = (x - mean) / std, (x_test - mean) / std
+    return x, x_test
+
+
+def _bag_of_words(ids: np.ndarray, vocab_size: int) -> np.ndarray:
+    """Each text's count of each word of the vocabulary (padding left out), as float32."""
+    counts = np.zeros((len(ids), vocab_size), dtype=np.float32)
+    np.add.at(counts, (np.repeat(np.arange(len(ids)), ids.shape[1]), ids.reshape(-1)), 1.0)
+    counts[:, 0] = 0.0
+    return counts
 
 
 class _Estimator(Protocol):

@@ -67,6 +67,8 @@ def _load_path(path: Path, source: str) -> nn.Module:
         # a portable version (a torch.export program) keeps the pickled module beside it:
         # its layers and their training behaviour are what a transfer takes
         pickled = path / "extra_files" / "module.pt"
+        if not pickled.is_file():  # a text model (strings in) keeps it among its artifacts
+            pickled = path / "artifacts" / "module.pt"
         if pickled.is_file():
             module: nn.Module = torch.load(pickled, map_location="cpu", weights_only=False)
             return module

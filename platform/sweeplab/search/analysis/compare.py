@@ -42,7 +42,7 @@ class CompareError(InputError):
 
 
 # What a data section may change without changing the examples a trial is scored on
-NOT_THE_SPLIT = frozenset({"view", "download", "label_fraction", "augment"})
+NOT_THE_SPLIT = frozenset({"view", "download", "label_fraction", "augment", "memory_mb", "workers"})
 
 
 def compare(
