@@ -70,6 +70,15 @@ def test_transformer_on_digit_rows(store: Any) -> None:
 
 
 @pytest.mark.slow
+def test_the_lstm_reads_reviews_in_order_where_a_bag_of_words_cannot(store: Any) -> None:
+    result, _ = _sweep("lstm_reviews", store)
+    words = {b.name: b.value for b in result.baselines}
+    print(f"lstm-reviews: {result.test}, bag of words {words}")
+    assert result.test["test_acc"] >= 0.95
+    assert words["logistic"] < 0.7
+
+
+@pytest.mark.slow
 def test_the_forecaster_beats_persistence_on_sunspots(store: Any) -> None:
     result, _ = _sweep("lstm_sunspots", store)
     print(f"lstm-sunspots: {result.test}")
