@@ -115,6 +115,24 @@ def test_a_resumed_augmenter_draws_what_the_uninterrupted_one_would() -> None:
     assert torch.equal(resumed(x, y, STATISTICS)[0], after)
 
 
+def test_bytes_moved_before_standardizing_match_a_float_batch_moved_after() -> None:
+    """The DataModule moves a batch of bytes in pixel units and then standardizes it; a
+    batch of floats is moved after: the same draws give the same batch."""
+    cfg = DataConfig(dataset="digits", augment={"flip": 0.5, "shift": 2, "erase": 0.5})
+    pixels = torch.randint(0, 256, (64, 64), generator=torch.Generator().manual_seed(0))
+    mean, std = torch.full((64,), 100.0), torch.full((64,), 60.0)
+    y = torch.zeros(64, dtype=torch.long)
+
+    def augmenter() -> Augmenter:
+        return Augmenter(cfg, shape=(1, 8, 8), n_classes=10, seed=3)
+
+    first = augmenter()
+    bytes_way = first((first.move(pixels.float()) - mean) / std, y, (mean, std), moved=True)[0]
+    float_way = augmenter()((pixels.float() - mean) / std, y, (mean, std))[0]
+    torch.testing.assert_close(bytes_way, float_way, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(bytes_way, (pixels.float() - mean) / std)  # it did change
+
+
 class _Batches(pl.Callback):
     """The inputs each training and validation step gets (after the data's hooks)."""
 

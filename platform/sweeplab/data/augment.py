@@ -60,14 +60,29 @@ class Augmenter:
     def moves_pixels(self) -> bool:
         return self.image and any(getattr(self.cfg, n) > 0 for n in self.cfg.IMAGE_ONLY)
 
-    def __call__(
-        self, x: Tensor, y: Tensor, statistics: tuple[Tensor, Tensor]
-    ) -> tuple[Tensor, Tensor]:
-        """``x`` and ``y`` changed; ``statistics``: the split's mean and std per feature,
-        on ``x``'s device (the DataModule's), to move pixels in the data's own units."""
+    def move(self, x: Tensor) -> Tensor:
+        """Rows of pixels in the data's own units (bytes not yet standardized), flipped
+        and shifted: the first stage of ``__call__``, for a batch the DataModule
+        standardizes after it (then ``__call__(..., moved=True)``)."""
+        if not self.moves_pixels:
+            return x
         g = self._generator_on(x.device)
-        if self.moves_pixels:
-            x = self._move_pixels(x, statistics, g)
+        images = self._flip_and_shift(x.reshape(len(x), *self.shape), g)
+        return images.reshape(len(x), -1)
+
+    def __call__(
+        self, x: Tensor, y: Tensor, statistics: tuple[Tensor, Tensor], *, moved: bool = False
+    ) -> tuple[Tensor, Tensor]:
+        """``x`` (standardized) and ``y`` changed; ``statistics``: the split's mean and std
+        per feature, on ``x``'s device (the DataModule's), to move pixels in the data's
+        own units; ``moved``: ``move`` has flipped and shifted ``x`` already."""
+        g = self._generator_on(x.device)
+        if self.moves_pixels and not moved:
+            mean, std = statistics
+            images = self._flip_and_shift((x * std + mean).reshape(len(x), *self.shape), g)
+            x = (images.reshape(len(x), -1) - mean) / std
+        if self.image and self.cfg.erase > 0:
+            x = erase(x.reshape(len(x), *self.shape), self.cfg.erase, g).reshape(len(x), -1)
         if self.cfg.noise > 0:
             x = x + self.cfg.noise * torch.randn(x.shape, generator=g, device=x.device)
         if self.cfg.mixup > 0:
@@ -76,19 +91,14 @@ class Augmenter:
 
     # ------------------------------------------------------------------------- images
 
-    def _move_pixels(
-        self, x: Tensor, statistics: tuple[Tensor, Tensor], g: torch.Generator
-    ) -> Tensor:
-        mean, std = statistics
-        images = (x * std + mean).reshape(len(x), *self.shape)  # the data's own units
+    def _flip_and_shift(self, images: Tensor, g: torch.Generator) -> Tensor:
+        """Images (N, C, H, W) in the data's own units: a shift brings in 0s, the
+        background of a scan or a photo's border, not the mean."""
         if self.cfg.flip > 0:
             images = flip(images, self.cfg.flip, g)
         if self.cfg.shift > 0:
             images = shift(images, self.cfg.shift, g)
-        rows = (images.reshape(len(x), -1) - mean) / std
-        if self.cfg.erase > 0:
-            rows = erase(rows.reshape(images.shape), self.cfg.erase, g).reshape(len(x), -1)
-        return rows
+        return images
 
     # ------------------------------------------------------------------------- labels
 

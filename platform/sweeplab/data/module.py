@@ -78,11 +78,13 @@ class ArrayDataModule(pl.LightningDataModule):
         """A batch as a model takes it, on its device: bytes standardized
         (``Split.per_batch``), and a training batch with ``data.augment``'s changes."""
         x, y = batch
-        if self.split.per_batch:
+        augment = self.augmenter if training else None
+        if self.split.per_batch:  # bytes: moved in their own units, then standardized
             mean, std = self._statistics(x.device)
-            x = (x.float() - mean) / std
-        if training and self.augmenter is not None:
-            x, y = self.augmenter(x, y, self._statistics(x.device))
+            x = x.float() if augment is None else augment.move(x.float())
+            x = (x - mean) / std
+        if augment is not None:
+            x, y = augment(x, y, self._statistics(x.device), moved=self.split.per_batch)
         return x, y
 
     def _statistics(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
