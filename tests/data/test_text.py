@@ -211,5 +211,10 @@ def test_bad_text_data_exits_2_naming_the_file_and_writing_nothing(tmp_path: Pat
     folder = text_spec(reviews, lstm)
     folder["data"] = {"dataset": "text_folder", "path": str(tmp_path / "docs")}
     _refused(tmp_path, folder, "docs: expected one sub-folder", "(at least 2)")
+    (tmp_path / "docs" / "other").mkdir()
+    (tmp_path / "docs" / "other" / "b.txt").write_bytes(b"caf\xe9 latin-1")
+    _refused(tmp_path, folder, "b.txt: not UTF-8 text")
+    (tmp_path / "docs" / "other" / "b.txt").write_text("  \n")
+    _refused(tmp_path, folder, "b.txt: an empty document")
     _refused(tmp_path, text_spec(reviews, lstm, augment={"noise": 0.1}), "data.augment.noise")
     _refused(tmp_path, text_spec(reviews, {"arch": "mlp"}), "model.arch", "tokens")

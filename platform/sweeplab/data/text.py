@@ -69,9 +69,12 @@ def load_text_folder(folder: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     for label, name in enumerate(classes):
         for path in sorted((folder / name).glob("*.txt")):
             try:
-                texts.append(path.read_text(encoding="utf-8"))
+                document = path.read_text(encoding="utf-8")
             except UnicodeDecodeError as exc:
                 raise DataError(f"{path}: not UTF-8 text ({exc})") from None
+            if not document.strip():
+                raise DataError(f"{path}: an empty document")
+            texts.append(document)
             labels.append(label)
     if not texts:
         raise DataError(f"{folder}: no .txt documents in its class folders")
