@@ -157,7 +157,7 @@ def main() -> None:
     exact = True
     with postgres_server() as server, tempfile.TemporaryDirectory() as tmp:
         for database in ("sqlite", "postgresql"):
-            for processes in (2, 4):
+            for processes in (2,) if args.tiny else (2, 4):  # tiny: the same code paths
                 for kind in ("optuna", "sweeplab"):
                     name = f"{kind}-{processes}"
                     url = (
