@@ -102,10 +102,10 @@ class ArrayDataModule(pl.LightningDataModule):
                 generator.set_state(self._restored)
         # on a GPU, batches are copied from pinned memory (Lightning's copy is non-blocking)
         pin = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
-        # a streamed folder's images are decoded by worker processes, a batch at a time
-        workers = self.cfg.workers if isinstance(x, ImageFiles) else 0
-        if isinstance(x, ImageFiles):
-            dataset: TensorDataset | ImageDataset = x.dataset(y)
+        workers = 0
+        dataset: TensorDataset | ImageDataset
+        if isinstance(x, ImageFiles):  # decoded by worker processes, a batch at a time
+            dataset, workers = x.dataset(y), self.cfg.workers
         else:
             dataset = TensorDataset(torch.as_tensor(x), torch.as_tensor(y))
         if self.trainer is not None and self.trainer.world_size > 1:  # Lightning shards the sampler

@@ -285,7 +285,8 @@ def _statistics(x: Rows, shape: tuple[int, ...], kind: str) -> tuple[np.ndarray,
         channel_std = np.sqrt(np.maximum(squares / count - channel_mean**2, 0.0))
         mean, std = np.repeat(channel_mean, pixels), np.repeat(channel_std, pixels)
     else:
-        mean, std = np.asarray(x).mean(axis=0), np.asarray(x).std(axis=0)
+        values = np.asarray(x)
+        mean, std = values.mean(axis=0), values.std(axis=0)
     std[std == 0] = 1.0  # a constant feature stays at 0 after centring
     return mean.astype(np.float32), std.astype(np.float32)
 

@@ -47,8 +47,9 @@ def load_text_csv(path: Path, column: str, target: str) -> tuple[np.ndarray, np.
         row = int(empty.to_numpy().argmax())
         raise DataError(f"{path}: the text column {column!r} is empty in data row {row + 1}")
     labels = frame[target]
-    if (labels.astype(str).str.strip() == "").any():
-        row = int((labels.astype(str).str.strip() == "").to_numpy().argmax())
+    unlabelled = labels.astype(str).str.strip() == ""
+    if unlabelled.any():
+        row = int(unlabelled.to_numpy().argmax())
         raise DataError(f"{path}: the label column {target!r} is empty in data row {row + 1}")
     classes = sorted(labels.unique().tolist(), key=str)
     if len(classes) < 2:
