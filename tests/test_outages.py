@@ -128,7 +128,8 @@ def test_two_agents_wait_out_a_postgresql_restart_and_lose_nothing(
             }
             if len(owners) == 2:
                 break
-            assert first.poll() is None and agent.poll() is None, "a process ended early"
+            for proc in (first, agent):  # what an early end printed, to say why
+                assert proc.poll() is None, f"a process ended early: {proc.communicate()}"
             assert time.monotonic() < deadline, "the two never ran trials together"
             time.sleep(0.05)
         server.stop()
