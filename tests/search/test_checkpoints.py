@@ -162,16 +162,18 @@ def test_kill_9_in_epoch_6_of_10_then_resume_goes_on_from_the_checkpoint(
     study = wait_for_study(store, "resumable", proc)
     client = None  # made once the sweep's process has made MLflow's tables
     deadline = time.monotonic() + 120
-    while True:  # kill -9 once epoch 5's checkpoint is in the trial's run: in epoch 6
+    # kill -9 once epoch 6 is reported: epoch 5's checkpoint is in the trial's run by then
+    # (a checkpoint is sent at the end of its epoch, after that epoch's report)
+    while True:
         trials = study.get_trials(deepcopy=False)
         run_id = trials[0].user_attrs.get("mlflow_run_id") if trials else None
         if run_id and client is None:
             client = MlflowClient(store.tracking_uri)
         listed = client.list_artifacts(run_id, "resume") if client and run_id else []
-        if listed and 5 <= max(trials[0].intermediate_values, default=-1) < 8:
+        if listed and 6 <= max(trials[0].intermediate_values, default=-1) < 8:
             break
         assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "the trial never reached epoch 5"
+        assert time.monotonic() < deadline, "the trial never reached epoch 6"
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
