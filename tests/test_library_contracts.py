@@ -123,6 +123,20 @@ def test_configured_optimizers() -> None:
     assert [type(o).__name__ for o in optimizers] == ["SGD", "Adam"]
 
 
+def test_early_stopping_check() -> None:
+    """Lightning's ``EarlyStopping._evaluate_stopping_criteria``: asked epoch by epoch,
+    it counts the epochs without improvement as the callback does and stops at its
+    patience, with its message."""
+    import torch
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    stopper = EarlyStopping(monitor="val_loss", patience=2, mode="min", check_finite=True)
+    said = [compat.early_stopping_check(stopper, torch.tensor(v)) for v in (1.0, 0.5, 0.6, 0.7)]
+    assert [stop for stop, _ in said] == [False, False, False, True]
+    assert "did not improve in the last 2 records" in str(said[-1][1])
+    assert compat.early_stopping_check(stopper, torch.tensor(float("nan")))[0]
+
+
 def test_chained_schedulers() -> None:
     """torch's ``SequentialLR._schedulers``: the schedulers it chains, each with its own
     base rates."""

@@ -17,8 +17,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import optuna
     from lightning.pytorch import LightningModule
+    from lightning.pytorch.callbacks import EarlyStopping
     from optuna.trial import FrozenTrial
     from ray.tune.search.optuna import OptunaSearch
+    from torch import Tensor
     from torch.optim import Optimizer
 
 
@@ -81,6 +83,16 @@ def configured_optimizers(module: LightningModule) -> list[Optimizer]:
 
     optimizers, _ = _init_optimizers_and_lr_schedulers(module)
     return list(optimizers)
+
+
+def early_stopping_check(stopper: EarlyStopping, current: Tensor) -> tuple[bool, str | None]:
+    """Whether Lightning's early stopping would stop on ``current``, with its message
+    (``EarlyStopping._evaluate_stopping_criteria``; it counts the epoch as the callback
+    does). A fused batch holds several trials, each with its own early stopping, but
+    the callback reads one logged value from the trainer: the batch asks each trial's
+    EarlyStopping with that trial's own value instead."""
+    should_stop, reason = stopper._evaluate_stopping_criteria(current)
+    return bool(should_stop), reason
 
 
 def chained_schedulers(scheduler: Any) -> list[Any]:

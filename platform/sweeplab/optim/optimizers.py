@@ -19,17 +19,24 @@ def build_optimizer(cfg: TrainConfig, params: Iterable[Any]) -> torch.optim.Opti
     """``params``: tensors, or torch param groups (a group may set its own ``lr``)."""
     cls = getattr(torch.optim, OPTIMIZERS[cfg.optimizer])
     params = list(params)
-    kwargs: dict[str, Any] = {"lr": cfg.lr, "weight_decay": cfg.weight_decay}
-    if cfg.optimizer == "sgd":
-        kwargs.update(momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
-    elif cfg.optimizer == "rmsprop":
-        kwargs.update(momentum=cfg.momentum)
+    kwargs = group_options(cfg)
     if cfg.optimizer in FUSED_KERNEL and _fusable(params):
         return cls(params, **kwargs, fused=True)
     # foreach: one multi-tensor update instead of a loop over the parameters; torch uses
     # it by default on a GPU only; on a CPU it takes a third off a small model's update
     optimizer: torch.optim.Optimizer = cls(params, **kwargs, foreach=True)
     return optimizer
+
+
+def group_options(cfg: TrainConfig) -> dict[str, Any]:
+    """The settings of ``cfg`` that torch's optimizers take per parameter group: a fused
+    batch gives each of its trials a group of its own (``training.fused``)."""
+    options: dict[str, Any] = {"lr": cfg.lr, "weight_decay": cfg.weight_decay}
+    if cfg.optimizer == "sgd":
+        options.update(momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
+    elif cfg.optimizer == "rmsprop":
+        options.update(momentum=cfg.momentum)
+    return options
 
 
 def _fusable(params: list[Any]) -> bool:
