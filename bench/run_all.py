@@ -23,6 +23,7 @@ HERE = Path(__file__).resolve().parent
 # scaling (distributed.py), the 3-agent bookkeeping figure, local workers, compare on the
 # default sweep, then a sweep of 1,000 trials (status, compare and the report at that scale),
 # then restarts fused vs one after another (fits, and the default sweep for 3 seeds), then
+# several trials in one batched fit (the fixed-work case), then
 # a warm-started sweep against cold ones, then what a sweep registers (sweep.final) beside
 # the scikit-learn baselines, then `sweeplab serve` under concurrent clients, then kill -9
 # and resume from checkpoints, then what system metrics and checkpoints cost, then what
@@ -40,6 +41,7 @@ SCRIPTS = [
     "compare.py",
     "thousand.py",
     "restarts.py --sweeps",
+    "fused_trials.py",
     "warm_start.py",
     "final_model.py",
     "serve_load.py",

@@ -174,3 +174,19 @@ def test_unfused_batch_names_the_field_that_is_not_fusible() -> None:
     why = unfused_batch([_exp(schedule=cosine), _exp(schedule=cosine, max_epochs=3)])
     assert why is not None and "train.max_epochs" in why  # the cosine shape follows it
     assert unfused_batch([_exp(), _exp(max_epochs=3, lr=0.1, l1=0.01)]) is None
+
+
+def test_batch_norm_statistics_of_an_ended_trial_stay_as_they_were() -> None:
+    """The members of an ended trial leave the batch: its batch norm's running
+    statistics are not moved by the epochs the others go on training. A refit keeps
+    each member's last weights, so the statistics compared are those at the end of the
+    fit (biases just before batch norm are left out, as in test_fused's batch-norm test)."""
+    norm = ({**MLP[0], "norm": "batch"}, MLP[1])
+    short, long = _exp(norm, max_epochs=2), _exp(norm, max_epochs=4, lr=0.003)
+    results = fit_batch([(short, [0]), (long, [0])], 0, [None, None], refit=True)
+    for exp, member in zip((short, long), results, strict=True):
+        alone = fit(exp, seed=0, refit=True)
+        mine, theirs = alone.module.state_dict(), member.module.state_dict()
+        for key in (k for k in mine if k.endswith("weight") or k.endswith("running_var")):
+            assert (mine[key] - theirs[key]).abs().max() < 1e-5, key
+    assert [r.epochs for r in results] == [2, 4]

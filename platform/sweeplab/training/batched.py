@@ -53,7 +53,13 @@ from sweeplab.optim.schedules import build_scheduler
 from sweeplab.spec import Experiment
 from sweeplab.training.callbacks import KeepBestWeights
 from sweeplab.training.grouped import grouped_forward, grouped_layers
-from sweeplab.training.members import TrialEnds, dropout_rates, row_losses, with_member_dropout
+from sweeplab.training.members import (
+    EpochSums,
+    TrialEnds,
+    dropout_rates,
+    row_losses,
+    with_member_dropout,
+)
 
 __all__ = ["FusedModule"]
 
@@ -92,16 +98,16 @@ class FusedModule(pl.LightningModule):
         self.l1: torch.Tensor
         self.register_buffer("l1", l1, persistent=False)
         self.task = getattr(self.members[0], "task", "reconstruction")
-        self.row_losses = row_losses(trials) if self.task != "reconstruction" else []
+        self.trials = [(exp, list(ms)) for exp, ms in trials]
+        self.row_losses = row_losses(self.trials) if self.task != "reconstruction" else []
+        self.active = list(range(self.k))  # the members the batched step computes
         self.dead = torch.zeros(self.k, dtype=torch.bool)
         self.reasons: list[str | None] = [None] * self.k
         self.loggers_: list[Logger | None] = [None] * self.k
         monitor, mode = self.exp.objective.metric, self.exp.objective.mode
         self.keepers = [KeepBestWeights(monitor, mode) for _ in range(self.k)]  # per member
         self.ends = TrialEnds(self.exps)
-        self._frozen: dict[int, dict[str, torch.Tensor]] = {}  # ended members' buffers
-        self._sums: dict[str, torch.Tensor] = {}  # per member, over the epoch's batches
-        self._counts: dict[str, int] = {}
+        self._sums = EpochSums()  # per member, over the epoch's batches
         self._scores: list[tuple[torch.Tensor, torch.Tensor]] = []  # autoencoder: for auroc
         self._started, self._lrs = 0.0, [math.nan] * len(self.exps)
         self.epochs = 0  # epochs run
@@ -119,41 +125,61 @@ class FusedModule(pl.LightningModule):
     # ------------------------------------------------------------------ the batched call
 
     def _state(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """Every member's parameters (an ended trial's detached: it gets no update) and
-        buffers, stacked by name."""
-        pieces = [
-            [p if self.ends.running(t) else p.detach() for p in self._trial_params(t)]
-            for t in range(len(self.exps))
-        ]
-        if len(pieces) == 1:
-            params = dict(zip(self.names, pieces[0], strict=True))
-        else:
+        """The parameters and buffers of the members still computed (``active``: those
+        of trials that have not ended), stacked by name. A subset's buffers are copies:
+        ``_keep`` writes back what a training forward changed in them."""
+        pieces = [self._trial_params(t) for t in range(len(self.exps)) if self.ends.running(t)]
+        params: dict[str, torch.Tensor] = dict(zip(self.names, pieces[0], strict=True))
+        if len(pieces) > 1:
             params = {name: torch.cat([p[i] for p in pieces]) for i, name in enumerate(self.names)}
         buffers = {n: getattr(self, f"stacked_buffer_{i}") for i, n in enumerate(self.buffer_names)}
         rates = {n: getattr(self, f"rate_{i}") for i, n in enumerate(self.rate_names)}
-        return params, {**buffers, **rates}
+        state = {**buffers, **rates}
+        if len(self.active) < self.k:
+            state = {n: b[self.active] for n, b in state.items()}
+        return params, state
+
+    def _keep(self, buffers: dict[str, torch.Tensor]) -> None:
+        """Write a subset's buffers back (batch norm's running statistics)."""
+        if len(self.active) < self.k:
+            for i, name in enumerate(self.buffer_names):
+                getattr(self, f"stacked_buffer_{i}")[self.active] = buffers[name]
 
     def _outputs(self, x: torch.Tensor, shared: bool) -> torch.Tensor:
-        """Every member's output: ``x`` is (k, batch, ...) or, ``shared``, one batch."""
+        """Every active member's output: ``x`` is (active, batch, ...) or, ``shared``, one
+        batch."""
         from torch.func import functional_call, vmap
 
         template = self.template[0]
         template.train(self.training)
         params, buffers = self._state()
         if self.grouped is not None:
-            inputs = x.expand(self.k, *x.shape) if shared else x
+            inputs = x.expand(len(self.active), *x.shape) if shared else x
             out = grouped_forward(self.grouped, {**params, **buffers}, inputs, self.training)
-            return out.squeeze(-1) if self.task == "regression" else out
+            out = out.squeeze(-1) if self.task == "regression" else out
+        else:
 
-        def one(params: Any, buffers: Any, rows: torch.Tensor) -> torch.Tensor:
-            out: torch.Tensor = functional_call(template, (params, buffers), (rows,))
-            return out
+            def one(params: Any, buffers: Any, rows: torch.Tensor) -> torch.Tensor:
+                out: torch.Tensor = functional_call(template, (params, buffers), (rows,))
+                return out
 
-        batched = vmap(one, in_dims=(0, 0, None if shared else 0), randomness="different")
-        return batched(params, buffers, x)
+            batched = vmap(one, in_dims=(0, 0, None if shared else 0), randomness="different")
+            out = batched(params, buffers, x)
+        if self.training:
+            self._keep(buffers)
+        return out
+
+    def _full(self, values: torch.Tensor) -> torch.Tensor:
+        """An active members' tensor, (active, ...), as one of every member, (k, ...):
+        NaN for the members of ended trials."""
+        if len(self.active) == self.k:
+            return values
+        full = values.new_full((self.k, *values.shape[1:]), math.nan)
+        full[self.active] = values
+        return full
 
     def _losses(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Each member's loss, (k,): ``out`` (k, batch, ...), ``target`` the same rows."""
+        """Each active member's loss: ``out`` (active, batch, ...), ``target`` the same rows."""
         if self.task == "reconstruction":
             return ((out - target) ** 2).flatten(1).mean(dim=1)
         losses = []
@@ -166,20 +192,20 @@ class FusedModule(pl.LightningModule):
     # ------------------------------------------------------------------------- training
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        xs = torch.stack([b[0] for b in batch])
-        ys = torch.stack([b[1] for b in batch])
+        xs = torch.stack([batch[m][0] for m in self.active])
+        ys = torch.stack([batch[m][1] for m in self.active])
         if self.task == "reconstruction":
             noise = self.template[0].noise
             noisy = xs + noise * torch.randn_like(xs) if noise > 0 else xs
             losses = self._losses(self._outputs(noisy, shared=False), xs)
         else:
             losses = self._losses(self._outputs(xs, shared=False), ys)
-        self._keep_frozen_buffers()
-        self._add("train_loss", losses.detach() * xs.shape[1], xs.shape[1])
-        if bool((self.l1 > 0).any()):
+        self._sums.add("train_loss", self._full(losses.detach()) * xs.shape[1], xs.shape[1])
+        l1 = self.l1[self.active]
+        if bool((l1 > 0).any()):
             penalty = [p.abs().flatten(1).sum(1) for p in self._state()[0].values() if p.dim() > 2]
-            losses = losses + self.l1 * torch.stack(penalty).sum(0)
-        training = self._training().to(losses.device)
+            losses = losses + l1 * torch.stack(penalty).sum(0)
+        training = self._training()[self.active].to(losses.device)
         # the gradient of each member is its own loss's; a dropped one's NaN stays in its
         # own slice of the stacked tensors (every update is elementwise)
         return torch.where(training, losses, torch.zeros_like(losses)).sum()
@@ -188,21 +214,6 @@ class FusedModule(pl.LightningModule):
         """Which members still train: alive, in a trial that has not ended."""
         running = torch.tensor([self.ends.running(t) for t in self.trial_of])
         return ~self.dead & running
-
-    def _keep_frozen_buffers(self) -> None:
-        """Put back the buffers of ended members (batch norm's running statistics, which
-        the batched forward moved) as they were when their trial ended."""
-        for m, kept in self._frozen.items():
-            for i, name in enumerate(self.buffer_names):
-                getattr(self, f"stacked_buffer_{i}")[m].copy_(kept[name])
-
-    def _add(self, name: str, total: torch.Tensor, count: int) -> None:
-        sums = self._sums.get(name)
-        self._sums[name] = total if sums is None else sums + total
-        self._counts[name] = self._counts.get(name, 0) + count
-
-    def _mean(self, name: str) -> torch.Tensor:
-        return self._sums[name] / self._counts[name]
 
     def configure_gradient_clipping(
         self, optimizer: Any, gradient_clip_val: Any = None, gradient_clip_algorithm: Any = None
@@ -244,25 +255,23 @@ class FusedModule(pl.LightningModule):
         out = self._outputs(x, shared=True)
         rows = len(x)
         if self.task == "reconstruction":
-            score = ((out - x) ** 2).flatten(2).mean(dim=2)  # (k, rows)
+            score = self._full(((out - x) ** 2).flatten(2).mean(dim=2))  # (k, rows)
             holdout = self.template[0].holdout.to(y.device)
             anomaly = torch.isin(y, holdout)
-            self._add("val_loss", score[:, ~anomaly].sum(1), int((~anomaly).sum()))
+            self._sums.add("val_loss", score[:, ~anomaly].sum(1), int((~anomaly).sum()))
             if len(holdout):
                 self._scores.append((score.detach(), anomaly))
             return
-        target = y.expand(self.k, *y.shape)
-        self._add("val_loss", self._losses(out, target) * rows, rows)
+        target = y.expand(len(self.active), *y.shape)
+        self._sums.add("val_loss", self._full(self._losses(out, target)) * rows, rows)
         if self.task == "classification":
-            self._add("val_acc", (out.argmax(dim=-1) == y).float().sum(1), rows)
+            self._sums.add("val_acc", self._full((out.argmax(dim=-1) == y).float().sum(1)), rows)
         else:
             std = self.template[0].target_std
-            self._add("val_rmse", ((out - y) * std).pow(2).sum(1), rows)
+            self._sums.add("val_rmse", self._full(((out - y) * std).pow(2).sum(1)), rows)
 
     def on_validation_epoch_end(self) -> None:
-        metrics = {k: self._mean(k) for k in self._sums}
-        self._sums.clear()
-        self._counts.clear()
+        metrics = self._sums.means()
         if "val_rmse" in metrics:
             metrics["val_rmse"] = metrics["val_rmse"].sqrt()
         if self._scores:
@@ -284,7 +293,8 @@ class FusedModule(pl.LightningModule):
         scores = torch.cat([s for s, _ in self._scores], dim=1)
         labels = torch.cat([a for _, a in self._scores]).long()
         self._scores.clear()
-        return torch.stack([binary_auroc(scores[m], labels) for m in range(self.k)])
+        auroc = [binary_auroc(scores[m], labels) for m in self.active]
+        return self._full(torch.stack(auroc))
 
     def _drop_diverged(self, val_loss: torch.Tensor) -> None:
         epoch = self.current_epoch
@@ -331,16 +341,18 @@ class FusedModule(pl.LightningModule):
             self.trainer.should_stop = True
 
     def end(self, t: int) -> None:
-        """End trial ``t`` with the epoch that just ran: its members train no more (no
-        gradient reaches their parameters, so no update; their buffers are kept), and
-        their curves and best weights stop there. A pruner calls it, and ``_end_trials``."""
+        """End trial ``t`` with the epoch that just ran: its members leave the batch (the
+        step gets cheaper; their weights and buffers stay as they are), and their curves
+        and best weights stop there. A pruner calls it, and ``_end_trials``."""
         self.ends.ended_at[t] = self.current_epoch
-        for m in self._span(t):
-            self._frozen[m] = {
-                name: getattr(self, f"stacked_buffer_{i}")[m].clone()
-                for i, name in enumerate(self.buffer_names)
-            }
-            self.silent.add(m)
+        self.silent.update(self._span(t))
+        self._running_changed()
+
+    def _running_changed(self) -> None:
+        running = [t for t in range(len(self.exps)) if self.ends.running(t)]
+        self.active = [m for m in range(self.k) if self.trial_of[m] in running]
+        if self.task != "reconstruction" and running:
+            self.row_losses = row_losses([self.trials[t] for t in running])
 
     def epochs_of(self, t: int) -> int:
         """The epochs trial ``t`` trained."""
@@ -367,7 +379,6 @@ class FusedModule(pl.LightningModule):
             "reasons": list(self.reasons),
             "silent": sorted(self.silent),
             "ends": self.ends.state_dict(),
-            "frozen": dict(self._frozen),
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -378,7 +389,7 @@ class FusedModule(pl.LightningModule):
         self.reasons, self.silent = list(state["reasons"]), set(state["silent"])
         if "ends" in state:  # a checkpoint written before trials were fused has none
             self.ends.load_state_dict(state["ends"])
-            self._frozen = dict(state["frozen"])
+            self._running_changed()
 
     def restore(self, *, last: bool = False) -> None:
         """Each member's module with its best weights (``last``: its last epoch's)."""

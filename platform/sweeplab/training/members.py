@@ -78,6 +78,26 @@ def row_losses(
     return out
 
 
+class EpochSums:
+    """Each member's sums of a metric over an epoch's batches, and the rows counted."""
+
+    def __init__(self) -> None:
+        self._sums: dict[str, torch.Tensor] = {}
+        self._counts: dict[str, int] = {}
+
+    def add(self, name: str, total: torch.Tensor, count: int) -> None:
+        sums = self._sums.get(name)
+        self._sums[name] = total if sums is None else sums + total
+        self._counts[name] = self._counts.get(name, 0) + count
+
+    def means(self) -> dict[str, torch.Tensor]:
+        """Each metric's mean per member; the sums start again."""
+        means = {name: total / self._counts[name] for name, total in self._sums.items()}
+        self._sums.clear()
+        self._counts.clear()
+        return means
+
+
 class TrialEnds:
     """When each trial of a batch ends: at its own ``max_epochs``, by its own early
     stopping (Lightning's EarlyStopping, one per trial, asked through ``compat``), or
