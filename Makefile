@@ -59,7 +59,7 @@ test-slow: dev
 	$(VENV)/bin/pytest -m slow $(PYTEST_ARGS)
 
 test-distributed: dev
-	$(VENV)/bin/pytest -m "distributed and not slow and not soak" $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -m "distributed and not slow and not soak" --durations=12 $(PYTEST_ARGS)
 
 soak: dev
 	$(VENV)/bin/pytest -m soak -s $(PYTEST_ARGS)

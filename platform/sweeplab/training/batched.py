@@ -201,10 +201,9 @@ class FusedModule(pl.LightningModule):
         else:
             losses = self._losses(self._outputs(xs, shared=False), ys)
         self._sums.add("train_loss", self._full(losses.detach()) * xs.shape[1], xs.shape[1])
-        l1 = self.l1[self.active]
-        if bool((l1 > 0).any()):
+        if any(exp.train.l1 > 0 for exp in self.exps):
             penalty = [p.abs().flatten(1).sum(1) for p in self._state()[0].values() if p.dim() > 2]
-            losses = losses + l1 * torch.stack(penalty).sum(0)
+            losses = losses + self.l1[self.active] * torch.stack(penalty).sum(0)
         training = self._training()[self.active].to(losses.device)
         # the gradient of each member is its own loss's; a dropped one's NaN stays in its
         # own slice of the stacked tensors (every update is elementwise)
