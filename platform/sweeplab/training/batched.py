@@ -91,9 +91,12 @@ class FusedModule(pl.LightningModule):
         self.grouped = grouped_layers(self.template[0])
         if self.grouped is None:  # vmap: each member's dropout rate from a buffer of its own
             with_member_dropout(self.template[0])
-        self.rate_names = list(dropout_rates(self.members))
-        for i, rates in enumerate(dropout_rates(self.members).values()):
-            self.register_buffer(f"rate_{i}", rates, persistent=False)
+        rates = dropout_rates(self.members)
+        if self.grouped is not None:  # a rate all members share stays the layer's own number
+            rates = {n: r for n, r in rates.items() if bool((r != r[0]).any())}
+        self.rate_names = list(rates)
+        for i, values in enumerate(rates.values()):
+            self.register_buffer(f"rate_{i}", values, persistent=False)
         l1 = torch.tensor([self.exps[t].train.l1 for t in self.trial_of])
         self.l1: torch.Tensor
         self.register_buffer("l1", l1, persistent=False)
@@ -204,7 +207,9 @@ class FusedModule(pl.LightningModule):
         if any(exp.train.l1 > 0 for exp in self.exps):
             penalty = [p.abs().flatten(1).sum(1) for p in self._state()[0].values() if p.dim() > 2]
             losses = losses + self.l1[self.active] * torch.stack(penalty).sum(0)
-        training = self._training()[self.active].to(losses.device)
+        if not bool(self.dead.any()):  # a CPU tensor: no device sync
+            return losses.sum()
+        training = (~self.dead[self.active]).to(losses.device)
         # the gradient of each member is its own loss's; a dropped one's NaN stays in its
         # own slice of the stacked tensors (every update is elementwise)
         return torch.where(training, losses, torch.zeros_like(losses)).sum()
