@@ -83,6 +83,8 @@ class FusedModule(pl.LightningModule):
         self.stacked = nn.ParameterList(
             [nn.Parameter(params[n].detach()) for params in stacks for n in self.names]
         )
+        n = len(self.names)  # each trial's: a slice of a ParameterList is a new module
+        self._pieces = [list(self.stacked)[t * n : (t + 1) * n] for t in range(len(trials))]
         buffers = stack_module_state(self.members)[1]
         self.buffer_names = list(buffers)
         for i, name in enumerate(self.buffer_names):
@@ -118,8 +120,7 @@ class FusedModule(pl.LightningModule):
 
     def _trial_params(self, t: int) -> list[nn.Parameter]:
         """Trial ``t``'s stacked parameters, in the order of ``names``."""
-        n = len(self.names)
-        return list(self.stacked[t * n : (t + 1) * n])
+        return self._pieces[t]
 
     def _span(self, t: int) -> range:
         """The members of trial ``t``."""
