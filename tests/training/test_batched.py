@@ -190,3 +190,16 @@ def test_batch_norm_statistics_of_an_ended_trial_stay_as_they_were() -> None:
         for key in (k for k in mine if k.endswith("weight") or k.endswith("running_var")):
             assert (mine[key] - theirs[key]).abs().max() < 1e-5, key
     assert [r.epochs for r in results] == [2, 4]
+
+
+def test_each_trial_keeps_its_own_l1_penalty_and_label_smoothing() -> None:
+    exps = [
+        _exp(l1=0.0, label_smoothing=0.0),
+        _exp(l1=0.01, label_smoothing=0.0),
+        _exp(l1=0.0, label_smoothing=0.2),
+        _exp(l1=0.003, label_smoothing=0.1),
+    ]
+    assert unfused_batch(exps) is None
+    results = fit_batch([(e, [0]) for e in exps], 0, [None] * 4)
+    for exp, member in zip(exps, results, strict=True):
+        _equal_alone(exp, 0, member)
