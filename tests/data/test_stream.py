@@ -91,3 +91,22 @@ def test_memory_and_workers_apply_to_image_folders_only() -> None:
     problems = DataConfig(dataset="digits", memory_mb=10, workers=4).problems()
     assert ("data.memory_mb", "only applies to dataset 'image_folder'") in problems
     assert ("data.workers", "only applies to dataset 'image_folder'") in problems
+
+
+def test_a_streamed_folder_is_scored_from_disk_with_the_hash_and_score_of_memory(
+    tmp_path: Path,
+) -> None:
+    """What promotion compares: the held-out test rows' hash and a model's score on them
+    are those of the same folder read into memory, while the rows stay on disk."""
+    from sweeplab.registry import evaluate
+
+    folder = image_folder(tmp_path / "images")
+    held = evaluate.held_out(spec_from_dict(folder_spec(folder)))
+    streamed = evaluate.held_out(spec_from_dict(folder_spec(folder, memory_mb=0.01)))
+    assert isinstance(streamed.x, ImageFiles) and isinstance(held.x, np.ndarray)
+    assert streamed.hash == held.hash
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(192, 3))
+    read = evaluate.predict_rows(model, streamed.x, chunk=7)  # 3 chunks of the 18 test rows
+    np.testing.assert_allclose(read, evaluate.predict(model, held.x), atol=1e-5)
+    assert evaluate.score(model, streamed) == evaluate.score(model, held)

@@ -22,10 +22,14 @@ import numpy as np
 from sweeplab.registry.lineage import data_hash
 from sweeplab.spec import Experiment
 
+CHUNK = 1024  # rows per forward pass when scoring rows read from disk
+
 
 @dataclass(frozen=True)
 class HeldOut:
-    x: np.ndarray  # raw rows, as a client sends them
+    # raw rows, as a client sends them; a streamed folder's stay on disk (``ImageFiles``,
+    # whose pixels are their raw values), read CHUNK rows at a time when scored
+    x: Any
     y: np.ndarray  # labels, or targets in their own units
     holdout: tuple[int, ...]
     hash: str
@@ -49,11 +53,23 @@ class Score:
 def held_out(exp: Experiment) -> HeldOut:
     """The held-out test rows of ``exp``'s data section (fold 0)."""
     from sweeplab.data.split import split
+    from sweeplab.data.stream import ImageFiles
 
     s = split(exp.data)
-    x = s.raw(s.x_test)
+    x = s.x_test if isinstance(s.x_test, ImageFiles) else s.raw(s.x_test)
     y = s.units(s.y_test)
     return HeldOut(x, y, s.holdout, data_hash(x, y))
+
+
+def predict_rows(model: Any, x: Any, chunk: int = CHUNK) -> np.ndarray:
+    """``predict`` over every row of ``x``: at once for an array, ``chunk`` rows at a
+    time for rows read from disk."""
+    if isinstance(x, np.ndarray):
+        return predict(model, x)
+    starts = range(0, len(x), chunk)  # each read, scored and let go: only outputs are kept
+    return np.concatenate(
+        [predict(model, np.asarray(x[i : i + chunk], np.float32)) for i in starts]
+    )
 
 
 def predict(model: Any, x: np.ndarray) -> np.ndarray:
@@ -78,7 +94,7 @@ def score(model: Any, test: HeldOut) -> Score | None:
     output = getattr(model, "output", "probabilities")
     if output == "samples":
         return None
-    out = predict(model, test.x)
+    out = predict_rows(model, test.x)
     if output == "probabilities":
         accuracy = float((out.argmax(axis=1) == test.y).mean())
         return Score("test_accuracy", accuracy, "max")

@@ -38,12 +38,17 @@ TAG_RUN_ID = "sweeplab.run_id"  # the version's MLflow run
 PROMOTED = "sweeplab.promoted."  # + alias: who promoted the version to it, and when
 
 
-def data_hash(x: np.ndarray, y: np.ndarray) -> str:
-    """A short SHA-256 of the test rows and labels (their bytes, dtype and shape)."""
+def data_hash(x: Any, y: np.ndarray, chunk: int = 4096) -> str:
+    """A short SHA-256 of the test rows as float32 and of the labels (their bytes, dtype
+    and shape). ``x``: an array, or rows read when indexed (a streamed folder's
+    ``ImageFiles``), hashed ``chunk`` rows at a time: the same digest either way."""
     digest = hashlib.sha256()
-    for array in (np.ascontiguousarray(x, dtype=np.float32), np.ascontiguousarray(y)):
-        digest.update(f"{array.dtype}{array.shape}".encode())
-        digest.update(array.tobytes())
+    digest.update(f"float32{tuple(x.shape)}".encode())
+    for start in range(0, len(x), chunk):
+        digest.update(np.asarray(x[start : start + chunk], np.float32).tobytes())
+    labels = np.ascontiguousarray(y)
+    digest.update(f"{labels.dtype}{labels.shape}".encode())
+    digest.update(labels.tobytes())
     return digest.hexdigest()[:16]
 
 
