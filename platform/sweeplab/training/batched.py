@@ -56,6 +56,7 @@ from sweeplab.training.grouped import grouped_forward, grouped_layers
 from sweeplab.training.members import (
     EpochSums,
     TrialEnds,
+    aurocs,
     dropout_rates,
     row_losses,
     with_member_dropout,
@@ -83,8 +84,11 @@ class FusedModule(pl.LightningModule):
         self.stacked = nn.ParameterList(
             [nn.Parameter(params[n].detach()) for params in stacks for n in self.names]
         )
-        n = len(self.names)  # each trial's: a slice of a ParameterList is a new module
-        self._pieces = [list(self.stacked)[t * n : (t + 1) * n] for t in range(len(trials))]
+        n = len(self.names)  # each trial's, in the order of names (a list: a ParameterList
+        # slice would build a new module at every forward)
+        self._pieces: list[list[nn.Parameter]] = [
+            list(self.stacked)[t * n : (t + 1) * n] for t in range(len(trials))
+        ]
         buffers = stack_module_state(self.members)[1]
         self.buffer_names = list(buffers)
         for i, name in enumerate(self.buffer_names):
@@ -118,10 +122,6 @@ class FusedModule(pl.LightningModule):
         self.epochs = 0  # epochs run
         self.silent: set[int] = set()  # dropped members whose last epoch is logged
 
-    def _trial_params(self, t: int) -> list[nn.Parameter]:
-        """Trial ``t``'s stacked parameters, in the order of ``names``."""
-        return self._pieces[t]
-
     def _span(self, t: int) -> range:
         """The members of trial ``t``."""
         return range(self.trial_of.index(t), len(self.trial_of) - self.trial_of[::-1].index(t))
@@ -132,7 +132,7 @@ class FusedModule(pl.LightningModule):
         """The parameters and buffers of the members still computed (``active``: those
         of trials that have not ended), stacked by name. A subset's buffers are copies:
         ``_keep`` writes back what a training forward changed in them."""
-        pieces = [self._trial_params(t) for t in range(len(self.exps)) if self.ends.running(t)]
+        pieces = [self._pieces[t] for t in range(len(self.exps)) if self.ends.running(t)]
         params: dict[str, torch.Tensor] = dict(zip(self.names, pieces[0], strict=True))
         if len(pieces) > 1:
             params = {name: torch.cat([p[i] for p in pieces]) for i, name in enumerate(self.names)}
@@ -228,7 +228,7 @@ class FusedModule(pl.LightningModule):
         if not gradient_clip_val:
             return
         for t in range(len(self.exps)):
-            grads = [p.grad for p in self._trial_params(t) if p.grad is not None]
+            grads = [p.grad for p in self._pieces[t] if p.grad is not None]
             if not grads:  # an ended trial
                 continue
             norms = torch.stack([g.flatten(1).pow(2).sum(1) for g in grads]).sum(0).sqrt()
@@ -238,7 +238,7 @@ class FusedModule(pl.LightningModule):
 
     def configure_optimizers(self) -> Any:
         groups = [
-            {"params": list(self._trial_params(t)), **group_options(exp.train)}
+            {"params": list(self._pieces[t]), **group_options(exp.train)}
             for t, exp in enumerate(self.exps)
         ]
         optimizer = build_optimizer(self.exp.train, groups)
@@ -293,13 +293,8 @@ class FusedModule(pl.LightningModule):
 
     def _auroc(self) -> torch.Tensor:
         """Each member's AUROC of its reconstruction error against the held-out classes."""
-        from torchmetrics.functional.classification import binary_auroc
-
-        scores = torch.cat([s for s, _ in self._scores], dim=1)
-        labels = torch.cat([a for _, a in self._scores]).long()
-        self._scores.clear()
-        auroc = [binary_auroc(scores[m], labels) for m in self.active]
-        return self._full(torch.stack(auroc))
+        scores, self._scores = self._scores, []
+        return self._full(aurocs(scores, self.active))
 
     def _drop_diverged(self, val_loss: torch.Tensor) -> None:
         epoch = self.current_epoch
@@ -368,7 +363,7 @@ class FusedModule(pl.LightningModule):
         """Member ``m``'s parameters and buffers: views of the stacked tensors."""
         t = self.trial_of[m]
         row = m - self._span(t).start
-        params = {n: p[row] for n, p in zip(self.names, self._trial_params(t), strict=True)}
+        params = {n: p[row] for n, p in zip(self.names, self._pieces[t], strict=True)}
         buffers = {
             name: getattr(self, f"stacked_buffer_{i}")[m]
             for i, name in enumerate(self.buffer_names)

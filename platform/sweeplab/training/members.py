@@ -78,6 +78,16 @@ def row_losses(
     return out
 
 
+def aurocs(scores: list[tuple[torch.Tensor, torch.Tensor]], members: list[int]) -> torch.Tensor:
+    """The AUROC of each member of ``members``: ``scores``, an epoch's (members' errors,
+    (k, rows); which rows are anomalies) per validation batch."""
+    from torchmetrics.functional.classification import binary_auroc
+
+    errors = torch.cat([s for s, _ in scores], dim=1)
+    labels = torch.cat([a for _, a in scores]).long()
+    return torch.stack([binary_auroc(errors[m], labels) for m in members])
+
+
 class EpochSums:
     """Each member's sums of a metric over an epoch's batches, and the rows counted."""
 
