@@ -77,10 +77,9 @@ def dropout(x: torch.Tensor, p: float | torch.Tensor) -> torch.Tensor:
         if not bool((p > 0).any()):
             return x
         p = p.view(-1, *[1] * (x.dim() - 1))
-        return x * (torch.rand_like(x) >= p) / (1 - p)
-    if p <= 0:
+    elif p <= 0:
         return x
-    if p >= 1:
+    elif p >= 1:
         return torch.zeros_like(x)
     return x * (torch.rand_like(x) >= p) / (1 - p)
 
