@@ -271,7 +271,13 @@ _ARTIFACT_COLUMNS = (
 
 
 def _old_artifact_root(db: object, new: str) -> str | None:
-    """The ``file://.../artifacts`` root the database's experiments name, if not ``new``."""
+    """The ``file://.../artifacts`` root the database's experiments name, if not ``new``
+    (None too while another process is creating the tables: nothing has moved yet)."""
+    tables = db.execute(  # type: ignore[attr-defined]
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'experiments'"
+    ).fetchall()
+    if not tables:
+        return None
     rows = db.execute(  # type: ignore[attr-defined]
         "SELECT DISTINCT artifact_location FROM experiments WHERE artifact_location LIKE "
         "'file://%/artifacts'"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -157,3 +158,23 @@ def test_an_agent_of_a_finished_sweep_exits_at_once_with_one_line(
     assert out.stdout.strip().splitlines() == [
         "sweep done is complete (1 of 1 trials): nothing to run"
     ]
+
+
+def test_an_agent_started_while_its_sweep_creates_the_tracking_database_joins(
+    store: Store, postgres: Postgres, tmp_path: Path
+) -> None:
+    """An agent started beside its sweep may find mlflow.db still empty (0 bytes): SQLite
+    makes the file before the sweep writes the tables. The agent goes on, as a sweep does."""
+    from sweeplab import create_sweep
+
+    storage = postgres.create("agentearly")
+    on_postgres = Store.resolve(store.root, storage=storage)
+    create_sweep(
+        tiny_spec(name="early", sweep={"trials": 1, "sampler": "random"}), store=on_postgres
+    ).optimize()
+    beside = tmp_path / "beside"
+    beside.mkdir()
+    (beside / "mlflow.db").write_bytes(b"")  # as the sweep's first connection leaves it
+    out = in_process("agent", "early", "--store", str(beside), "--storage", storage)
+    assert out.returncode == 0, out.stderr
+    assert "complete (1 of 1 trials)" in out.stdout

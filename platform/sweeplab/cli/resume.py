@@ -41,7 +41,7 @@ def _continue(
     from sweeplab.cli._common import open_store
     from sweeplab.cli.sweep import run_and_report
 
-    where = open_store(store, tracking_uri, storage)
+    where = open_store(store, tracking_uri, storage, creating=join)  # join: see agent
     if not where.storage_exists():
         raise fail(f"no sweeps yet: {where.storage_url} does not exist")
     where.check_writable()
@@ -137,7 +137,10 @@ def agent(
     if ids is not None:  # before torch is imported: it reads the variable once
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(ids)
 
-    where = open_store(store, tracking_uri, storage)
+    # creating: an agent started beside its sweep may find the tracking database that
+    # the sweep is creating at this moment still empty (0 bytes); the agent creates the
+    # tables as the sweep would, had it not yet started
+    where = open_store(store, tracking_uri, storage, creating=True)
     use_ui_url(ui_url)  # the report's links, if this agent ends the sweep
     if where.storage_url.startswith("sqlite"):
         raise fail(
