@@ -146,7 +146,7 @@ def measure(way: str, dataset: str, arch: str, folder: str, epochs: int) -> dict
 
     from sweeplab.data.split import split
     from sweeplab.logs import quiet_libraries
-    from sweeplab.training.fit import fit, prepare
+    from sweeplab.training.fit import eval_batch_size, fit, prepare
 
     quiet_libraries()
     fit(_spec("digits", arch, "", 1), test=False)  # every import a fit makes, before the base
@@ -174,14 +174,15 @@ def measure(way: str, dataset: str, arch: str, folder: str, epochs: int) -> dict
         "memory_mb": memory,
         "data_mb": data_mb,
         # weights, gradients, Adam's two moments, and a step's activations
-        "model_mb": params * 16 / 2**20 + _step_memory_mb(module.net, s),
+        "model_mb": params * 16 / 2**20 + _step_memory_mb(module.net, s, eval_batch_size(exp)),
         "val_acc": accuracy,
     }
 
 
-def _step_memory_mb(net: Any, s: Any) -> float:
-    """The peak memory of one training step (batch 128) and one validation batch (512)
-    of ``net`` above what the process holds: the activations and their gradients."""
+def _step_memory_mb(net: Any, s: Any, eval_rows: int) -> float:
+    """The peak memory of one training step (batch 128) and one validation batch (as many
+    rows as sweeplab evaluates at once for this model) of ``net`` above what the process
+    holds: the activations and their gradients."""
     import torch
 
     gc.collect()
@@ -191,7 +192,7 @@ def _step_memory_mb(net: Any, s: Any) -> float:
     net.train()
     torch.nn.functional.cross_entropy(net(x), torch.as_tensor(s.y_train[:128])).backward()
     with torch.no_grad():
-        net.eval()(torch.as_tensor(s.standardized(s.x_val[:512])))
+        net.eval()(torch.as_tensor(s.standardized(s.x_val[:eval_rows])))
     return _peak_mb() - before
 
 

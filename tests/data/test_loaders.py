@@ -72,6 +72,29 @@ def test_a_cnn_trains_on_idx_files(tmp_path: Path) -> None:
     assert fit(exp).epochs == 1
 
 
+def test_a_cnn_evaluates_as_many_rows_as_it_trains_on_and_an_mlp_512(tmp_path: Path) -> None:
+    """A convolution's activations are large per row: evaluating 512 rows at once would
+    cost a CNN memory its training batch does not need; a dense network's are small."""
+    from sweeplab.training.fit import prepare
+
+    folder = str(mnist_folder(tmp_path / "mnist"))
+    sizes = {}
+    for arch, model in (("cnn", {"arch": "cnn", "channels": [4]}), ("mlp", {"arch": "mlp"})):
+        exp = spec_from_dict(
+            tiny_spec(
+                model=model,
+                data={"dataset": "mnist", "path": folder},
+                train={"batch_size": 4},
+            )
+        )
+        data, _ = prepare(exp)
+        sizes[arch] = [
+            len(next(iter(loader()))[0]) for loader in (data.val_dataloader, data.test_dataloader)
+        ]
+    assert sizes["cnn"] == [4, 4]
+    assert sizes["mlp"] == [min(512, n) for n in (len(data.split.x_val), len(data.split.x_test))]
+
+
 def test_images_are_held_as_bytes_and_standardized_per_batch(tmp_path: Path) -> None:
     from sweeplab.data.module import ArrayDataModule
 

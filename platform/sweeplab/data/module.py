@@ -41,12 +41,16 @@ class ArrayDataModule(pl.LightningDataModule):
         fold: int = 0,
         *,
         refit: bool = False,
+        eval_batch_size: int | None = None,
     ) -> None:
         super().__init__()
         # Reshapes each batch's inputs for a user's module (see models.build.batch_view).
         self.view: torch.nn.Module | None = None
         self.cfg = cfg
         self.batch_size = batch_size
+        # rows per validation and test batch; 512 (or the training batch, if larger)
+        # unless the caller knows the model's activations call for fewer
+        self.eval_batch_size = eval_batch_size or max(batch_size, 512)
         self.seed = seed
         self.refit = refit
         self.split: Split = split(cfg, fold)
@@ -145,11 +149,11 @@ class ArrayDataModule(pl.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         s = self.split
-        return self._loader(s.x_val, s.y_val, max(self.batch_size, 512), shuffle=False)
+        return self._loader(s.x_val, s.y_val, self.eval_batch_size, shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
         s = self.split
-        return self._loader(s.x_test, s.y_test, max(self.batch_size, 512), shuffle=False)
+        return self._loader(s.x_test, s.y_test, self.eval_batch_size, shuffle=False)
 
     def state_dict(self) -> dict[str, Any]:
         """The shuffling and augmenting generators' states, in a checkpoint: a fit resumed

@@ -24,7 +24,7 @@ from sweeplab.data.module import ArrayDataModule
 from sweeplab.interrupts import Terminated
 from sweeplab.logs import LIGHTNING_NOISE, environ_kept
 from sweeplab.models.build import batch_view, build_model
-from sweeplab.spec import Experiment, TransferConfig
+from sweeplab.spec import AutoencoderConfig, Experiment, TransferConfig
 from sweeplab.training.callbacks import EpochTimer, KeepBestWeights, SpecOptimizerSettings
 from sweeplab.training.cost import model_cost
 from sweeplab.training.sources import load_source
@@ -100,12 +100,32 @@ def prepare(
 ) -> tuple[ArrayDataModule, pl.LightningModule]:
     """The data module and the freshly built model of ``exp`` (shared with the smoke test);
     ``refit``: training on the training and validation rows (``ArrayDataModule``)."""
-    data = ArrayDataModule(exp.data, exp.train.batch_size, seed=seed, fold=fold, refit=refit)
+    data = ArrayDataModule(
+        exp.data,
+        exp.train.batch_size,
+        seed=seed,
+        fold=fold,
+        refit=refit,
+        eval_batch_size=eval_batch_size(exp),
+    )
     data.view = batch_view(exp, data.split)
     source = None
     if isinstance(exp.model, TransferConfig):
         source = load_source(exp.model.source, tracking_uri)
     return data, build_model(exp, data.split, source)
+
+
+def eval_batch_size(exp: Experiment) -> int:
+    """Rows per validation and test batch. A dense network evaluates 512 rows at a time
+    (its activations are a few KB a row: fewer, larger steps). Any other keeps its
+    training batch size: a convolution's activations are ~100x larger per row, so 512
+    rows cost memory and cache and gain nothing (MNIST-sized CNN on 2 CPU cores,
+    batch 128: 183-219 MB peak and 14.2-14.9 s an epoch at 512 evaluation rows,
+    132 MB and 12.3 s at 128)."""
+    dense = exp.model.arch == "mlp" or (
+        isinstance(exp.model, AutoencoderConfig) and exp.model.kind == "dense"
+    )
+    return max(exp.train.batch_size, 512) if dense else exp.train.batch_size
 
 
 @contextlib.contextmanager
