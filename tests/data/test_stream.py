@@ -108,5 +108,6 @@ def test_a_streamed_folder_is_scored_from_disk_with_the_hash_and_score_of_memory
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(192, 3))
     read = evaluate.predict_rows(model, streamed.x, chunk=7)  # 3 chunks of the 18 test rows
-    np.testing.assert_allclose(read, evaluate.predict(model, held.x), atol=1e-5)
+    # logits of ~50: the sums of another chunking differ in float32's last digits
+    np.testing.assert_allclose(read, evaluate.predict(model, held.x), rtol=1e-4, atol=1e-5)
     assert evaluate.score(model, streamed) == evaluate.score(model, held)
