@@ -181,6 +181,8 @@ def _trial_records(report: Any) -> list[dict[str, Any]]:
         record |= {"epochs": row.epochs, "seconds": row.seconds, "peak_rss_mb": row.peak_rss_mb}
         if gpu:
             record["peak_gpu_mb"] = row.peak_gpu_mb
+        if row.batch is not None:
+            record["batch"] = row.batch
         record |= row.params
         record["reason"] = row.reason
         records.append(record)
@@ -200,14 +202,16 @@ def _trials_table(report: Any) -> Any:
 
 def _trials_cells(report: Any) -> tuple[list[str], list[list[str]]]:
     """One row per trial: state, each objective's value (and the front, if several),
-    epochs, seconds, peak memory, the params (— where a conditional one was not sampled),
-    why."""
+    epochs, seconds, peak memory, the fused batch it trained in, the params (— where a
+    conditional one was not sampled), why."""
     keys = list(dict.fromkeys(k for row in report.rows for k in row.params))
     gpu = any(row.peak_gpu_mb is not None for row in report.rows)
     front = set(report.front)
     several = bool(report.trade_offs)
     head = ["#", "state", report.metric, *report.trade_offs, *(["front"] if several else [])]
-    head += ["epochs", "seconds", "peak MB", *(["peak GPU MB"] if gpu else []), *keys, "reason"]
+    fused = any(row.batch is not None for row in report.rows)
+    head += ["epochs", "seconds", "peak MB", *(["peak GPU MB"] if gpu else [])]
+    head += [*(["batch"] if fused else []), *keys, "reason"]
     rows = []
     for row in report.rows:
         state = "prior" if row.prior else row.state.value
@@ -219,6 +223,7 @@ def _trials_cells(report: Any) -> tuple[list[str], list[list[str]]]:
         cells += ["*" if row.number in front else ""] if several else []
         cells += [num(row.epochs), num(row.seconds), num(row.peak_rss_mb)]
         cells += [num(row.peak_gpu_mb)] if gpu else []
+        cells += [row.batch or ""] if fused else []
         cells += [num(row.params.get(k)) for k in keys]
         rows.append([*cells, row.reason or ""])
     return head, rows

@@ -93,6 +93,8 @@ def validate(
             f"restarts: {sweep.restarts} per trial, "
             + ("fused (one batched model)" if why is None else f"one after another ({why})")
         )
+    if sweep.fuse_trials > 1:
+        out.print(_fusing(exp, [key for key, _ in space.items()]))
     if exp.data.kind == "text":
         text = exp.data.text
         out.print(
@@ -107,6 +109,22 @@ def validate(
         out.print(f"augmentation of training batches: {shown}")
     for key, dist in space.items():
         out.print(f"  {key}: {dist.model_dump(exclude_defaults=True)}")
+
+
+def _fusing(exp: Experiment, searched: list[str]) -> str:
+    """How ``sweep.fuse_trials`` will batch the trials, or why it will not."""
+    from sweeplab.training.fusing import FUSIBLE, unbatched
+
+    n, why = exp.sweep.fuse_trials, unbatched(exp)
+    if why is not None:
+        return f"trials: one at a time, not fused ({why})"
+    drawn = [key for key in searched if key in FUSIBLE]
+    shared = [key for key in searched if key not in FUSIBLE]
+    return (
+        f"trials: up to {n} at a time trained as one batched model; each draws its own "
+        f"{', '.join(drawn) or 'seed only'}"
+        + (f", a batch shares one {', '.join(shared)}" if shared else "")
+    )
 
 
 def _warm_start(

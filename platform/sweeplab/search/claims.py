@@ -58,16 +58,21 @@ def owner() -> str:
 
 
 @contextlib.contextmanager
-def heartbeat(sweep: Sweep, trial: optuna.Trial) -> Iterator[None]:
-    """Record Optuna heartbeats for ``trial`` until the block ends, and interrupt it if
-    the sweep is stopped ``--now`` (daemon threads).
+def heartbeat(sweep: Sweep, *trials: optuna.Trial) -> Iterator[None]:
+    """Record Optuna heartbeats for ``trials`` (several: a fused batch) until the block
+    ends, and interrupt it if the sweep is stopped ``--now`` (daemon threads).
 
     Optuna records heartbeats itself only inside ``Study.optimize``, which sweeplab's
     workers do not use (they take trials under the claim lock).
     """
-    storage, number = sweep.storage, compat.trial_id(trial)
-    storage.record_heartbeat(number)
-    with every(HEARTBEAT_SECONDS, lambda: storage.record_heartbeat(number)), stop_watch(sweep):
+    storage, ids = sweep.storage, [compat.trial_id(trial) for trial in trials]
+
+    def beat() -> None:
+        for trial_id in ids:
+            storage.record_heartbeat(trial_id)
+
+    beat()
+    with every(HEARTBEAT_SECONDS, beat), stop_watch(sweep):
         yield
 
 

@@ -159,16 +159,8 @@ class Fits:
         fused: each in its nested run; what the backend's callbacks see is their mean."""
         from sweeplab.training.fused import fit_fused
 
-        exp, tracker = self.exp, self.tracker
-        subs = [
-            tracker.start_run(
-                f"{self.name}-{label}",
-                parent=self.run_id,
-                tags={**self.tags, TAG_RESTART: restart, TAG_FOLD: fold},
-            )
-            for _, label, restart in group
-        ]
-        loggers = [BatchedMlflowLogger(tracker.client, sub, hold=True) for sub in subs]
+        exp = self.exp
+        subs, loggers = self.open_fused(fold, group)
         unit = fused_unit(fold)
         ckpt = self._carried(
             unit, {label: lg for (_, label, _), lg in zip(group, loggers, strict=True)}
@@ -181,19 +173,65 @@ class Fits:
                 fold,
                 loggers,
                 callbacks=[*self.hooks.callbacks(group[0][0]), *self._saves(unit, loggers)],
-                tracking_uri=tracker.store.tracking_uri,
+                tracking_uri=self.tracker.store.tracking_uri,
                 ckpt_path=ckpt,
             )
         except BaseException as exc:  # pruned, interrupted: the epochs they had
-            for (_, label, _), sub, logger in zip(group, subs, loggers, strict=True):
-                self.epochs[label] = self._epochs_of(logger)
-                end_run(tracker, sub, exc, self.hooks, logger.take())
+            self.abandon_fused(group, subs, loggers, exc)
             raise
         finally:
             self.seconds += time.perf_counter() - started
+        self.close_fused(fold, group, subs, loggers, results)
+
+    def open_fused(
+        self, fold: int, group: Sequence[tuple[int, str, int]]
+    ) -> tuple[list[str], list[BatchedMlflowLogger]]:
+        """The runs and loggers of the fits ``group`` of one fold, before a fused fit:
+        a nested run each when the trial has several fits, else the trial's run."""
+        tracker = self.tracker
+        subs = [
+            tracker.start_run(
+                f"{self.name}-{label}",
+                parent=self.run_id,
+                tags={**self.tags, TAG_RESTART: restart, TAG_FOLD: fold},
+            )
+            if self.nested
+            else self.run_id
+            for _, label, restart in group
+        ]
+        return subs, [BatchedMlflowLogger(tracker.client, sub, hold=True) for sub in subs]
+
+    def abandon_fused(
+        self,
+        group: Sequence[tuple[int, str, int]],
+        subs: Sequence[str],
+        loggers: Sequence[BatchedMlflowLogger],
+        exc: BaseException,
+    ) -> None:
+        """A fused fit that raised ``exc`` (pruned, interrupted): the epochs each fit had,
+        its nested run ended (the trial's own run is its caller's to end)."""
+        for (_, label, _), sub, logger in zip(group, subs, loggers, strict=True):
+            self.epochs[label] = self._epochs_of(logger)
+            if self.nested:
+                end_run(self.tracker, sub, exc, self.hooks, logger.take())
+            else:
+                self.pending = logger.take()
+
+    def close_fused(
+        self,
+        fold: int,
+        group: Sequence[tuple[int, str, int]],
+        subs: Sequence[str],
+        loggers: Sequence[BatchedMlflowLogger],
+        results: Sequence[Any],
+    ) -> None:
+        """The fits of a fused fit that ended: each kept, or left out if it diverged."""
         for (_, label, _), sub, logger, result in zip(group, subs, loggers, results, strict=True):
             if isinstance(result, TrainingDiverged):  # dropped from the mean, the others went on
-                end_run(tracker, sub, result, self.hooks, logger.take())
+                if self.nested:
+                    end_run(self.tracker, sub, result, self.hooks, logger.take())
+                else:  # the trial fails with it (``close_trial``), its points kept
+                    self.pending = logger.take()
                 self.diverged.append(result)
             else:
                 self._kept(label, fold, sub, logger, result)

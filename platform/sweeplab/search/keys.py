@@ -29,6 +29,7 @@ ATTR_REGISTERED_SCORE = "sweeplab.registered_score"
 ATTR_RUN = "mlflow_run_id"  # the trial's MLflow run
 ATTR_REASON = "fail_reason"  # why it failed
 ATTR_OWNER = "sweeplab.owner"  # host:pid of the worker (or Ray driver) that runs it
+ATTR_BATCH = "sweeplab.batch"  # a fused trial: the numbers of its batch's trials, "3,4,5"
 ATTR_ATTEMPT = "sweeplab.attempt"  # 0 for a first try, n for the n-th retry
 ATTR_RETRY_OF = "sweeplab.retry_of"  # the trial number a retry repeats
 ATTR_RETRIED = "sweeplab.retried_as"  # on a failed trial: the number of its retry
@@ -56,6 +57,7 @@ ATTR_PEAK_GPU = PEAK_GPU
 # ---------------------------------------------------------------------- on MLflow runs
 TAG_KIND = "sweeplab.kind"  # sweep (a parent run) or train (sweeplab train)
 TAG_SWEEP = "sweeplab.sweep"
+TAG_BATCH = "sweeplab.batch"  # a fused trial's run: its batch's trial numbers, "3,4,5"
 TAG_TRIAL = "sweeplab.trial_number"
 TAG_STATE = "sweeplab.state"  # a run: states.TrialState; a parent run: states.SweepState
 TAG_REASON = "sweeplab.fail_reason"

@@ -42,6 +42,7 @@ class Trial:
     tie_loss: float | None = None  # what breaks a tie (ranking.py): mean validation loss
     peak_rss_mb: float | None = None  # the highest resident memory while its fits ran
     peak_gpu_mb: float | None = None  # the most GPU memory torch allocated meanwhile
+    batch: str | None = None  # sweep.fuse_trials: the trials it trained with, "3,4,5"
 
     @property
     def value(self) -> float | None:
@@ -94,6 +95,7 @@ def trial_of(frozen: FrozenTrial, space: SearchSpace) -> Trial:
         tie_loss=attrs.get(keys.ATTR_TIE_LOSS),
         peak_rss_mb=attrs.get(keys.ATTR_PEAK_RSS),
         peak_gpu_mb=attrs.get(keys.ATTR_PEAK_GPU),
+        batch=attrs.get(keys.ATTR_BATCH),
     )
 
 

@@ -147,15 +147,21 @@ def run_trial(
     except BaseException as exc:
         if figures and fits.curves and fits.nested:
             plot_curves(tracker, run_id, fits.curves, exp)
-        if fits.nested and fits.epochs:  # a pruned trial's curve: the epochs it had
-            fits.pending += spread_points(spread(list(fits.epochs.values())))
-        fits.pending += [seconds_point(fits.seconds), *memory.points()]
-        end_run(tracker, run_id, exc, hooks, fits.pending)
+        end_unfinished(fits, memory, exc)
         raise
-    return _close(exp, tracker, run_id, fits, memory)
+    return close_trial(exp, tracker, run_id, fits, memory)
 
 
-def _close(
+def end_unfinished(fits: Fits, memory: PeakMemory, exc: BaseException) -> None:
+    """End the run of a trial whose fits raised ``exc`` (pruned, interrupted, failed):
+    a pruned trial's curve is the epochs it had, and the seconds and memory it took."""
+    if fits.nested and fits.epochs:
+        fits.pending += spread_points(spread(list(fits.epochs.values())))
+    fits.pending += [seconds_point(fits.seconds), *memory.points()]
+    end_run(fits.tracker, fits.run_id, exc, fits.hooks, fits.pending)
+
+
+def close_trial(
     exp: Experiment, tracker: Tracker, run_id: str, fits: Fits, memory: PeakMemory
 ) -> TrialOutcome:
     """A trial whose fits all ended: its value, summary metrics, curve and checkpoint."""

@@ -60,6 +60,10 @@ class SweepConfig(Section):
     # train a trial's restarts in lockstep as one batched model where the architecture
     # allows (training.fused); false: one after another
     fused_restarts: bool = True
+    # a worker takes up to this many trials at a time that share a shape (everything
+    # but the fusible fields, training.fusing.FUSIBLE) and trains them as one batched
+    # model, each still its own trial (search.optuna_backend.batches); 1: one at a time
+    fuse_trials: PositiveInt = 1
     # what the sweep registers: the best trial's weights (best), the mean prediction of
     # its restarts (ensemble; sweep.restarts >= 2) exported as one model, the fits of the
     # top trials weighed by greedy selection on the validation split (top_ensemble), or
@@ -122,6 +126,7 @@ def sweep_problems(
                 "set sweep.restarts to 2 or more (or use best)",
             )
         )
+    problems += _fuse_problems(sweep, folds)
     problems += _pbt_problems(sweep, search_space, folds)
     for kind, name, options in (
         ("pruner", sweep.pruner, sweep.pruner_options),
@@ -139,6 +144,22 @@ def sweep_problems(
             )
         )
     return problems
+
+
+def _fuse_problems(sweep: SweepConfig, folds: int) -> list[tuple[str, str]]:
+    """Trials fused into one batched model: the Optuna backend's workers, one fold."""
+    if sweep.fuse_trials == 1:
+        return []
+    if sweep.backend == "ray":
+        why = (
+            "a Ray Tune trial trains one configuration, and Ray's schedulers stop whole "
+            "Tune trials: set 1, or use the optuna backend"
+        )
+        return [("sweep.fuse_trials", f"{sweep.fuse_trials}: {why}")]
+    if folds > 1:
+        why = f"trials train fused on one fold; with data.folds {folds} set 1"
+        return [("sweep.fuse_trials", f"{sweep.fuse_trials}: {why}")]
+    return []
 
 
 def _pbt_problems(

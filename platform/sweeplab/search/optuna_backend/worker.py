@@ -14,6 +14,7 @@ from optuna.trial import TrialState as OptunaState
 from sweeplab import compat
 from sweeplab.search.claims import Recovery, heartbeat, owner, retry
 from sweeplab.search.keys import ATTR_OWNER
+from sweeplab.search.optuna_backend.batches import Asked, ask_batch, by_shape, run_fused_trials
 from sweeplab.search.optuna_backend.objective import objective_for
 from sweeplab.search.states import SweepState
 from sweeplab.search.sweep import Sweep, Work
@@ -43,18 +44,19 @@ def take_trials(
     recovery = Recovery(sweep)
     try:
         while not work.out_of_time():
-            trial = _claim(sweep, recovery)
-            if trial is None:
+            batch = _claim(sweep, recovery, sweep.exp.sweep.fuse_trials)
+            if not batch:
                 break
             try:
-                frozen = run_one(sweep, trial, objective)
+                told = _run(sweep, batch, objective)
             except KeyboardInterrupt:
                 if sweep.state is SweepState.STOPPING_NOW:  # a stop, not a Ctrl-C
                     break
                 raise
-            sweep.check_stop_when(frozen)
-            if work.on_trial is not None:
-                work.on_trial(sweep.event(frozen))
+            for frozen in told:
+                sweep.check_stop_when(frozen)
+                if work.on_trial is not None:
+                    work.on_trial(sweep.event(frozen))
     except DiskFull:
         raise
     except Exception as exc:
@@ -64,24 +66,51 @@ def take_trials(
         raise full_disk(sweep, full, "between trials") from None
 
 
-def _claim(sweep: Sweep, recovery: Recovery) -> optuna.Trial | None:
-    """The next trial, created under the claim lock with this worker as its owner; None
-    when the sweep has its trials (a queued retry still runs) or takes none (stopped)."""
+def _claim(sweep: Sweep, recovery: Recovery, size: int) -> list[Asked]:
+    """The next trial, or up to ``size`` (``sweep.fuse_trials``) with their params for a
+    fused batch (``batches.ask_batch``), under the claim lock; none when the sweep has
+    its trials or takes none (stopped). A lone trial's params are asked by its objective."""
     with sweep.lock.held():
-        if not sweep.state.takes_trials:
-            return None
-        recovery.run(every=RECOVERY_SECONDS)
-        c, total = sweep.counts, sweep.target
-        if c.taken >= total and c.running:  # a dead worker's trial must not count
-            recovery.run()
-            c = sweep.counts
-        if c.taken >= total and not c.waiting:
-            return None
-        with warnings.catch_warnings():  # heartbeats are recorded by run_one
-            warnings.filterwarnings("ignore", message="Heartbeat of storage")
-            trial = sweep.study.ask()
-        trial.set_user_attr(ATTR_OWNER, owner())
-        return trial
+        if size == 1:
+            trial = _ask(sweep, recovery)
+            return [] if trial is None else [(trial, {})]
+        return ask_batch(sweep, lambda: _ask(sweep, recovery), size)
+
+
+def _run(
+    sweep: Sweep,
+    batch: list[Asked],
+    objective: Callable[[optuna.Trial], float | list[float]],
+) -> list[FrozenTrial]:
+    """Run the claimed trials: alone, or in groups of one shape as one batched model."""
+    if len(batch) == 1:
+        return [run_one(sweep, batch[0][0], objective)]
+    told = []
+    for group in by_shape(sweep, batch):
+        if len(group) == 1:  # its params are asked again: Optuna returns the same values
+            told.append(run_one(sweep, group[0][0], objective))
+        else:
+            told += run_fused_trials(sweep, group)
+    return told
+
+
+def _ask(sweep: Sweep, recovery: Recovery) -> optuna.Trial | None:
+    """The next trial, created with this worker as its owner (the claim lock held); None
+    when the sweep has its trials (a queued retry still runs) or takes none (stopped)."""
+    if not sweep.state.takes_trials:
+        return None
+    recovery.run(every=RECOVERY_SECONDS)
+    c, total = sweep.counts, sweep.target
+    if c.taken >= total and c.running:  # a dead worker's trial must not count
+        recovery.run()
+        c = sweep.counts
+    if c.taken >= total and not c.waiting:
+        return None
+    with warnings.catch_warnings():  # heartbeats are recorded by run_one
+        warnings.filterwarnings("ignore", message="Heartbeat of storage")
+        trial = sweep.study.ask()
+    trial.set_user_attr(ATTR_OWNER, owner())
+    return trial
 
 
 def full_disk(sweep: Sweep, why: str, where: str) -> DiskFull:

@@ -1,0 +1,232 @@
+"""``sweep.fuse_trials`` on the Optuna backend: a worker asks several trials that share
+a shape and trains them as one batched model (``training.fused.fit_batch``). Each stays
+its own trial: its own Optuna trial and MLflow run, its own curve, value, best weights
+and test metrics; the pruner prunes it alone, and it leaves the batch.
+
+How the members are drawn (``ask_batch``): the first trial is asked as any other; the
+others are asked with its *shape* parameters (every searched path that is not fusible,
+``training.fusing.FUSIBLE``) fixed by Optuna's ``PartialFixedSampler`` over the sweep's
+own sampler, which draws their fusible values. TPE's model of the space stays honest:
+every trial is told with all its params, fixed or drawn, and the fixed values are ones
+TPE drew itself for the first trial, so the observations it learns from are what was
+trained; only the shape is drawn once per batch instead of once per trial (as a
+constant liar's batch of parallel trials, concentrated on one shape at a time).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import statistics
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from lightning.pytorch.callbacks import Callback
+from optuna.trial import FrozenTrial
+from optuna.trial import TrialState as OptunaState
+
+from sweeplab import compat
+from sweeplab.interrupts import reason
+from sweeplab.search.claims import heartbeat, retry
+from sweeplab.search.fits import Fits
+from sweeplab.search.keys import ATTR_BATCH, ATTR_REASON, TAG_BATCH, TAG_SWEEP, TAG_TRIAL
+from sweeplab.search.optuna_backend.objective import OptunaHooks
+from sweeplab.search.restarts import fold_groups
+from sweeplab.search.sampling import suggest
+from sweeplab.search.states import SweepState
+from sweeplab.search.sweep import Sweep
+from sweeplab.search.trial import STOPPED_NOW, close_trial, describe, end_unfinished, record
+from sweeplab.spec import Experiment
+from sweeplab.tracking.machine import PeakMemory
+from sweeplab.training.fusing import FUSIBLE, batch_shape, unbatched
+
+Asked = tuple[optuna.Trial, dict[str, Any]]  # a trial and its params (spec values)
+
+
+def ask_batch(sweep: Sweep, ask: Callable[[], optuna.Trial | None], size: int) -> list[Asked]:
+    """Up to ``size`` trials with their params, the later ones sharing the first one's
+    shape parameters (see the module's docstring). ``ask``: the worker's next trial, or
+    None when the sweep has its trials; called under the claim lock by the caller."""
+    first = ask()
+    if first is None:
+        return []
+    batch = [(first, suggest(first, sweep.exp.space))]
+    fixed = {name: v for name, v in first.params.items() if name not in FUSIBLE}
+    study, sampler = sweep.study, sweep.study.sampler
+    with warnings.catch_warnings():  # "experimental" since Optuna 2.4, unchanged since
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.sampler = optuna.samplers.PartialFixedSampler(fixed, sampler)
+    try:
+        while len(batch) < size:
+            trial = ask()
+            if trial is None:
+                break
+            batch.append((trial, suggest(trial, sweep.exp.space)))
+    finally:
+        study.sampler = sampler
+    return batch
+
+
+def by_shape(sweep: Sweep, batch: Sequence[Asked]) -> list[list[Asked]]:
+    """The trials of ``batch`` in groups that can train together, in order: a queued
+    trial (a retry, an enqueued configuration) may have another shape, and a shape
+    that is not batched trains alone."""
+    groups: dict[str, list[Asked]] = {}
+    for number, (trial, params) in enumerate(batch):
+        exp = sweep.exp.with_params(params)
+        key = f"alone {number}" if unbatched(exp) else json.dumps(batch_shape(exp), sort_keys=True)
+        groups.setdefault(key, []).append((trial, params))
+    return list(groups.values())
+
+
+class MemberPruning(Callback):
+    """Each epoch, each trial of a fused batch reports its own members' mean of
+    ``monitor`` to its Optuna trial; a trial the pruner prunes leaves the batch alone
+    (``FusedModule.end``), the others go on."""
+
+    def __init__(
+        self, trials: Sequence[optuna.Trial], loggers: Sequence[Sequence[Any]], monitor: str
+    ) -> None:
+        self.trials, self.loggers, self.monitor = list(trials), list(loggers), monitor
+        self.pruned: set[int] = set()
+
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        if trainer.sanity_checking:
+            return
+        epoch, ended = trainer.current_epoch, pl_module.ends.ended_at
+        for t, trial in enumerate(self.trials):
+            if ended[t] is not None and ended[t] < epoch:  # ended before this epoch
+                continue
+            value = self.value(t, epoch)
+            if value is None:  # every member diverged: it fails, not pruned
+                continue
+            trial.report(value, epoch)
+            if ended[t] is None and trial.should_prune():
+                self.pruned.add(t)
+                pl_module.end(t)
+        if all(e is not None for e in ended):
+            trainer.should_stop = True
+
+    def value(self, t: int, epoch: int) -> float | None:
+        """Trial ``t``'s members' mean of the monitored metric at ``epoch``."""
+        values = [
+            v
+            for logger in self.loggers[t]
+            for e, v in logger.history.get(self.monitor, [])
+            if e == epoch and math.isfinite(v)
+        ]
+        return statistics.fmean(values) if values else None
+
+
+@dataclass
+class _Member:
+    """One trial of a batch: its Optuna trial, configuration, fits and their runs."""
+
+    trial: optuna.Trial
+    exp: Experiment
+    fits: Fits
+    fold: int
+    group: list[tuple[int, str, int]]
+    subs: list[str] = field(default_factory=list)
+    loggers: list[Any] = field(default_factory=list)
+
+
+def run_fused_trials(sweep: Sweep, group: Sequence[Asked]) -> list[FrozenTrial]:
+    """Train the trials of ``group`` (one shape) as one batched model, and tell the
+    study how each ended. A Ctrl-C or ``stop --now`` interrupts them all: each is queued
+    again (``sweep.death_retries``) and the interrupt goes on."""
+    from sweeplab.training.fused import fit_batch
+
+    numbers = ",".join(str(trial.number) for trial, _ in group)
+    members = [_open(sweep, trial, params, numbers) for trial, params in group]
+    metric = sweep.exp.objective.metric
+    pruning = MemberPruning([m.trial for m in members], [m.loggers for m in members], metric)
+    prunes = sweep.exp.sweep.pruner != "none" and len(sweep.study.directions) == 1
+    memory = PeakMemory()
+    started = time.perf_counter()
+    with heartbeat(sweep, *(m.trial for m in members)):
+        try:
+            with memory:
+                results = fit_batch(
+                    [(m.exp, [m.exp.train.seed + r for *_, r in m.group]) for m in members],
+                    members[0].fold,
+                    [logger for m in members for logger in m.loggers],
+                    callbacks=[pruning] if prunes else [],
+                    tracking_uri=sweep.tracker.store.tracking_uri,
+                )
+        except BaseException as exc:
+            for m in members:
+                m.fits.seconds = time.perf_counter() - started
+                m.fits.abandon_fused(m.group, m.subs, m.loggers, exc)
+                end_unfinished(m.fits, memory, exc)
+            return _all_failed(sweep, members, exc)
+    told, start = [], 0
+    for t, m in enumerate(members):
+        mine, start = results[start : start + len(m.group)], start + len(m.group)
+        m.fits.seconds = time.perf_counter() - started
+        told.append(_close(sweep, m, mine, memory, pruned=t in pruning.pruned))
+    return told
+
+
+def _open(sweep: Sweep, trial: optuna.Trial, params: dict[str, Any], numbers: str) -> _Member:
+    """A trial's run (tagged with its batch) and its fits' runs and loggers."""
+    exp = sweep.exp.with_params(params)
+    tags = {TAG_SWEEP: sweep.name, TAG_TRIAL: trial.number, TAG_BATCH: numbers}
+    trial.set_user_attr(ATTR_BATCH, numbers)
+    name = f"trial-{trial.number}"
+    run_id = sweep.tracker.start_run(name, parent=sweep.parent, tags=tags, params=params)
+    hooks = OptunaHooks(trial, sweep.exp.objective.metric)
+    hooks.on_run(run_id)
+    (fold, group), *_ = fold_groups(exp)  # one fold: sweep.fuse_trials needs data.folds 1
+    m = _Member(trial, exp, Fits(exp, sweep.tracker, run_id, name, tags, hooks, False), fold, group)
+    m.subs, m.loggers = m.fits.open_fused(fold, group)
+    return m
+
+
+def _close(
+    sweep: Sweep, m: _Member, results: Sequence[Any], memory: PeakMemory, *, pruned: bool
+) -> FrozenTrial:
+    """Tell the study how one trial of a batch that trained ended: pruned, complete,
+    or failed (every fit of it diverged)."""
+    study = sweep.study
+    for key, value in memory.metrics().items():
+        m.trial.set_user_attr(key, value)
+    if pruned:  # its intermediate values were reported each epoch (MemberPruning)
+        exc = optuna.TrialPruned()
+        m.fits.abandon_fused(m.group, m.subs, m.loggers, exc)
+        end_unfinished(m.fits, memory, exc)
+        return study.tell(m.trial, state=OptunaState.PRUNED)
+    try:
+        m.fits.close_fused(m.fold, m.group, m.subs, m.loggers, results)
+        outcome = close_trial(m.exp, sweep.tracker, m.fits.run_id, m.fits, memory)
+    except Exception as exc:  # close_trial ended its run as failed
+        m.trial.set_user_attr(ATTR_REASON, describe(exc))
+        retry(study, sweep.storage, compat.trial_id(m.trial), sweep.exp.sweep.max_retries)
+        return study.tell(m.trial, state=OptunaState.FAIL)
+    record(m.trial, outcome)
+    return study.tell(m.trial, outcome.objective_values)
+
+
+def _all_failed(sweep: Sweep, members: Sequence[_Member], exc: BaseException) -> list[FrozenTrial]:
+    """Every trial of a batch whose fit raised ``exc``: failed and queued again while it
+    has retries left (a Ctrl-C or ``stop --now``: ``death_retries``, then re-raised)."""
+    study, spec = sweep.study, sweep.exp.sweep
+    died = isinstance(exc, KeyboardInterrupt)
+    why = describe(exc)
+    if isinstance(exc, KeyboardInterrupt):
+        why = STOPPED_NOW if sweep.state is SweepState.STOPPING_NOW else reason(exc)
+    told = []
+    for m in members:
+        m.trial.set_user_attr(ATTR_REASON, why)
+        with contextlib.suppress(Exception):  # a failed write must not keep it from the tell
+            limit = spec.death_retries if died else spec.max_retries
+            retry(study, sweep.storage, compat.trial_id(m.trial), limit, died=died)
+        told.append(study.tell(m.trial, state=OptunaState.FAIL))
+    if not isinstance(exc, Exception):  # Ctrl-C, SIGTERM, stop --now: the worker stops
+        raise exc
+    return told
