@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import signal
+import time
 from typing import Any
 
 import optuna
@@ -15,7 +18,8 @@ from sweeplab.search import run_sweep
 from sweeplab.search.results import decoded_params
 from sweeplab.spec import spec_from_dict
 from sweeplab.training.fit import fit
-from tests.helpers import all_runs, in_process, tiny_spec
+from tests.battery import popen, wait_for_study
+from tests.helpers import all_runs, in_process, sweeplab, tiny_spec
 
 SPACE = {
     "train.lr": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True},
@@ -108,3 +112,44 @@ def test_a_pruned_member_leaves_its_batch_alone_and_keeps_its_intermediate_value
         else:  # the others of its batch went on to the end
             assert steps == list(range(6)) and run.data.tags["sweeplab.state"] == "complete"
             assert sorted(trial.intermediate_values) == list(range(6))
+
+
+def test_kill_9_during_a_fused_batch_then_resume_runs_it_again_and_keeps_the_count(
+    store: Any, write_spec: Any
+) -> None:
+    spec = _spec(trials=6, fuse_trials=3, sampler="random", seed=0)
+    spec["train"]["max_epochs"] = 40
+    path = write_spec(spec)
+    proc = popen("sweep", str(path), "--store", str(store.root), "--no-smoke", "-q")
+    study = wait_for_study(store, "tiny", proc)
+    deadline = time.monotonic() + 180
+    while True:  # the first batch of three trials training: kill the worker
+        running = [
+            t
+            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if "mlflow_run_id" in t.user_attrs
+        ]
+        if len(running) == 3:
+            break
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the sweep never started a fused batch"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed = {t.number for t in running}
+
+    out = sweeplab("resume", "tiny", "--store", str(store.root), "-q")
+    assert out.returncode == 0, out.stderr
+    trials = optuna.load_study(study_name="tiny", storage=store.storage_url).get_trials()
+    assert len(trials) == 9 and [t.number for t in trials] == list(range(9))
+    dead = [t for t in trials if t.number in killed]
+    assert all(t.state is TrialState.FAIL and "died" in t.user_attrs["fail_reason"] for t in dead)
+    retries = [trials[t.user_attrs["sweeplab.retried_as"]] for t in dead]
+    assert [r.params for r in retries] == [t.params for t in dead]
+    results = [t for t in trials if t.number not in killed]
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in results)
+    assert len({tuple(sorted(t.params.items())) for t in results}) == 6  # none drawn twice
+    assert len({r.user_attrs["sweeplab.batch"] for r in retries}) == 1  # fused again
+    statuses = {r.info.run_id: r.info.status for r in all_runs(store, "fused")}
+    assert "RUNNING" not in statuses.values()
+    assert {statuses[t.user_attrs["mlflow_run_id"]] for t in dead} == {"KILLED"}
