@@ -15,8 +15,8 @@ run:
 
 Each prints its time per member-epoch and that time ÷ the plain loop's epoch. Target
 (issue 31): <= 0.35x at the best N. The sweep-level comparisons of the issue (sweep
-wall time, trials per hour, the hand-written Optuna + Lightning loop) need
-``sweep.fuse_trials``, which is not built yet: this script does not print them.
+wall time, trials per hour, the hand-written Optuna + Lightning loop) are
+bench/fused_sweeps.py's.
 """
 
 from __future__ import annotations

@@ -42,6 +42,7 @@ SCRIPTS = [
     "thousand.py",
     "restarts.py --sweeps",
     "fused_trials.py",
+    "fused_sweeps.py",
     "warm_start.py",
     "final_model.py",
     "serve_load.py",
