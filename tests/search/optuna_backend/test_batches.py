@@ -92,7 +92,8 @@ def test_a_pruned_member_leaves_its_batch_alone_and_keeps_its_intermediate_value
     )
     spec["search_space"] = {"train.lr": {"type": "float", "low": 1e-4, "high": 0.3, "log": True}}
     spec["train"]["max_epochs"] = 6
-    result = run_sweep(spec_from_dict(spec), store)
+    exp = spec_from_dict(spec)
+    result = run_sweep(exp, store)
     study = optuna.load_study(study_name=result.name, storage=store.storage_url)
     states = [t.state for t in study.trials]
     assert TrialState.PRUNED in states and TrialState.COMPLETE in states, states
@@ -100,6 +101,12 @@ def test_a_pruned_member_leaves_its_batch_alone_and_keeps_its_intermediate_value
     for trial in study.trials:
         batches.setdefault(trial.user_attrs["sweeplab.batch"], set()).add(trial.state)
     assert {TrialState.PRUNED, TrialState.COMPLETE} in batches.values(), batches  # side by side
+    mixed = next(b for b, states in batches.items() if len(states) == 2)
+    for trial in study.trials:  # those its pruned members left go on as if trained alone
+        if trial.user_attrs["sweeplab.batch"] == mixed and trial.state is TrialState.COMPLETE:
+            alone = fit(exp.with_params(decoded_params(exp.space, trial)))
+            assert trial.value == pytest.approx(alone.value, abs=1e-6)
+            assert trial.user_attrs["test_loss"] == pytest.approx(alone.test["test_loss"], abs=1e-5)
     client = MlflowClient(store.tracking_uri)
     for trial in study.trials:
         run = client.get_run(trial.user_attrs["mlflow_run_id"])
