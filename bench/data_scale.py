@@ -146,7 +146,7 @@ def measure(way: str, dataset: str, arch: str, folder: str, epochs: int) -> dict
 
     from sweeplab.data.split import split
     from sweeplab.logs import quiet_libraries
-    from sweeplab.training.fit import eval_batch_size, fit, prepare
+    from sweeplab.training.fit import fit, prepare
 
     quiet_libraries()
     fit(_spec("digits", arch, "", 1), test=False)  # every import a fit makes, before the base
@@ -174,17 +174,26 @@ def measure(way: str, dataset: str, arch: str, folder: str, epochs: int) -> dict
         "memory_mb": memory,
         "data_mb": data_mb,
         # weights, gradients, Adam's two moments, and a step's activations
-        "model_mb": params * 16 / 2**20 + _step_memory_mb(module.net, s, eval_batch_size(exp)),
+        "model_mb": params * 16 / 2**20 + _step_in_fresh_process(dataset, arch, folder),
         "val_acc": accuracy,
     }
 
 
-def _step_memory_mb(net: Any, s: Any, eval_rows: int) -> float:
+def step_memory_mb(dataset: str, arch: str, folder: str) -> float:
     """The peak memory of one training step (batch 128) and one validation batch (as many
-    rows as sweeplab evaluates at once for this model) of ``net`` above what the process
-    holds: the activations and their gradients."""
+    rows as sweeplab evaluates at once for this model) of the model, above what the
+    process holds with its data loaded: the activations and their gradients. Run in a
+    fresh process of its own: after a fit, the allocator's cached memory (glibc raises
+    its mmap threshold as large blocks are freed) would hide the step's needs."""
     import torch
 
+    from sweeplab.data.split import split
+    from sweeplab.training.fit import eval_batch_size, prepare
+
+    exp = _spec(dataset, arch, folder, 1)
+    s = split(exp.data)
+    _, module = prepare(exp, 0, 0, None)
+    net, eval_rows = module.net, eval_batch_size(exp)
     gc.collect()
     before = _rss_mb()
     _reset_peak()
@@ -229,6 +238,10 @@ def plain_loop(net: Any, s: Any, epochs: int) -> float:
 
 
 # -------------------------------------------------------------------------- the runs
+
+
+def _step_in_fresh_process(dataset: str, arch: str, folder: str) -> float:
+    return float(_in_fresh_process("step", dataset, arch, folder)["step_mb"])
 
 
 def _in_fresh_process(*args: str) -> dict[str, float]:
@@ -333,6 +346,9 @@ def main() -> None:
     if args.measure and args.measure[0] == "folder":
         folder, memory_mb, epochs = args.measure[1:]
         print(json.dumps(streamed_folder.measure(folder, float(memory_mb), int(epochs))))
+        return
+    if args.measure and args.measure[0] == "step":
+        print(json.dumps({"step_mb": step_memory_mb(*args.measure[1:])}))
         return
     if args.measure:
         way, dataset, arch, folder, epochs = args.measure
