@@ -18,7 +18,7 @@ from sweeplab.search import run_sweep
 from sweeplab.search.results import decoded_params
 from sweeplab.spec import spec_from_dict
 from sweeplab.training.fit import fit
-from tests.battery import popen, wait_for_study
+from tests.battery import assert_nothing_lost, popen, wait_for_study
 from tests.helpers import all_runs, in_process, sweeplab, tiny_spec
 
 SPACE = {
@@ -160,3 +160,42 @@ def test_kill_9_during_a_fused_batch_then_resume_runs_it_again_and_keeps_the_cou
     statuses = {r.info.run_id: r.info.status for r in all_runs(store, "fused")}
     assert "RUNNING" not in statuses.values()
     assert {statuses[t.user_attrs["mlflow_run_id"]] for t in dead} == {"KILLED"}
+
+
+def test_sigterm_during_a_fused_batch_queues_its_trials_again_and_resume_ends_them(
+    store: Any, write_spec: Any
+) -> None:
+    """SIGTERM as Ctrl-C: every trial of the batch failed as interrupted and queued again,
+    its runs KILLED, exit 143; resume then ends with exactly the sweep's trials."""
+    spec = _spec(trials=4, fuse_trials=2, sampler="random", seed=0)
+    spec["train"]["max_epochs"] = 60
+    path = write_spec(spec)
+    proc = popen("sweep", str(path), "--store", str(store.root), "--no-smoke")
+    study = wait_for_study(store, "tiny", proc)
+    deadline = time.monotonic() + 180
+    while True:  # the first batch training
+        running = [
+            t
+            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if "mlflow_run_id" in t.user_attrs
+        ]
+        if len(running) == 2:
+            break
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGTERM)
+    output, errors = proc.communicate(timeout=120)
+    assert proc.returncode == 143, output + errors
+    assert "Traceback" not in output + errors
+    trials = optuna.load_study(study_name="tiny", storage=store.storage_url).get_trials()
+    assert not [t for t in trials if t.state is TrialState.RUNNING]
+    for t in running:
+        stopped = trials[t.number]
+        assert stopped.state is TrialState.FAIL, stopped.state
+        assert "interrupted" in stopped.user_attrs["fail_reason"]
+        assert trials[stopped.user_attrs["sweeplab.retried_as"]].state is TrialState.WAITING
+    statuses = {r.info.run_id: r.info.status for r in all_runs(store, "fused")}
+    assert {statuses[t.user_attrs["mlflow_run_id"]] for t in running} == {"KILLED"}
+    out = sweeplab("resume", "tiny", "--store", str(store.root), "-q")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert_nothing_lost(store, "tiny", "fused", 4)
