@@ -49,6 +49,27 @@ def wait_for_study(store: Any, name: str, proc: subprocess.Popen[str], wait: flo
             time.sleep(0.2)
 
 
+def wait_for_running(
+    study: Any, count: int, proc: subprocess.Popen[str], wait: float = 180
+) -> list[Any]:
+    """The study's RUNNING trials once ``count`` of them have their MLflow run (they are
+    training); fails if ``proc`` ends first, or after ``wait`` seconds."""
+    from optuna.trial import TrialState
+
+    deadline = time.monotonic() + wait
+    while True:
+        running = [
+            t
+            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if "mlflow_run_id" in t.user_attrs
+        ]
+        if len(running) == count:
+            return running
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, f"{count} trials never trained at once"
+        time.sleep(0.05)
+
+
 @dataclass
 class Kills:
     """What a kill-and-resume run did: the kills delivered, the trials they cut short."""

@@ -22,6 +22,7 @@ from tests.battery import (
     killable_spec,
     load,
     popen,
+    wait_for_running,
     wait_for_study,
 )
 from tests.helpers import Postgres, sweeplab, tiny_spec
@@ -220,17 +221,7 @@ def test_ctrl_c_stops_every_local_worker_and_resume_runs_what_they_had(
     spec = write_spec(killable_spec("stopped", trials=4, epochs=300, register=False))
     proc = popen("sweep", str(spec), "--store", str(store.root), "--no-smoke", "-w", "2")
     study = wait_for_study(store, "stopped", proc)
-    deadline = time.monotonic() + 180
-    while True:  # both workers in a trial
-        running = [
-            t
-            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-            if "mlflow_run_id" in t.user_attrs
-        ]
-        if len(running) == 2:
-            break
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-        time.sleep(0.05)
+    running = wait_for_running(study, 2, proc)  # both workers in a trial
     sent = datetime.datetime.now()  # Optuna records local times, as this
     os.killpg(proc.pid, signal.SIGINT)
     output, errors = proc.communicate(timeout=120)

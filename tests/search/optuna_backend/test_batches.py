@@ -6,7 +6,6 @@ import csv
 import io
 import os
 import signal
-import time
 from typing import Any
 
 import optuna
@@ -18,7 +17,7 @@ from sweeplab.search import run_sweep
 from sweeplab.search.results import decoded_params
 from sweeplab.spec import spec_from_dict
 from sweeplab.training.fit import fit
-from tests.battery import assert_nothing_lost, popen, wait_for_study
+from tests.battery import assert_nothing_lost, popen, wait_for_running, wait_for_study
 from tests.helpers import all_runs, in_process, sweeplab, tiny_spec
 
 SPACE = {
@@ -129,18 +128,7 @@ def test_kill_9_during_a_fused_batch_then_resume_runs_it_again_and_keeps_the_cou
     path = write_spec(spec)
     proc = popen("sweep", str(path), "--store", str(store.root), "--no-smoke", "-q")
     study = wait_for_study(store, "tiny", proc)
-    deadline = time.monotonic() + 180
-    while True:  # the first batch of three trials training: kill the worker
-        running = [
-            t
-            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-            if "mlflow_run_id" in t.user_attrs
-        ]
-        if len(running) == 3:
-            break
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "the sweep never started a fused batch"
-        time.sleep(0.05)
+    running = wait_for_running(study, 3, proc)  # the first batch training: kill the worker
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     killed = {t.number for t in running}
@@ -172,17 +160,7 @@ def test_sigterm_during_a_fused_batch_queues_its_trials_again_and_resume_ends_th
     path = write_spec(spec)
     proc = popen("sweep", str(path), "--store", str(store.root), "--no-smoke")
     study = wait_for_study(store, "tiny", proc)
-    deadline = time.monotonic() + 180
-    while True:  # the first batch training
-        running = [
-            t
-            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-            if "mlflow_run_id" in t.user_attrs
-        ]
-        if len(running) == 2:
-            break
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-        time.sleep(0.05)
+    running = wait_for_running(study, 2, proc)  # the first batch training
     os.killpg(proc.pid, signal.SIGTERM)
     output, errors = proc.communicate(timeout=120)
     assert proc.returncode == 143, output + errors
