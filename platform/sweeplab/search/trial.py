@@ -314,15 +314,23 @@ def reason_noted(sweep: Sweep, trial: optuna.Trial) -> Iterator[None]:
     """
     try:
         yield
-    except optuna.TrialPruned:
+    except BaseException as exc:
+        why = failure_reason(sweep, exc)
+        if why is not None:
+            trial.set_user_attr(ATTR_REASON, why)
         raise
-    except KeyboardInterrupt as exc:
-        now = sweep.state is SweepState.STOPPING_NOW
-        trial.set_user_attr(ATTR_REASON, STOPPED_NOW if now else reason(exc))
-        raise
-    except Exception as exc:
-        trial.set_user_attr(ATTR_REASON, describe(exc))
-        raise
+
+
+def failure_reason(sweep: Sweep, exc: BaseException) -> str | None:
+    """Why a trial that raised ``exc`` failed or was interrupted, as its trial records
+    it; None for pruning and a Ray stop or PBT pause (SystemExit)."""
+    if isinstance(exc, optuna.TrialPruned):
+        return None
+    if isinstance(exc, KeyboardInterrupt):
+        return STOPPED_NOW if sweep.state is SweepState.STOPPING_NOW else reason(exc)
+    if isinstance(exc, Exception):
+        return describe(exc)
+    return None
 
 
 STOPPED_NOW = "interrupted (sweeplab stop --now)"

@@ -31,16 +31,20 @@ from optuna.trial import FrozenTrial
 from optuna.trial import TrialState as OptunaState
 
 from sweeplab import compat
-from sweeplab.interrupts import reason
 from sweeplab.search.claims import heartbeat, retry
 from sweeplab.search.fits import Fits
 from sweeplab.search.keys import ATTR_BATCH, ATTR_REASON, TAG_BATCH, TAG_SWEEP, TAG_TRIAL
 from sweeplab.search.optuna_backend.objective import OptunaHooks
 from sweeplab.search.restarts import fold_groups
 from sweeplab.search.sampling import suggest
-from sweeplab.search.states import SweepState
 from sweeplab.search.sweep import Sweep
-from sweeplab.search.trial import STOPPED_NOW, close_trial, describe, end_unfinished, record
+from sweeplab.search.trial import (
+    close_trial,
+    describe,
+    end_unfinished,
+    failure_reason,
+    record,
+)
 from sweeplab.spec import Experiment
 from sweeplab.tracking.machine import PeakMemory
 from sweeplab.training.fusing import FUSIBLE, batch_shape, unbatched
@@ -143,14 +147,18 @@ def run_fused_trials(sweep: Sweep, group: Sequence[Asked]) -> list[FrozenTrial]:
     from sweeplab.training.fused import fit_batch
 
     numbers = ",".join(str(trial.number) for trial, _ in group)
-    members = [_open(sweep, trial, params, numbers) for trial, params in group]
     metric = sweep.exp.objective.metric
-    pruning = MemberPruning([m.trial for m in members], [m.loggers for m in members], metric)
     prunes = sweep.exp.sweep.pruner != "none" and len(sweep.study.directions) == 1
+    members: list[_Member] = []
     memory = PeakMemory()
     started = time.perf_counter()
-    with heartbeat(sweep, *(m.trial for m in members)):
-        try:
+    with heartbeat(sweep, *(trial for trial, _ in group)):
+        try:  # from the first run on: an interrupt while they open fails them all too
+            for trial, params in group:
+                members.append(_open(sweep, trial, params, numbers))
+            pruning = MemberPruning(
+                [m.trial for m in members], [m.loggers for m in members], metric
+            )
             with memory:
                 results = fit_batch(
                     [(m.exp, [m.exp.train.seed + r for *_, r in m.group]) for m in members],
@@ -160,15 +168,17 @@ def run_fused_trials(sweep: Sweep, group: Sequence[Asked]) -> list[FrozenTrial]:
                     tracking_uri=sweep.tracker.store.tracking_uri,
                 )
         except BaseException as exc:
+            seconds = time.perf_counter() - started
             for m in members:
-                m.fits.seconds = time.perf_counter() - started
+                m.fits.seconds = seconds
                 m.fits.abandon_fused(m.group, m.subs, m.loggers, exc)
                 end_unfinished(m.fits, memory, exc)
-            return _all_failed(sweep, members, exc)
+            return _all_failed(sweep, [trial for trial, _ in group], exc)
+    seconds = time.perf_counter() - started  # the batch's fit, which each trial shared
     told, start = [], 0
     for t, m in enumerate(members):
         mine, start = results[start : start + len(m.group)], start + len(m.group)
-        m.fits.seconds = time.perf_counter() - started
+        m.fits.seconds = seconds
         told.append(_close(sweep, m, mine, memory, pruned=t in pruning.pruned))
     return told
 
@@ -212,21 +222,21 @@ def _close(
     return study.tell(m.trial, outcome.objective_values)
 
 
-def _all_failed(sweep: Sweep, members: Sequence[_Member], exc: BaseException) -> list[FrozenTrial]:
-    """Every trial of a batch whose fit raised ``exc``: failed and queued again while it
-    has retries left (a Ctrl-C or ``stop --now``: ``death_retries``, then re-raised)."""
+def _all_failed(
+    sweep: Sweep, trials: Sequence[optuna.Trial], exc: BaseException
+) -> list[FrozenTrial]:
+    """Every trial of a batch that raised ``exc``: failed and queued again while it has
+    retries left (a Ctrl-C or ``stop --now``: ``death_retries``, then re-raised)."""
     study, spec = sweep.study, sweep.exp.sweep
     died = isinstance(exc, KeyboardInterrupt)
-    why = describe(exc)
-    if isinstance(exc, KeyboardInterrupt):
-        why = STOPPED_NOW if sweep.state is SweepState.STOPPING_NOW else reason(exc)
+    why = failure_reason(sweep, exc) or describe(exc)
     told = []
-    for m in members:
-        m.trial.set_user_attr(ATTR_REASON, why)
+    for trial in trials:
+        trial.set_user_attr(ATTR_REASON, why)
         with contextlib.suppress(Exception):  # a failed write must not keep it from the tell
             limit = spec.death_retries if died else spec.max_retries
-            retry(study, sweep.storage, compat.trial_id(m.trial), limit, died=died)
-        told.append(study.tell(m.trial, state=OptunaState.FAIL))
+            retry(study, sweep.storage, compat.trial_id(trial), limit, died=died)
+        told.append(study.tell(trial, state=OptunaState.FAIL))
     if not isinstance(exc, Exception):  # Ctrl-C, SIGTERM, stop --now: the worker stops
         raise exc
     return told
