@@ -93,7 +93,7 @@ def validate(
             f"restarts: {sweep.restarts} per trial, "
             + ("fused (one batched model)" if why is None else f"one after another ({why})")
         )
-    if sweep.fuse_trials > 1:
+    if sweep.fuse_trials != 1:
         out.print(_fusing(exp, [key for key, _ in space.items()]))
     if exp.data.kind == "text":
         text = exp.data.text
@@ -113,16 +113,18 @@ def validate(
 
 def _fusing(exp: Experiment, searched: list[str]) -> str:
     """How ``sweep.fuse_trials`` will batch the trials, or why it will not."""
-    from sweeplab.training.fusing import FUSIBLE, unbatched
+    from sweeplab.training.fusing import FUSIBLE, fused_count, not_fused
 
-    n, why = exp.sweep.fuse_trials, unbatched(exp)
+    why = not_fused(exp, gpu=False)
     if why is not None:
         return f"trials: one at a time, not fused ({why})"
+    n, auto = fused_count(exp, gpu=False), exp.sweep.fuse_trials == "auto"
     drawn = [key for key in searched if key in FUSIBLE]
     shared = [key for key in searched if key not in FUSIBLE]
     return (
-        f"trials: up to {n} at a time trained as one batched model; each draws its own "
-        f"{', '.join(drawn) or 'seed only'}"
+        f"trials: up to {n} at a time"
+        + (" on a CPU (auto; one at a time on a GPU)" if auto else "")
+        + f" trained as one batched model; each draws its own {', '.join(drawn)}"
         + (f", a batch shares one {', '.join(shared)}" if shared else "")
     )
 

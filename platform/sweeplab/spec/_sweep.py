@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
 from sweeplab.search.catalog import (
     PBT_MUTABLE,
@@ -36,6 +36,18 @@ class StopWhen(Section):
     value: Annotated[float, Field(allow_inf_nan=False)]
 
 
+def _fuse_trials(value: object) -> object:
+    """A number of trials (1: one at a time), or auto."""
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return value
+    raise ValueError(
+        f"must be a number of trials (1 for one at a time, 8, ...) or auto, but got {value!r}"
+    )
+
+
+FuseTrials = Annotated[int | Literal["auto"], BeforeValidator(_fuse_trials)]
+
+
 class SweepConfig(Section):
     trials: PositiveInt = 20
     sampler: SamplerName = "tpe"
@@ -62,8 +74,10 @@ class SweepConfig(Section):
     fused_restarts: bool = True
     # a worker takes up to this many trials at a time that share a shape (everything
     # but the fusible fields, training.fusing.FUSIBLE) and trains them as one batched
-    # model, each still its own trial (search.optuna_backend.batches); 1: one at a time
-    fuse_trials: PositiveInt = 1
+    # model, each still its own trial (search.optuna_backend.batches); 1: one at a time;
+    # auto: the bench's best on a CPU (training.fusing.fused_count), 1 where fusing
+    # cannot apply
+    fuse_trials: FuseTrials = 1
     # what the sweep registers: the best trial's weights (best), the mean prediction of
     # its restarts (ensemble; sweep.restarts >= 2) exported as one model, the fits of the
     # top trials weighed by greedy selection on the validation split (top_ensemble), or
@@ -148,7 +162,7 @@ def sweep_problems(
 
 def _fuse_problems(sweep: SweepConfig, folds: int) -> list[tuple[str, str]]:
     """Trials fused into one batched model: the Optuna backend's workers, one fold."""
-    if sweep.fuse_trials == 1:
+    if sweep.fuse_trials in (1, "auto"):  # auto trains one at a time where these say no
         return []
     if sweep.backend == "ray":
         why = (

@@ -76,6 +76,38 @@ def test_validate_says_how_trials_fuse_and_ray_refuses_them(write_spec: Any) -> 
     assert refused.returncode == 2
     assert "sweep.fuse_trials: 4: a Ray Tune trial trains one configuration" in refused.stderr
     assert "Traceback" not in refused.stderr
+    auto = in_process("validate", str(spec), "--set", "sweep.fuse_trials=auto")
+    assert auto.returncode == 0, auto.stderr
+    assert "trials: up to 16 at a time on a CPU (auto; one at a time on a GPU)" in auto.stdout
+    on_ray = ("--set", "sweep.fuse_trials=auto", "--set", "sweep.backend=ray")
+    auto = in_process("validate", str(spec), *on_ray)  # auto: one at a time, no error
+    assert auto.returncode == 0, auto.stderr
+    assert "trials: one at a time, not fused (a Ray Tune trial trains one" in auto.stdout
+    shape_only = _spec()
+    shape_only["search_space"] = {"model.hidden": SPACE["model.hidden"]}
+    alone = in_process("validate", str(write_spec(shape_only, name="shape.yaml")))
+    assert "trials: one at a time, not fused (no searched path is fusible" in alone.stdout
+    wrong = in_process("validate", str(spec), "--set", "sweep.fuse_trials=many")
+    assert wrong.returncode == 2 and "sweep.fuse_trials" in wrong.stderr
+    assert "Traceback" not in wrong.stderr
+
+
+def test_auto_fuses_where_a_batch_trains_within_a_checkpoint_period(store: Any) -> None:
+    """fuse_trials auto on a CPU: a first trial trains alone to show what a trial costs;
+    the next ones fuse where a batch of them trains within train.checkpoint_every (a
+    batch saves no mid-fit checkpoint), else they train alone too."""
+
+    def batches(checkpoint_every: Any) -> list[str | None]:
+        spec = _spec(trials=5, fuse_trials="auto")
+        spec["train"]["checkpoint_every"] = checkpoint_every
+        result = run_sweep(spec_from_dict(spec), store)
+        study = optuna.load_study(study_name=result.name, storage=store.storage_url)
+        assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 5
+        return [t.user_attrs.get("sweeplab.batch") for t in study.trials]
+
+    assert batches("5m") == [None, *["1,2,3,4"] * 4]  # a trial of seconds: 16 fit in 5 minutes
+    assert batches(None) == ["0,1,2,3,4"] * 5  # no checkpoints to keep: fused from the first
+    assert batches(2) == [None] * 5  # 4 epochs a trial: a batch would train past 2 epochs
 
 
 def test_a_pruned_member_leaves_its_batch_alone_and_keeps_its_intermediate_values(

@@ -33,10 +33,19 @@ from optuna.trial import TrialState as OptunaState
 from sweeplab import compat
 from sweeplab.search.claims import heartbeat, retry
 from sweeplab.search.fits import Fits
-from sweeplab.search.keys import ATTR_BATCH, ATTR_REASON, TAG_BATCH, TAG_SWEEP, TAG_TRIAL
+from sweeplab.search.keys import (
+    ATTR_BATCH,
+    ATTR_EPOCHS,
+    ATTR_REASON,
+    ATTR_SAME_AS,
+    TAG_BATCH,
+    TAG_SAME_AS,
+    TAG_SWEEP,
+    TAG_TRIAL,
+)
 from sweeplab.search.optuna_backend.objective import OptunaHooks
 from sweeplab.search.restarts import fold_groups
-from sweeplab.search.sampling import suggest
+from sweeplab.search.sampling import same_as, suggest
 from sweeplab.search.sweep import Sweep
 from sweeplab.search.trial import (
     close_trial,
@@ -47,9 +56,35 @@ from sweeplab.search.trial import (
 )
 from sweeplab.spec import Experiment
 from sweeplab.tracking.machine import PeakMemory
-from sweeplab.training.fusing import FUSIBLE, batch_shape, unbatched
+from sweeplab.training.fusing import FUSIBLE, batch_shape, fused_count, unbatched
 
 Asked = tuple[optuna.Trial, dict[str, Any]]  # a trial and its params (spec values)
+Shaped = tuple[optuna.Trial, dict[str, Any], Experiment]  # ... and its spec, validated once
+
+
+def claim_size(sweep: Sweep, *, gpu: bool) -> int:
+    """How many trials a worker claims next (``training.fusing.fused_count``). With
+    ``sweep.fuse_trials: auto``, no more than a batch that trains within one checkpoint
+    period (``train.checkpoint_every``): a fused batch saves no mid-fit checkpoint, so
+    a worker killed during one loses about what a lone trial between two checkpoints
+    would. A trial's cost is read from the study's finished trials (its seconds, shared
+    by its batch; its epochs); until one finished, a trial trains alone to show it."""
+    n = fused_count(sweep.exp, gpu=gpu)
+    epochs, seconds = sweep.exp.train.checkpoint_period
+    if n == 1 or sweep.exp.sweep.fuse_trials != "auto" or (epochs is None and seconds is None):
+        return n
+    fits = []  # each finished trial's batches that would fit in one period
+    for t in sweep.study.get_trials(deepcopy=False, states=(OptunaState.COMPLETE,)):
+        trained = t.user_attrs.get(ATTR_EPOCHS)
+        if t.datetime_start is None or t.datetime_complete is None or not trained:
+            continue
+        if epochs is not None:  # a batch trains its members' epochs in lockstep
+            fits.append(epochs / float(trained))
+            continue
+        size = len(str(t.user_attrs.get(ATTR_BATCH, "0")).split(","))
+        took = (t.datetime_complete - t.datetime_start).total_seconds() / size
+        fits.append(float(seconds or 0.0) / max(took, 1e-3))
+    return max(1, min(n, math.floor(statistics.median(fits)))) if fits else 1
 
 
 def ask_batch(sweep: Sweep, ask: Callable[[], optuna.Trial | None], size: int) -> list[Asked]:
@@ -76,15 +111,15 @@ def ask_batch(sweep: Sweep, ask: Callable[[], optuna.Trial | None], size: int) -
     return batch
 
 
-def by_shape(sweep: Sweep, batch: Sequence[Asked]) -> list[list[Asked]]:
-    """The trials of ``batch`` in groups that can train together, in order: a queued
-    trial (a retry, an enqueued configuration) may have another shape, and a shape
-    that is not batched trains alone."""
-    groups: dict[str, list[Asked]] = {}
+def by_shape(sweep: Sweep, batch: Sequence[Asked]) -> list[list[Shaped]]:
+    """The trials of ``batch`` with their specs, in groups that can train together, in
+    order: a queued trial (a retry, an enqueued configuration) may have another shape,
+    and a shape that is not batched trains alone."""
+    groups: dict[str, list[Shaped]] = {}
     for number, (trial, params) in enumerate(batch):
         exp = sweep.exp.with_params(params)
         key = f"alone {number}" if unbatched(exp) else json.dumps(batch_shape(exp), sort_keys=True)
-        groups.setdefault(key, []).append((trial, params))
+        groups.setdefault(key, []).append((trial, params, exp))
     return list(groups.values())
 
 
@@ -140,22 +175,22 @@ class _Member:
     loggers: list[Any] = field(default_factory=list)
 
 
-def run_fused_trials(sweep: Sweep, group: Sequence[Asked]) -> list[FrozenTrial]:
+def run_fused_trials(sweep: Sweep, group: Sequence[Shaped]) -> list[FrozenTrial]:
     """Train the trials of ``group`` (one shape) as one batched model, and tell the
     study how each ended. A Ctrl-C or ``stop --now`` interrupts them all: each is queued
     again (``sweep.death_retries``) and the interrupt goes on."""
     from sweeplab.training.fused import fit_batch
 
-    numbers = ",".join(str(trial.number) for trial, _ in group)
+    numbers = ",".join(str(trial.number) for trial, *_ in group)
     metric = sweep.exp.objective.metric
     prunes = sweep.exp.sweep.pruner != "none" and len(sweep.study.directions) == 1
     members: list[_Member] = []
     memory = PeakMemory()
     started = time.perf_counter()
-    with heartbeat(sweep, *(trial for trial, _ in group)):
+    with heartbeat(sweep, *(trial for trial, *_ in group)):
         try:  # from the first run on: an interrupt while they open fails them all too
-            for trial, params in group:
-                members.append(_open(sweep, trial, params, numbers))
+            for shaped in group:
+                members.append(_open(sweep, shaped, numbers))
             pruning = MemberPruning(
                 [m.trial for m in members], [m.loggers for m in members], metric
             )
@@ -173,7 +208,7 @@ def run_fused_trials(sweep: Sweep, group: Sequence[Asked]) -> list[FrozenTrial]:
                 m.fits.seconds = seconds
                 m.fits.abandon_fused(m.group, m.subs, m.loggers, exc)
                 end_unfinished(m.fits, memory, exc)
-            return _all_failed(sweep, [trial for trial, _ in group], exc)
+            return _all_failed(sweep, [trial for trial, *_ in group], exc)
     seconds = time.perf_counter() - started  # the batch's fit, which each trial shared
     told, start = [], 0
     for t, m in enumerate(members):
@@ -183,11 +218,16 @@ def run_fused_trials(sweep: Sweep, group: Sequence[Asked]) -> list[FrozenTrial]:
     return told
 
 
-def _open(sweep: Sweep, trial: optuna.Trial, params: dict[str, Any], numbers: str) -> _Member:
-    """A trial's run (tagged with its batch) and its fits' runs and loggers."""
-    exp = sweep.exp.with_params(params)
-    tags = {TAG_SWEEP: sweep.name, TAG_TRIAL: trial.number, TAG_BATCH: numbers}
+def _open(sweep: Sweep, shaped: Shaped, numbers: str) -> _Member:
+    """A trial's run (tagged with its batch, and with the earlier trial whose params
+    the sampler drew again, as ``trial.sweep_trial`` does) and its fits' runs and loggers."""
+    trial, params, exp = shaped
+    tags: dict[str, Any] = {TAG_SWEEP: sweep.name, TAG_TRIAL: trial.number, TAG_BATCH: numbers}
     trial.set_user_attr(ATTR_BATCH, numbers)
+    same = same_as(sweep.study, trial, sweep.exp.sweep.sampler == "grid")
+    if same is not None:
+        trial.set_user_attr(ATTR_SAME_AS, same)
+        tags[TAG_SAME_AS] = same
     name = f"trial-{trial.number}"
     run_id = sweep.tracker.start_run(name, parent=sweep.parent, tags=tags, params=params)
     hooks = OptunaHooks(trial, sweep.exp.objective.metric)

@@ -14,7 +14,13 @@ from optuna.trial import TrialState as OptunaState
 from sweeplab import compat
 from sweeplab.search.claims import Recovery, heartbeat, owner, retry
 from sweeplab.search.keys import ATTR_OWNER
-from sweeplab.search.optuna_backend.batches import Asked, ask_batch, by_shape, run_fused_trials
+from sweeplab.search.optuna_backend.batches import (
+    Asked,
+    ask_batch,
+    by_shape,
+    claim_size,
+    run_fused_trials,
+)
 from sweeplab.search.optuna_backend.objective import objective_for
 from sweeplab.search.states import SweepState
 from sweeplab.search.sweep import Sweep, Work
@@ -40,11 +46,14 @@ def take_trials(
     each trial runs (default: the spec's training, ``objective_for``; bench/storage.py
     times the bookkeeping around a trivial one).
     """
+    import torch
+
     objective = objective or objective_for(sweep)
     recovery = Recovery(sweep)
+    gpu = torch.cuda.is_available()
     try:
         while not work.out_of_time():
-            batch = _claim(sweep, recovery, sweep.exp.sweep.fuse_trials)
+            batch = _claim(sweep, recovery, claim_size(sweep, gpu=gpu))
             if not batch:
                 break
             try:
