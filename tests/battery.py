@@ -144,17 +144,14 @@ def assert_nothing_lost(store: Any, name: str, experiment: str, trials: int) -> 
     assert exp is not None
     runs = client.search_runs([exp.experiment_id], max_results=5000)
     assert [r.info.run_name for r in runs if r.info.status == "RUNNING"] == []
-    numbers = sorted(
-        int(r.data.tags["sweeplab.trial_number"])
+    trial_runs = [  # a trial's own run, not the nested runs of its restarts
+        r
         for r in runs
-        if "sweeplab.trial_number" in r.data.tags
-    )
+        if "sweeplab.trial_number" in r.data.tags and "sweeplab.restart" not in r.data.tags
+    ]
+    numbers = sorted(int(r.data.tags["sweeplab.trial_number"]) for r in trial_runs)
     assert len(numbers) == len(set(numbers)), numbers  # no trial has two runs
-    by_number = {
-        int(r.data.tags["sweeplab.trial_number"]): r.info.run_id
-        for r in runs
-        if "sweeplab.trial_number" in r.data.tags
-    }
+    by_number = {int(r.data.tags["sweeplab.trial_number"]): r.info.run_id for r in trial_runs}
     for t in study.get_trials(deepcopy=False):
         # a trial killed (or out of disk) before its run was created has none, and failed
         assert t.user_attrs.get("mlflow_run_id") == by_number.get(t.number)

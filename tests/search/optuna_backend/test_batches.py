@@ -6,6 +6,7 @@ import csv
 import io
 import os
 import signal
+import time
 from typing import Any
 
 import optuna
@@ -209,3 +210,42 @@ def test_sigterm_during_a_fused_batch_queues_its_trials_again_and_resume_ends_th
     out = sweeplab("resume", "tiny", "--store", str(store.root), "-q")
     assert out.returncode == 0, out.stderr[-3000:]
     assert_nothing_lost(store, "tiny", "fused", 4)
+
+
+def test_sigterm_while_a_batch_closes_fails_the_trials_not_told_yet(
+    store: Any, write_spec: Any
+) -> None:
+    """A batch's trials are told one after another once it trained (their MLflow writes
+    take seconds): SIGTERM between two of them leaves none RUNNING. The ones told keep
+    their results; the others fail as interrupted, queued again; resume ends them."""
+    spec = _spec(trials=8, fuse_trials=8, sampler="random", seed=0, restarts=2)
+    spec["train"]["max_epochs"] = 2
+    path = write_spec(spec)
+    proc = popen("sweep", str(path), "--store", str(store.root), "--no-smoke")
+    study = wait_for_study(store, "tiny", proc)
+    deadline = time.monotonic() + 180
+    while True:  # the first trial told while the others still wait for theirs
+        trials = study.get_trials(deepcopy=False)
+        if any(t.state.is_finished() for t in trials):
+            break
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGTERM)
+    output, errors = proc.communicate(timeout=120)
+    assert proc.returncode == 143, output + errors
+    assert "Traceback" not in output + errors
+    trials = optuna.load_study(study_name="tiny", storage=store.storage_url).get_trials()
+    batch = [t for t in trials if t.number < 8]
+    assert not [t for t in trials if t.state is TrialState.RUNNING]
+    told = [t for t in batch if t.state is not TrialState.FAIL]
+    cut = [t for t in batch if t.state is TrialState.FAIL]
+    assert told and cut, [t.state for t in batch]  # the signal came while they closed
+    for t in cut:
+        assert "interrupted" in t.user_attrs["fail_reason"]
+        assert trials[t.user_attrs["sweeplab.retried_as"]].state is TrialState.WAITING
+    statuses = {r.info.run_id: r.info.status for r in all_runs(store, "fused")}
+    assert "RUNNING" not in statuses.values()
+    assert {statuses[t.user_attrs["mlflow_run_id"]] for t in cut} == {"KILLED"}
+    out = sweeplab("resume", "tiny", "--store", str(store.root), "-q")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert_nothing_lost(store, "tiny", "fused", 8)

@@ -210,11 +210,39 @@ def run_fused_trials(sweep: Sweep, group: Sequence[Shaped]) -> list[FrozenTrial]
                 end_unfinished(m.fits, memory, exc)
             return _all_failed(sweep, [trial for trial, *_ in group], exc)
     seconds = time.perf_counter() - started  # the batch's fit, which each trial shared
-    told, start = [], 0
-    for t, m in enumerate(members):
-        mine, start = results[start : start + len(m.group)], start + len(m.group)
+    for m in members:
         m.fits.seconds = seconds
-        told.append(_close(sweep, m, mine, memory, pruned=t in pruning.pruned))
+    return _close_all(sweep, members, results, memory, pruning.pruned)
+
+
+def _close_all(
+    sweep: Sweep,
+    members: Sequence[_Member],
+    results: Sequence[Any],
+    memory: PeakMemory,
+    pruned: set[int],
+) -> list[FrozenTrial]:
+    """Tell the study how each trial of a batch that trained ended. An interrupt while
+    they close (MLflow writes: seconds for a large batch) fails the trials not told yet
+    and queues them again, their runs KILLED, as during the fit; it goes on."""
+    told: list[FrozenTrial] = []
+    start = 0
+    try:
+        for t, m in enumerate(members):
+            mine, start = results[start : start + len(m.group)], start + len(m.group)
+            told.append(_close(sweep, m, mine, memory, pruned=t in pruned))
+    except BaseException as exc:
+        left = members[len(told) :]  # the first may have ended some of its runs
+        for m in left:
+            with contextlib.suppress(Exception):
+                m.fits.abandon_fused(m.group, m.subs, m.loggers, exc)
+            with contextlib.suppress(Exception):
+                end_unfinished(m.fits, memory, exc)
+        state = sweep.storage.get_trial
+        running = [
+            m.trial for m in left if state(compat.trial_id(m.trial)).state is OptunaState.RUNNING
+        ]
+        return told + _all_failed(sweep, running, exc)
     return told
 
 
