@@ -2,10 +2,10 @@
 
 1. The default spec (experiments/mlp_digits.yaml: 24 trials x 2 restarts, TPE,
    hyperband pruning, early stopping) as ``sweeplab sweep`` runs it today
-   (``sweep.fuse_trials: 1``) and with ``fuse_trials`` 4, 8, 16, on ``sweep.seed`` 0, 1
-   and 2, each the whole command on a fresh store: wall time, trials per hour, fits and
-   member-epochs run, the best validation value, and the registered model's test
-   accuracy. Targets: the best fused setting's wall <= 0.5x today's on every seed; its
+   (``sweep.fuse_trials: 1``) and with ``fuse_trials`` 4, 8, 16 and auto, on
+   ``sweep.seed`` 0, 1 and 2, each the whole command on a fresh store: wall time, trials
+   per hour, fits and member-epochs run, the best validation value, and the registered
+   model's test accuracy. Targets: the best fused setting's wall <= 0.5x today's on every seed; its
    registered test accuracy >= 0.97 on every seed, and its mean no lower than today's
    minus 0.005.
 2. The same space as a hand-written Optuna + Lightning + MLFlowLogger loop with
@@ -34,8 +34,15 @@ SPEC = ROOT / "experiments" / "mlp_digits.yaml"
 WALL_TARGET, ACC_FLOOR, ACC_SLACK, LOOP_TARGET = 0.5, 0.97, 0.005, 5.0
 
 
+Setting = int | str  # a sweep.fuse_trials value: a number, or "auto"
+
+
+def _setting(value: str) -> Setting:
+    return value if value == "auto" else int(value)
+
+
 def sweep(
-    store: Path, fuse: int, seed: int, extra: list[str], restarts: int = 2
+    store: Path, fuse: Setting, seed: int, extra: list[str], restarts: int = 2
 ) -> dict[str, float]:
     """One ``sweeplab sweep`` of the default spec: its figures."""
     sets = [f"sweep.fuse_trials={fuse}", f"sweep.seed={seed}", *extra]
@@ -199,7 +206,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tiny", action="store_true", help=TINY_HELP)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--fuse", type=int, nargs="+", default=[1, 4, 8, 16])
+    parser.add_argument("--fuse", type=_setting, nargs="+", default=[1, 4, 8, 16, "auto"])
     parser.add_argument("--loop", nargs=2, metavar=("FOLDER", "TRIALS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.loop:
@@ -207,10 +214,10 @@ def main() -> None:
         print(json.dumps(figures))
         return
     extra = [s for s in TINY_SWEEP if s != "--set"] if args.tiny else []
-    seeds, fuses = ([0], [1, 2]) if args.tiny else (args.seeds, args.fuse)
+    seeds, fuses = ([0], [1, 2, "auto"]) if args.tiny else (args.seeds, args.fuse)
     if 1 not in fuses:
         fuses = [1, *fuses]
-    rows: dict[tuple[int, int], dict[str, float]] = {}
+    rows: dict[tuple[Setting, int], dict[str, float]] = {}
     print(
         f"{'fuse_trials':>11} {'seed':>4} {'wall s':>7} {'trials/h':>9} {'fits':>5} "
         f"{'member-epochs':>13} {'best val':>8} {'test acc':>8} {'wall ÷ today':>12} "
@@ -231,25 +238,27 @@ def main() -> None:
                     flush=True,
                 )
         loop = _loop_in_fresh_process(Path(tmp), 2 if args.tiny else 20, args.tiny)
-        best = _best(rows, seeds, [f for f in fuses if f > 1])
+        best = _best(rows, seeds, [f for f in fuses if f != 1])
         # as the loop: one fit a trial (sweeplab's default spec trains 2)
         alike = sweep(Path(tmp, "one-fit"), best, seeds[0], extra, restarts=1)
     _verdicts(rows, seeds, best, loop, alike)
 
 
-def _best(rows: dict[tuple[int, int], dict[str, float]], seeds: list[int], fused: list[int]) -> int:
+def _best(
+    rows: dict[tuple[Setting, int], dict[str, float]], seeds: list[int], fused: list[Setting]
+) -> Setting:
     """The fused setting with the lowest mean wall time ÷ today's."""
 
-    def mean_ratio(fuse: int) -> float:
+    def mean_ratio(fuse: Setting) -> float:
         return statistics.fmean(rows[fuse, s]["wall"] / rows[1, s]["wall"] for s in seeds)
 
     return min(fused, key=mean_ratio)
 
 
 def _verdicts(
-    rows: dict[tuple[int, int], dict[str, float]],
+    rows: dict[tuple[Setting, int], dict[str, float]],
     seeds: list[int],
-    best: int,
+    best: Setting,
     loop: dict[str, float],
     alike: dict[str, float],
 ) -> None:
