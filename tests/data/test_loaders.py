@@ -102,7 +102,7 @@ def test_images_are_held_as_bytes_and_standardized_per_batch(tmp_path: Path) -> 
     s = split(cfg)
     assert s.per_batch and s.x_train.dtype == np.uint8  # a quarter of float32's memory
     assert s.x_train.nbytes == len(s.x_train) * 784
-    data = ArrayDataModule(cfg, 8, seed=0)
+    data = ArrayDataModule(cfg, 8, seed=0, eval_batch_size=len(s.x_val))  # one batch
     rows, labels = next(iter(data.val_dataloader()))
     assert rows.dtype == torch.uint8
     x, _ = data.prepared((rows, labels), training=False)

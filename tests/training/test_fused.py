@@ -149,3 +149,34 @@ def test_the_pruner_is_told_the_mean_of_the_restarts(store: Any) -> None:
     assert sorted(trial.intermediate_values) == [0, 1, 2]
     for epoch, told in trial.intermediate_values.items():
         assert told == pytest.approx(statistics.fmean(c[epoch] for c in curves), abs=1e-6)
+
+
+@pytest.mark.parametrize("short_last", [True, False])
+def test_lockstep_batches_are_each_members_own_loaders_batches(short_last: bool) -> None:
+    """Fused members' training batches come from one gather, each member's what its own
+    DataLoader gives a fit, epoch after epoch (Lightning takes len(loader) batches of a
+    new iterator each epoch), with a short last batch or none."""
+    import itertools
+
+    from sweeplab.data.module import ArrayDataModule
+    from sweeplab.training.fused import LockstepBatches
+
+    exp, seeds = _spec("mlp"), (0, 1, 7)
+    n = len(ArrayDataModule(exp.data, 32).train_rows()[1])
+    size = 32 if short_last else next(d for d in range(5, n) if n % d == 0)
+    assert (n % size != 0) is short_last
+    datas = [ArrayDataModule(exp.data, size, seed=seed) for seed in seeds]
+    x, y = datas[0].train_rows()
+    lockstep = LockstepBatches(
+        torch.as_tensor(x), torch.as_tensor(y), [d.shuffler() for d in datas], size
+    )
+    loaders = [ArrayDataModule(exp.data, size, seed=seed).train_dataloader() for seed in seeds]
+    assert len(lockstep) == len(loaders[0]) == math.ceil(n / size)
+    for _ in range(3):  # each epoch a new order
+        fused = list(itertools.islice(iter(lockstep), len(lockstep)))
+        for m, loader in enumerate(loaders):
+            alone = list(itertools.islice(iter(loader), len(loader)))
+            for (fx, fy), (ax, ay) in zip((b[m] for b in fused), alone, strict=True):
+                assert torch.equal(fx, ax) and torch.equal(fy, ay)
+    assert len(fused[-1][0][0]) == n - size * (len(fused) - 1)
+    assert not torch.equal(fused[0][0][0], fused[0][1][0])  # members differ in order

@@ -118,14 +118,19 @@ def _fusing(exp: Experiment, searched: list[str]) -> str:
     why = not_fused(exp, gpu=False)
     if why is not None:
         return f"trials: one at a time, not fused ({why})"
-    n, auto = fused_count(exp, gpu=False), exp.sweep.fuse_trials == "auto"
+    n, how = fused_count(exp, gpu=False), ""
+    if exp.sweep.fuse_trials == "auto":
+        every = exp.train.checkpoint_every
+        period = f"{every} epochs" if isinstance(every, int) else every
+        within = (
+            "" if every is None else f"after a first trial alone, as many as train in {period}; "
+        )
+        how = f" on a CPU (auto: {within}one at a time on a GPU)"
     drawn = [key for key in searched if key in FUSIBLE]
     shared = [key for key in searched if key not in FUSIBLE]
     return (
-        f"trials: up to {n} at a time"
-        + (" on a CPU (auto; one at a time on a GPU)" if auto else "")
-        + f" trained as one batched model; each draws its own {', '.join(drawn)}"
-        + (f", a batch shares one {', '.join(shared)}" if shared else "")
+        f"trials: up to {n} at a time{how} trained as one batched model; each draws its "
+        f"own {', '.join(drawn)}" + (f", a batch shares one {', '.join(shared)}" if shared else "")
     )
 
 

@@ -48,9 +48,9 @@ class ArrayDataModule(pl.LightningDataModule):
         self.view: torch.nn.Module | None = None
         self.cfg = cfg
         self.batch_size = batch_size
-        # rows per validation and test batch; 512 (or the training batch, if larger)
-        # unless the caller knows the model's activations call for fewer
-        self.eval_batch_size = eval_batch_size or max(batch_size, 512)
+        # rows per validation and test batch: the training batch's unless the caller
+        # chooses for its model (training.fit.eval_batch_size: 512 for a dense network)
+        self.eval_batch_size = eval_batch_size or batch_size
         self.seed = seed
         self.refit = refit
         self.split: Split = split(cfg, fold)
@@ -98,12 +98,16 @@ class ArrayDataModule(pl.LightningDataModule):
             self._on_device = (mean, torch.as_tensor(self.split.std, device=device))
         return self._on_device
 
+    def shuffler(self) -> torch.Generator:
+        """A new generator of the training batches' order: seeded, or where a checkpoint
+        left it; ``state_dict`` saves the last one made."""
+        generator = self._generator = torch.Generator().manual_seed(self.seed)
+        if self._restored is not None:
+            generator.set_state(self._restored)
+        return generator
+
     def _loader(self, x: Rows, y: np.ndarray, batch_size: int, shuffle: bool) -> DataLoader:
-        generator = None
-        if shuffle:  # the training loader
-            generator = self._generator = torch.Generator().manual_seed(self.seed)
-            if self._restored is not None:
-                generator.set_state(self._restored)
+        generator = self.shuffler() if shuffle else None  # the training loader's
         # on a GPU, batches are copied from pinned memory (Lightning's copy is non-blocking)
         pin = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
         workers = 0
@@ -137,15 +141,21 @@ class ArrayDataModule(pl.LightningDataModule):
             persistent_workers=workers > 0,
         )
 
-    def train_dataloader(self) -> DataLoader:
+    def train_rows(self) -> tuple[Rows, np.ndarray]:
+        """The rows training batches are drawn from: the training split's (``refit``:
+        with the validation rows)."""
         s = self.split
-        if self.refit:
-            y = np.concatenate([s.y_train, s.y_val])
-            x_train, x_val = s.x_train, s.x_val
-            if isinstance(x_train, ImageFiles) and isinstance(x_val, ImageFiles):
-                return self._loader(x_train.joined(x_val), y, self.batch_size, shuffle=True)
-            return self._loader(np.concatenate([x_train, x_val]), y, self.batch_size, True)
-        return self._loader(s.x_train, s.y_train, self.batch_size, shuffle=True)
+        if not self.refit:
+            return s.x_train, s.y_train
+        y = np.concatenate([s.y_train, s.y_val])
+        x_train, x_val = s.x_train, s.x_val
+        if isinstance(x_train, ImageFiles) and isinstance(x_val, ImageFiles):
+            return x_train.joined(x_val), y
+        return np.concatenate([x_train, x_val]), y
+
+    def train_dataloader(self) -> DataLoader:
+        x, y = self.train_rows()
+        return self._loader(x, y, self.batch_size, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
         s = self.split

@@ -7,10 +7,13 @@ own; they share the validation rows.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import lightning.pytorch as pl
+import numpy as np
+import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import CombinedLoader
@@ -23,8 +26,39 @@ from sweeplab.training.fusing import unfused
 __all__ = ["FusedModule", "fit_batch", "fit_fused", "unfused"]
 
 
+class LockstepBatches:
+    """The training batches of members that share their rows, each member's in its own
+    order, as the loader of a fit of its own draws them: one ``torch.randperm`` of its
+    own generator an epoch, batches of ``batch_size`` in that order, and where the last
+    batch is shorter, a second randperm drawn as it is taken (``RandomSampler`` runs out
+    before ``BatchSampler`` yields a short batch; a full one comes first, and Lightning
+    stops at the length). One index gathers every member's batch at once: a DataLoader
+    per member drew its rows one index at a time and fetched them one member at a time,
+    ~15% of the fit of 16 trials x 2 restarts of the default MLP on 2 cores (profiled).
+    """
+
+    def __init__(
+        self, x: torch.Tensor, y: torch.Tensor, orders: Sequence[torch.Generator], batch_size: int
+    ) -> None:
+        self.x, self.y, self.orders, self.batch_size = x, y, list(orders), batch_size
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.x) / self.batch_size)
+
+    def __iter__(self) -> Iterator[list[tuple[torch.Tensor, torch.Tensor]]]:
+        n = len(self.x)
+        order = torch.stack([torch.randperm(n, generator=g) for g in self.orders])
+        for start in range(0, n, self.batch_size):
+            rows = order[:, start : start + self.batch_size]
+            if rows.shape[1] < self.batch_size:  # the sampler's end
+                for g in self.orders:
+                    torch.randperm(n, generator=g)
+            xs, ys = self.x[rows], self.y[rows]
+            yield [(xs[m], ys[m]) for m in range(len(self.orders))]
+
+
 class FusedData(pl.LightningDataModule):
-    """One loader per member (its own generator: the batches of its own fit), in
+    """Each member's training batches (its own order: the batches of its own fit), in
     lockstep; validation on the split they share."""
 
     def __init__(self, datas: Sequence[ArrayDataModule]) -> None:
@@ -32,6 +66,17 @@ class FusedData(pl.LightningDataModule):
         self.datas = list(datas)
 
     def train_dataloader(self) -> Any:
+        x, y = self.datas[0].train_rows()
+        trainer = self.trainer
+        alone = trainer is not None and (
+            trainer.world_size > 1 or trainer.strategy.root_device.type != "cpu"
+        )
+        if isinstance(x, np.ndarray) and not alone:  # in memory, one process, on a CPU
+            orders = [d.shuffler() for d in self.datas]
+            rows = torch.as_tensor(x), torch.as_tensor(y)
+            return LockstepBatches(*rows, orders, self.datas[0].batch_size)
+        # files read from disk, a sharded sampler, a copy to a GPU from pinned memory:
+        # each member's own loader
         return CombinedLoader([d.train_dataloader() for d in self.datas], mode="min_size")
 
     def val_dataloader(self) -> Any:

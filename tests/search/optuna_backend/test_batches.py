@@ -79,7 +79,10 @@ def test_validate_says_how_trials_fuse_and_ray_refuses_them(write_spec: Any) -> 
     assert "Traceback" not in refused.stderr
     auto = in_process("validate", str(spec), "--set", "sweep.fuse_trials=auto")
     assert auto.returncode == 0, auto.stderr
-    assert "trials: up to 16 at a time on a CPU (auto; one at a time on a GPU)" in auto.stdout
+    assert (
+        "trials: up to 16 at a time on a CPU (auto: after a first trial alone, as many as "
+        "train in 5m; one at a time on a GPU) trained as one batched model"
+    ) in auto.stdout
     on_ray = ("--set", "sweep.fuse_trials=auto", "--set", "sweep.backend=ray")
     auto = in_process("validate", str(spec), *on_ray)  # auto: one at a time, no error
     assert auto.returncode == 0, auto.stderr
