@@ -1,8 +1,8 @@
 """Fused fits: several fits trained in lockstep as one batched model
 (``training.batched.FusedModule``): a trial's restarts (``fit_fused``), or several
 trials whose configurations differ only in fusible fields (``fit_batch``;
-``training.fusing`` says which). Each member reads its own loader, as in a fit of its
-own; they share the validation rows.
+``training.fusing`` says which). Each member gets the training batches a fit of its
+own would (``LockstepBatches``: one gather for all); they share the validation rows.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from sweeplab.spec import Experiment
 from sweeplab.training.batched import FusedModule
 from sweeplab.training.fusing import unfused
 
-__all__ = ["FusedModule", "fit_batch", "fit_fused", "unfused"]
+__all__ = ["FusedModule", "LockstepBatches", "fit_batch", "fit_fused", "unfused"]
 
 
 class LockstepBatches:
