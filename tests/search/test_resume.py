@@ -293,6 +293,43 @@ def test_a_trial_owned_on_another_host_is_failed_once_its_heartbeats_stop(store:
     assert queued.state == TrialState.WAITING and queued.params == failed.params
 
 
+def test_a_trial_killed_between_its_run_and_the_note_of_it_names_its_run_killed(
+    store: Store,
+) -> None:
+    """A worker killed between the two writes that start a trial (its MLflow run, then
+    the run's id on the Optuna trial) leaves a run its trial does not name: recovery finds
+    it by its tags, ends it KILLED, and the failed trial names it; resume then loses
+    nothing (the five kills in a row met this once in CI)."""
+    import socket
+    import subprocess
+
+    from sweeplab.search import Sweep, run_sweep
+    from sweeplab.search.claims import Recovery, owner
+    from sweeplab.search.keys import ATTR_OWNER, TAG_SWEEP, TAG_TRIAL
+    from sweeplab.spec import spec_from_dict
+
+    exp = spec_from_dict(
+        tiny_spec(sweep={"trials": 1, "sampler": "random"}, tracking={"experiment": "gap"})
+    )
+    run_sweep(exp, store, name="gap")
+    sweep = Sweep.open(store, "gap", stream=owner())
+    with warnings.catch_warnings():  # Optuna's note: heartbeats belong to Study.optimize
+        warnings.filterwarnings("ignore", message="Heartbeat of storage")
+        cut = sweep.study.ask()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    cut.set_user_attr(ATTR_OWNER, f"{socket.gethostname()}:{dead.pid}")
+    tags = {TAG_SWEEP: "gap", TAG_TRIAL: cut.number}
+    run_id = sweep.tracker.start_run(f"trial-{cut.number}", parent=sweep.parent, tags=tags)
+    assert Recovery(sweep).run() == [cut.number]  # its run found and ended
+    failed = sweep.storage.get_trial(trial_id(cut))
+    assert failed.state == TrialState.FAIL and failed.user_attrs["mlflow_run_id"] == run_id
+    assert MlflowClient(store.tracking_uri).get_run(run_id).info.status == "KILLED"
+    out = sweeplab("resume", "gap", "--trials", "2", "--store", str(store.root), "-q")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert_nothing_lost(store, "gap", "gap", 3)  # the one it held, the cut one's retry, one more
+
+
 @pytest.mark.distributed
 def test_a_ray_driver_lost_on_another_host_leaves_no_trial_running(
     store: Store, write_spec: Any

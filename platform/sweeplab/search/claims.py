@@ -44,7 +44,10 @@ from sweeplab.search.keys import (
     ATTR_RETRY_OF,
     ATTR_RUN,
     TAG_REASON,
+    TAG_RESTART,
     TAG_STATE,
+    TAG_SWEEP,
+    TAG_TRIAL,
 )
 from sweeplab.search.states import SweepState, TrialState
 from sweeplab.search.storage import HEARTBEAT_SECONDS
@@ -155,6 +158,7 @@ class Recovery:
         self.study = sweep.study
         self.storage: Any = sweep.storage
         self.tracker = sweep.tracker
+        self.experiment_id = sweep.experiment_id
         self.max_retries = sweep.exp.sweep.max_retries
         self.death_retries = sweep.exp.sweep.death_retries
         self.checked: set[int] = set()
@@ -200,9 +204,26 @@ class Recovery:
         storage = self.storage
         with contextlib.suppress(UpdateFinishedTrialError):
             storage.set_trial_user_attr(trial_id, ATTR_REASON, reason)
+            self._find_run(trial_id)
             if storage.get_trial(trial_id).state == OptunaState.RUNNING:
                 retry(self.study, storage, trial_id, self.death_retries, died=True)
             storage.set_trial_state_values(trial_id, state=OptunaState.FAIL)
+
+    def _find_run(self, trial_id: int) -> None:
+        """A trial whose worker died between creating its MLflow run and noting the run
+        on the trial (two databases, two writes): its run, found by its tags, is noted
+        now, so that it is ended KILLED and the trial names it."""
+        trial = self.storage.get_trial(trial_id)
+        if ATTR_RUN in trial.user_attrs or not self.experiment_id:
+            return
+        found = self.tracker.client.search_runs(
+            [self.experiment_id],
+            f"tags.`{TAG_SWEEP}` = '{self.study.study_name}' "
+            f"and tags.`{TAG_TRIAL}` = '{trial.number}'",
+        )
+        runs = [r for r in found if TAG_RESTART not in r.data.tags]  # not a restart's
+        if len(runs) == 1:
+            self.storage.set_trial_user_attr(trial_id, ATTR_RUN, runs[0].info.run_id)
 
     def _end_orphan_runs(self) -> list[int]:
         ended = []
