@@ -158,7 +158,6 @@ class Recovery:
         self.study = sweep.study
         self.storage: Any = sweep.storage
         self.tracker = sweep.tracker
-        self.experiment_id = sweep.experiment_id
         self.max_retries = sweep.exp.sweep.max_retries
         self.death_retries = sweep.exp.sweep.death_retries
         self.checked: set[int] = set()
@@ -214,12 +213,11 @@ class Recovery:
         on the trial (two databases, two writes): its run, found by its tags, is noted
         now, so that it is ended KILLED and the trial names it."""
         trial = self.storage.get_trial(trial_id)
-        if ATTR_RUN in trial.user_attrs or not self.experiment_id:
+        if ATTR_RUN in trial.user_attrs:
             return
-        found = self.tracker.client.search_runs(
-            [self.experiment_id],
+        found = self.tracker.search(
             f"tags.`{TAG_SWEEP}` = '{self.study.study_name}' "
-            f"and tags.`{TAG_TRIAL}` = '{trial.number}'",
+            f"and tags.`{TAG_TRIAL}` = '{trial.number}'"
         )
         runs = [r for r in found if TAG_RESTART not in r.data.tags]  # not a restart's
         if len(runs) == 1:
