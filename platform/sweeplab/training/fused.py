@@ -66,12 +66,12 @@ class FusedData(pl.LightningDataModule):
         self.datas = list(datas)
 
     def train_dataloader(self) -> Any:
-        x, y = self.datas[0].train_rows()
         trainer = self.trainer
-        alone = trainer is not None and (
-            trainer.world_size > 1 or trainer.strategy.root_device.type != "cpu"
+        one_cpu = trainer is None or (
+            trainer.world_size == 1 and trainer.strategy.root_device.type == "cpu"
         )
-        if isinstance(x, np.ndarray) and not alone:  # in memory, one process, on a CPU
+        x, y = self.datas[0].train_rows() if one_cpu else (None, None)
+        if isinstance(x, np.ndarray):  # in memory, one process, on a CPU
             orders = [d.shuffler() for d in self.datas]
             rows = torch.as_tensor(x), torch.as_tensor(y)
             return LockstepBatches(*rows, orders, self.datas[0].batch_size)

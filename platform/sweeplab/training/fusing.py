@@ -49,8 +49,9 @@ def unbatched(exp: Experiment) -> str | None:
 
 
 # sweep.fuse_trials: auto on a CPU worker: the best setting of bench/fused_sweeps.py on 2
-# cores (the default spec's sweep wall 0.80, 0.70, 0.52 of one trial at a time on seeds
-# 0-2, registered test accuracy 0.979 against 0.984; 8 gave 0.73, 0.80, 0.71)
+# cores, by mean wall time in both runs of 2026-12-06 (the default spec's sweep: 0.68,
+# 0.70, 0.58 of one trial at a time on seeds 0-2 in the later run; 8 gave 0.59, 0.72,
+# 0.74; bench/RESULTS.md has their test accuracies)
 AUTO_FUSE_CPU = 16
 
 
