@@ -5,7 +5,10 @@
    (``sweep.fuse_trials: 1``) and with ``fuse_trials`` 4, 8, 16 and auto, on
    ``sweep.seed`` 0, 1 and 2, each the whole command on a fresh store: wall time, trials
    per hour, fits and member-epochs run, the best validation value, and the registered
-   model's test accuracy. Targets: the best fused setting's wall <= 0.5x today's on every seed; its
+   model's test accuracy. Each fused setting also runs with ``--workers 2`` (this
+   machine's two cores: what a user would choose here), and so does today's spec, beside
+   it, to show what the workers give without fusing. Today's is the default command
+   (one worker). Targets: the best fused setting's wall <= 0.5x today's on every seed; its
    registered test accuracy >= 0.97 on every seed, and its mean no lower than today's
    minus 0.005.
 2. The same space as a hand-written Optuna + Lightning + MLFlowLogger loop with
@@ -34,21 +37,32 @@ SPEC = ROOT / "experiments" / "mlp_digits.yaml"
 WALL_TARGET, ACC_FLOOR, ACC_SLACK, LOOP_TARGET = 0.5, 0.97, 0.005, 5.0
 
 
-Setting = int | str  # a sweep.fuse_trials value: a number, or "auto"
+# a sweep.fuse_trials value (a number, or "auto") and --workers; "8x2" on the command line
+Setting = tuple[int | str, int]
+TODAY: Setting = (1, 1)
+DEFAULT_SETTINGS = ("1", "4", "8", "16", "auto", "1x2", "8x2", "16x2", "autox2")
 
 
 def _setting(value: str) -> Setting:
-    return value if value == "auto" else int(value)
+    fuse, _, workers = value.partition("x")
+    return (fuse if fuse == "auto" else int(fuse), int(workers or 1))
+
+
+def _label(setting: Setting) -> str:
+    fuse, workers = setting
+    return f"{fuse}" if workers == 1 else f"{fuse}, {workers} workers"
 
 
 def sweep(
-    store: Path, fuse: Setting, seed: int, extra: list[str], restarts: int = 2
+    store: Path, setting: Setting, seed: int, extra: list[str], restarts: int = 2
 ) -> dict[str, float]:
     """One ``sweeplab sweep`` of the default spec: its figures."""
+    fuse, workers = setting
     sets = [f"sweep.fuse_trials={fuse}", f"sweep.seed={seed}", *extra]
     sets += [] if restarts == 2 else [f"sweep.restarts={restarts}"]
     command = [sys.executable, "-m", "sweeplab", "sweep", str(SPEC), "--store", str(store)]
-    command += ["--no-smoke", "-q", *(a for s in sets for a in ("--set", s))]
+    command += ["--no-smoke", "-q", "--workers", str(workers)]
+    command += [a for s in sets for a in ("--set", s)]
     started = time.perf_counter()
     out = subprocess.run(command, capture_output=True, text=True)
     wall = time.perf_counter() - started
@@ -206,7 +220,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tiny", action="store_true", help=TINY_HELP)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--fuse", type=_setting, nargs="+", default=[1, 4, 8, 16, "auto"])
+    parser.add_argument(
+        "--fuse",
+        type=_setting,
+        nargs="+",
+        default=[_setting(v) for v in DEFAULT_SETTINGS],
+        help="settings: sweep.fuse_trials, and xN for --workers N (8x2)",
+    )
     parser.add_argument("--loop", nargs=2, metavar=("FOLDER", "TRIALS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.loop:
@@ -214,31 +234,33 @@ def main() -> None:
         print(json.dumps(figures))
         return
     extra = [s for s in TINY_SWEEP if s != "--set"] if args.tiny else []
-    seeds, fuses = ([0], [1, 2, "auto"]) if args.tiny else (args.seeds, args.fuse)
-    if 1 not in fuses:
-        fuses = [1, *fuses]
+    tiny = [_setting(v) for v in ("1", "2", "auto", "2x2")]
+    seeds, settings = ([0], tiny) if args.tiny else (args.seeds, args.fuse)
+    if TODAY not in settings:
+        settings = [TODAY, *settings]
     rows: dict[tuple[Setting, int], dict[str, float]] = {}
     print(
-        f"{'fuse_trials':>11} {'seed':>4} {'wall s':>7} {'trials/h':>9} {'fits':>5} "
+        f"{'fuse_trials':>20} {'seed':>4} {'wall s':>7} {'trials/h':>9} {'fits':>5} "
         f"{'member-epochs':>13} {'best val':>8} {'test acc':>8} {'wall ÷ today':>12} "
         f"{'trials s':>8} {'÷ today':>7}",
         flush=True,
     )
     with tempfile.TemporaryDirectory() as tmp:
         for seed in seeds:
-            for fuse in fuses:
-                r = rows[fuse, seed] = sweep(Path(tmp, f"f{fuse}s{seed}"), fuse, seed, extra)
+            for setting in settings:
+                store = Path(tmp, f"f{setting[0]}w{setting[1]}s{seed}")
+                r = rows[setting, seed] = sweep(store, setting, seed, extra)
                 per_hour = r["trials"] * 3600 / r["wall"]
                 print(
-                    f"{fuse:>11} {seed:>4} {r['wall']:>7.1f} {per_hour:>9.0f} "
+                    f"{_label(setting):>20} {seed:>4} {r['wall']:>7.1f} {per_hour:>9.0f} "
                     f"{r['fits']:>5.0f} {r['member_epochs']:>13.0f} {r['best_val']:>8.4f} "
-                    f"{r['test_acc']:>8.4f} {r['wall'] / rows[1, seed]['wall']:>12.2f} "
+                    f"{r['test_acc']:>8.4f} {r['wall'] / rows[TODAY, seed]['wall']:>12.2f} "
                     f"{r['trial_phase']:>8.1f} "
-                    f"{r['trial_phase'] / rows[1, seed]['trial_phase']:>7.2f}",
+                    f"{r['trial_phase'] / rows[TODAY, seed]['trial_phase']:>7.2f}",
                     flush=True,
                 )
         loop = _loop_in_fresh_process(Path(tmp), 2 if args.tiny else 20, args.tiny)
-        best = _best(rows, seeds, [f for f in fuses if f != 1])
+        best = _best(rows, seeds, [s for s in settings if s[0] != 1])
         # as the loop: one fit a trial (sweeplab's default spec trains 2)
         alike = sweep(Path(tmp, "one-fit"), best, seeds[0], extra, restarts=1)
     _verdicts(rows, seeds, best, loop, alike)
@@ -249,8 +271,8 @@ def _best(
 ) -> Setting:
     """The fused setting with the lowest mean wall time ÷ today's."""
 
-    def mean_ratio(fuse: Setting) -> float:
-        return statistics.fmean(rows[fuse, s]["wall"] / rows[1, s]["wall"] for s in seeds)
+    def mean_ratio(setting: Setting) -> float:
+        return statistics.fmean(rows[setting, s]["wall"] / rows[TODAY, s]["wall"] for s in seeds)
 
     return min(fused, key=mean_ratio)
 
@@ -262,16 +284,17 @@ def _verdicts(
     loop: dict[str, float],
     alike: dict[str, float],
 ) -> None:
-    ratios = [rows[best, s]["wall"] / rows[1, s]["wall"] for s in seeds]
+    ratios = [rows[best, s]["wall"] / rows[TODAY, s]["wall"] for s in seeds]
     accs = [rows[best, s]["test_acc"] for s in seeds]
-    today = statistics.fmean(rows[1, s]["test_acc"] for s in seeds)
+    today = statistics.fmean(rows[TODAY, s]["test_acc"] for s in seeds)
     wall_met = all(r <= WALL_TARGET for r in ratios)
     acc_met = min(accs) >= ACC_FLOOR and statistics.fmean(accs) >= today - ACC_SLACK
     print(
-        f"\nbest setting: fuse_trials {best}; wall ÷ today per seed "
+        f"\nbest setting: fuse_trials {_label(best)}; wall ÷ today per seed "
         f"{', '.join(f'{r:.2f}' for r in ratios)} (target <= {WALL_TARGET} on every seed: "
         f"{'met' if wall_met else 'MISSED'})"
     )
+    _workers_alone(rows, seeds, best)
     print(
         f"registered test accuracy per seed {', '.join(f'{a:.4f}' for a in accs)}, mean "
         f"{statistics.fmean(accs):.4f} against today's {today:.4f} (target >= {ACC_FLOOR} on "
@@ -286,13 +309,13 @@ def _verdicts(
         f"hand-written Optuna + Lightning + MLFlowLogger loop: {loop['trials']:.0f} trials in "
         f"{loop['wall']:.1f} s, {loop_per_hour:.0f} trials/h "
         f"(best val_acc {loop['best_val']:.4f}); "
-        f"sweeplab fuse_trials {best}: {per_hour:.0f} trials/h = {ratio:.2f}x the loop "
+        f"sweeplab fuse_trials {_label(best)}: {per_hour:.0f} trials/h = {ratio:.2f}x the loop "
         f"(target >= {LOOP_TARGET}: {'met' if ratio >= LOOP_TARGET else 'MISSED'})"
     )
     one_fit = alike["trials"] * 3600 / alike["wall"]
     print(
-        f"sweeplab fuse_trials {best} with one fit a trial (sweep.restarts 1, as the loop), "
-        f"seed {min(s for s in seeds)}: {alike['wall']:.1f} s, {one_fit:.0f} trials/h = "
+        f"sweeplab fuse_trials {_label(best)} with one fit a trial (sweep.restarts 1, as the "
+        f"loop), seed {min(s for s in seeds)}: {alike['wall']:.1f} s, {one_fit:.0f} trials/h = "
         f"{one_fit / loop_per_hour:.2f}x the loop (test acc {alike['test_acc']:.4f})"
     )
     trial_share = statistics.fmean(
@@ -302,6 +325,22 @@ def _verdicts(
         f"of a fused sweep's wall, {trial_share:.0%} is its trials (first start to last end); "
         "the rest is start-up, the study and parent run, and the end: plots, baselines, "
         "the registered model"
+    )
+
+
+def _workers_alone(
+    rows: dict[tuple[Setting, int], dict[str, float]], seeds: list[int], best: Setting
+) -> None:
+    """What the best setting's workers give without fusing: today's spec with as many."""
+    alone: Setting = (1, best[1])
+    if best[1] == 1 or (alone, seeds[0]) not in rows:
+        return
+    ratios = [rows[alone, s]["wall"] / rows[TODAY, s]["wall"] for s in seeds]
+    fused = [rows[best, s]["wall"] / rows[alone, s]["wall"] for s in seeds]
+    print(
+        f"  of which the workers alone (fuse_trials 1, {best[1]} workers): wall ÷ today per "
+        f"seed {', '.join(f'{r:.2f}' for r in ratios)}; fusing on top of them: "
+        f"{', '.join(f'{r:.2f}' for r in fused)}"
     )
 
 

@@ -67,10 +67,13 @@ class Plan:
 class Work:
     """What a backend runs: trials until the sweep holds ``sweep.target`` (read as it
     goes: an extended sweep's is higher), or until it asks for none (stopped), none
-    started after ``deadline`` (``time.monotonic()``); ``on_trial`` after each that ends."""
+    started after ``deadline`` (``time.monotonic()``); ``on_trial`` after each that ends.
+    ``workers``: how many workers share it on this machine (``--workers``): each claims
+    no more than its share of a fused batch."""
 
     deadline: float | None = None
     on_trial: OnTrial | None = None
+    workers: int = 1
 
     def out_of_time(self) -> bool:
         return self.deadline is not None and time.monotonic() >= self.deadline

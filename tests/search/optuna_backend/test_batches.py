@@ -15,6 +15,7 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 from sweeplab.search import run_sweep
+from sweeplab.search.options import LocalWorkers
 from sweeplab.search.results import decoded_params
 from sweeplab.spec import spec_from_dict
 from sweeplab.training.fit import fit
@@ -112,6 +113,17 @@ def test_auto_fuses_where_a_batch_trains_within_a_checkpoint_period(store: Any) 
     assert batches("5m") == [None, *["1,2,3,4"] * 4]  # a trial of seconds: 16 fit in 5 minutes
     assert batches(None) == ["0,1,2,3,4"] * 5  # no checkpoints to keep: fused from the first
     assert batches(2) == [None] * 5  # 4 epochs a trial: a batch would train past 2 epochs
+
+
+def test_local_workers_each_claim_their_share_of_a_batch(store: Any) -> None:
+    """--workers 2 with fuse_trials 6 and 6 trials: no worker claims more than its share
+    (3), so the other one is not left idle while one trains all six."""
+    exp = spec_from_dict(_spec(trials=6, fuse_trials=6))
+    result = run_sweep(exp, store, options=LocalWorkers(2))
+    study = optuna.load_study(study_name=result.name, storage=store.storage_url)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 6
+    batches = {str(t.user_attrs.get("sweeplab.batch", t.number)) for t in study.trials}
+    assert max(len(b.split(",")) for b in batches) == 3, batches
 
 
 def test_a_pruned_member_leaves_its_batch_alone_and_keeps_its_intermediate_values(

@@ -62,13 +62,24 @@ Asked = tuple[optuna.Trial, dict[str, Any]]  # a trial and its params (spec valu
 Shaped = tuple[optuna.Trial, dict[str, Any], Experiment]  # ... and its spec, validated once
 
 
-def claim_size(sweep: Sweep, *, gpu: bool) -> int:
-    """How many trials a worker claims next (``training.fusing.fused_count``). With
-    ``sweep.fuse_trials: auto``, no more than a batch that trains within one checkpoint
-    period (``train.checkpoint_every``): a fused batch saves no mid-fit checkpoint, so
-    a worker killed during one loses about what a lone trial between two checkpoints
-    would. A trial's cost is read from the study's finished trials (its seconds, shared
-    by its batch; its epochs); until one finished, a trial trains alone to show it."""
+def claim_size(sweep: Sweep, *, gpu: bool, workers: int = 1) -> int:
+    """How many trials a worker claims next (``training.fusing.fused_count``).
+
+    With ``sweep.fuse_trials: auto``, no more than a batch that trains within one
+    checkpoint period (``train.checkpoint_every``): a fused batch saves no mid-fit
+    checkpoint, so a worker killed during one loses about what a lone trial between two
+    checkpoints would. A trial's cost is read from the study's finished trials (its
+    seconds, shared by its batch; its epochs); until one finished, a trial trains alone
+    to show it.
+
+    ``workers``: how many workers share the sweep on this machine (``--workers``). None
+    claims more than its share of the trials not finished yet, so that one worker does
+    not take a batch that the others then wait out idle (24 trials, 2 workers and
+    ``fuse_trials: 16``: 12 each, not 16 and 8)."""
+    return min(_batch_size(sweep, gpu=gpu), _share(sweep, workers))
+
+
+def _batch_size(sweep: Sweep, *, gpu: bool) -> int:
     n = fused_count(sweep.exp, gpu=gpu)
     epochs, seconds = sweep.exp.train.checkpoint_period
     if n == 1 or sweep.exp.sweep.fuse_trials != "auto" or (epochs is None and seconds is None):
@@ -85,6 +96,14 @@ def claim_size(sweep: Sweep, *, gpu: bool) -> int:
         took = (t.datetime_complete - t.datetime_start).total_seconds() / size
         fits.append(float(seconds or 0.0) / max(took, 1e-3))
     return max(1, min(n, math.floor(statistics.median(fits)))) if fits else 1
+
+
+def _share(sweep: Sweep, workers: int) -> int:
+    """One worker's share of the trials not finished (to take, or running elsewhere)."""
+    if workers <= 1:
+        return sweep.target
+    unfinished = sweep.target - sweep.counts.finished
+    return max(1, math.ceil(unfinished / workers))
 
 
 def ask_batch(sweep: Sweep, ask: Callable[[], optuna.Trial | None], size: int) -> list[Asked]:

@@ -58,12 +58,13 @@ def run_workers(sweep: Sweep, options: LocalWorkers, work: Work) -> None:
     indices = range(1 if here else 0, options.workers)
     processes = _spawn(sweep, options, indices, threads, gpus, work.deadline)
     progress = _Progress(sweep, work.on_trial)
-    alone = Work(deadline=work.deadline)  # progress events come from the poll, for all
+    # progress events come from the poll, for all
+    shared = Work(deadline=work.deadline, workers=options.workers)
     try:
         if here:
             # progress events from a thread while this process trains as worker 0
             with every(POLL_SECONDS, progress.report), _torch_threads(threads):
-                take_trials(sweep, alone)
+                take_trials(sweep, shared)
         # every worker asked each time (not any(), which stops at the first alive): asking
         # reaps a dead one, which until then is a zombie that looks alive to the others
         while sum([p.is_alive() for p in processes]):
@@ -73,7 +74,7 @@ def run_workers(sweep: Sweep, options: LocalWorkers, work: Work) -> None:
             # a worker died after this one had taken its last trial: its trial is failed
             # and run again here (Recovery in take_trials), not left to `resume`
             with _torch_threads(threads):
-                take_trials(sweep, alone)
+                take_trials(sweep, Work(deadline=work.deadline))  # the only worker left
     except KeyboardInterrupt:
         _stop(processes)
         raise
@@ -100,7 +101,7 @@ def _spawn(
         with scoped_environ(env, override=True):
             process = context.Process(
                 target=_work,
-                args=(store, name, threads, deadline),
+                args=(store, name, threads, deadline, options.workers),
                 name=f"sweeplab-worker-{index}",
             )
             process.start()
@@ -154,9 +155,10 @@ class _Progress:
                 self.on_trial(self.sweep.event(t))
 
 
-def _work(store: Store, name: str, threads: int, deadline: float | None) -> None:
-    """One worker process: its share of the cores, then trials until there are enough
-    (``deadline``: of ``time.monotonic``, one clock for every process of this machine)."""
+def _work(store: Store, name: str, threads: int, deadline: float | None, workers: int) -> None:
+    """One worker process of ``workers``: its share of the cores, then trials until there
+    are enough (``deadline``: of ``time.monotonic``, one clock for every process of this
+    machine)."""
     from sweeplab.logs import quiet_libraries
 
     quiet_libraries(training=True)  # a worker's start is an entry point
@@ -168,6 +170,6 @@ def _work(store: Store, name: str, threads: int, deadline: float | None) -> None
     sweep = Sweep.open(store, name, stream=owner())
     try:
         with signals_as_interrupts():  # SIGTERM to the whole group (systemd) as Ctrl-C
-            take_trials(sweep, Work(deadline=deadline))
+            take_trials(sweep, Work(deadline=deadline, workers=workers))
     except KeyboardInterrupt as exc:
         sys.exit(exit_status(exc))

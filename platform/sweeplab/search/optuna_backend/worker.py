@@ -53,7 +53,7 @@ def take_trials(
     gpu = torch.cuda.is_available()
     try:
         while not work.out_of_time():
-            batch = _claim(sweep, recovery, claim_size(sweep, gpu=gpu))
+            batch = _claim(sweep, recovery, claim_size(sweep, gpu=gpu, workers=work.workers))
             if not batch:
                 break
             try:
