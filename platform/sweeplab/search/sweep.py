@@ -67,9 +67,8 @@ class Plan:
 class Work:
     """What a backend runs: trials until the sweep holds ``sweep.target`` (read as it
     goes: an extended sweep's is higher), or until it asks for none (stopped), none
-    started after ``deadline`` (``time.monotonic()``); ``on_trial`` after each that ends.
-    ``workers``: how many workers share it on this machine (``--workers``): each claims
-    no more than its share of a fused batch."""
+    started after ``deadline`` (``time.monotonic()``); ``on_trial`` after each that ends;
+    ``workers`` share it on this machine (``--workers``), each claiming its share."""
 
     deadline: float | None = None
     on_trial: OnTrial | None = None
