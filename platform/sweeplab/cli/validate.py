@@ -128,9 +128,17 @@ def _fusing(exp: Experiment, searched: list[str]) -> str:
         how = f" on a CPU (auto: {within}one at a time on a GPU)"
     drawn = [key for key in searched if key in FUSIBLE]
     shared = [key for key in searched if key not in FUSIBLE]
+    lost = ""  # auto keeps a batch within one period; a number of trials does not
+    if exp.sweep.fuse_trials != "auto" and exp.train.checkpoint_every is not None:
+        lost = (
+            "; a batch saves no mid-fit checkpoint (train.checkpoint_every is for trials "
+            "alone): a killed batch trains again from its start"
+        )
     return (
         f"trials: up to {n} at a time{how} trained as one batched model; each draws its "
-        f"own {', '.join(drawn)}" + (f", a batch shares one {', '.join(shared)}" if shared else "")
+        f"own {', '.join(drawn)}"
+        + (f", a batch shares one {', '.join(shared)}" if shared else "")
+        + lost
     )
 
 

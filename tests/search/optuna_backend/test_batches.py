@@ -72,7 +72,9 @@ def test_validate_says_how_trials_fuse_and_ray_refuses_them(write_spec: Any) -> 
     assert out.returncode == 0, out.stderr
     assert (
         "trials: up to 4 at a time trained as one batched model; each draws its own "
-        "train.lr, train.weight_decay, a batch shares one model.hidden"
+        "train.lr, train.weight_decay, a batch shares one model.hidden; a batch saves no "
+        "mid-fit checkpoint (train.checkpoint_every is for trials alone): a killed batch "
+        "trains again from its start"
     ) in out.stdout
     refused = in_process("validate", str(spec), "--set", "sweep.backend=ray")
     assert refused.returncode == 2
@@ -84,6 +86,7 @@ def test_validate_says_how_trials_fuse_and_ray_refuses_them(write_spec: Any) -> 
         "trials: up to 16 at a time on a CPU (auto: after a first trial alone, as many as "
         "train in 5m; one at a time on a GPU) trained as one batched model"
     ) in auto.stdout
+    assert "mid-fit checkpoint" not in auto.stdout  # auto keeps a batch within one period
     on_ray = ("--set", "sweep.fuse_trials=auto", "--set", "sweep.backend=ray")
     auto = in_process("validate", str(spec), *on_ray)  # auto: one at a time, no error
     assert auto.returncode == 0, auto.stderr
