@@ -161,13 +161,14 @@ def sweep_problems(
 
 
 def _fuse_problems(sweep: SweepConfig, folds: int) -> list[tuple[str, str]]:
-    """Trials fused into one batched model: the Optuna backend's workers, one fold."""
+    """Trials fused into one batched model: one fold; on Ray, pruned by sweep.pruner."""
     if sweep.fuse_trials in (1, "auto"):  # auto trains one at a time where these say no
         return []
-    if sweep.backend == "ray":
+    if sweep.backend == "ray" and sweep.scheduler != "none":
         why = (
-            "a Ray Tune trial trains one configuration, and Ray's schedulers stop whole "
-            "Tune trials: set 1, or use the optuna backend"
+            f"a Tune trial carries a batch of trials, and Ray's scheduler '{sweep.scheduler}' "
+            "would stop the whole batch: prune each trial with sweep.pruner and "
+            "sweep.scheduler: none, or set 1"
         )
         return [("sweep.fuse_trials", f"{sweep.fuse_trials}: {why}")]
     if folds > 1:

@@ -66,13 +66,13 @@ def fused_count(exp: Experiment, *, gpu: bool) -> int:
 
 def not_fused(exp: Experiment, *, gpu: bool) -> str | None:
     """Why the trials of ``exp``'s sweep train one at a time, or None: they fuse. A
-    number > 1 with the Ray backend or several folds is a spec error (``spec._sweep``);
-    ``auto`` trains one at a time there instead."""
+    number > 1 with a Ray scheduler or several folds is a spec error (``spec._sweep``);
+    ``auto`` trains one at a time there, and on Ray."""
     n = exp.sweep.fuse_trials
     if n == 1:
         return "sweep.fuse_trials is 1"
     if n == "auto" and exp.sweep.backend == "ray":
-        return "a Ray Tune trial trains one configuration"
+        return "on Ray, auto trains one configuration a Tune trial: set a number to fuse"
     if n == "auto" and exp.data.folds > 1:
         return f"fused trials train on one fold, and data.folds is {exp.data.folds}"
     why = unbatched(exp)

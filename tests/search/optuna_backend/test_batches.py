@@ -66,7 +66,7 @@ def test_fused_trials_share_a_shape_and_each_is_the_trial_trained_alone(store: A
     assert [row["batch"] for row in rows] == ["0,1,2,3"] * 4
 
 
-def test_validate_says_how_trials_fuse_and_ray_refuses_them(write_spec: Any) -> None:
+def test_validate_says_how_trials_fuse_and_ray_schedulers_refuse_them(write_spec: Any) -> None:
     spec = write_spec(_spec())
     out = in_process("validate", str(spec))
     assert out.returncode == 0, out.stderr
@@ -76,9 +76,13 @@ def test_validate_says_how_trials_fuse_and_ray_refuses_them(write_spec: Any) -> 
         "mid-fit checkpoint (train.checkpoint_every is for trials alone): a killed batch "
         "trains again from its start"
     ) in out.stdout
-    refused = in_process("validate", str(spec), "--set", "sweep.backend=ray")
+    on_ray = in_process("validate", str(spec), "--set", "sweep.backend=ray")
+    assert on_ray.returncode == 0, on_ray.stderr
+    assert "trials: up to 4 at a time, a batch in each Ray Tune trial, trained" in on_ray.stdout
+    asha = ("--set", "sweep.backend=ray", "--set", "sweep.scheduler=asha")
+    refused = in_process("validate", str(spec), *asha)
     assert refused.returncode == 2
-    assert "sweep.fuse_trials: 4: a Ray Tune trial trains one configuration" in refused.stderr
+    assert "sweep.fuse_trials: 4: a Tune trial carries a batch of trials" in refused.stderr
     assert "Traceback" not in refused.stderr
     auto = in_process("validate", str(spec), "--set", "sweep.fuse_trials=auto")
     assert auto.returncode == 0, auto.stderr
@@ -90,7 +94,7 @@ def test_validate_says_how_trials_fuse_and_ray_refuses_them(write_spec: Any) -> 
     on_ray = ("--set", "sweep.fuse_trials=auto", "--set", "sweep.backend=ray")
     auto = in_process("validate", str(spec), *on_ray)  # auto: one at a time, no error
     assert auto.returncode == 0, auto.stderr
-    assert "trials: one at a time, not fused (a Ray Tune trial trains one" in auto.stdout
+    assert "trials: one at a time, not fused (on Ray, auto trains one configuration" in auto.stdout
     shape_only = _spec()
     shape_only["search_space"] = {"model.hidden": SPACE["model.hidden"]}
     alone = in_process("validate", str(write_spec(shape_only, name="shape.yaml")))

@@ -233,6 +233,34 @@ def test_a_removed_node_s_trial_goes_on_from_its_checkpoint_on_the_node_left(
     assert sorted(steps) == list(range(len(steps))) and len(steps) > 10
 
 
+# 4 fused trials on Ray (~30 s): CI runs it with the distributed tests
+@pytest.mark.distributed
+def test_a_ray_tune_trial_carries_a_batch_of_fused_trials(local_ray: Any, store: Store) -> None:
+    from sweeplab.search.claims import owner
+
+    spec = tiny_spec(
+        train={"max_epochs": 4},
+        search_space={
+            "train.lr": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True},
+            "train.weight_decay": {"type": "float", "low": 1e-5, "high": 1e-2, "log": True},
+        },
+        sweep={"trials": 4, "sampler": "tpe", "seed": 3, "backend": "ray", "fuse_trials": 2},
+        tracking={"experiment": "ray-fused"},
+    )
+    events: list[Any] = []
+    result = run_sweep(spec_from_dict(spec), store, options=RayOptions(), on_trial=events.append)
+    study = _study(store, result.name)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 4
+    runs = _check_runs(store, "ray-fused", study)
+    # two Tune trials, each a batch of two trials trained together in its Ray worker
+    assert sorted({t.user_attrs["sweeplab.batch"] for t in study.trials}) == ["0,1", "2,3"]
+    assert {r.data.tags["sweeplab.batch"] for r in runs.values()} == {"0,1", "2,3"}
+    assert all(t.user_attrs["sweeplab.owner"] != owner() for t in study.trials)
+    assert len({t.params["train.lr"] for t in study.trials}) == 4
+    assert sorted(e.number for e in events) == [0, 1, 2, 3]  # a progress event each
+    assert result.counts.complete == 4
+
+
 @pytest.mark.parametrize(
     ("sweep", "args", "message"),
     [
@@ -257,6 +285,17 @@ def test_a_removed_node_s_trial_goes_on_from_its_checkpoint_on_the_node_left(
             {"scheduler": "pbt"},
             ["--backend", "ray", "--workers-per-trial", "2"],
             "cannot be used with sweep.scheduler 'pbt'",
+        ),
+        (
+            {"fuse_trials": 4, "scheduler": "asha"},
+            ["--backend", "ray"],
+            "sweep.fuse_trials: 4: a Tune trial carries a batch of trials, and Ray's "
+            "scheduler 'asha' would stop the whole batch",
+        ),
+        (
+            {"fuse_trials": 4},
+            ["--backend", "ray", "--workers-per-trial", "2"],
+            "sweep.fuse_trials is 4: set 1",
         ),
     ],
 )

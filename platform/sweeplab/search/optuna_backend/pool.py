@@ -57,7 +57,7 @@ def run_workers(sweep: Sweep, options: LocalWorkers, work: Work) -> None:
     here = options.gpu_of(0, gpus) is None
     indices = range(1 if here else 0, options.workers)
     processes = _spawn(sweep, options, indices, threads, gpus, work.deadline)
-    progress = _Progress(sweep, work.on_trial)
+    progress = Progress(sweep, work.on_trial)
     # progress events come from the poll, for all
     shared = Work(deadline=work.deadline, workers=options.workers)
     try:
@@ -139,7 +139,7 @@ def _stop(processes: list[Any]) -> None:
 
 
 @dataclass
-class _Progress:
+class Progress:
     """One progress event per trial that ended, whichever worker ran it."""
 
     sweep: Sweep

@@ -75,6 +75,19 @@ def take_trials(
         raise full_disk(sweep, full, "between trials") from None
 
 
+def take_batch(sweep: Sweep) -> list[FrozenTrial]:
+    """Claim one batch of ``sweep.fuse_trials`` trials (under the claim lock), train it
+    and tell the study how each ended: what a Ray Tune trial carries
+    (``ray_backend.batches``). None when the sweep has its trials."""
+    import torch
+
+    batch = _claim(sweep, Recovery(sweep), claim_size(sweep, gpu=torch.cuda.is_available()))
+    told = _run(sweep, batch, objective_for(sweep)) if batch else []
+    for frozen in told:
+        sweep.check_stop_when(frozen)
+    return told
+
+
 def _claim(sweep: Sweep, recovery: Recovery, size: int) -> list[Asked]:
     """The next trial, or up to ``size`` (``sweep.fuse_trials``) with their params for a
     fused batch (``batches.ask_batch``), under the claim lock; none when the sweep has

@@ -15,9 +15,17 @@ from typing import Any
 from ray import tune
 
 from sweeplab.logs import ray_environment, scoped_environ
-from sweeplab.search.claims import owned_heartbeats, owner
+from sweeplab.search.claims import Recovery, every, owned_heartbeats, owner
 from sweeplab.search.keys import ATTR_REASON, ATTR_RUN, TAG_REASON, TAG_STATE
 from sweeplab.search.options import BackendOptions, RayOptions
+from sweeplab.search.optuna_backend.pool import POLL_SECONDS, Progress
+from sweeplab.search.ray_backend.batches import (
+    BATCH,
+    batch_samples,
+    carries_batches,
+    run_ray_batch,
+    settle_batches,
+)
 from sweeplab.search.ray_backend.pbt import pbt_trial_ended, population, run_pbt_trial, settle
 from sweeplab.search.ray_backend.schedulers import build_scheduler
 from sweeplab.search.ray_backend.searcher import FINAL, TRIAL_ID, WORKER_DIED, SweepSearch
@@ -58,6 +66,11 @@ class RayBackend:
                 f"lists {len(exp.objectives)}: train each trial on one worker"
             )
         build_scheduler(exp)
+        if self.options.workers_per_trial > 1 and exp.sweep.fuse_trials not in (1, "auto"):
+            raise InputError(
+                "--workers-per-trial above 1 trains one configuration data-parallel, but "
+                f"sweep.fuse_trials is {exp.sweep.fuse_trials}: set 1"
+            )
 
     def kept(self) -> dict[str, Any]:
         return self.options.kept()
@@ -67,7 +80,16 @@ class RayBackend:
             start_ray(self.options)
             tuner = _tuner(sweep, work, self.options)
             with _library_notes_ignored(), owned_heartbeats(sweep, owner()):
-                tuner.fit()
+                if carries_batches(sweep):  # the workers tell the study: progress is polled
+                    progress = Progress(sweep, work.on_trial)
+                    try:
+                        with every(POLL_SECONDS, progress.report):
+                            tuner.fit()
+                    finally:
+                        settle_batches(sweep)
+                        progress.report()
+                else:
+                    tuner.fit()
         if sweep.exp.sweep.scheduler == "pbt":
             settle(sweep.study, sweep.tracker, owner())
 
@@ -108,29 +130,13 @@ def _library_notes_ignored() -> Iterator[None]:
 
 def _tuner(sweep: Sweep, work: Work, options: RayOptions) -> tune.Tuner:
     """Tune's run of the trials the sweep lacks (all of them, unless resumed)."""
-    from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
+    from ray.tune.search import ConcurrencyLimiter
 
     exp, study, store = sweep.exp, sweep.study, sweep.store
     ray_sweep = RaySweep(exp, store, sweep.name)
     pbt = exp.sweep.scheduler == "pbt"
-    searcher: Any
-    if pbt:  # no searcher: Tune draws the population (pbt.py)
-        searcher = BasicVariantGenerator(
-            max_concurrent=exp.sweep.max_concurrent or 0, random_state=exp.sweep.seed
-        )
-        trainable: Any = functools.partial(run_pbt_trial, sweep=ray_sweep, driver=owner())
-    else:
-        searcher = SweepSearch(
-            sweep=sweep,
-            space=functools.partial(_define_by_run, exp.space),
-            metric=[o.metric for o in exp.objectives] if exp.trade_offs else exp.objective.metric,
-            mode=[o.mode for o in exp.objectives] if exp.trade_offs else exp.objective.mode,
-            workers_report=exp.sweep.pruner != "none",
-            on_trial=work.on_trial,
-        )
-        if exp.sweep.max_concurrent:
-            searcher = ConcurrencyLimiter(searcher, max_concurrent=exp.sweep.max_concurrent)
-        trainable = functools.partial(run_ray_trial, sweep=ray_sweep)
+    batches = carries_batches(sweep)
+    searcher, trainable = _search(sweep, work, ray_sweep)
     resources = {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial}
     if options.workers_per_trial > 1:
         from sweeplab.search.ray_backend.parallel import parallel_trainable
@@ -140,11 +146,11 @@ def _tuner(sweep: Sweep, work: Work, options: RayOptions) -> tune.Tuner:
             searcher = ConcurrencyLimiter(searcher, max_concurrent=at_once)
     return tune.Tuner(
         tune.with_resources(trainable, resources),
-        param_space=population(exp.space) if pbt else None,
+        param_space={BATCH: 1} if batches else population(exp.space) if pbt else None,
         tune_config=tune.TuneConfig(
             search_alg=searcher,
             scheduler=build_scheduler(exp),
-            num_samples=_samples(sweep),
+            num_samples=batch_samples(sweep) if batches else _samples(sweep),
             time_budget_s=None if work.deadline is None else work.deadline - time.monotonic(),
             # a new worker process costs seconds of imports per trial; but a data-parallel
             # trial's actor owns its Train run, which must end with it when Tune stops it
@@ -159,6 +165,32 @@ def _tuner(sweep: Sweep, work: Work, options: RayOptions) -> tune.Tuner:
             callbacks=[TrialEnd(store, study.study_name, exp, work.on_trial if pbt else None)],
         ),
     )
+
+
+def _search(sweep: Sweep, work: Work, ray_sweep: RaySweep) -> tuple[Any, Any]:
+    """What draws the Tune trials' configs, and what each Tune trial runs."""
+    from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
+
+    exp = sweep.exp
+    at_once = exp.sweep.max_concurrent or 0
+    if carries_batches(sweep):  # no searcher: each Tune trial claims its batch (batches.py)
+        return BasicVariantGenerator(max_concurrent=at_once), functools.partial(
+            run_ray_batch, sweep=ray_sweep
+        )
+    if exp.sweep.scheduler == "pbt":  # no searcher: Tune draws the population (pbt.py)
+        searcher = BasicVariantGenerator(max_concurrent=at_once, random_state=exp.sweep.seed)
+        return searcher, functools.partial(run_pbt_trial, sweep=ray_sweep, driver=owner())
+    search: Any = SweepSearch(
+        sweep=sweep,
+        space=functools.partial(_define_by_run, exp.space),
+        metric=[o.metric for o in exp.objectives] if exp.trade_offs else exp.objective.metric,
+        mode=[o.mode for o in exp.objectives] if exp.trade_offs else exp.objective.mode,
+        workers_report=exp.sweep.pruner != "none",
+        on_trial=work.on_trial,
+    )
+    if at_once:
+        search = ConcurrencyLimiter(search, max_concurrent=at_once)
+    return search, functools.partial(run_ray_trial, sweep=ray_sweep)
 
 
 def _samples(sweep: Sweep) -> int:
@@ -204,6 +236,10 @@ class TrialEnd(tune.Callback):
 
     def _ended(self, trial: Any, error: bool) -> None:
         sweep = self.opened
+        if trial.config.get(BATCH):  # its worker told the study, unless it died
+            if error:
+                Recovery(sweep).run()
+            return
         trial_id = trial.config.get(TRIAL_ID)
         pbt = trial_id is None
         if pbt:  # a PBT trial, which no searcher tells the study about: told here
