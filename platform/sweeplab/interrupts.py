@@ -117,3 +117,36 @@ def whole(method: F) -> F:
             return method(*args, **kwargs)
 
     return cast(F, call)
+
+
+@contextlib.contextmanager
+def signal_named() -> Iterator[None]:
+    """Within the block, an interrupt that a library raised again as a plain
+    ``KeyboardInterrupt`` is raised as the signal's own: Ray's C code does so with the
+    ``Terminated`` that a SIGTERM raised while it waited, which would make a SIGTERM look
+    like a Ctrl-C (exit 130, not 143). Outside the main thread nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    came: list[int] = []
+    before = {signum: signal.getsignal(signum) for signum in TAKEN}
+
+    def note(signum: int, frame: FrameType | None) -> None:
+        came.append(signum)
+        handler = before[signal.Signals(signum)]
+        if callable(handler):
+            handler(signum, frame)
+
+    for signum, handler in before.items():
+        if callable(handler):
+            signal.signal(signum, note)
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        if came and not isinstance(exc, Terminated):
+            raise Terminated(came[0]) from None
+        raise
+    finally:
+        for signum, handler in before.items():
+            if signal.getsignal(signum) is note:  # not ignored since (a first one came)
+                signal.signal(signum, handler)

@@ -17,6 +17,7 @@ from sweeplab.interrupts import (
     Terminated,
     exit_status,
     reason,
+    signal_named,
     signals_as_interrupts,
     uninterrupted,
 )
@@ -118,6 +119,26 @@ def test_inside_the_block_sigterm_is_an_interrupt_and_outside_it_is_not() -> Non
     assert exit_status(caught.value) == 143 and reason(caught.value) == "interrupted (SIGTERM)"
     assert exit_status(KeyboardInterrupt()) == 130
     assert reason(KeyboardInterrupt()) == "interrupted (Ctrl-C)"
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # put back
+
+
+def test_a_sigterm_that_a_library_raised_again_as_ctrl_c_keeps_its_own_exit_status() -> None:
+    """Ray's C code raises a plain KeyboardInterrupt for the Terminated of a SIGTERM that
+    came while it waited: inside signal_named it is a Terminated again (exit 143)."""
+
+    def library_wait() -> None:
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt from None  # what Ray's check_signals makes of it
+
+    with pytest.raises(Terminated) as caught, signals_as_interrupts(), signal_named():
+        library_wait()
+    assert exit_status(caught.value) == 143
+    with pytest.raises(KeyboardInterrupt) as plain, signals_as_interrupts(), signal_named():
+        raise KeyboardInterrupt  # a Ctrl-C stays one
+    assert exit_status(plain.value) == 130
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # put back
 
 

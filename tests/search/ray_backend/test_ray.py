@@ -7,6 +7,8 @@ second, 2-node cluster (ray.cluster_utils) for the last test.
 from __future__ import annotations
 
 import json
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,8 @@ from sweeplab.search.ranking import best_of
 from sweeplab.search.results import decoded_params
 from sweeplab.spec import SearchSpace, spec_from_dict
 from sweeplab.store import Store
-from tests.helpers import all_runs, in_process, tiny_spec
+from tests.battery import assert_nothing_lost, popen, wait_for_running, wait_for_study
+from tests.helpers import all_runs, in_process, sweeplab, tiny_spec
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
@@ -259,6 +262,35 @@ def test_a_ray_tune_trial_carries_a_batch_of_fused_trials(local_ray: Any, store:
     assert len({t.params["train.lr"] for t in study.trials}) == 4
     assert sorted(e.number for e in events) == [0, 1, 2, 3]  # a progress event each
     assert result.counts.complete == 4
+
+
+# a SIGTERM during 2 fused batches on Ray, then resume (~60 s): with the distributed tests
+@pytest.mark.distributed
+def test_sigterm_during_fused_batches_on_ray_leaves_nothing_running_and_resume_ends_them(
+    store: Store, write_spec: Any
+) -> None:
+    spec = tiny_spec(
+        train={"max_epochs": 400, "batch_size": 8},  # ~10 s a batch: the SIGTERM comes first
+        search_space={"train.lr": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True}},
+        sweep={"trials": 4, "sampler": "random", "seed": 0, "backend": "ray", "fuse_trials": 2},
+        tracking={"experiment": "ray-fused"},
+    )
+    proc = popen("sweep", str(write_spec(spec)), "--store", str(store.root), "--no-smoke")
+    study = wait_for_study(store, "tiny", proc)
+    running = wait_for_running(study, 2, proc)  # a batch training in a Ray worker
+    os.killpg(proc.pid, signal.SIGTERM)
+    output, errors = proc.communicate(timeout=120)
+    assert proc.returncode == 143, output + errors
+    assert "Traceback" not in output + errors
+    trials = _study(store, "tiny").get_trials()
+    assert not [t for t in trials if t.state is TrialState.RUNNING]
+    for t in running:  # failed, and queued again for resume
+        again = trials[t.number].user_attrs["sweeplab.retried_as"]
+        assert trials[again].state is TrialState.WAITING
+    assert "RUNNING" not in {r.info.status for r in all_runs(store, "ray-fused")}
+    out = sweeplab("resume", "tiny", "--store", str(store.root), "-q")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert_nothing_lost(store, "tiny", "ray-fused", 4)
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,9 @@
       batches (and their retries)              worker does (optuna_backend.take_batch);
     every 0.5 s: a progress event for each     trains them as one batched model, the
       trial that ended                         spec's pruner pruning each alone; tells the
-    the end: a batch whose worker died is      study how each ended; a Tune trial that
-      failed and queued again                  finds none left ends at once
+    the end, or a Ctrl-C or SIGTERM (Ray      study how each ended; a Tune trial that
+      stopped): a batch whose worker died is   finds none left ends at once
+      failed and queued again
       (claims.Recovery), for resume
 
 Ray's schedulers stop whole Tune trials, not one trial of a batch: a spec with a
@@ -18,18 +19,22 @@ scheduler and ``fuse_trials`` > 1 is refused (``spec._sweep``); ``sweep.pruner``
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 from ray import tune
 
-from sweeplab.logs import quiet_libraries
-from sweeplab.search.claims import Recovery
+from sweeplab.interrupts import signal_named
+from sweeplab.logs import quiet_libraries, scoped_environ
+from sweeplab.search.claims import Recovery, every
+from sweeplab.search.optuna_backend.pool import POLL_SECONDS, Progress
 from sweeplab.search.ray_backend.searcher import FINAL
 from sweeplab.search.ray_backend.worker import RaySweep
 from sweeplab.search.sweep import Sweep
 from sweeplab.training.fusing import fused_count
 
 BATCH = "sweeplab_batch"  # in a Tune trial's config: it carries a batch of trials
+SETTLE_SECONDS = 10.0  # after a Ctrl-C, how long stopped workers are waited for
 
 
 def carries_batches(sweep: Sweep) -> bool:
@@ -57,7 +62,35 @@ def run_ray_batch(config: dict[str, Any], *, sweep: RaySweep) -> None:
     tune.report({"trials": len(told), FINAL: 1})
 
 
-def settle_batches(sweep: Sweep) -> None:
-    """After Tune: the trials of a batch whose Ray worker died are failed and queued
-    again (``sweep.death_retries``), for ``resume``; their runs end KILLED."""
-    Recovery(sweep).run()
+def fit_batches(sweep: Sweep, tuner: tune.Tuner, progress: Progress) -> None:
+    """Run ``tuner``'s Tune trials, a progress event for each trial that ends (the
+    workers tell the study, not a searcher). A Ctrl-C or SIGTERM stops Ray, its workers
+    with it: their trials are failed and queued again (``sweep.death_retries``) for
+    ``resume``, their runs ended KILLED, and the interrupt goes on."""
+    import ray
+
+    try:
+        # Tune's own SIGINT handler would end the run as if it had finished
+        with (
+            scoped_environ({"TUNE_DISABLE_SIGINT_HANDLER": "1"}, override=True),
+            signal_named(),
+            every(POLL_SECONDS, progress.report),
+        ):
+            tuner.fit()
+    except KeyboardInterrupt:
+        ray.shutdown()
+        _settle(sweep, wait=SETTLE_SECONDS)
+        raise
+    _settle(sweep, wait=0.0)
+    progress.report()
+
+
+def _settle(sweep: Sweep, wait: float) -> None:
+    """Fail the trials of batches whose Ray worker died, waiting up to ``wait`` seconds
+    for stopped workers to exit (a worker on another host: its heartbeat tells later)."""
+    recovery, deadline = Recovery(sweep), time.monotonic() + wait
+    while True:
+        recovery.run()
+        if not sweep.counts.running or time.monotonic() >= deadline:
+            return
+        time.sleep(POLL_SECONDS)

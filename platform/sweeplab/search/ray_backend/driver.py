@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import signal
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -15,16 +17,16 @@ from typing import Any
 from ray import tune
 
 from sweeplab.logs import ray_environment, scoped_environ
-from sweeplab.search.claims import Recovery, every, owned_heartbeats, owner
+from sweeplab.search.claims import Recovery, owned_heartbeats, owner
 from sweeplab.search.keys import ATTR_REASON, ATTR_RUN, TAG_REASON, TAG_STATE
 from sweeplab.search.options import BackendOptions, RayOptions
-from sweeplab.search.optuna_backend.pool import POLL_SECONDS, Progress
+from sweeplab.search.optuna_backend.pool import Progress
 from sweeplab.search.ray_backend.batches import (
     BATCH,
     batch_samples,
     carries_batches,
+    fit_batches,
     run_ray_batch,
-    settle_batches,
 )
 from sweeplab.search.ray_backend.pbt import pbt_trial_ended, population, run_pbt_trial, settle
 from sweeplab.search.ray_backend.schedulers import build_scheduler
@@ -80,14 +82,8 @@ class RayBackend:
             start_ray(self.options)
             tuner = _tuner(sweep, work, self.options)
             with _library_notes_ignored(), owned_heartbeats(sweep, owner()):
-                if carries_batches(sweep):  # the workers tell the study: progress is polled
-                    progress = Progress(sweep, work.on_trial)
-                    try:
-                        with every(POLL_SECONDS, progress.report):
-                            tuner.fit()
-                    finally:
-                        settle_batches(sweep)
-                        progress.report()
+                if carries_batches(sweep):
+                    fit_batches(sweep, tuner, Progress(sweep, work.on_trial))
                 else:
                     tuner.fit()
         if sweep.exp.sweep.scheduler == "pbt":
@@ -100,6 +96,10 @@ def start_ray(options: RayOptions) -> None:
 
     if ray.is_initialized():
         return
+    # ray.init installs a SIGTERM handler of its own in the driver, which aborts the
+    # process (exit -6, nothing settled): sweeplab's, SIGTERM as Ctrl-C, is put back
+    main = threading.current_thread() is threading.main_thread()
+    kept = signal.getsignal(signal.SIGTERM) if main else None
     try:
         ray.init(
             # "local": a new Ray here, as --help says; Ray's default would join the
@@ -115,6 +115,8 @@ def start_ray(options: RayOptions) -> None:
     except (ConnectionError, ValueError, RuntimeError) as exc:
         where = options.address or "a local Ray"
         raise InputError(f"could not start or join {where}: {exc}") from None
+    if kept is not None:
+        signal.signal(signal.SIGTERM, kept)
 
 
 @contextlib.contextmanager
