@@ -22,6 +22,7 @@ schedulers, resources per trial, ``max_concurrent``, retries, a cluster).
     driver.py      RayBackend: start Ray, run Tune, end what a stopped worker left open
     pbt.py         population-based training (workers create their Optuna trials)
     parallel.py    data-parallel trials on Ray Train
+    batches.py     fused trials: each Tune trial claims and trains a batch (fuse_trials > 1)
 
 Its options are ``search.options.RayOptions`` (imports no Ray). Ray is imported by the
 modules that use it, so the CLI and the Optuna backend never load it.
