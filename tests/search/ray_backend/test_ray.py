@@ -293,6 +293,35 @@ def test_sigterm_during_fused_batches_on_ray_leaves_nothing_running_and_resume_e
     assert_nothing_lost(store, "tiny", "ray-fused", 4)
 
 
+# kill -9 of a Ray worker during a fused batch (~60 s): with the distributed tests
+@pytest.mark.distributed
+def test_a_ray_worker_killed_during_a_batch_has_its_trials_run_again_in_the_same_sweep(
+    store: Store, write_spec: Any
+) -> None:
+    spec = tiny_spec(
+        train={"max_epochs": 300, "batch_size": 8},
+        search_space={"train.lr": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True}},
+        sweep={"trials": 4, "sampler": "random", "seed": 1, "backend": "ray", "fuse_trials": 2},
+        tracking={"experiment": "ray-killed"},
+    )
+    proc = popen("sweep", str(write_spec(spec)), "--store", str(store.root), "--no-smoke", "-q")
+    study = wait_for_study(store, "tiny", proc)
+    running = wait_for_running(study, 2, proc)
+    worker = int(running[0].user_attrs["sweeplab.owner"].rpartition(":")[2])
+    os.kill(worker, signal.SIGKILL)  # the Ray worker that trains the first batch
+    output, errors = proc.communicate(timeout=300)
+    assert proc.returncode == 0, output + errors
+    trials = _study(store, "tiny").get_trials()
+    dead = [t for t in trials if "died" in t.user_attrs.get("fail_reason", "")]
+    assert dead and {t.user_attrs["sweeplab.owner"] for t in dead} == {
+        running[0].user_attrs["sweeplab.owner"]
+    }
+    for t in dead:  # run again, with the same params, by a later Tune trial of the sweep
+        again = trials[t.user_attrs["sweeplab.retried_as"]]
+        assert again.state is TrialState.COMPLETE and again.params == t.params
+    assert_nothing_lost(store, "tiny", "ray-killed", 4)
+
+
 @pytest.mark.parametrize(
     ("sweep", "args", "message"),
     [
