@@ -227,6 +227,12 @@ def main() -> None:
         default=[_setting(v) for v in DEFAULT_SETTINGS],
         help="settings: sweep.fuse_trials, and xN for --workers N (8x2)",
     )
+    parser.add_argument(
+        "--backend",
+        choices=["optuna", "ray"],
+        default="optuna",
+        help="ray: each fused batch in a Ray Tune trial (settings without xN)",
+    )
     parser.add_argument("--loop", nargs=2, metavar=("FOLDER", "TRIALS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.loop:
@@ -234,6 +240,7 @@ def main() -> None:
         print(json.dumps(figures))
         return
     extra = [s for s in TINY_SWEEP if s != "--set"] if args.tiny else []
+    extra += [f"sweep.backend={args.backend}"] if args.backend != "optuna" else []
     tiny = [_setting(v) for v in ("1", "2", "auto", "2x2")]
     seeds, settings = ([0], tiny) if args.tiny else (args.seeds, args.fuse)
     if TODAY not in settings:
