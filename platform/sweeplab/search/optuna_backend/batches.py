@@ -76,7 +76,8 @@ def claim_size(sweep: Sweep, *, gpu: bool, workers: int = 1) -> int:
     claims more than its share of the trials not finished yet, so that one worker does
     not take a batch that the others then wait out idle (24 trials, 2 workers and
     ``fuse_trials: 16``: 12 each, not 16 and 8)."""
-    return min(_batch_size(sweep, gpu=gpu), _share(sweep, workers))
+    n = _batch_size(sweep, gpu=gpu)
+    return n if n == 1 or workers == 1 else min(n, _share(sweep, workers))
 
 
 def _batch_size(sweep: Sweep, *, gpu: bool) -> int:
@@ -100,8 +101,6 @@ def _batch_size(sweep: Sweep, *, gpu: bool) -> int:
 
 def _share(sweep: Sweep, workers: int) -> int:
     """One worker's share of the trials not finished (to take, or running elsewhere)."""
-    if workers <= 1:
-        return sweep.target
     unfinished = sweep.target - sweep.counts.finished
     return max(1, math.ceil(unfinished / workers))
 
