@@ -194,6 +194,15 @@ class Recovery:
                 self._fail(compat.trial_id(t), f"worker {who or '?'} died (no heartbeat)")
         return self._end_orphan_runs()
 
+    def release(self, who: str, reason: str) -> list[int]:
+        """Fail the running trials that ``who`` owns, with ``reason``, and queue them
+        again as a dead worker's: a Ray driver's after a Ctrl-C or SIGTERM, which stopped
+        its workers with Ray. Returns the trials whose runs were ended here."""
+        for t in self.study.get_trials(deepcopy=False, states=(OptunaState.RUNNING,)):
+            if t.user_attrs.get(ATTR_OWNER) == who:
+                self._fail(compat.trial_id(t), reason)
+        return self._end_orphan_runs()
+
     def _fail(self, trial_id: int, reason: str) -> None:
         """Record why (and queue its params again, up to ``sweep.death_retries``: the
         worker died, not the configuration), then fail the trial.

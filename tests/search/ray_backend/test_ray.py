@@ -284,13 +284,51 @@ def test_sigterm_during_fused_batches_on_ray_leaves_nothing_running_and_resume_e
     assert "Traceback" not in output + errors
     trials = _study(store, "tiny").get_trials()
     assert not [t for t in trials if t.state is TrialState.RUNNING]
-    for t in running:  # failed, and queued again for resume
-        again = trials[t.number].user_attrs["sweeplab.retried_as"]
-        assert trials[again].state is TrialState.WAITING
+    # failed, and queued again for resume; a batch whose worker ended it while Ray shut
+    # down (seconds, once its own processes had the SIGTERM too) keeps its results
+    cut = [trials[t.number] for t in running if trials[t.number].state is TrialState.FAIL]
+    ended = [t for t in running if trials[t.number].state in FINISHED[:2]]  # complete, pruned
+    assert len(cut) + len(ended) == 2
+    for t in cut:
+        assert trials[t.user_attrs["sweeplab.retried_as"]].state is TrialState.WAITING
     assert "RUNNING" not in {r.info.status for r in all_runs(store, "ray-fused")}
     out = sweeplab("resume", "tiny", "--store", str(store.root), "-q")
     assert out.returncode == 0, out.stderr[-3000:]
     assert_nothing_lost(store, "tiny", "ray-fused", 4)
+
+
+# a terminal's Ctrl-C, or a SIGTERM to the group, during a Ray sweep's trials, then
+# resume (~40 s each): with the distributed tests
+@pytest.mark.distributed
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_stopped_ray_sweep_leaves_nothing_running_and_resume_ends_it(
+    store: Store, write_spec: Any, signum: int, status: int
+) -> None:
+    """Before, Tune's SIGINT handler ended a Ctrl-C'd sweep as finished (exit 0, trials
+    RUNNING), and a SIGTERM to the group hung a minute on Ray's dead GCS (exit 1)."""
+    spec = tiny_spec(
+        train={"max_epochs": 400, "batch_size": 8},  # ~10 s a trial: the signal comes first
+        search_space={"train.lr": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True}},
+        sweep={"trials": 4, "sampler": "random", "seed": 0, "backend": "ray"},
+        tracking={"experiment": "ray-stopped"},
+    )
+    proc = popen("sweep", str(write_spec(spec)), "--store", str(store.root), "--no-smoke")
+    study = wait_for_study(store, "tiny", proc)
+    running = wait_for_running(study, 2, proc)  # one trial in each Ray worker
+    os.killpg(proc.pid, signum)
+    output, errors = proc.communicate(timeout=60)
+    assert proc.returncode == status, output + errors
+    assert "Traceback" not in output + errors
+    trials = _study(store, "tiny").get_trials()
+    assert not [t for t in trials if t.state is TrialState.RUNNING]
+    for t in running:  # failed as interrupted, and queued again for resume
+        assert trials[t.number].user_attrs["fail_reason"].startswith("interrupted")
+        again = trials[t.number].user_attrs["sweeplab.retried_as"]
+        assert trials[again].state is TrialState.WAITING
+    assert "RUNNING" not in {r.info.status for r in all_runs(store, "ray-stopped")}
+    out = sweeplab("resume", "tiny", "--store", str(store.root), "-q")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert_nothing_lost(store, "tiny", "ray-stopped", 4)
 
 
 # kill -9 of a Ray worker during a fused batch (~60 s): with the distributed tests

@@ -8,8 +8,8 @@
     every 0.5 s: a progress event for each     trains them as one batched model, the
       trial that ended                         spec's pruner pruning each alone; tells the
     the end, or a Ctrl-C or SIGTERM (Ray      study how each ended; a Tune trial that
-      stopped): a batch whose worker died is   finds none left ends at once
-      failed and queued again
+      stopped, ``driver.fit``): a batch whose  finds none left ends at once
+      worker died is failed and queued again
       (claims.Recovery), for resume
 
 Ray's schedulers stop whole Tune trials, not one trial of a batch: a spec with a
@@ -19,22 +19,17 @@ scheduler and ``fuse_trials`` > 1 is refused (``spec._sweep``); ``sweep.pruner``
 from __future__ import annotations
 
 import math
-import time
 from typing import Any
 
 from ray import tune
 
-from sweeplab.interrupts import signal_named
-from sweeplab.logs import quiet_libraries, scoped_environ
-from sweeplab.search.claims import Recovery, every
-from sweeplab.search.optuna_backend.pool import POLL_SECONDS, Progress
+from sweeplab.logs import quiet_libraries
 from sweeplab.search.ray_backend.searcher import FINAL
 from sweeplab.search.ray_backend.worker import RaySweep
 from sweeplab.search.sweep import Sweep
 from sweeplab.training.fusing import fused_count
 
 BATCH = "sweeplab_batch"  # in a Tune trial's config: it carries a batch of trials
-SETTLE_SECONDS = 10.0  # after a Ctrl-C, how long stopped workers are waited for
 
 
 def carries_batches(sweep: Sweep) -> bool:
@@ -60,37 +55,3 @@ def run_ray_batch(config: dict[str, Any], *, sweep: RaySweep) -> None:
     opened = Sweep.open(sweep.store, sweep.name, stream=owner())
     told = take_batch(opened)
     tune.report({"trials": len(told), FINAL: 1})
-
-
-def fit_batches(sweep: Sweep, tuner: tune.Tuner, progress: Progress) -> None:
-    """Run ``tuner``'s Tune trials, a progress event for each trial that ends (the
-    workers tell the study, not a searcher). A Ctrl-C or SIGTERM stops Ray, its workers
-    with it: their trials are failed and queued again (``sweep.death_retries``) for
-    ``resume``, their runs ended KILLED, and the interrupt goes on."""
-    import ray
-
-    try:
-        # Tune's own SIGINT handler would end the run as if it had finished
-        with (
-            scoped_environ({"TUNE_DISABLE_SIGINT_HANDLER": "1"}, override=True),
-            signal_named(),
-            every(POLL_SECONDS, progress.report),
-        ):
-            tuner.fit()
-    except KeyboardInterrupt:
-        ray.shutdown()
-        _settle(sweep, wait=SETTLE_SECONDS)
-        raise
-    _settle(sweep, wait=0.0)
-    progress.report()
-
-
-def _settle(sweep: Sweep, wait: float) -> None:
-    """Fail the trials of batches whose Ray worker died, waiting up to ``wait`` seconds
-    for stopped workers to exit (a worker on another host: its heartbeat tells later)."""
-    recovery, deadline = Recovery(sweep), time.monotonic() + wait
-    while True:
-        recovery.run()
-        if not sweep.counts.running or time.monotonic() >= deadline:
-            return
-        time.sleep(POLL_SECONDS)

@@ -16,16 +16,16 @@ from typing import Any
 
 from ray import tune
 
+from sweeplab.interrupts import reason, signal_named
 from sweeplab.logs import ray_environment, scoped_environ
-from sweeplab.search.claims import Recovery, owned_heartbeats, owner
+from sweeplab.search.claims import Recovery, every, owned_heartbeats, owner
 from sweeplab.search.keys import ATTR_REASON, ATTR_RUN, TAG_REASON, TAG_STATE
 from sweeplab.search.options import BackendOptions, RayOptions
-from sweeplab.search.optuna_backend.pool import Progress
+from sweeplab.search.optuna_backend.pool import POLL_SECONDS, Progress
 from sweeplab.search.ray_backend.batches import (
     BATCH,
     batch_samples,
     carries_batches,
-    fit_batches,
     run_ray_batch,
 )
 from sweeplab.search.ray_backend.pbt import pbt_trial_ended, population, run_pbt_trial, settle
@@ -37,6 +37,8 @@ from sweeplab.search.states import TrialState
 from sweeplab.search.sweep import OnTrial, Sweep, Work
 from sweeplab.spec import Experiment, InputError
 from sweeplab.store import Store
+
+SETTLE_SECONDS = 10.0  # after a Ctrl-C, how long stopped workers are waited for
 
 
 class RayBackend:
@@ -81,13 +83,53 @@ class RayBackend:
         with scoped_environ(ray_environment()):
             start_ray(self.options)
             tuner = _tuner(sweep, work, self.options)
+            # the workers tell the study how a batch's trials ended, not a searcher: the
+            # driver polls the study for progress events
+            polled = Progress(sweep, work.on_trial) if carries_batches(sweep) else None
             with _library_notes_ignored(), owned_heartbeats(sweep, owner()):
-                if carries_batches(sweep):
-                    fit_batches(sweep, tuner, Progress(sweep, work.on_trial))
-                else:
-                    tuner.fit()
+                fit(sweep, tuner, polled)
         if sweep.exp.sweep.scheduler == "pbt":
             settle(sweep.study, sweep.tracker, owner())
+
+
+def fit(sweep: Sweep, tuner: tune.Tuner, polled: Progress | None) -> None:
+    """Run ``tuner``'s Tune trials (``polled``: a progress event for each trial that the
+    study says has ended). A Ctrl-C or SIGTERM stops Ray, its workers with it: the
+    trials they held are failed and queued again (``sweep.death_retries``) for
+    ``resume``, their runs ended KILLED, and the interrupt goes on."""
+    import ray
+
+    polls = every(POLL_SECONDS, polled.report) if polled else contextlib.nullcontext()
+    try:
+        # Tune's own SIGINT handler would end the run as if it had finished: exit 0,
+        # its trials left RUNNING
+        with (
+            scoped_environ({"TUNE_DISABLE_SIGINT_HANDLER": "1"}, override=True),
+            signal_named(),
+            polls,
+        ):
+            tuner.fit()
+    except KeyboardInterrupt as exc:
+        # the searcher's trials first: Ray's shutdown takes seconds once its own
+        # processes had the signal too (a terminal's Ctrl-C, a SIGTERM to the group)
+        Recovery(sweep).release(owner(), reason(exc))
+        ray.shutdown()
+        _settle(sweep, wait=SETTLE_SECONDS)
+        raise
+    if polled is not None:
+        _settle(sweep, wait=0.0)
+        polled.report()
+
+
+def _settle(sweep: Sweep, wait: float) -> None:
+    """Fail the trials whose Ray worker died, waiting up to ``wait`` seconds for
+    stopped workers to exit (a worker on another host: its heartbeat tells later)."""
+    recovery, deadline = Recovery(sweep), time.monotonic() + wait
+    while True:
+        recovery.run()
+        if not sweep.counts.running or time.monotonic() >= deadline:
+            return
+        time.sleep(POLL_SECONDS)
 
 
 def start_ray(options: RayOptions) -> None:
