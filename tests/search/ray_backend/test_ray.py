@@ -247,7 +247,7 @@ def test_a_ray_tune_trial_carries_a_batch_of_fused_trials(local_ray: Any, store:
             "train.lr": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True},
             "train.weight_decay": {"type": "float", "low": 1e-5, "high": 1e-2, "log": True},
         },
-        sweep={"trials": 4, "sampler": "tpe", "seed": 3, "backend": "ray", "fuse_trials": 2},
+        sweep={"trials": 4, "sampler": "tpe", "seed": 3, "backend": "ray", "fuse_trials": 4},
         tracking={"experiment": "ray-fused"},
     )
     events: list[Any] = []
@@ -255,9 +255,14 @@ def test_a_ray_tune_trial_carries_a_batch_of_fused_trials(local_ray: Any, store:
     study = _study(store, result.name)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 4
     runs = _check_runs(store, "ray-fused", study)
-    # two Tune trials, each a batch of two trials trained together in its Ray worker
-    assert sorted({t.user_attrs["sweeplab.batch"] for t in study.trials}) == ["0,1", "2,3"]
-    assert {r.data.tags["sweeplab.batch"] for r in runs.values()} == {"0,1", "2,3"}
+    # Tune trials that each carry a batch of trials trained together in its Ray worker:
+    # with 2 at once on Ray's 2 CPUs, none claims more than its share, 2 of the 4, and
+    # not all 4 while the other Tune trial waits idle (one that starts after the first
+    # batch ended finds 2 unfinished, and takes 1: a lone trial, with no batch tag)
+    batches = {n: t.user_attrs.get("sweeplab.batch") for n, t in enumerate(study.trials)}
+    assert {n: r.data.tags.get("sweeplab.batch") for n, r in runs.items()} == batches
+    assert batches[0] == "0,1"
+    assert all(len((b or "").split(",")) <= 2 for b in batches.values())
     assert all(t.user_attrs["sweeplab.owner"] != owner() for t in study.trials)
     assert len({t.params["train.lr"] for t in study.trials}) == 4
     assert sorted(e.number for e in events) == [0, 1, 2, 3]  # a progress event each

@@ -75,13 +75,14 @@ def take_trials(
         raise full_disk(sweep, full, "between trials") from None
 
 
-def take_batch(sweep: Sweep) -> list[FrozenTrial]:
-    """Claim one batch of ``sweep.fuse_trials`` trials (under the claim lock), train it
-    and tell the study how each ended: what a Ray Tune trial carries
-    (``ray_backend.batches``). None when the sweep has its trials."""
+def take_batch(sweep: Sweep, workers: int = 1) -> list[FrozenTrial]:
+    """Claim one batch of ``sweep.fuse_trials`` trials (under the claim lock; no more
+    than one of ``workers``' share), train it and tell the study how each ended: what a
+    Ray Tune trial carries (``ray_backend.batches``). None when the sweep has its trials."""
     import torch
 
-    batch = _claim(sweep, Recovery(sweep), claim_size(sweep, gpu=torch.cuda.is_available()))
+    size = claim_size(sweep, gpu=torch.cuda.is_available(), workers=workers)
+    batch = _claim(sweep, Recovery(sweep), size)
     told = _run(sweep, batch, objective_for(sweep)) if batch else []
     for frozen in told:
         sweep.check_stop_when(frozen)

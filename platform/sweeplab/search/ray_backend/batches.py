@@ -2,9 +2,11 @@
 
     driver                                   Ray worker (one per Tune trial)
     ------                                   -------------------------------
-    Tune's BasicVariantGenerator: as many    claims up to fuse_trials trials of one shape
-      Tune trials as the sweep lacks           under the sweep's claim lock, as a local
-      batches (and their retries)              worker does (optuna_backend.take_batch);
+    Tune's BasicVariantGenerator: a Tune     claims up to fuse_trials trials of one shape
+      trial per trial the sweep lacks (and     (no more than its share of the unfinished
+      per retry), a batch being one or more    ones among the Tune trials at once) under
+                                               the claim lock, as a local worker does
+                                               (optuna_backend.take_batch);
     every 0.5 s: a progress event for each     trains them as one batched model, the
       trial that ended                         spec's pruner pruning each alone; tells the
     the end, or a Ctrl-C or SIGTERM (Ray      study how each ended; a Tune trial that
@@ -18,18 +20,19 @@ scheduler and ``fuse_trials`` > 1 is refused (``spec._sweep``); ``sweep.pruner``
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from ray import tune
 
 from sweeplab.logs import quiet_libraries
+from sweeplab.search.options import RayOptions
 from sweeplab.search.ray_backend.searcher import FINAL
 from sweeplab.search.ray_backend.worker import RaySweep
 from sweeplab.search.sweep import Sweep
 from sweeplab.training.fusing import fused_count
 
-BATCH = "sweeplab_batch"  # in a Tune trial's config: it carries a batch of trials
+# in a Tune trial's config: it carries a batch of trials, a share among this many
+BATCH = "sweeplab_batch"
 
 
 def carries_batches(sweep: Sweep) -> bool:
@@ -37,21 +40,26 @@ def carries_batches(sweep: Sweep) -> bool:
     return isinstance(sweep.exp.sweep.fuse_trials, int) and fused_count(sweep.exp, gpu=False) > 1
 
 
-def batch_samples(sweep: Sweep) -> int:
-    """Tune's ``num_samples``: a Tune trial per batch the sweep lacks, and per retry a
-    failed trial could take (a Tune trial that finds none left ends at once)."""
-    spec = sweep.exp.sweep
-    lacking = max(0, sweep.target - sweep.counts.taken)
-    batches = math.ceil(lacking / fused_count(sweep.exp, gpu=False))
-    return batches + lacking * (spec.max_retries + spec.death_retries)
+def concurrent_trials(options: RayOptions, max_concurrent: int | None) -> int:
+    """How many Tune trials the cluster runs at once, as it is now: its CPUs (and GPUs)
+    over a trial's, and no more than ``sweep.max_concurrent``."""
+    import ray
+
+    have = ray.cluster_resources()
+    count = int(have.get("CPU", 1.0) // options.cpus_per_trial)
+    if options.gpus_per_trial > 0:
+        count = min(count, int(have.get("GPU", 0.0) // options.gpus_per_trial))
+    return max(1, min(count, max_concurrent or count))
 
 
 def run_ray_batch(config: dict[str, Any], *, sweep: RaySweep) -> None:
-    """One Tune trial: a batch of the sweep's trials, claimed, trained and told here."""
+    """One Tune trial: a batch of the sweep's trials, no more than a share of the
+    unfinished ones among the Tune trials that run at once (``config[BATCH]``; as local
+    workers share them), claimed, trained and told here."""
     from sweeplab.search.claims import owner
     from sweeplab.search.optuna_backend.worker import take_batch
 
     quiet_libraries(training=True)  # a Ray worker's start is an entry point
     opened = Sweep.open(sweep.store, sweep.name, stream=owner())
-    told = take_batch(opened)
+    told = take_batch(opened, workers=int(config[BATCH]))
     tune.report({"trials": len(told), FINAL: 1})

@@ -24,8 +24,8 @@ from sweeplab.search.options import BackendOptions, RayOptions
 from sweeplab.search.optuna_backend.pool import POLL_SECONDS, Progress
 from sweeplab.search.ray_backend.batches import (
     BATCH,
-    batch_samples,
     carries_batches,
+    concurrent_trials,
     run_ray_batch,
 )
 from sweeplab.search.ray_backend.pbt import pbt_trial_ended, population, run_pbt_trial, settle
@@ -180,6 +180,7 @@ def _tuner(sweep: Sweep, work: Work, options: RayOptions) -> tune.Tuner:
     ray_sweep = RaySweep(exp, store, sweep.name)
     pbt = exp.sweep.scheduler == "pbt"
     batches = carries_batches(sweep)
+    shared = concurrent_trials(options, exp.sweep.max_concurrent) if batches else 1
     searcher, trainable = _search(sweep, work, ray_sweep)
     resources = {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial}
     if options.workers_per_trial > 1:
@@ -190,11 +191,11 @@ def _tuner(sweep: Sweep, work: Work, options: RayOptions) -> tune.Tuner:
             searcher = ConcurrencyLimiter(searcher, max_concurrent=at_once)
     return tune.Tuner(
         tune.with_resources(trainable, resources),
-        param_space={BATCH: 1} if batches else population(exp.space) if pbt else None,
+        param_space={BATCH: shared} if batches else population(exp.space) if pbt else None,
         tune_config=tune.TuneConfig(
             search_alg=searcher,
             scheduler=build_scheduler(exp),
-            num_samples=batch_samples(sweep) if batches else _samples(sweep),
+            num_samples=_samples(sweep),
             time_budget_s=None if work.deadline is None else work.deadline - time.monotonic(),
             # a new worker process costs seconds of imports per trial; but a data-parallel
             # trial's actor owns its Train run, which must end with it when Tune stops it
@@ -239,8 +240,9 @@ def _search(sweep: Sweep, work: Work, ray_sweep: RaySweep) -> tuple[Any, Any]:
 
 def _samples(sweep: Sweep) -> int:
     """Tune's ``num_samples``: the trials the sweep lacks (all of them, unless resumed);
-    with a searcher, which stops Tune itself when the study has them, as many as their
-    retries could take."""
+    with a searcher, which stops Tune itself when the study has them, or with batches
+    (one trial or more each; one that finds none left ends at once, in milliseconds), as
+    many as their retries could take."""
     exp = sweep.exp
     lacking = max(0, sweep.target - sweep.counts.taken)
     if exp.sweep.scheduler == "pbt":
