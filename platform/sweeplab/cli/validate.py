@@ -127,7 +127,7 @@ def _fusing(exp: Experiment, searched: list[str]) -> str:
         )
         how = f" on a CPU (auto: {within}one at a time on a GPU)"
     if exp.sweep.backend == "ray":
-        how = ", a batch in each Ray Tune trial,"
+        how += ", a batch in each Ray Tune trial,"
     drawn = [key for key in searched if key in FUSIBLE]
     shared = [key for key in searched if key not in FUSIBLE]
     lost = ""  # auto keeps a batch within one period; a number of trials does not

@@ -67,12 +67,15 @@ def fused_count(exp: Experiment, *, gpu: bool) -> int:
 def not_fused(exp: Experiment, *, gpu: bool) -> str | None:
     """Why the trials of ``exp``'s sweep train one at a time, or None: they fuse. A
     number > 1 with a Ray scheduler or several folds is a spec error (``spec._sweep``);
-    ``auto`` trains one at a time there, and on Ray."""
+    ``auto`` trains one at a time there."""
     n = exp.sweep.fuse_trials
     if n == 1:
         return "sweep.fuse_trials is 1"
-    if n == "auto" and exp.sweep.backend == "ray":
-        return "on Ray, auto trains one configuration a Tune trial: set a number to fuse"
+    if n == "auto" and exp.sweep.backend == "ray" and exp.sweep.scheduler != "none":
+        return (
+            "on Ray, auto fuses with sweep.scheduler: none: Ray's scheduler "
+            f"'{exp.sweep.scheduler}' would stop a whole batch"
+        )
     if n == "auto" and exp.data.folds > 1:
         return f"fused trials train on one fold, and data.folds is {exp.data.folds}"
     why = unbatched(exp)

@@ -92,9 +92,15 @@ def test_validate_says_how_trials_fuse_and_ray_schedulers_refuse_them(write_spec
     ) in auto.stdout
     assert "mid-fit checkpoint" not in auto.stdout  # auto keeps a batch within one period
     on_ray = ("--set", "sweep.fuse_trials=auto", "--set", "sweep.backend=ray")
-    auto = in_process("validate", str(spec), *on_ray)  # auto: one at a time, no error
+    auto = in_process("validate", str(spec), *on_ray)
     assert auto.returncode == 0, auto.stderr
-    assert "trials: one at a time, not fused (on Ray, auto trains one configuration" in auto.stdout
+    assert "one at a time on a GPU), a batch in each Ray Tune trial, trained" in auto.stdout
+    auto = in_process("validate", str(spec), *on_ray, *asha[2:])  # one at a time, no error
+    assert auto.returncode == 0, auto.stderr
+    assert (
+        "trials: one at a time, not fused (on Ray, auto fuses with sweep.scheduler: none: "
+        "Ray's scheduler 'asha' would stop a whole batch)"
+    ) in auto.stdout
     shape_only = _spec()
     shape_only["search_space"] = {"model.hidden": SPACE["model.hidden"]}
     alone = in_process("validate", str(write_spec(shape_only, name="shape.yaml")))

@@ -238,16 +238,20 @@ def test_a_removed_node_s_trial_goes_on_from_its_checkpoint_on_the_node_left(
 
 # 4 fused trials on Ray (~30 s): CI runs it with the distributed tests
 @pytest.mark.distributed
-def test_a_ray_tune_trial_carries_a_batch_of_fused_trials(local_ray: Any, store: Store) -> None:
+@pytest.mark.parametrize("fuse", [4, "auto"])
+def test_a_ray_tune_trial_carries_a_batch_of_fused_trials(
+    local_ray: Any, store: Store, fuse: int | str
+) -> None:
     from sweeplab.search.claims import owner
 
     spec = tiny_spec(
-        train={"max_epochs": 4},
+        # auto: 16 on a CPU, from the first trial with no checkpoint period to keep to
+        train={"max_epochs": 4, "checkpoint_every": None},
         search_space={
             "train.lr": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True},
             "train.weight_decay": {"type": "float", "low": 1e-5, "high": 1e-2, "log": True},
         },
-        sweep={"trials": 4, "sampler": "tpe", "seed": 3, "backend": "ray", "fuse_trials": 4},
+        sweep={"trials": 4, "sampler": "tpe", "seed": 3, "backend": "ray", "fuse_trials": fuse},
         tracking={"experiment": "ray-fused"},
     )
     events: list[Any] = []

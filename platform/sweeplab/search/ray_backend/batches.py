@@ -1,4 +1,5 @@
-"""Fused trials on Ray Tune (``sweep.fuse_trials`` > 1): each Tune trial carries a batch.
+"""Fused trials on Ray Tune (``sweep.fuse_trials`` > 1 or auto): each Tune trial carries
+a batch.
 
     driver                                   Ray worker (one per Tune trial)
     ------                                   -------------------------------
@@ -35,9 +36,12 @@ from sweeplab.training.fusing import fused_count
 BATCH = "sweeplab_batch"
 
 
-def carries_batches(sweep: Sweep) -> bool:
-    """Whether the sweep's Tune trials each carry a batch (``fuse_trials`` > 1 fuses)."""
-    return isinstance(sweep.exp.sweep.fuse_trials, int) and fused_count(sweep.exp, gpu=False) > 1
+def carries_batches(sweep: Sweep, options: RayOptions) -> bool:
+    """Whether the sweep's Tune trials each carry a batch: ``fuse_trials`` > 1 or
+    ``auto`` fuses, and a trial trains on one worker (``auto`` with ``--workers-per-trial``
+    above 1 trains one configuration a Tune trial; a number is refused,
+    ``RayBackend.check``)."""
+    return fused_count(sweep.exp, gpu=False) > 1 and options.workers_per_trial == 1
 
 
 def concurrent_trials(options: RayOptions, max_concurrent: int | None) -> int:

@@ -85,7 +85,8 @@ class RayBackend:
             tuner = _tuner(sweep, work, self.options)
             # the workers tell the study how a batch's trials ended, not a searcher: the
             # driver polls the study for progress events
-            polled = Progress(sweep, work.on_trial) if carries_batches(sweep) else None
+            batches = carries_batches(sweep, self.options)
+            polled = Progress(sweep, work.on_trial) if batches else None
             with _library_notes_ignored(), owned_heartbeats(sweep, owner()):
                 fit(sweep, tuner, polled)
         if sweep.exp.sweep.scheduler == "pbt":
@@ -179,9 +180,9 @@ def _tuner(sweep: Sweep, work: Work, options: RayOptions) -> tune.Tuner:
     exp, study, store = sweep.exp, sweep.study, sweep.store
     ray_sweep = RaySweep(exp, store, sweep.name)
     pbt = exp.sweep.scheduler == "pbt"
-    batches = carries_batches(sweep)
+    batches = carries_batches(sweep, options)
     shared = concurrent_trials(options, exp.sweep.max_concurrent) if batches else 1
-    searcher, trainable = _search(sweep, work, ray_sweep)
+    searcher, trainable = _search(sweep, work, ray_sweep, batches)
     resources = {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial}
     if options.workers_per_trial > 1:
         from sweeplab.search.ray_backend.parallel import parallel_trainable
@@ -212,13 +213,14 @@ def _tuner(sweep: Sweep, work: Work, options: RayOptions) -> tune.Tuner:
     )
 
 
-def _search(sweep: Sweep, work: Work, ray_sweep: RaySweep) -> tuple[Any, Any]:
-    """What draws the Tune trials' configs, and what each Tune trial runs."""
+def _search(sweep: Sweep, work: Work, ray_sweep: RaySweep, batches: bool) -> tuple[Any, Any]:
+    """What draws the Tune trials' configs, and what each Tune trial runs (``batches``:
+    a batch of trials each)."""
     from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 
     exp = sweep.exp
     at_once = exp.sweep.max_concurrent or 0
-    if carries_batches(sweep):  # no searcher: each Tune trial claims its batch (batches.py)
+    if batches:  # no searcher: each Tune trial claims its batch (batches.py)
         return BasicVariantGenerator(max_concurrent=at_once), functools.partial(
             run_ray_batch, sweep=ray_sweep
         )
