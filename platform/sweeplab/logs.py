@@ -1,5 +1,5 @@
-"""Process-wide set-up: library loggers, warning filters, environment defaults and the
-hook that keeps a Ctrl-C from being lost.
+"""Process-wide set-up: library loggers, warning filters, environment defaults, the
+hook that keeps a Ctrl-C from being lost, and a quick exit.
 
 Called only at entry points (a CLI command, a Ray worker's start), never from a
 library function: ``fit()`` or ``run_sweep()`` called from Python leave the
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import _thread
 import contextlib
+import gc
 import logging
 import os
 import sys
@@ -87,6 +88,15 @@ def keep_ctrl_c() -> None:
 
     hook.sweeplab_ctrl_c = True  # type: ignore[attr-defined]
     sys.unraisablehook = hook
+
+
+def quick_exit() -> None:
+    """Just before an entry point's process exits: its objects frozen out of the
+    interpreter's last garbage collections, which walk every object that torch,
+    Lightning and MLflow created (2.4 s after a sweep on 2 cores, 0.2 s frozen). Only
+    objects in reference cycles are left to the end of the process; atexit handlers,
+    ``weakref.finalize`` and the ``__del__`` of the others still run."""
+    gc.freeze()
 
 
 def ray_environment() -> dict[str, str]:

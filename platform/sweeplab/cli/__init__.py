@@ -64,4 +64,9 @@ app.command("stop")(stop.stop)
 
 
 def main() -> None:
-    app()
+    from sweeplab.logs import quick_exit
+
+    try:
+        app()  # exits with the command's status
+    finally:
+        quick_exit()

@@ -159,7 +159,7 @@ def _work(store: Store, name: str, threads: int, deadline: float | None, workers
     """One worker process of ``workers``: its share of the cores, then trials until there
     are enough (``deadline``: of ``time.monotonic``, one clock for every process of this
     machine)."""
-    from sweeplab.logs import quiet_libraries
+    from sweeplab.logs import quick_exit, quiet_libraries
 
     quiet_libraries(training=True)  # a worker's start is an entry point
     import torch
@@ -173,3 +173,5 @@ def _work(store: Store, name: str, threads: int, deadline: float | None, workers
             take_trials(sweep, Work(deadline=deadline, workers=workers))
     except KeyboardInterrupt as exc:
         sys.exit(exit_status(exc))
+    finally:
+        quick_exit()  # the pool waits for this process to end
