@@ -330,6 +330,47 @@ def test_a_trial_killed_between_its_run_and_the_note_of_it_names_its_run_killed(
     assert_nothing_lost(store, "gap", "gap", 3)  # the one it held, the cut one's retry, one more
 
 
+def test_a_trial_killed_between_its_ended_run_and_its_tell_has_its_run_killed(
+    store: Store,
+) -> None:
+    """A worker killed after it ended its trial's run FINISHED but before it told the
+    trial: recovery fails the trial and queues it again, and ends the run KILLED with
+    the reason, not left saying the trial ended (the five kills in a row met this once)."""
+    import socket
+    import subprocess
+
+    from sweeplab.search import Sweep, run_sweep
+    from sweeplab.search.claims import Recovery, owner
+    from sweeplab.search.keys import ATTR_OWNER, ATTR_RUN, TAG_SWEEP, TAG_TRIAL
+    from sweeplab.spec import spec_from_dict
+
+    exp = spec_from_dict(
+        tiny_spec(sweep={"trials": 1, "sampler": "random"}, tracking={"experiment": "told"})
+    )
+    run_sweep(exp, store, name="told")
+    sweep = Sweep.open(store, "told", stream=owner())
+    with warnings.catch_warnings():  # Optuna's note: heartbeats belong to Study.optimize
+        warnings.filterwarnings("ignore", message="Heartbeat of storage")
+        cut = sweep.study.ask()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    cut.set_user_attr(ATTR_OWNER, f"{socket.gethostname()}:{dead.pid}")
+    tags = {TAG_SWEEP: "told", TAG_TRIAL: cut.number}
+    run_id = sweep.tracker.start_run(f"trial-{cut.number}", parent=sweep.parent, tags=tags)
+    cut.set_user_attr(ATTR_RUN, run_id)
+    sweep.tracker.end_run(run_id)  # FINISHED: the worker died before its tell
+    Recovery(sweep).run()
+    failed = sweep.storage.get_trial(trial_id(cut))
+    assert failed.state == TrialState.FAIL and "sweeplab.retried_as" in failed.user_attrs
+    run = MlflowClient(store.tracking_uri).get_run(run_id)
+    assert run.info.status == "KILLED"
+    assert run.data.tags["sweeplab.state"] == "failed"
+    assert run.data.tags["sweeplab.fail_reason"] == failed.user_attrs["fail_reason"]
+    out = sweeplab("resume", "told", "--trials", "1", "--store", str(store.root), "-q")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert_nothing_lost(store, "told", "told", 2)  # the one it held and the cut one's retry
+
+
 @pytest.mark.distributed
 def test_a_ray_driver_lost_on_another_host_leaves_no_trial_running(
     store: Store, write_spec: Any

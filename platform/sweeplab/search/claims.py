@@ -216,6 +216,18 @@ class Recovery:
             if storage.get_trial(trial_id).state == OptunaState.RUNNING:
                 retry(self.study, storage, trial_id, self.death_retries, died=True)
             storage.set_trial_state_values(trial_id, state=OptunaState.FAIL)
+            self._end_told_run(trial_id, reason)
+
+    def _end_told_run(self, trial_id: int, reason: str) -> None:
+        """A worker that died between ending its trial's run FINISHED and telling the
+        trial (two databases, two writes) left a run that says the trial ended: the
+        trial failed and runs again, so the run ends KILLED with the reason, as the
+        other dead tries' do (the five kills in a row met this once in CI)."""
+        run_id = self.storage.get_trial(trial_id).user_attrs.get(ATTR_RUN)
+        if run_id and self.tracker.client.get_run(run_id).info.status == "FINISHED":
+            tags = {TAG_STATE: TrialState.FAILED.value, TAG_REASON: reason}
+            self.tracker.set_tags(run_id, tags)
+            self.tracker.end_run(run_id, "KILLED")
 
     def _find_run(self, trial_id: int) -> None:
         """A trial whose worker died between creating its MLflow run and noting the run
