@@ -293,6 +293,34 @@ def test_a_trial_owned_on_another_host_is_failed_once_its_heartbeats_stop(store:
     assert queued.state == TrialState.WAITING and queued.params == failed.params
 
 
+def _cut_trial(store: Store, name: str) -> tuple[Any, Any, str]:
+    """A finished 1-trial sweep ``name`` (its experiment too), then one more trial asked,
+    owned by a process of this host that has exited, with its run started: a worker
+    killed mid-trial. Returns the sweep, the cut trial and its run's id."""
+    import socket
+    import subprocess
+
+    from sweeplab.search import Sweep, run_sweep
+    from sweeplab.search.claims import owner
+    from sweeplab.search.keys import ATTR_OWNER, TAG_SWEEP, TAG_TRIAL
+    from sweeplab.spec import spec_from_dict
+
+    exp = spec_from_dict(
+        tiny_spec(sweep={"trials": 1, "sampler": "random"}, tracking={"experiment": name})
+    )
+    run_sweep(exp, store, name=name)
+    sweep = Sweep.open(store, name, stream=owner())
+    with warnings.catch_warnings():  # Optuna's note: heartbeats belong to Study.optimize
+        warnings.filterwarnings("ignore", message="Heartbeat of storage")
+        cut = sweep.study.ask()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    cut.set_user_attr(ATTR_OWNER, f"{socket.gethostname()}:{dead.pid}")
+    tags = {TAG_SWEEP: name, TAG_TRIAL: cut.number}
+    run_id = sweep.tracker.start_run(f"trial-{cut.number}", parent=sweep.parent, tags=tags)
+    return sweep, cut, run_id
+
+
 def test_a_trial_killed_between_its_run_and_the_note_of_it_names_its_run_killed(
     store: Store,
 ) -> None:
@@ -300,27 +328,9 @@ def test_a_trial_killed_between_its_run_and_the_note_of_it_names_its_run_killed(
     the run's id on the Optuna trial) leaves a run its trial does not name: recovery finds
     it by its tags, ends it KILLED, and the failed trial names it; resume then loses
     nothing (the five kills in a row met this once in CI)."""
-    import socket
-    import subprocess
+    from sweeplab.search.claims import Recovery
 
-    from sweeplab.search import Sweep, run_sweep
-    from sweeplab.search.claims import Recovery, owner
-    from sweeplab.search.keys import ATTR_OWNER, TAG_SWEEP, TAG_TRIAL
-    from sweeplab.spec import spec_from_dict
-
-    exp = spec_from_dict(
-        tiny_spec(sweep={"trials": 1, "sampler": "random"}, tracking={"experiment": "gap"})
-    )
-    run_sweep(exp, store, name="gap")
-    sweep = Sweep.open(store, "gap", stream=owner())
-    with warnings.catch_warnings():  # Optuna's note: heartbeats belong to Study.optimize
-        warnings.filterwarnings("ignore", message="Heartbeat of storage")
-        cut = sweep.study.ask()
-    dead = subprocess.Popen(["true"])
-    dead.wait()
-    cut.set_user_attr(ATTR_OWNER, f"{socket.gethostname()}:{dead.pid}")
-    tags = {TAG_SWEEP: "gap", TAG_TRIAL: cut.number}
-    run_id = sweep.tracker.start_run(f"trial-{cut.number}", parent=sweep.parent, tags=tags)
+    sweep, cut, run_id = _cut_trial(store, "gap")
     assert Recovery(sweep).run() == [cut.number]  # its run found and ended
     failed = sweep.storage.get_trial(trial_id(cut))
     assert failed.state == TrialState.FAIL and failed.user_attrs["mlflow_run_id"] == run_id
@@ -336,27 +346,10 @@ def test_a_trial_killed_between_its_ended_run_and_its_tell_has_its_run_killed(
     """A worker killed after it ended its trial's run FINISHED but before it told the
     trial: recovery fails the trial and queues it again, and ends the run KILLED with
     the reason, not left saying the trial ended (the five kills in a row met this once)."""
-    import socket
-    import subprocess
+    from sweeplab.search.claims import Recovery
+    from sweeplab.search.keys import ATTR_RUN
 
-    from sweeplab.search import Sweep, run_sweep
-    from sweeplab.search.claims import Recovery, owner
-    from sweeplab.search.keys import ATTR_OWNER, ATTR_RUN, TAG_SWEEP, TAG_TRIAL
-    from sweeplab.spec import spec_from_dict
-
-    exp = spec_from_dict(
-        tiny_spec(sweep={"trials": 1, "sampler": "random"}, tracking={"experiment": "told"})
-    )
-    run_sweep(exp, store, name="told")
-    sweep = Sweep.open(store, "told", stream=owner())
-    with warnings.catch_warnings():  # Optuna's note: heartbeats belong to Study.optimize
-        warnings.filterwarnings("ignore", message="Heartbeat of storage")
-        cut = sweep.study.ask()
-    dead = subprocess.Popen(["true"])
-    dead.wait()
-    cut.set_user_attr(ATTR_OWNER, f"{socket.gethostname()}:{dead.pid}")
-    tags = {TAG_SWEEP: "told", TAG_TRIAL: cut.number}
-    run_id = sweep.tracker.start_run(f"trial-{cut.number}", parent=sweep.parent, tags=tags)
+    sweep, cut, run_id = _cut_trial(store, "told")
     cut.set_user_attr(ATTR_RUN, run_id)
     sweep.tracker.end_run(run_id)  # FINISHED: the worker died before its tell
     Recovery(sweep).run()

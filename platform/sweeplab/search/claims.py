@@ -225,9 +225,12 @@ class Recovery:
         other dead tries' do (the five kills in a row met this once in CI)."""
         run_id = self.storage.get_trial(trial_id).user_attrs.get(ATTR_RUN)
         if run_id and self.tracker.client.get_run(run_id).info.status == "FINISHED":
-            tags = {TAG_STATE: TrialState.FAILED.value, TAG_REASON: reason}
-            self.tracker.set_tags(run_id, tags)
-            self.tracker.end_run(run_id, "KILLED")
+            self._kill_run(run_id, reason)
+
+    def _kill_run(self, run_id: str, reason: str) -> None:
+        """A dead try's run: tagged failed with ``reason``, ended KILLED."""
+        self.tracker.set_tags(run_id, {TAG_STATE: TrialState.FAILED.value, TAG_REASON: reason})
+        self.tracker.end_run(run_id, "KILLED")
 
     def _find_run(self, trial_id: int) -> None:
         """A trial whose worker died between creating its MLflow run and noting the run
@@ -260,9 +263,7 @@ class Recovery:
             )
             for r in [*nested, run]:
                 if r.info.status == "RUNNING":
-                    tags = {TAG_STATE: TrialState.FAILED.value, TAG_REASON: reason}
-                    self.tracker.set_tags(r.info.run_id, tags)
-                    self.tracker.end_run(r.info.run_id, "KILLED")
+                    self._kill_run(r.info.run_id, reason)
             ended.append(t.number)
         return ended
 

@@ -82,10 +82,10 @@ class RayBackend:
     def run(self, sweep: Sweep, work: Work) -> None:
         with scoped_environ(ray_environment()):
             start_ray(self.options)
-            tuner = _tuner(sweep, work, self.options)
+            batches = carries_batches(sweep, self.options)
+            tuner = _tuner(sweep, work, self.options, batches)
             # the workers tell the study how a batch's trials ended, not a searcher: the
             # driver polls the study for progress events
-            batches = carries_batches(sweep, self.options)
             polled = Progress(sweep, work.on_trial) if batches else None
             with _library_notes_ignored(), owned_heartbeats(sweep, owner()):
                 fit(sweep, tuner, polled)
@@ -173,14 +173,14 @@ def _library_notes_ignored() -> Iterator[None]:
         yield
 
 
-def _tuner(sweep: Sweep, work: Work, options: RayOptions) -> tune.Tuner:
-    """Tune's run of the trials the sweep lacks (all of them, unless resumed)."""
+def _tuner(sweep: Sweep, work: Work, options: RayOptions, batches: bool) -> tune.Tuner:
+    """Tune's run of the trials the sweep lacks (all of them, unless resumed); ``batches``:
+    a batch of them in each Tune trial (``carries_batches``)."""
     from ray.tune.search import ConcurrencyLimiter
 
     exp, study, store = sweep.exp, sweep.study, sweep.store
     ray_sweep = RaySweep(exp, store, sweep.name)
     pbt = exp.sweep.scheduler == "pbt"
-    batches = carries_batches(sweep, options)
     shared = concurrent_trials(options, exp.sweep.max_concurrent) if batches else 1
     searcher, trainable = _search(sweep, work, ray_sweep, batches)
     resources = {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial}
