@@ -100,18 +100,21 @@ def resume(
     use_ui_url(ui_url)  # the report's links, drawn when the sweep ends
     # only what was asked for: another backend's sweep refuses them, rather than drop them
     given = workers != 1 or gpus is not None
-    options = LocalWorkers(workers, gpu_ids(gpus)) if given else None
-    _continue(
-        name,
-        store,
-        tracking_uri,
-        storage,
-        quiet,
-        join=False,
-        address=address,
-        options=options,
-        trials=trials,
-    )
+    from sweeplab.search.optuna_backend.prestart import prestarted
+
+    # spawned workers import torch and the rest beside this process's own imports
+    with prestarted(LocalWorkers(workers, gpu_ids(gpus)) if given else None) as options:
+        _continue(
+            name,
+            store,
+            tracking_uri,
+            storage,
+            quiet,
+            join=False,
+            address=address,
+            options=options,
+            trials=trials,
+        )
 
 
 @handle_errors

@@ -96,6 +96,8 @@ def sweep(
 
     overrides = [*set_, f"sweep.backend={backend}"] if backend else list(set_)
     exp = load_with_lists(spec, overrides, warm_start=warm_start, enqueue=enqueue)
+    from sweeplab.search import LocalWorkers
+
     options: Any = None
     if exp.sweep.backend == "ray":
         from sweeplab.search import RayOptions
@@ -115,22 +117,25 @@ def sweep(
             "are Ray options: add --backend ray"
         )
     else:
-        from sweeplab.search import LocalWorkers
-
         options = LocalWorkers(workers, gpu_ids(gpus))  # run_sweep checks them
-    where = open_store(store, tracking_uri, storage, creating=True)  # before heavy imports
-    use_ui_url(ui_url)
-    quiet_libraries(training=True)
-    if smoke:
-        run_smoke(exp, quiet, where.tracking_uri)
-    from sweeplab.search import run_sweep
+    from sweeplab.search.optuna_backend.prestart import prestarted
 
-    run_and_report(
-        exp.sweep.trials,
-        exp.objective.metric,
-        quiet,
-        lambda cb: run_sweep(exp, where, name=name, on_trial=cb, options=options),
-    )
+    # spawned workers import torch and the rest beside this process's own imports
+    with prestarted(options if isinstance(options, LocalWorkers) else None) as started:
+        options = started or options
+        where = open_store(store, tracking_uri, storage, creating=True)  # before heavy imports
+        use_ui_url(ui_url)
+        quiet_libraries(training=True)
+        if smoke:
+            run_smoke(exp, quiet, where.tracking_uri)
+        from sweeplab.search import run_sweep
+
+        run_and_report(
+            exp.sweep.trials,
+            exp.objective.metric,
+            quiet,
+            lambda cb: run_sweep(exp, where, name=name, on_trial=cb, options=options),
+        )
 
 
 def load_with_lists(

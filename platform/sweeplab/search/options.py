@@ -7,10 +7,25 @@ backend seam with them; ``catalog.BACKENDS`` says which backend takes which.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+import os
+from dataclasses import dataclass, field
+from multiprocessing.process import BaseProcess
+from typing import Any, Protocol
 
 from sweeplab.spec import InputError
+
+
+class StartedWorkers(Protocol):
+    """Local worker processes started before their sweep existed, waiting for it
+    (``optuna_backend.prestart.Prestarted``)."""
+
+    threads: int  # each one's torch threads, set at its start
+
+    def hand(self, env: dict[str, str], args: tuple[Any, ...]) -> BaseProcess | None:
+        """One of them set to work on the sweep, or None where none is left."""
+
+    def close(self) -> None:
+        """Terminate the ones never handed a sweep."""
 
 
 @dataclass(frozen=True)
@@ -19,6 +34,14 @@ class LocalWorkers:
 
     workers: int = 1
     gpus: tuple[str, ...] | None = None  # CUDA device ids; None: every visible one
+    # workers the command started before its sweep existed (their imports beside its own);
+    # the pool hands them the sweep, or spawns its own where there are none
+    started: StartedWorkers | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def threads(self) -> int:
+        """Each worker's torch threads: its share of this machine's cores."""
+        return max(1, (os.cpu_count() or 1) // self.workers)
 
     def gpu_of(self, index: int, visible: int) -> str | None:
         """The GPU of worker ``index`` (round-robin), or None without a GPU."""

@@ -7,6 +7,7 @@ trials under the study's claim lock until the study holds the sweep's trials.
     objective.py   a trial: its params suggested, run_trial, Optuna's pruning callback
     worker.py      the worker loop: claim, run with heartbeats, tell, retry
     pool.py        local worker processes (--workers N): cores and GPUs shared out
+    prestart.py    those workers started before their sweep exists (imports ahead)
     backend.py     OptunaBackend: one loop here, or the pool
 
 Its options are ``search.options.LocalWorkers`` (imports nothing heavy).

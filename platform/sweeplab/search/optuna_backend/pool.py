@@ -52,11 +52,13 @@ def run_workers(sweep: Sweep, options: LocalWorkers, work: Work) -> None:
     once, while the spawned workers import theirs on the other cores.
     With GPUs every worker is spawned, each with its own ``CUDA_VISIBLE_DEVICES``.
     """
-    threads = max(1, (os.cpu_count() or 1) // options.workers)
+    threads = options.threads
     gpus = visible_gpus() if options.gpus is None else len(options.gpus)
     here = options.gpu_of(0, gpus) is None
     indices = range(1 if here else 0, options.workers)
     processes = _spawn(sweep, options, indices, threads, gpus, work.deadline)
+    if options.started is not None:
+        options.started.close()  # any left over (a GPU each: spawned with it instead)
     progress = Progress(sweep, work.on_trial)
     # progress events come from the poll, for all
     shared = Work(deadline=work.deadline, workers=options.workers)
@@ -95,13 +97,19 @@ def _spawn(
     for index in indices:
         env = {"OMP_NUM_THREADS": str(threads)}
         gpu = options.gpu_of(index, gpus)
+        args = (store, name, threads, deadline, options.workers)
         if gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = gpu
+        elif options.started is not None and options.started.threads == threads:
+            started = options.started.hand(env, args)
+            if started is not None:  # it has imported torch and the rest already
+                processes.append(started)
+                continue
         # a spawned process takes this process's environment as it is at its start
         with scoped_environ(env, override=True):
             process = context.Process(
-                target=_work,
-                args=(store, name, threads, deadline, options.workers),
+                target=work,
+                args=args,
                 name=f"sweeplab-worker-{index}",
             )
             process.start()
@@ -155,7 +163,7 @@ class Progress:
                 self.on_trial(self.sweep.event(t))
 
 
-def _work(store: Store, name: str, threads: int, deadline: float | None, workers: int) -> None:
+def work(store: Store, name: str, threads: int, deadline: float | None, workers: int) -> None:
     """One worker process of ``workers``: its share of the cores, then trials until there
     are enough (``deadline``: of ``time.monotonic``, one clock for every process of this
     machine)."""
