@@ -56,6 +56,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "sweeplab.search.fits",
             "sweeplab.search.trial",
             "sweeplab.search.claims",
+            "sweeplab.search.baselines",
         ),
     ),
     ("backends", ("sweeplab.search.optuna_backend", "sweeplab.search.ray_backend")),

@@ -20,6 +20,8 @@ The path of a sweep reads from the modules, bottom to top:
     trial.py          run_trial (restarts × folds, one MLflow run); sweep_trial, a trial
                       of a sweep for every backend
     claims.py         heartbeats, the stop watch, recovery of dead workers, retries
+    baselines.py      the yardstick: scikit-learn baselines fit once, by an idle worker
+                      or at the sweep's end
     optuna_backend/   trials in this process (and agents, and local workers)
     ray_backend/      trials on Ray Tune: schedulers, PBT, data-parallel trials
     lifecycle.py      Lifecycle: optimize / finish / register / compare a Sweep

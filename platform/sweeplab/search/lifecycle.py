@@ -18,7 +18,6 @@ and ``SweepInterrupted`` carries what was finished.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -28,6 +27,7 @@ from optuna.trial import TrialState as OptunaState
 
 from sweeplab.interrupts import reason
 from sweeplab.search import keys
+from sweeplab.search.baselines import yardstick
 from sweeplab.search.catalog import BACKEND_OPTIONS, BACKENDS
 from sweeplab.search.claims import Recovery
 from sweeplab.search.curves import draw_trial_figures
@@ -214,32 +214,6 @@ def _end_orphans(sweep: Sweep) -> None:
             tags = {keys.TAG_STATE: TrialState.INTERRUPTED.value, keys.TAG_REASON: reason}
             tracker.write(r.info.run_id, tags=tags)
             tracker.end_run(r.info.run_id, "KILLED")
-
-
-def yardstick(sweep: Sweep) -> None:
-    """The spec's scikit-learn baselines fit on the sweep's split, once (an extended
-    sweep keeps its first ones: same split, same scores), stored with the study and
-    logged to the parent run; a baseline that fails is a warning, not a failed sweep."""
-    from sweeplab.data.split import split
-    from sweeplab.training.baselines import fit_baselines, wanted
-
-    exp = sweep.exp
-    if keys.ATTR_BASELINES in sweep.study.user_attrs:
-        return
-    data = split(exp.data)
-    if not wanted(exp, data):
-        return
-    try:
-        found = fit_baselines(data, seed=exp.sweep.seed)
-    except Exception as exc:  # scikit-learn refusing the data must not lose the sweep
-        logger.warning("the baselines of sweep %s could not be fit: %s", sweep.name, exc)
-        return
-    sweep.study.set_user_attr(keys.ATTR_BASELINES, [dataclasses.asdict(b) for b in found])
-    metrics = {}
-    for b in found:
-        metrics[f"baseline.{b.name}.{b.metric}"] = b.value
-        metrics[f"baseline.{b.name}.fit_seconds"] = b.seconds
-    sweep.tracker.log_metrics(sweep.parent, metrics)
 
 
 def _plots(sweep: Sweep) -> None:

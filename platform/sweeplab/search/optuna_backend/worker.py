@@ -12,6 +12,7 @@ from optuna.trial import FrozenTrial
 from optuna.trial import TrialState as OptunaState
 
 from sweeplab import compat
+from sweeplab.search.baselines import yardstick
 from sweeplab.search.claims import Recovery, heartbeat, owner, retry
 from sweeplab.search.keys import ATTR_OWNER
 from sweeplab.search.optuna_backend.batches import (
@@ -55,6 +56,7 @@ def take_trials(
         while not work.out_of_time():
             batch = _claim(sweep, recovery, claim_size(sweep, gpu=gpu, workers=work.workers))
             if not batch:
+                _baselines_ahead(sweep)
                 break
             try:
                 told = _run(sweep, batch, objective)
@@ -73,6 +75,15 @@ def take_trials(
         if full is None:
             raise
         raise full_disk(sweep, full, "between trials") from None
+
+
+def _baselines_ahead(sweep: Sweep) -> None:
+    """Nothing left to claim while other workers still train: this worker fits the
+    sweep's baselines now, on a core that would idle, rather than leave them to the
+    sweep's end (the claim lock held: they are fit once)."""
+    if sweep.state.takes_trials and sweep.counts.running:
+        with sweep.lock.held():
+            yardstick(sweep)
 
 
 def take_batch(sweep: Sweep, workers: int = 1) -> list[FrozenTrial]:
