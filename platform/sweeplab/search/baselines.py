@@ -2,7 +2,7 @@
 its split once, stored with the study and logged to its parent run.
 
 Whoever gets there first fits them: a worker with no trial left to claim while others
-still train (``optuna_backend.worker``: its core would idle), else the sweep's end
+still train (``optuna_backend.worker._end_work_ahead``: its core would idle), else the sweep's end
 (``lifecycle.finish``). Either holds the claim lock, so they are fit once.
 """
 

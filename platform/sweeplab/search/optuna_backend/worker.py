@@ -14,6 +14,7 @@ from optuna.trial import TrialState as OptunaState
 from sweeplab import compat
 from sweeplab.search.baselines import yardstick
 from sweeplab.search.claims import Recovery, heartbeat, owner, retry
+from sweeplab.search.curves import draw_trial_figures
 from sweeplab.search.keys import ATTR_OWNER
 from sweeplab.search.optuna_backend.batches import (
     Asked,
@@ -56,7 +57,7 @@ def take_trials(
         while not work.out_of_time():
             batch = _claim(sweep, recovery, claim_size(sweep, gpu=gpu, workers=work.workers))
             if not batch:
-                _baselines_ahead(sweep)
+                _end_work_ahead(sweep)
                 break
             try:
                 told = _run(sweep, batch, objective)
@@ -77,13 +78,15 @@ def take_trials(
         raise full_disk(sweep, full, "between trials") from None
 
 
-def _baselines_ahead(sweep: Sweep) -> None:
-    """Nothing left to claim while other workers still train: this worker fits the
-    sweep's baselines now, on a core that would idle, rather than leave them to the
-    sweep's end (the claim lock held: they are fit once)."""
+def _end_work_ahead(sweep: Sweep) -> None:
+    """Nothing left to claim while other workers still train: this worker does the part
+    of the sweep's end that the trials still running do not change, on a core that
+    would idle: the baselines, and the figures of the top trials so far (the end draws
+    those of the trials that finish later). The claim lock held: each is done once."""
     if sweep.state.takes_trials and sweep.counts.running:
         with sweep.lock.held():
             yardstick(sweep)
+            draw_trial_figures(sweep)
 
 
 def take_batch(sweep: Sweep, workers: int = 1) -> list[FrozenTrial]:
