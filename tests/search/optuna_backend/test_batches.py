@@ -179,6 +179,18 @@ def test_a_pruned_member_leaves_its_batch_alone_and_keeps_its_intermediate_value
         else:  # the others of its batch went on to the end
             assert steps == list(range(6)) and run.data.tags["sweeplab.state"] == "complete"
             assert sorted(trial.intermediate_values) == list(range(6))
+    # a pruned trial is told as it leaves, not when its batch ends: the others' last epoch
+    # was logged after it was PRUNED in the study
+    history = client.get_metric_history
+    last_epochs = [
+        max(m.timestamp for m in history(t.user_attrs["mlflow_run_id"], "val_acc"))
+        for t in study.trials
+        if t.user_attrs["sweeplab.batch"] == mixed and t.state is TrialState.COMPLETE
+    ]
+    for trial in study.trials:
+        if trial.user_attrs["sweeplab.batch"] == mixed and trial.state is TrialState.PRUNED:
+            assert trial.datetime_complete is not None
+            assert trial.datetime_complete.timestamp() * 1000 < min(last_epochs)
 
 
 def test_kill_9_during_a_fused_batch_then_resume_runs_it_again_and_keeps_the_count(

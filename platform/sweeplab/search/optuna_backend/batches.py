@@ -144,12 +144,18 @@ def by_shape(sweep: Sweep, batch: Sequence[Asked]) -> list[list[Shaped]]:
 class MemberPruning(Callback):
     """Each epoch, each trial of a fused batch reports its own members' mean of
     ``monitor`` to its Optuna trial; a trial the pruner prunes leaves the batch alone
-    (``FusedModule.end``), the others go on."""
+    (``FusedModule.end``), the others go on, and ``on_pruned`` is called with its index
+    (its caller tells the study at once)."""
 
     def __init__(
-        self, trials: Sequence[optuna.Trial], loggers: Sequence[Sequence[Any]], monitor: str
+        self,
+        trials: Sequence[optuna.Trial],
+        loggers: Sequence[Sequence[Any]],
+        monitor: str,
+        on_pruned: Callable[[int], None],
     ) -> None:
         self.trials, self.loggers, self.monitor = list(trials), list(loggers), monitor
+        self.on_pruned = on_pruned
         self.pruned: set[int] = set()
 
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
@@ -166,6 +172,7 @@ class MemberPruning(Callback):
             if ended[t] is None and trial.should_prune():
                 self.pruned.add(t)
                 pl_module.end(t)
+                self.on_pruned(t)
         if all(e is not None for e in ended):
             trainer.should_stop = True
 
@@ -205,12 +212,21 @@ def run_fused_trials(sweep: Sweep, group: Sequence[Shaped]) -> list[FrozenTrial]
     members: list[_Member] = []
     memory = PeakMemory()
     started = time.perf_counter()
+    # a trial pruned while the others train is told at once: its state is true while
+    # they run, the sampler and the other workers' claims see it, and a worker killed
+    # later in the batch does not take it for unfinished (its run ends with it)
+    early: dict[int, FrozenTrial] = {}
+
+    def tell_pruned(t: int) -> None:
+        members[t].fits.seconds = time.perf_counter() - started
+        early[t] = _close(sweep, members[t], [], memory, pruned=True)
+
     with heartbeat(sweep, *(trial for trial, *_ in group)):
         try:  # from the first run on: an interrupt while they open fails them all too
             for shaped in group:
                 members.append(_open(sweep, shaped, numbers))
             pruning = MemberPruning(
-                [m.trial for m in members], [m.loggers for m in members], metric
+                [m.trial for m in members], [m.loggers for m in members], metric, tell_pruned
             )
             with memory:
                 results = fit_batch(
@@ -222,15 +238,16 @@ def run_fused_trials(sweep: Sweep, group: Sequence[Shaped]) -> list[FrozenTrial]
                 )
         except BaseException as exc:
             seconds = time.perf_counter() - started
-            for m in members:
+            for m in [m for t, m in enumerate(members) if t not in early]:
                 m.fits.seconds = seconds
                 m.fits.abandon_fused(m.group, m.subs, m.loggers, exc)
                 end_unfinished(m.fits, memory, exc)
-            return _all_failed(sweep, [trial for trial, *_ in group], exc)
+            unfinished = [trial for t, (trial, *_) in enumerate(group) if t not in early]
+            return list(early.values()) + _all_failed(sweep, unfinished, exc)
     seconds = time.perf_counter() - started  # the batch's fit, which each trial shared
     for m in members:
         m.fits.seconds = seconds
-    return _close_all(sweep, members, results, memory, pruning.pruned)
+    return _close_all(sweep, members, results, memory, early)
 
 
 def _close_all(
@@ -238,19 +255,21 @@ def _close_all(
     members: Sequence[_Member],
     results: Sequence[Any],
     memory: PeakMemory,
-    pruned: set[int],
+    early: dict[int, FrozenTrial],
 ) -> list[FrozenTrial]:
-    """Tell the study how each trial of a batch that trained ended. An interrupt while
-    they close (MLflow writes: seconds for a large batch) fails the trials not told yet
-    and queues them again, their runs KILLED, as during the fit; it goes on."""
+    """Tell the study how each trial of a batch that trained ended (``early``: those
+    told while it trained, pruned). An interrupt while they close (MLflow writes:
+    seconds for a large batch) fails the trials not told yet and queues them again,
+    their runs KILLED, as during the fit; it goes on."""
     told: list[FrozenTrial] = []
     start = 0
     try:
         for t, m in enumerate(members):
             mine, start = results[start : start + len(m.group)], start + len(m.group)
-            told.append(_close(sweep, m, mine, memory, pruned=t in pruned))
+            told.append(early[t] if t in early else _close(sweep, m, mine, memory, pruned=False))
     except BaseException as exc:
-        left = members[len(told) :]  # the first may have ended some of its runs
+        # the first may have ended some of its runs; those told early are left as they are
+        left = [m for t, m in enumerate(members) if t >= len(told) and t not in early]
         for m in left:
             with contextlib.suppress(Exception):
                 m.fits.abandon_fused(m.group, m.subs, m.loggers, exc)
