@@ -19,8 +19,6 @@ class StartedWorkers(Protocol):
     """Local worker processes started before their sweep existed, waiting for it
     (``optuna_backend.prestart.Prestarted``)."""
 
-    threads: int  # each one's torch threads, set at its start
-
     def hand(self, env: dict[str, str], args: tuple[Any, ...]) -> BaseProcess | None:
         """One of them set to work on the sweep, or None where none is left."""
 

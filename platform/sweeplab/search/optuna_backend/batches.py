@@ -156,7 +156,6 @@ class MemberPruning(Callback):
     ) -> None:
         self.trials, self.loggers, self.monitor = list(trials), list(loggers), monitor
         self.on_pruned = on_pruned
-        self.pruned: set[int] = set()
 
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
         if trainer.sanity_checking:
@@ -170,7 +169,6 @@ class MemberPruning(Callback):
                 continue
             trial.report(value, epoch)
             if ended[t] is None and trial.should_prune():
-                self.pruned.add(t)
                 pl_module.end(t)
                 self.on_pruned(t)
         if all(e is not None for e in ended):

@@ -100,7 +100,7 @@ def _spawn(
         args = (store, name, threads, deadline, options.workers)
         if gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = gpu
-        elif options.started is not None and options.started.threads == threads:
+        elif options.started is not None:
             started = options.started.hand(env, args)
             if started is not None:  # it has imported torch and the rest already
                 processes.append(started)

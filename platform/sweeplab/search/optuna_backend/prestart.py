@@ -38,7 +38,6 @@ class Prestarted:
     """Spawned worker processes waiting for a sweep; each is handed one, or terminated
     (``options.StartedWorkers``)."""
 
-    threads: int  # each one's share of the cores, in its OMP_NUM_THREADS from its start
     waiting: list[tuple[BaseProcess, Connection]] = field(default_factory=list)
 
     def hand(self, env: dict[str, str], args: tuple[Any, ...]) -> Any | None:
@@ -70,7 +69,7 @@ class Prestarted:
 def prestart(count: int, *, threads: int) -> Iterator[Prestarted]:
     """``count`` workers started now, each with ``threads`` cores; the ones the pool did
     not use are terminated when the block ends, however it ends."""
-    started = Prestarted(threads=threads)
+    started = Prestarted()
     context = multiprocessing.get_context("spawn")
     before = os.environ.get("OMP_NUM_THREADS")
     os.environ["OMP_NUM_THREADS"] = str(threads)  # a spawned process takes it at its start
