@@ -177,3 +177,35 @@ def test_mlflow_engines(tmp_path: Path) -> None:
         assert conn.execute(text("SELECT count(*) FROM experiments")).scalar() == 1
     server = "http://127.0.0.1:1"  # a tracking server's client has none (nothing is sent)
     assert compat.mlflow_engines(MlflowClient(server, registry_uri=server)) == []
+
+
+def test_requirements_checked_by_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    import importlib_metadata
+    import mlflow.pytorch
+    import torch
+    from mlflow.utils import requirements_utils as ru
+
+    monkeypatch.setattr(ru, "_MODULES_TO_PACKAGES", None)  # as in a fresh process
+    monkeypatch.setattr(ru, "_PACKAGES_TO_MODULES", None)
+    scans = []
+    every = importlib_metadata.packages_distributions
+    monkeypatch.setattr(
+        ru.importlib_metadata, "packages_distributions", lambda: scans.append(1) or every()
+    )
+    pins = [f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"]
+    with compat.requirements_checked_by_name(["torch", "mlflow"]):
+        model, folder = torch.nn.Linear(2, 1), str(tmp_path / "m")
+        mlflow.pytorch.save_model(
+            model, folder, serialization_format="pickle", pip_requirements=pins
+        )
+        capfd.readouterr()
+        ru.warn_dependency_requirement_mismatches(["torch==0.0.1"])  # still checked
+        warned = capfd.readouterr().err
+    assert scans == []  # no scan of every installed distribution
+    assert set(pins) <= set((tmp_path / "m" / "requirements.txt").read_text().split())
+    assert "torch (current: " in warned and "required: torch==0.0.1" in warned
+    assert ru._MODULES_TO_PACKAGES is None  # built whole again by whatever needs it next
+    ru.warn_dependency_requirement_mismatches(pins)
+    assert scans == [1] and "numpy" in ru._MODULES_TO_PACKAGES

@@ -12,6 +12,8 @@ layers and is imported by modules that must stay light.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -124,3 +126,29 @@ def mlflow_engines(client: Any) -> list[Any]:
     for."""
     stores = [client._tracking_client.store, client._get_registry_client().store]
     return [store.engine for store in stores if hasattr(store, "engine")]
+
+
+@contextlib.contextmanager
+def requirements_checked_by_name(packages: Sequence[str]) -> Iterator[None]:
+    """Within the block, MLflow checks a saved model's requirements against ``packages``
+    (each imported under its own name) instead of a map of every installed distribution.
+
+    ``mlflow.*.save_model`` checks the requirements it is given against this environment
+    (``requirements_utils.warn_dependency_requirement_mismatches``). For that it maps
+    modules to distributions, once per process, into ``_MODULES_TO_PACKAGES``: reading
+    every installed distribution's file list took 1.0-1.2 s here, in each sweep's end,
+    to check pins that ``registry.register`` wrote from the installed versions itself.
+    MLflow has no switch to skip the check. Where the map is built already it is used as
+    it is; else it holds ``packages`` for the block only, and is unset again after it, so
+    anything else that needs the whole map builds it as before."""
+    from mlflow.utils import requirements_utils as ru
+
+    if ru._MODULES_TO_PACKAGES is not None:
+        yield
+        return
+    modules: dict[str, list[str]] = {name: [name] for name in packages}
+    ru._MODULES_TO_PACKAGES = modules  # type: ignore[assignment]  # typed None by MLflow
+    try:
+        yield
+    finally:
+        ru._MODULES_TO_PACKAGES = ru._PACKAGES_TO_MODULES = None

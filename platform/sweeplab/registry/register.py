@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sweeplab import compat
 from sweeplab.models.base import InferenceModel
 from sweeplab.models.ensemble import EnsembleModel
 from sweeplab.registry.lineage import TAG_INPUT, TAG_LABELS, TAG_OUTPUT
@@ -67,7 +68,9 @@ def log_model(
         "pip_requirements": requirements,
         "metadata": {TAG_OUTPUT: model.output, **_labels(model)},
     }
-    with tempfile.TemporaryDirectory() as tmp:
+    # the pins are this environment's versions: MLflow's check of them by name alone
+    pinned = ["torch", "mlflow", "tokenizers"]
+    with tempfile.TemporaryDirectory() as tmp, compat.requirements_checked_by_name(pinned):
         module = Path(tmp, MODULE_FILE)
         torch.save(model, module)
         if getattr(model, "tokenizer", ""):
