@@ -53,6 +53,24 @@ class DatabaseLock:
         else:
             yield
 
+    def busy(self) -> bool:
+        """Whether another process holds the lock now (or waits for it); False where
+        there is no lock. What it says may change at once: for a choice that is right
+        either way, never to skip taking the lock."""
+        if self.file is not None:
+            return self.file.exists()  # it exists only while held or waited for
+        if self.url.startswith("postgresql"):
+            from sqlalchemy import text
+
+            with self._connect() as conn:
+                got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": self.key})
+                if got.scalar():
+                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
+                    conn.commit()
+                    return False
+                return True
+        return False
+
     def _connect(self) -> Any:
         if self._engine is None:
             from sqlalchemy import create_engine

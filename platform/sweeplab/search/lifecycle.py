@@ -6,6 +6,7 @@
     backend.run      the trials (a backend of catalog.BACKENDS, behind the Backend protocol)
     finish           state, best params and value, figures, plots, the best model
                      registered; whoever ends the last trial does it, and only here
+                     (a spawned local worker may draw the plots meanwhile: plots_ahead)
 
 ``Lifecycle`` is the ``Runner`` that the Python API hands to every sweep it creates or
 loads (``search.api``): ``Sweep.optimize``, ``register_best`` and ``compare`` are
@@ -26,6 +27,7 @@ from typing import Any, Protocol
 from optuna.trial import TrialState as OptunaState
 
 from sweeplab.interrupts import reason
+from sweeplab.locks import DatabaseLock
 from sweeplab.search import keys
 from sweeplab.search.baselines import yardstick
 from sweeplab.search.catalog import BACKEND_OPTIONS, BACKENDS
@@ -110,6 +112,7 @@ class Lifecycle:
         work = Work(
             deadline=None if timeout is None else time.monotonic() + timeout,
             on_trial=_with_callbacks(sweep, plan),
+            end_ahead=plots_ahead,
         )
         return run(sweep, backend, work)
 
@@ -190,11 +193,16 @@ def finish(sweep: Sweep) -> SweepResult:
         result = summarize(sweep)
         yardstick(sweep)
         draw_trial_figures(sweep)
-        if sweep.exp.tracking.report:
+        # the plots are drawn from what is stored before the model is registered: where
+        # a worker draws them now (plots_ahead), the model is registered meanwhile
+        ahead = _plots_lock(sweep).busy()
+        if sweep.exp.tracking.report and not ahead:
             _plots(sweep)
         registered = None
         if result.best is not None and sweep.exp.tracking.register_as:
             registered = register_best(sweep, result, sweep.exp.tracking.register_as)
+        if sweep.exp.tracking.report and ahead:
+            _plots(sweep)  # the worker's, once drawn (or drawn here if it died)
         sweep.set_state(state.ending)
         sweep.tracker.end_run(sweep.parent)
         return sweep.result(registered=registered)
@@ -216,15 +224,36 @@ def _end_orphans(sweep: Sweep) -> None:
             tracker.end_run(r.info.run_id, "KILLED")
 
 
+def plots_ahead(sweep: Sweep) -> None:
+    """A spawned local worker's last work (``Work.end_ahead``), once every trial has
+    ended: the sweep's plots and report, on a core that would idle while the process
+    that finishes the sweep registers its model; ``finish`` then finds them current.
+    Only where the baselines the report shows are in already (a worker left with no
+    trial to claim fit them): fitting them would hold the claim lock, which ``finish``
+    waits for."""
+    exp = sweep.exp
+    if not (exp.tracking.report and sweep.counts.ended(sweep.target)):
+        return
+    none = not exp.model.supervised or exp.tracking.baselines is False
+    if (none or keys.ATTR_BASELINES in sweep.study.user_attrs) and not sweep.state.finished:
+        _plots(sweep)
+
+
 def _plots(sweep: Sweep) -> None:
     """The sweep's plots and HTML report in its parent run (``compare``'s, drawn once
-    here); a sweep whose plots fail still ends (``compare`` draws them again)."""
+    here); a sweep whose plots fail still ends (``compare`` draws them again). Under the
+    plots lock: one process draws them, and another then finds them current."""
     from sweeplab.search.analysis.plots import draw_for_sweep
 
-    try:
-        draw_for_sweep(sweep)
-    except Exception as exc:
-        logger.warning("the plots of sweep %s could not be drawn: %s", sweep.name, exc)
+    with _plots_lock(sweep).held():
+        try:
+            draw_for_sweep(sweep)
+        except Exception as exc:
+            logger.warning("the plots of sweep %s could not be drawn: %s", sweep.name, exc)
+
+
+def _plots_lock(sweep: Sweep) -> DatabaseLock:
+    return DatabaseLock(sweep.store.storage_url, "plots", sweep.name)
 
 
 def summarize(sweep: Sweep) -> SweepResult:

@@ -105,6 +105,11 @@ class Counts:
         queued retry takes the place of its failed try once it runs)."""
         return self.finished + self.running
 
+    def ended(self, target: int) -> bool:
+        """Every trial of ``target`` has ended and none waits to run again: what is left
+        of the sweep is its end."""
+        return not self.running and not self.waiting and self.taken >= target
+
     @classmethod
     def of(cls, trials: Iterable[Any]) -> Counts:
         """The counts of Optuna trials (FrozenTrials)."""

@@ -66,13 +66,14 @@ class Plan:
 @dataclass(frozen=True, kw_only=True)
 class Work:
     """What a backend runs: trials until the sweep holds ``sweep.target`` (read as it
-    goes: an extended sweep's is higher), or until it asks for none (stopped), none
-    started after ``deadline`` (``time.monotonic()``); ``on_trial`` after each that ends;
-    ``workers`` share it on this machine (``--workers``), each claiming its share."""
+    goes), or until it asks for none (stopped), none started after ``deadline``
+    (``time.monotonic()``); ``on_trial`` after each that ends; ``workers`` (``--workers``)
+    each claim their share, and a spawned one ends with ``end_ahead`` (lifecycle's)."""
 
     deadline: float | None = None
     on_trial: OnTrial | None = None
     workers: int = 1
+    end_ahead: Callable[[Sweep], None] | None = None
 
     def out_of_time(self) -> bool:
         return self.deadline is not None and time.monotonic() >= self.deadline
@@ -146,8 +147,7 @@ class Sweep:
             )
         exp = Experiment.model_validate(json.loads(spec))
         if stream is not None:
-            # a stream of its own: a resumed or joining process does not draw the first
-            # process's configurations again
+            # its own stream: a joining process does not redraw the first one's draws
             study.sampler = build_sampler(exp, stream=f"{stream}:{len(study.trials)}")
             study.pruner = build_pruner(exp)
         return cls(study=study, storage=storage, exp=exp, store=store, runner=runner)

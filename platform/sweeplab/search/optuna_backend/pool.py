@@ -12,6 +12,10 @@ machine over the sweep's store (the embedded SQLite one too), under the claim lo
     Ctrl-C: every worker stops cleanly      Ctrl-C: its trial is failed and queued again
       (its trial queued again), then the      for resume, then it exits
       sweep is reported interrupted
+    every trial ended: the sweep finished   no trial left: it waits for the others (and
+      (its model registered) at once,         takes any queued again), then draws the
+      the plots waited for if a worker        plots (Work.end_ahead) and exits
+      draws them
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +34,7 @@ from sweeplab.interrupts import exit_status, signals_as_interrupts
 from sweeplab.logs import scoped_environ
 from sweeplab.search.claims import every
 from sweeplab.search.options import LocalWorkers
-from sweeplab.search.optuna_backend.worker import take_trials
+from sweeplab.search.optuna_backend.worker import RECOVERY_SECONDS, take_trials
 from sweeplab.search.ranking import own
 from sweeplab.search.sweep import OnTrial, Sweep, Work
 from sweeplab.store import Store
@@ -56,7 +60,7 @@ def run_workers(sweep: Sweep, options: LocalWorkers, work: Work) -> None:
     gpus = visible_gpus() if options.gpus is None else len(options.gpus)
     here = options.gpu_of(0, gpus) is None
     indices = range(1 if here else 0, options.workers)
-    processes = _spawn(sweep, options, indices, threads, gpus, work.deadline)
+    processes = _spawn(sweep, options, indices, threads, gpus, work)
     if options.started is not None:
         options.started.close()  # any left over (a GPU each: spawned with it instead)
     progress = Progress(sweep, work.on_trial)
@@ -68,8 +72,10 @@ def run_workers(sweep: Sweep, options: LocalWorkers, work: Work) -> None:
             with every(POLL_SECONDS, progress.report), _torch_threads(threads):
                 take_trials(sweep, shared)
         # every worker asked each time (not any(), which stops at the first alive): asking
-        # reaps a dead one, which until then is a zombie that looks alive to the others
-        while sum([p.is_alive() for p in processes]):
+        # reaps a dead one, which until then is a zombie that looks alive to the others.
+        # Once every trial has ended, the sweep is finished at once: a worker may still
+        # draw its plots meanwhile (Work.end_ahead), and exits when they are drawn
+        while sum([p.is_alive() for p in processes]) and not sweep.counts.ended(sweep.target):
             progress.report()
             time.sleep(POLL_SECONDS)
         if here and any(p.exitcode for p in processes):
@@ -89,7 +95,7 @@ def _spawn(
     indices: range,
     threads: int,
     gpus: int,
-    deadline: float | None,
+    shared: Work,
 ) -> list[Any]:
     context = multiprocessing.get_context("spawn")
     store, name = sweep.store, sweep.name
@@ -97,7 +103,7 @@ def _spawn(
     for index in indices:
         env = {"OMP_NUM_THREADS": str(threads)}
         gpu = options.gpu_of(index, gpus)
-        args = (store, name, threads, deadline, options.workers)
+        args = (store, name, threads, shared.deadline, options.workers, shared.end_ahead)
         if gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = gpu
         elif options.started is not None:
@@ -163,10 +169,17 @@ class Progress:
                 self.on_trial(self.sweep.event(t))
 
 
-def work(store: Store, name: str, threads: int, deadline: float | None, workers: int) -> None:
+def work(
+    store: Store,
+    name: str,
+    threads: int,
+    deadline: float | None,
+    workers: int,
+    end_ahead: Callable[[Sweep], None] | None = None,
+) -> None:
     """One worker process of ``workers``: its share of the cores, then trials until there
     are enough (``deadline``: of ``time.monotonic``, one clock for every process of this
-    machine)."""
+    machine), then ``end_ahead`` once the other workers' trials have ended too."""
     from sweeplab.logs import quick_exit, quiet_libraries
 
     quiet_libraries(training=True)  # a worker's start is an entry point
@@ -178,8 +191,31 @@ def work(store: Store, name: str, threads: int, deadline: float | None, workers:
     sweep = Sweep.open(store, name, stream=owner())
     try:
         with signals_as_interrupts():  # SIGTERM to the whole group (systemd) as Ctrl-C
-            take_trials(sweep, Work(deadline=deadline, workers=workers))
+            mine = Work(deadline=deadline, workers=workers)
+            take_trials(sweep, mine)
+            if end_ahead is not None and _until_the_others_end(sweep, mine):
+                end_ahead(sweep)
     except KeyboardInterrupt as exc:
         sys.exit(exit_status(exc))
     finally:
         quick_exit()  # the pool waits for this process to end
+
+
+def _until_the_others_end(sweep: Sweep, work: Work) -> bool:
+    """A spawned worker done with its trials waits while the others train, and takes any
+    trial queued again meanwhile (``take_trials``: a dead worker's trial is failed and
+    queued at most every ``RECOVERY_SECONDS``). True once every trial has ended; False
+    when the sweep is stopped or out of time, or the pool that started it is gone."""
+    pool = multiprocessing.parent_process()
+    claimed = time.monotonic()
+    while not work.out_of_time() and sweep.state.takes_trials:
+        if sweep.counts.waiting or time.monotonic() - claimed >= RECOVERY_SECONDS:
+            take_trials(sweep, work)
+            claimed = time.monotonic()
+        counts = sweep.counts
+        if not counts.running:
+            return counts.ended(sweep.target)
+        if pool is not None and not pool.is_alive():
+            return False
+        time.sleep(POLL_SECONDS)
+    return False
