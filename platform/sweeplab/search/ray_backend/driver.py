@@ -127,7 +127,10 @@ def _settle(sweep: Sweep, wait: float) -> None:
     stopped workers to exit (a worker on another host: its heartbeat tells later)."""
     recovery, deadline = Recovery(sweep), time.monotonic() + wait
     while True:
-        recovery.run()
+        # under the claim lock, as the Tune trials' claims run it: a dead trial seen by
+        # both at once was failed twice and its configuration queued twice (CI, once)
+        with sweep.lock.held():
+            recovery.run()
         if not sweep.counts.running or time.monotonic() >= deadline:
             return
         time.sleep(POLL_SECONDS)
@@ -286,7 +289,8 @@ class TrialEnd(tune.Callback):
         sweep = self.opened
         if trial.config.get(BATCH):  # its worker told the study, unless it died
             if error:
-                Recovery(sweep).run()
+                with sweep.lock.held():  # as in _settle: once, not by each who sees it
+                    Recovery(sweep).run()
             return
         trial_id = trial.config.get(TRIAL_ID)
         pbt = trial_id is None
