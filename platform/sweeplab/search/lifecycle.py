@@ -195,13 +195,14 @@ def finish(sweep: Sweep) -> SweepResult:
         draw_trial_figures(sweep)
         # the plots are drawn from what is stored before the model is registered: where
         # a worker draws them now (plots_ahead), the model is registered meanwhile
-        ahead = _plots_lock(sweep).busy()
-        if sweep.exp.tracking.report and not ahead:
+        report = sweep.exp.tracking.report
+        ahead = report and _plots_lock(sweep).busy()
+        if report and not ahead:
             _plots(sweep)
         registered = None
         if result.best is not None and sweep.exp.tracking.register_as:
             registered = register_best(sweep, result, sweep.exp.tracking.register_as)
-        if sweep.exp.tracking.report and ahead:
+        if ahead:
             _plots(sweep)  # the worker's, once drawn (or drawn here if it died)
         sweep.set_state(state.ending)
         sweep.tracker.end_run(sweep.parent)

@@ -209,10 +209,10 @@ def _until_the_others_end(sweep: Sweep, work: Work) -> bool:
     pool = multiprocessing.parent_process()
     claimed = time.monotonic()
     while not work.out_of_time() and sweep.state.takes_trials:
-        if sweep.counts.waiting or time.monotonic() - claimed >= RECOVERY_SECONDS:
+        counts = sweep.counts  # one query a poll, but after trials are taken
+        if counts.waiting or time.monotonic() - claimed >= RECOVERY_SECONDS:
             take_trials(sweep, work)
-            claimed = time.monotonic()
-        counts = sweep.counts
+            claimed, counts = time.monotonic(), sweep.counts
         if not counts.running:
             return counts.ended(sweep.target)
         if pool is not None and not pool.is_alive():
