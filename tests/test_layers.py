@@ -20,6 +20,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         (
             "sweeplab.compat",
             "sweeplab.store",
+            "sweeplab.schemas",
             "sweeplab.locks",
             "sweeplab.services",
             "sweeplab.outages",

@@ -205,3 +205,23 @@ def test_requirements_checked_by_name(tmp_path: Path, monkeypatch: pytest.Monkey
     assert ru._MODULES_TO_PACKAGES is None  # built whole again by whatever needs it next
     ru.warn_dependency_requirement_mismatches(pins)
     assert scans == [1] and "numpy" in ru._MODULES_TO_PACKAGES
+
+
+def test_create_mlflow_tables(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+    from sqlalchemy import create_engine, inspect, text
+
+    url = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    engine = create_engine(url)
+    compat.create_mlflow_tables(engine)
+    assert {"experiments", "runs", "registered_models"} <= set(inspect(engine).get_table_names())
+    with engine.connect() as conn:  # no experiment yet: each store creates its own default
+        assert conn.execute(text("SELECT count(*) FROM experiments")).scalar() == 0
+    engine.dispose()
+    with caplog.at_level(logging.INFO, logger="mlflow.store.db.utils"):
+        store = SqlAlchemyStore(url, (tmp_path / "artifacts").as_uri())
+    assert "Creating initial MLflow database tables" not in caplog.text  # none left to make
+    default = store.get_experiment("0")
+    assert default.artifact_location == (tmp_path / "artifacts" / "0").as_uri()

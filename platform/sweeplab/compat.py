@@ -152,3 +152,15 @@ def requirements_checked_by_name(packages: Sequence[str]) -> Iterator[None]:
         yield
     finally:
         ru._MODULES_TO_PACKAGES = ru._PACKAGES_TO_MODULES = None
+
+
+def create_mlflow_tables(engine: Any) -> None:
+    """Create MLflow's tables at their newest schema in the empty database behind
+    ``engine`` (``mlflow.store.db.utils._initialize_tables``: its first tables, then
+    every migration). MLflow runs this itself when a store opens a database without its
+    tables, then creates the default experiment; ``schemas`` runs it once into an empty
+    database that new stores are copied from, so the default experiment is still
+    created by each store, under its own artifact root."""
+    from mlflow.store.db.utils import _initialize_tables
+
+    _initialize_tables(engine)

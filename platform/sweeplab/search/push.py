@@ -71,9 +71,11 @@ def push_sweep(
             f"(a sweep whose workers died: `sweeplab resume {name}` ends it first)"
         )
     parent = sweep.parent
+    target.check()
+    if target.storage_exists():  # refused before the target's databases are made
+        _check_name(open_storage(target.storage_url), name, parent)
     target.prepare()
     to_storage = open_storage(target.storage_url)
-    _check_name(to_storage, name, parent)
     src = Tracker(source, exp.experiment_name)
     dst = Tracker(target, exp.experiment_name)
     runs = src.search(f"tags.`{keys.TAG_SWEEP}` = '{name}'")
