@@ -217,3 +217,26 @@ def test_a_layers_entry_fits_any_list_of_widths_and_is_checked_at_its_ends() -> 
                 search_space={"model.channels": {**layers, "depth": {"low": 0, "high": 2}}},
             )
         )
+
+
+def test_each_distribution_counts_the_values_it_gives() -> None:
+    space = SearchSpace.model_validate(
+        {
+            "a": {"type": "categorical", "choices": ["x", "y", "z"]},
+            "b": {"type": "int", "low": 8, "high": 30, "step": 8},  # 8, 16, 24
+            "c": {"type": "float", "low": 0.0, "high": 0.5, "step": 0.1},  # 0.0 ... 0.5
+            "d": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True},
+            "e": {
+                "type": "layers",
+                "depth": {"low": 0, "high": 2},
+                "width": {"low": 4, "high": 12, "step": 4},  # [], 3 of one, 9 of two
+            },
+        }
+    )
+    assert {key: dist.count() for key, dist in space.items()} == {
+        "a": 3,
+        "b": 3,
+        "c": 6,
+        "d": None,
+        "e": 13,
+    }

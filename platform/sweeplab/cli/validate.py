@@ -140,7 +140,22 @@ def _fusing(exp: Experiment, searched: list[str]) -> str:
         f"trials: up to {n} at a time{how} trained as one batched model; each draws its "
         f"own {', '.join(drawn)}"
         + (f", a batch shares one {', '.join(shared)}" if shared else "")
+        + (_shapes(exp, shared, n) if shared else "")
         + lost
+    )
+
+
+def _shapes(exp: Experiment, shared: list[str], n: int) -> str:
+    """What a batch's one shape costs the search: fewer shapes tried than trials."""
+    import math
+
+    counts = [dict(exp.space.items())[key].count() for key in shared]
+    batches = math.ceil(exp.sweep.trials / n)
+    total = math.prod(c for c in counts if c is not None) if None not in counts else None
+    held = "" if total is None else f"the space holds at most {total} shapes; "
+    return (
+        f"; its {exp.sweep.trials} trials make {batches} or more batches, one shape each "
+        f"({held}unfused, each trial draws its own)"
     )
 
 

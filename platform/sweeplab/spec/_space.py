@@ -60,6 +60,12 @@ class FloatDist(_Dist):
     def corners(self) -> list[Any]:
         return [self.low, self.high]
 
+    def count(self) -> int | None:
+        """How many values it gives (None: a continuum)."""
+        if self.step is None:
+            return None
+        return math.floor(round((self.high - self.low) / self.step, 9)) + 1  # 0.5/0.1: 5
+
     def refuses(self, value: Any) -> str | None:
         """Why ``value`` is not one this distribution gives (None: it is)."""
         if isinstance(value, bool) or not isinstance(value, int | float):
@@ -84,6 +90,10 @@ class IntDist(_Dist):
     def corners(self) -> list[Any]:
         return [self.low, self.high - (self.high - self.low) % self.step]
 
+    def count(self) -> int | None:
+        """How many values it gives."""
+        return (self.high - self.low) // self.step + 1
+
     def refuses(self, value: Any) -> str | None:
         """Why ``value`` is not one this distribution gives (None: it is)."""
         if isinstance(value, bool) or not isinstance(value, int):
@@ -104,6 +114,10 @@ class CategoricalDist(_Dist):
 
     def corners(self) -> list[Any]:
         return list(self.choices)
+
+    def count(self) -> int | None:
+        """How many values it gives."""
+        return len(self.choices)
 
     def refuses(self, value: Any) -> str | None:
         """Why ``value`` is not one this distribution gives (None: it is)."""
@@ -163,6 +177,11 @@ class LayersDist(_Dist):
         w = self.width
         top = w.high - (w.high - w.low) % w.step
         return [[w.low] * self.depth.low, [top] * self.depth.high]
+
+    def count(self) -> int | None:
+        """How many lists of widths it gives (each depth, each width per layer)."""
+        widths = (self.width.high - self.width.low) // self.width.step + 1
+        return sum(widths**depth for depth in range(self.depth.low, self.depth.high + 1))
 
     def refuses(self, value: Any) -> str | None:
         """Why ``value`` is not one this distribution gives (None: it is)."""

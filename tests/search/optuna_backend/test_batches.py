@@ -72,7 +72,9 @@ def test_validate_says_how_trials_fuse_and_ray_schedulers_refuse_them(write_spec
     assert out.returncode == 0, out.stderr
     assert (
         "trials: up to 4 at a time trained as one batched model; each draws its own "
-        "train.lr, train.weight_decay, a batch shares one model.hidden; a batch saves no "
+        "train.lr, train.weight_decay, a batch shares one model.hidden; its 4 trials make "
+        "1 or more batches, one shape each (the space holds at most 2 shapes; unfused, each "
+        "trial draws its own); a batch saves no "
         "mid-fit checkpoint (train.checkpoint_every is for trials alone): a killed batch "
         "trains again from its start"
     ) in out.stdout
@@ -101,6 +103,17 @@ def test_validate_says_how_trials_fuse_and_ray_schedulers_refuse_them(write_spec
         "trials: one at a time, not fused (on Ray, auto fuses with sweep.scheduler: none: "
         "Ray's scheduler 'asha' would stop a whole batch)"
     ) in auto.stdout
+    more = ("--set", "sweep.trials=9", "--set", "sweep.fuse_trials=2")
+    more += ("--set", 'search_space.model.dropout={"type": "float", "low": 0, "high": 0.5}')
+    more += (
+        "--set",
+        'search_space.train.batch_size={"type": "int", "low": 8, "high": 32, "step": 8}',
+    )
+    out = in_process("validate", str(spec), *more)
+    assert (
+        "its 9 trials make 5 or more batches, one shape each (the space holds at most 8 shapes"
+        in out.stdout
+    )
     shape_only = _spec()
     shape_only["search_space"] = {"model.hidden": SPACE["model.hidden"]}
     alone = in_process("validate", str(write_spec(shape_only, name="shape.yaml")))
