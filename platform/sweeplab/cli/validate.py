@@ -149,9 +149,9 @@ def _shapes(exp: Experiment, shared: list[str], n: int) -> str:
     """What a batch's one shape costs the search: fewer shapes tried than trials."""
     import math
 
-    counts = [dict(exp.space.items())[key].count() for key in shared]
+    counts = [exp.space.root[key].count() for key in shared]
     batches = math.ceil(exp.sweep.trials / n)
-    total = math.prod(c for c in counts if c is not None) if None not in counts else None
+    total = None if None in counts else math.prod(counts)  # type: ignore[arg-type]
     held = "" if total is None else f"the space holds at most {total} shapes; "
     return (
         f"; its {exp.sweep.trials} trials make {batches} or more batches, one shape each "

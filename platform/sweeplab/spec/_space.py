@@ -64,7 +64,8 @@ class FloatDist(_Dist):
         """How many values it gives (None: a continuum)."""
         if self.step is None:
             return None
-        return math.floor(round((self.high - self.low) / self.step, 9)) + 1  # 0.5/0.1: 5
+        steps = round((self.high - self.low) / self.step, 9)  # 0.5/0.1: 5 steps, not 4.99…
+        return math.floor(steps) + 1
 
     def refuses(self, value: Any) -> str | None:
         """Why ``value`` is not one this distribution gives (None: it is)."""
