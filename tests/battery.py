@@ -19,7 +19,8 @@ FINISHED_STATES = ("COMPLETE", "PRUNED", "FAIL")
 
 
 def popen(*args: str) -> subprocess.Popen[str]:
-    """The CLI in its own process group, so that a kill takes its children too."""
+    """The CLI in its own process group, so that a kill takes its children too; with
+    faulthandler on, so that ``ended`` can show where a hung one is."""
     return subprocess.Popen(
         [sys.executable, "-m", "sweeplab", *args],
         stdout=subprocess.PIPE,
@@ -27,7 +28,19 @@ def popen(*args: str) -> subprocess.Popen[str]:
         text=True,
         start_new_session=True,
         preexec_fn=default_signals,
+        env={**os.environ, "PYTHONFAULTHANDLER": "1"},
     )
+
+
+def ended(proc: subprocess.Popen[str], timeout: float) -> tuple[str, str]:
+    """``proc``'s output once it exits. One still running after ``timeout`` fails the
+    test with the stacks of every process of its group (SIGABRT: faulthandler's dump)."""
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGABRT)
+        _, errors = proc.communicate(timeout=30)
+        raise AssertionError(f"still running {timeout} s later:\n{errors[-20000:]}") from None
 
 
 def load(store: Any, name: str) -> Any:

@@ -22,7 +22,7 @@ from sweeplab.interrupts import (
     uninterrupted,
 )
 from sweeplab.store import Store
-from tests.battery import killable_spec, load, popen, wait_for_study
+from tests.battery import ended, killable_spec, load, popen, wait_for_study
 from tests.helpers import all_runs, sweeplab
 
 
@@ -91,7 +91,7 @@ def test_sigterm_to_the_parent_alone_stops_every_local_worker(
         time.sleep(0.05)
         running = [study.trials[t.number] for t in running]
     os.kill(proc.pid, signal.SIGTERM)
-    output, errors = proc.communicate(timeout=120)
+    output, errors = ended(proc, 120)
     assert proc.returncode == 143, output + errors
     trials = load(store, "term2").get_trials(deepcopy=False)
     reasons = {trials[t.number].user_attrs.get("fail_reason") for t in running}

@@ -68,6 +68,12 @@ class Backend(Protocol):
         """Run trials as ``work`` says, then return without finishing the sweep."""
         ...
 
+    def close(self) -> None:
+        """Once the sweep is finished (or ``run`` was interrupted): wait for what ``run``
+        left running to end (a local worker that draws the plots), so nothing of the
+        sweep outlives the call that ran it."""
+        ...
+
 
 def backend_for(
     name: str,
@@ -174,13 +180,16 @@ def reopen(sweep: Sweep, n_trials: int | None) -> None:
 def run(sweep: Sweep, backend: Backend, work: Work) -> SweepResult:
     """The backend's trials, then the sweep's end; Ctrl-C: ``SweepInterrupted``."""
     try:
-        backend.run(sweep, work)
-    except KeyboardInterrupt as exc:
-        sweep.set_state(SweepState.INTERRUPTED)
-        result = summarize(sweep)
-        sweep.tracker.end_run(sweep.parent, "KILLED")
-        raise SweepInterrupted(result, exc) from None
-    return finish(sweep)
+        try:
+            backend.run(sweep, work)
+        except KeyboardInterrupt as exc:
+            sweep.set_state(SweepState.INTERRUPTED)
+            result = summarize(sweep)
+            sweep.tracker.end_run(sweep.parent, "KILLED")
+            raise SweepInterrupted(result, exc) from None
+        return finish(sweep)
+    finally:
+        backend.close()
 
 
 def finish(sweep: Sweep) -> SweepResult:

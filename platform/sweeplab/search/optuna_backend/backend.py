@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sweeplab.search.options import BackendOptions, LocalWorkers
-from sweeplab.search.optuna_backend.pool import run_workers
+from sweeplab.search.optuna_backend.pool import Ending, run_workers
 from sweeplab.search.optuna_backend.worker import take_trials
 from sweeplab.search.sweep import Sweep, Work
 from sweeplab.spec import Experiment
@@ -19,6 +19,7 @@ class OptunaBackend:
 
     def __init__(self, options: LocalWorkers) -> None:
         self.options = options
+        self._ending = Ending()  # the workers still alive when `run` returned
 
     @classmethod
     def create(
@@ -38,6 +39,9 @@ class OptunaBackend:
 
     def run(self, sweep: Sweep, work: Work) -> None:
         if self.options.workers > 1:
-            run_workers(sweep, self.options, work)
+            self._ending = run_workers(sweep, self.options, work)
         else:
             take_trials(sweep, work)
+
+    def close(self) -> None:
+        self._ending.wait()

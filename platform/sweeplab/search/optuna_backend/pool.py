@@ -49,8 +49,10 @@ def visible_gpus() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
-def run_workers(sweep: Sweep, options: LocalWorkers, work: Work) -> None:
-    """Start the workers, report each trial as it ends, wait for them all.
+def run_workers(sweep: Sweep, options: LocalWorkers, work: Work) -> Ending:
+    """Start the workers, report each trial as it ends, wait for them all to end their
+    trials; the workers still alive then (one drawing the plots) come back to be waited
+    for once the sweep is finished.
 
     Without GPUs this process is worker 0: it has imported torch already and trains at
     once, while the spawned workers import theirs on the other cores.
@@ -87,6 +89,28 @@ def run_workers(sweep: Sweep, options: LocalWorkers, work: Work) -> None:
         _stop(processes)
         raise
     progress.report()
+    return Ending(tuple(p for p in processes if p.is_alive()))
+
+
+@dataclass(frozen=True)
+class Ending:
+    """The spawned workers alive when every trial had ended. Each exits by itself within
+    a poll, or once it has drawn the sweep's plots (``Work.end_ahead``), which the
+    process that finishes the sweep waits for under the plots lock anyway."""
+
+    processes: tuple[Any, ...] = ()
+
+    def wait(self, seconds: float = 60) -> None:
+        """Join them; one still alive after ``seconds`` (or at a Ctrl-C) is terminated."""
+        deadline = time.monotonic() + seconds
+        try:
+            for p in self.processes:
+                p.join(max(0.0, deadline - time.monotonic()))
+        finally:
+            for p in self.processes:
+                if p.is_alive():
+                    p.terminate()
+                    p.join(5)
 
 
 def _spawn(

@@ -92,6 +92,9 @@ class RayBackend:
         if sweep.exp.sweep.scheduler == "pbt":
             settle(sweep.study, sweep.tracker, owner())
 
+    def close(self) -> None:
+        pass  # a Ray started here stays up, for the next sweep of this process (ray.init)
+
 
 def fit(sweep: Sweep, tuner: tune.Tuner, polled: Progress | None) -> None:
     """Run ``tuner``'s Tune trials (``polled``: a progress event for each trial that the
