@@ -9,6 +9,7 @@ from typing import Any
 
 import optuna
 
+from sweeplab.interrupts import whole
 from sweeplab.outages import again_after_reconnect, wait_for_server
 
 HEARTBEAT_SECONDS = 5  # a running trial's heartbeat; dead after GRACE_SECONDS without one
@@ -61,14 +62,17 @@ def _create_schema_once(url: str, kwargs: dict[str, Any]) -> optuna.storages.RDB
 
 
 class _WaitingStorage(optuna.storages.RDBStorage):
-    """Optuna's RDB storage whose reads and value-setting writes are made again when a
+    """Optuna's RDB storage whose calls are each done whole before a Ctrl-C or SIGTERM
+    that comes during one is raised (``interrupts.uninterrupted``: a session cut by an
+    interrupt can leave the SQLite file locked for every worker, each then waiting its
+    60 s and failing), and whose reads and value-setting writes are made again when a
     database restart dropped the connection under them (``outages``): a trial that was
     reporting an epoch at that moment waits for the server instead of failing. Creating
     a study or a trial is not made again (a second call would create a second one);
     Optuna retries creating a trial itself."""
 
 
-for _name in (
+_MADE_AGAIN = (
     "get_all_trials",
     "get_trial",
     "get_all_studies",
@@ -89,10 +93,15 @@ for _name in (
     "set_trial_user_attr",
     "set_trial_system_attr",
     "record_heartbeat",
-):
-    setattr(
-        _WaitingStorage, _name, again_after_reconnect(getattr(optuna.storages.RDBStorage, _name))
-    )
+)
+_MADE_ONCE = ("create_new_study", "delete_study", "create_new_trial", "_get_stale_trial_ids")
+
+for _name in (*_MADE_AGAIN, *_MADE_ONCE):
+    # each try whole; the wait for a restarted server between tries stays interruptible
+    _method = whole(getattr(optuna.storages.RDBStorage, _name))
+    if _name in _MADE_AGAIN:
+        _method = again_after_reconnect(_method)
+    setattr(_WaitingStorage, _name, _method)
 
 
 def _write_ahead(engine: Any) -> None:
