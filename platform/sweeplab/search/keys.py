@@ -24,6 +24,8 @@ ATTR_BASELINES = "sweeplab.baselines"  # its scikit-learn baselines (training.ba
 # the test score of the version it registered last, under the trial's name for it
 # (test_acc, test_rmse): what its baselines are held against
 ATTR_REGISTERED_SCORE = "sweeplab.registered_score"
+# sweep.fuse_trials: the most trials a batch holds since one ran out of memory (halved)
+ATTR_BATCH_FITS = "sweeplab.batch_fits"
 
 # ------------------------------------------------------------- on a trial (user attrs)
 ATTR_RUN = "mlflow_run_id"  # the trial's MLflow run

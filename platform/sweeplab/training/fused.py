@@ -23,7 +23,15 @@ from sweeplab.spec import Experiment
 from sweeplab.training.batched import FusedModule
 from sweeplab.training.fusing import unfused
 
-__all__ = ["FusedModule", "LockstepBatches", "fit_batch", "fit_fused", "unfused"]
+__all__ = [
+    "FusedModule",
+    "LockstepBatches",
+    "fit_batch",
+    "fit_fused",
+    "free_memory",
+    "out_of_memory",
+    "unfused",
+]
 
 
 class LockstepBatches:
@@ -151,7 +159,8 @@ def fit_batch(
                 built.append((exp, *prepare(exp, seed, fold, tracking_uri, refit=refit)))
     costs = [model_cost(m, exp, d.split) for exp, d, m in built]
     for logger, cost in zip(loggers, costs, strict=True):
-        if logger is not None and ckpt_path is None:  # a resumed fit's runs have them
+        # a resumed fit's runs have them, and so do those of a batch tried again in halves
+        if logger is not None and ckpt_path is None and not _logged(logger, cost):
             logger.log_metrics(cost, step=0)
     members = iter(m for _, _, m in built)
     fused = FusedModule([(exp, [next(members) for _ in seeds]) for exp, seeds in trials])
@@ -181,3 +190,26 @@ def fit_batch(
     if all(isinstance(r, TrainingDiverged) for r in results):
         raise results[0]
     return results
+
+
+def _logged(logger: Logger, metrics: dict[str, float]) -> bool:
+    """Whether ``logger`` (sweeplab's, which keeps a history) has ``metrics`` already."""
+    history = getattr(logger, "history", {})
+    return all(key in history for key in metrics)
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is torch running out of memory: a GPU's (``torch.OutOfMemoryError``)
+    or the CPU allocator's, which raises a plain RuntimeError that says so."""
+    return isinstance(exc, torch.OutOfMemoryError) or (
+        isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)
+    )
+
+
+def free_memory() -> None:
+    """What a fit that raised left: its tensors collected, the GPU's cache given back."""
+    import gc
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

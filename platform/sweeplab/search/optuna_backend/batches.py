@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import statistics
 import time
@@ -35,6 +36,7 @@ from sweeplab.search.claims import heartbeat, retry
 from sweeplab.search.fits import Fits
 from sweeplab.search.keys import (
     ATTR_BATCH,
+    ATTR_BATCH_FITS,
     ATTR_EPOCHS,
     ATTR_REASON,
     ATTR_SAME_AS,
@@ -57,6 +59,8 @@ from sweeplab.search.trial import (
 from sweeplab.spec import Experiment
 from sweeplab.tracking.machine import PeakMemory
 from sweeplab.training.fusing import FUSIBLE, batch_shape, fused_count, unbatched
+
+logger = logging.getLogger(__name__)
 
 Asked = tuple[optuna.Trial, dict[str, Any]]  # a trial and its params (spec values)
 Shaped = tuple[optuna.Trial, dict[str, Any], Experiment]  # ... and its spec, validated once
@@ -82,6 +86,8 @@ def claim_size(sweep: Sweep, *, gpu: bool, workers: int = 1) -> int:
 
 def _batch_size(sweep: Sweep, *, gpu: bool) -> int:
     n = fused_count(sweep.exp, gpu=gpu)
+    fits = sweep.study.user_attrs.get(ATTR_BATCH_FITS)  # a batch ran out of memory
+    n = n if fits is None else max(1, min(n, int(fits)))
     epochs, seconds = sweep.exp.train.checkpoint_period
     if n == 1 or sweep.exp.sweep.fuse_trials != "auto" or (epochs is None and seconds is None):
         return n
@@ -202,11 +208,7 @@ def run_fused_trials(sweep: Sweep, group: Sequence[Shaped]) -> list[FrozenTrial]
     """Train the trials of ``group`` (one shape) as one batched model, and tell the
     study how each ended. A Ctrl-C or ``stop --now`` interrupts them all: each is queued
     again (``sweep.death_retries``) and the interrupt goes on."""
-    from sweeplab.training.fused import fit_batch
-
     numbers = ",".join(str(trial.number) for trial, *_ in group)
-    metric = sweep.exp.objective.metric
-    prunes = sweep.exp.sweep.pruner != "none" and len(sweep.study.directions) == 1
     members: list[_Member] = []
     memory = PeakMemory()
     started = time.perf_counter()
@@ -223,17 +225,8 @@ def run_fused_trials(sweep: Sweep, group: Sequence[Shaped]) -> list[FrozenTrial]
         try:  # from the first run on: an interrupt while they open fails them all too
             for shaped in group:
                 members.append(_open(sweep, shaped, numbers))
-            pruning = MemberPruning(
-                [m.trial for m in members], [m.loggers for m in members], metric, tell_pruned
-            )
             with memory:
-                results = fit_batch(
-                    [(m.exp, [m.exp.train.seed + r for *_, r in m.group]) for m in members],
-                    members[0].fold,
-                    [logger for m in members for logger in m.loggers],
-                    callbacks=[pruning] if prunes else [],
-                    tracking_uri=sweep.tracker.store.tracking_uri,
-                )
+                results = _fit(sweep, members, list(range(len(members))), tell_pruned)
         except BaseException as exc:
             seconds = time.perf_counter() - started
             for m in [m for t, m in enumerate(members) if t not in early]:
@@ -246,6 +239,55 @@ def run_fused_trials(sweep: Sweep, group: Sequence[Shaped]) -> list[FrozenTrial]
     for m in members:
         m.fits.seconds = seconds
     return _close_all(sweep, members, results, memory, early)
+
+
+def _fit(
+    sweep: Sweep, members: Sequence[_Member], at: list[int], tell_pruned: Callable[[int], None]
+) -> list[Any]:
+    """The members ``at`` trained as one batched model: each fit's FitResult or
+    TrainingDiverged, in order (``fit_batch``).
+
+    Where the batch runs out of memory before any member reported an epoch, each half
+    of it trains in turn instead (halved again as needed), from its start, and the
+    sweep's later batches hold at most a half (``ATTR_BATCH_FITS``): a batch too large
+    for its device costs a first step, not its trials. A batch's memory peaks in its
+    first steps (members only leave it). Out of memory later, its trials fail as any."""
+    from sweeplab.training.fit import TrainingDiverged
+    from sweeplab.training.fused import fit_batch, free_memory, out_of_memory
+
+    mine = [members[i] for i in at]
+    metric = sweep.exp.objective.metric
+    prunes = sweep.exp.sweep.pruner != "none" and len(sweep.study.directions) == 1
+    pruning = MemberPruning(
+        [m.trial for m in mine], [m.loggers for m in mine], metric, lambda t: tell_pruned(at[t])
+    )
+    try:
+        return fit_batch(
+            [(m.exp, [m.exp.train.seed + r for *_, r in m.group]) for m in mine],
+            mine[0].fold,
+            [each for m in mine for each in m.loggers],
+            callbacks=[pruning] if prunes else [],
+            tracking_uri=sweep.tracker.store.tracking_uri,
+        )
+    except Exception as exc:
+        started = any(each.history.get(metric) for m in mine for each in m.loggers)
+        if len(mine) == 1 or started or not out_of_memory(exc):
+            raise
+        logger.warning("a batch of %d trials ran out of memory: its halves train in turn", len(at))
+    free_memory()
+    half = len(at) // 2
+    with sweep.lock.held():
+        fits = sweep.study.user_attrs.get(ATTR_BATCH_FITS)
+        sweep.study.set_user_attr(ATTR_BATCH_FITS, min(half, fits or half))
+    results: list[Any] = []
+    for part in (at[:half], at[half:]):
+        try:
+            results += _fit(sweep, members, part, tell_pruned)
+        except TrainingDiverged as diverged:  # every fit of this half: not the other's
+            results += [diverged] * sum(len(members[i].group) for i in part)
+    if all(isinstance(r, TrainingDiverged) for r in results):
+        raise results[0]
+    return results
 
 
 def _close_all(
