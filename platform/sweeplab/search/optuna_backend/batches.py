@@ -250,8 +250,9 @@ def _fit(
     Where the batch runs out of memory before any member reported an epoch, each half
     of it trains in turn instead (halved again as needed), from its start, and the
     sweep's later batches hold at most a half (``ATTR_BATCH_FITS``): a batch too large
-    for its device costs a first step, not its trials. A batch's memory peaks in its
-    first steps (members only leave it). Out of memory later, its trials fail as any."""
+    for its device costs a first step, not its trials. Its first step is where a batch's
+    memory grows most (the optimizer's state); after its first epoch the members' best
+    weights are copied. Out of memory after that, its trials fail as any failure."""
     from sweeplab.training.fit import TrainingDiverged
     from sweeplab.training.fused import fit_batch, free_memory, out_of_memory
 
