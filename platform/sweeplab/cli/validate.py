@@ -151,7 +151,8 @@ def _shapes(exp: Experiment, shared: list[str], n: int) -> str:
 
     counts = [exp.space.root[key].count() for key in shared]
     batches = math.ceil(exp.sweep.trials / n)
-    total = None if None in counts else math.prod(counts)  # type: ignore[arg-type]
+    known = [c for c in counts if c is not None]
+    total = math.prod(known) if len(known) == len(counts) else None
     held = "" if total is None else f"the space holds at most {total} shapes; "
     return (
         f"; its {exp.sweep.trials} trials make {batches} or more batches, one shape each "

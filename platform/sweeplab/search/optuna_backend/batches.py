@@ -86,8 +86,9 @@ def claim_size(sweep: Sweep, *, gpu: bool, workers: int = 1) -> int:
 
 def _batch_size(sweep: Sweep, *, gpu: bool) -> int:
     n = fused_count(sweep.exp, gpu=gpu)
-    fits = sweep.study.user_attrs.get(ATTR_BATCH_FITS)  # a batch ran out of memory
-    n = n if fits is None else max(1, min(n, int(fits)))
+    if n > 1:  # the study read only where trials fuse: each claim holds the claim lock
+        fits = sweep.study.user_attrs.get(ATTR_BATCH_FITS)  # a batch ran out of memory
+        n = n if fits is None else max(1, min(n, int(fits)))
     epochs, seconds = sweep.exp.train.checkpoint_period
     if n == 1 or sweep.exp.sweep.fuse_trials != "auto" or (epochs is None and seconds is None):
         return n

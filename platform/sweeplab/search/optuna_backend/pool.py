@@ -94,9 +94,10 @@ def run_workers(sweep: Sweep, options: LocalWorkers, work: Work) -> Ending:
 
 @dataclass(frozen=True)
 class Ending:
-    """The spawned workers alive when every trial had ended. Each exits by itself within
-    a poll, or once it has drawn the sweep's plots (``Work.end_ahead``), which the
-    process that finishes the sweep waits for under the plots lock anyway."""
+    """Spawned workers to see out: those alive when every trial had ended, each exiting
+    by itself within a poll or once it has drawn the sweep's plots (``Work.end_ahead``,
+    which the process that finishes the sweep waits for under the plots lock anyway);
+    or, at a Ctrl-C, those told to stop (``_stop``)."""
 
     processes: tuple[Any, ...] = ()
 
@@ -169,11 +170,7 @@ def _stop(processes: list[Any]) -> None:
         if p.is_alive() and p.pid is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(p.pid, signal.SIGINT)
-    deadline = time.monotonic() + 60
-    for p in processes:
-        p.join(max(0.0, deadline - time.monotonic()))
-        if p.is_alive():
-            p.terminate()
+    Ending(tuple(processes)).wait(60)
 
 
 @dataclass
