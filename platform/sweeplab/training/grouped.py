@@ -93,16 +93,25 @@ def batch_norm(
 ) -> torch.Tensor:
     """BatchNorm1d of every member: in training its own batch's statistics, which
     update its own running ones (in place, as torch does for one model); in evaluation
-    its running ones."""
-    running_mean, running_var = state[f"{name}.running_mean"], state[f"{name}.running_var"]
+    its running ones.
+
+    One call of torch's own batch norm over the members' features side by side, (batch,
+    k * features), with the stacked statistics and affine parameters as flat views:
+    each (member, feature) is a channel of its own, so the statistics are each member's.
+    Written out in tensor ops instead (a mean, a variance, four elementwise ops and their
+    backward), it took 2.8 ms a step against 0.55 ms for k = 16, batch 64, 256 features.
+    """
+    k, rows, features = x.shape
+    y = torch.nn.functional.batch_norm(
+        x.transpose(0, 1).reshape(rows, k * features),
+        state[f"{name}.running_mean"].view(-1),
+        state[f"{name}.running_var"].view(-1),
+        state[f"{name}.weight"].reshape(-1),
+        state[f"{name}.bias"].reshape(-1),
+        training,
+        float(layer.momentum or 0.1),
+        layer.eps,
+    )
     if training:
-        mean, var = x.mean(dim=1), x.var(dim=1, unbiased=False)
-        momentum, n = float(layer.momentum or 0.1), x.shape[1]
-        with torch.no_grad():
-            running_mean.mul_(1 - momentum).add_(mean * momentum)
-            running_var.mul_(1 - momentum).add_(var * (n / max(n - 1, 1)) * momentum)
-            state[f"{name}.num_batches_tracked"].add_(1)
-    else:
-        mean, var = running_mean, running_var
-    x = (x - mean.unsqueeze(1)) / torch.sqrt(var.unsqueeze(1) + layer.eps)
-    return x * state[f"{name}.weight"].unsqueeze(1) + state[f"{name}.bias"].unsqueeze(1)
+        state[f"{name}.num_batches_tracked"].add_(1)
+    return y.view(rows, k, features).transpose(0, 1)
