@@ -152,6 +152,33 @@ def test_local_workers_each_claim_their_share_of_a_batch(store: Any) -> None:
     assert max(len(b.split(",")) for b in batches) == 3, batches
 
 
+def test_a_batch_about_to_end_counts_for_what_is_left_of_it_in_a_share(store: Any) -> None:
+    """24 trials, fuse_trials 8, 2 workers; 16 ended and another worker's 5 running. A
+    worker claiming the 3 left takes 2 when those 5 are in their last epochs (the other
+    worker takes the last one a moment later), and all 3 left and then some when they
+    have just started (it claims 4: its share of 3 + 5 trials of work)."""
+    from sweeplab.search.optuna_backend.batches import claim_size
+    from sweeplab.search.storage import open_storage
+    from sweeplab.search.sweep import Sweep
+
+    spec = _spec(trials=24, fuse_trials=8)
+    spec["train"]["max_epochs"] = 10  # not searched: each trial's is 10
+    exp = spec_from_dict(spec)
+    store.root.mkdir(parents=True)
+    storage = open_storage(store.storage_url)
+    study = optuna.create_study(study_name="share", storage=storage)
+    for _ in range(16):
+        study.tell(study.ask(), 0.5)
+    sweep = Sweep(study=study, storage=storage, exp=exp, store=store)
+    running = [study.ask() for _ in range(5)]
+    assert claim_size(sweep, gpu=False, workers=2) == 4  # ceil((3 + 5) / 2)
+    for trial in running:
+        for epoch in range(9):
+            trial.report(0.5, epoch)
+    assert claim_size(sweep, gpu=False, workers=2) == 2  # ceil((3 + 5 / 10) / 2)
+    assert claim_size(sweep, gpu=False, workers=1) == 8  # one worker: a whole batch
+
+
 def test_a_pruned_member_leaves_its_batch_alone_and_keeps_its_intermediate_values(
     store: Any,
 ) -> None:

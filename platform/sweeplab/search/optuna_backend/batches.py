@@ -48,6 +48,7 @@ from sweeplab.search.keys import (
 from sweeplab.search.optuna_backend.objective import OptunaHooks
 from sweeplab.search.restarts import fold_groups
 from sweeplab.search.sampling import same_as, suggest
+from sweeplab.search.states import Counts
 from sweeplab.search.sweep import Sweep
 from sweeplab.search.trial import (
     close_trial,
@@ -107,9 +108,25 @@ def _batch_size(sweep: Sweep, *, gpu: bool) -> int:
 
 
 def _share(sweep: Sweep, workers: int) -> int:
-    """One worker's share of the trials not finished (to take, or running elsewhere)."""
-    unfinished = sweep.target - sweep.counts.finished
-    return max(1, math.ceil(unfinished / workers))
+    """One worker's share of the work not done: the trials not taken yet (or queued
+    again), and what is left of those running elsewhere, each the fraction of its
+    epochs it has not reported yet (all of it where it reports none: no pruner).
+
+    Counting a running trial as a whole trial would leave the last trials to whoever
+    frees first: a worker whose batch is about to end takes a full batch while the
+    other, freed a second later, finds one trial left and then waits the batch out.
+    Weighed by what is left of them, the last trials split about evenly instead."""
+    trials = sweep.study.get_trials(deepcopy=False)
+    left = sum(_epochs_left(sweep, t) for t in trials if t.state is OptunaState.RUNNING)
+    return max(1, math.ceil((sweep.target - Counts.of(trials).taken + left) / workers))
+
+
+def _epochs_left(sweep: Sweep, trial: FrozenTrial) -> float:
+    """The fraction of a running trial's epochs it has not reported (its
+    ``train.max_epochs``: early stopping and pruning may end it sooner)."""
+    epochs = trial.params.get("train.max_epochs")
+    epochs = epochs if isinstance(epochs, int | float) else sweep.exp.train.max_epochs
+    return max(0.0, 1.0 - len(trial.intermediate_values) / max(1.0, float(epochs)))
 
 
 def ask_batch(sweep: Sweep, ask: Callable[[], optuna.Trial | None], size: int) -> list[Asked]:
