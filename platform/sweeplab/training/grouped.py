@@ -71,7 +71,10 @@ def dropout(x: torch.Tensor, p: float | torch.Tensor) -> torch.Tensor:
 
     Written out because torch's CPU dropout draws its mask with ``bernoulli_``, which
     takes twice the time of ``rand_like`` and a comparison: on the default MLP's fused
-    step (k = 2, two dropout layers) that was half a millisecond of 3.5.
+    step (k = 2, two dropout layers) that was half a millisecond of 3.5. The mask is
+    scaled outside the graph, so that the backward pass has one product to go through,
+    not a product and a division: 1.09 ms against 1.40 a layer for 16 members (forward,
+    backward and the draw).
     """
     if isinstance(p, torch.Tensor):
         if not bool((p > 0).any()):
@@ -81,7 +84,9 @@ def dropout(x: torch.Tensor, p: float | torch.Tensor) -> torch.Tensor:
         return x
     elif p >= 1:
         return torch.zeros_like(x)
-    return x * (torch.rand_like(x) >= p) / (1 - p)
+    with torch.no_grad():  # the mask scaled: one product in the graph, as torch's dropout
+        scale = (torch.rand_like(x) >= p) * (1 / (1 - p))
+    return x * scale
 
 
 def batch_norm(
