@@ -109,23 +109,17 @@ def _batch_size(sweep: Sweep, *, gpu: bool) -> int:
 
 def _share(sweep: Sweep, workers: int) -> int:
     """One worker's share of the work not done: the trials not taken yet (or queued
-    again), and what is left of those running elsewhere, each the fraction of its
-    epochs it has not reported yet (all of it where it reports none: no pruner).
-
-    Counting a running trial as a whole trial would leave the last trials to whoever
-    frees first: a worker whose batch is about to end takes a full batch while the
-    other, freed a second later, finds one trial left and then waits the batch out.
-    Weighed by what is left of them, the last trials split about evenly instead."""
+    again), and each trial running elsewhere as the fraction of its epochs (its
+    ``train.max_epochs``) not reported yet: all of it where it reports none (no pruner).
+    As whole trials, a batch about to end would leave the last trials to the first
+    worker freed, and the other would find one left, then wait that batch out."""
     trials = sweep.study.get_trials(deepcopy=False)
     left = sum(_epochs_left(sweep, t) for t in trials if t.state is OptunaState.RUNNING)
     return max(1, math.ceil((sweep.target - Counts.of(trials).taken + left) / workers))
 
 
 def _epochs_left(sweep: Sweep, trial: FrozenTrial) -> float:
-    """The fraction of a running trial's epochs it has not reported (its
-    ``train.max_epochs``: early stopping and pruning may end it sooner)."""
-    epochs = trial.params.get("train.max_epochs")
-    epochs = epochs if isinstance(epochs, int | float) else sweep.exp.train.max_epochs
+    epochs = trial.params.get("train.max_epochs", sweep.exp.train.max_epochs)
     return max(0.0, 1.0 - len(trial.intermediate_values) / max(1.0, float(epochs)))
 
 
